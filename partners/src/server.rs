@@ -1,0 +1,234 @@
+//! Shared state ([`Partners`]), [`serve`], and an in-process test helper
+//! ([`SpawnedPartners`]).
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::books::{AuditLog, Books, PaymentView};
+use crate::faults::{FaultConfig, FaultConfigError, FaultState, Plan, Service};
+
+/// Handle to the partners' shared state: books, live fault config, and the
+/// shutdown flag. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Partners {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    books: Mutex<Books>,
+    faults: Mutex<FaultState>,
+    /// Flipped to `true` once shutdown starts, so long sleeps (latency,
+    /// unknown-outcome delays) end at once instead of holding up the
+    /// graceful shutdown for up to two minutes.
+    stopping: watch::Sender<bool>,
+    /// Number of audit events, so tests can wait for an effect to land
+    /// instead of polling.
+    recorded: watch::Sender<usize>,
+}
+
+/// Poisoning only means another request panicked mid-update; the books have
+/// no multi-step invariants that a panic could half-apply, so keep serving.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Partners {
+    /// Empty books with a validated fault config.
+    pub fn new(config: FaultConfig) -> Result<Self, FaultConfigError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                books: Mutex::new(Books::new()),
+                faults: Mutex::new(FaultState::new(config)?),
+                stopping: watch::Sender::new(false),
+                recorded: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// The axum router serving this state.
+    pub fn router(&self) -> Router {
+        crate::http::router(self.clone())
+    }
+
+    /// The live fault config.
+    pub fn faults(&self) -> FaultConfig {
+        lock(&self.inner.faults).config().clone()
+    }
+
+    /// Replaces the fault config and reseeds the dice (from `config.seed`,
+    /// or OS entropy).
+    pub fn set_faults(&self, config: FaultConfig) -> Result<(), FaultConfigError> {
+        lock(&self.inner.faults).replace(config, true)
+    }
+
+    /// Applies a JSON merge patch to the live config (atomically) and returns
+    /// the result. The dice are reseeded only if the patch mentions `seed`.
+    pub fn patch_faults(&self, patch: Value) -> Result<FaultConfig, FaultConfigError> {
+        let reseed = patch.get("seed").is_some();
+        let mut faults = lock(&self.inner.faults);
+        let config = faults.config().patched(patch)?;
+        faults.replace(config.clone(), reseed)?;
+        Ok(config)
+    }
+
+    /// A copy of the audit trail.
+    pub fn audit(&self) -> AuditLog {
+        lock(&self.inner.books).audit()
+    }
+
+    /// Current state of a payment key.
+    pub fn payment(&self, key: &str) -> Option<PaymentView> {
+        lock(&self.inner.books).payment(key)
+    }
+
+    /// Makes pending sleeps end early; called by [`serve`] when its shutdown
+    /// future completes.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    pub(crate) fn plan(&self, service: Service, is_charge: bool) -> Plan {
+        lock(&self.inner.faults).plan(service, is_charge)
+    }
+
+    pub(crate) fn with_books<R>(&self, f: impl FnOnce(&mut Books) -> R) -> R {
+        let mut books = lock(&self.inner.books);
+        let result = f(&mut books);
+        let len = books.events().len();
+        // Under the books lock, so the counter never goes backwards.
+        self.inner.recorded.send_if_modified(|recorded| {
+            let changed = *recorded != len;
+            *recorded = len;
+            changed
+        });
+        result
+    }
+
+    /// Waits until the audit holds at least `len` events, at most `timeout`;
+    /// `true` if it does.
+    pub async fn wait_for_audit_len(&self, len: usize, timeout: Duration) -> bool {
+        let mut recorded = self.inner.recorded.subscribe();
+        tokio::time::timeout(timeout, recorded.wait_for(|n| *n >= len))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sleeps for `duration` unless shutdown starts first; `true` if the
+    /// full sleep happened.
+    pub(crate) async fn pause(&self, duration: Duration) -> bool {
+        let mut stopping = self.inner.stopping.subscribe();
+        if *stopping.borrow_and_update() {
+            return false;
+        }
+        if duration.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            _ = stopping.wait_for(|stopping| *stopping) => false,
+        }
+    }
+}
+
+/// Serves the partners on `listener` until `shutdown` completes, then stops
+/// gracefully (in-flight delayed replies are cut short).
+pub async fn serve(
+    listener: TcpListener,
+    config: FaultConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let partners =
+        Partners::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    serve_partners(listener, partners, shutdown).await
+}
+
+/// Like [`serve`], over existing state (so a caller can keep a handle).
+pub async fn serve_partners(
+    listener: TcpListener,
+    partners: Partners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = partners.router();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            partners.begin_shutdown();
+        })
+        .await
+}
+
+/// A partners server running on a task of the current tokio runtime, bound
+/// to `127.0.0.1:0`. Dropping it starts shutdown; [`SpawnedPartners::shutdown`]
+/// also waits for it.
+#[derive(Debug)]
+pub struct SpawnedPartners {
+    addr: SocketAddr,
+    partners: Partners,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SpawnedPartners {
+    /// Binds `127.0.0.1:0` and starts serving.
+    pub async fn start(config: FaultConfig) -> io::Result<Self> {
+        let partners =
+            Partners::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_partners(listener, partners.clone(), async move {
+            // A dropped sender counts as a stop request too.
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            partners,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Direct handle to the state (audit, faults) without HTTP.
+    pub fn partners(&self) -> &Partners {
+        &self.partners
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SpawnedPartners {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The one place that knows how replicated and persisted data is laid out in bytes: log entry
+//! payloads, snapshots, and the state digest. Everything is bincode 2 (standard config: varint
+//! integers, little endian) over the serde derives of the domain types, so a format change is a
+//! change to this file and a new `FORMAT_VERSION`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Entry, Params};
+use crate::error::SnapshotError;
+use crate::ids::NodeId;
+use crate::state::{AdmissionState, Deal, Executor, InvIdx, Investment, SagaIndex};
+use crate::table::KeyedVec;
+
+/// First bytes of every snapshot.
+pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
+/// Version of the snapshot payload layout written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Why an entry payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("log entry payload does not decode: {0}")]
+pub struct EntryDecodeError(#[from] bincode::error::DecodeError);
+
+/// Encodes a log entry payload.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    // Encoding into a Vec cannot fail for these types: no maps with non-string keys, no I/O.
+    bincode::serde::encode_to_vec(entry, config()).unwrap_or_default()
+}
+
+/// Decodes a log entry payload; trailing bytes are an error.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryDecodeError> {
+    let (entry, read) = bincode::serde::decode_from_slice(bytes, config())?;
+    if read != bytes.len() {
+        return Err(EntryDecodeError(bincode::error::DecodeError::Other(
+            "trailing bytes after the entry",
+        )));
+    }
+    Ok(entry)
+}
+
+/// A BLAKE3 hash of a state's logical content (its snapshot encoding). Replicas that applied the
+/// same entries have equal digests, however their memory is laid out.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateDigest(pub [u8; 32]);
+
+impl fmt::Display for StateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateDigest({self})")
+    }
+}
+
+/// The persisted part of the state, borrowed for writing. Derived values are left out.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    params: &'a Params,
+    now_ms: u64,
+    last_log_index: u64,
+    deals: &'a [Deal],
+    users: &'a [Box<str>],
+    investments: &'a [Investment],
+    executors: &'a BTreeMap<NodeId, Executor>,
+}
+
+/// The same layout as [`SnapshotRef`], owned, for reading.
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    params: Params,
+    now_ms: u64,
+    last_log_index: u64,
+    deals: Vec<Deal>,
+    users: Vec<text::Text>,
+    investments: Vec<Investment>,
+    executors: BTreeMap<NodeId, Executor>,
+}
+
+impl AdmissionState {
+    fn snapshot_ref(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            params: &self.params,
+            now_ms: self.now_ms,
+            last_log_index: self.last_log_index,
+            deals: self.deals.items(),
+            users: self.users.items(),
+            investments: self.investments.items(),
+            executors: &self.executors,
+        }
+    }
+
+    /// Writes a snapshot (magic, format version, payload) to `writer`, streaming.
+    pub fn write_snapshot<W: Write>(&self, mut writer: W) -> Result<(), SnapshotError> {
+        writer
+            .write_all(&SNAPSHOT_MAGIC)
+            .and_then(|()| writer.write_all(&FORMAT_VERSION.to_le_bytes()))
+            .map_err(|e| {
+                SnapshotError::Encode(bincode::error::EncodeError::Io { inner: e, index: 0 })
+            })?;
+        bincode::serde::encode_into_std_write(self.snapshot_ref(), &mut writer, config())?;
+        Ok(())
+    }
+
+    /// The snapshot as bytes.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_snapshot(&mut bytes);
+        bytes
+    }
+
+    /// Reads a snapshot back, rebuilding every derived index and checking the invariants; a
+    /// snapshot that decodes to an impossible state is refused, never half-loaded.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<AdmissionState, SnapshotError> {
+        let rest = bytes
+            .strip_prefix(&SNAPSHOT_MAGIC)
+            .ok_or(SnapshotError::BadMagic)?;
+        let (version, payload) = rest
+            .split_first_chunk::<4>()
+            .ok_or(SnapshotError::BadMagic)?;
+        let version = u32::from_le_bytes(*version);
+        if version != FORMAT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion(version));
+        }
+        let (owned, read): (SnapshotOwned, usize) =
+            bincode::serde::decode_from_slice(payload, config())?;
+        if read != payload.len() {
+            return Err(SnapshotError::Inconsistent(
+                "trailing bytes after the payload".into(),
+            ));
+        }
+        AdmissionState::from_snapshot(owned)
+    }
+
+    /// The digest of the state's logical content.
+    pub fn digest(&self) -> StateDigest {
+        let mut hasher = blake3::Hasher::new();
+        // Hashing is writing the snapshot into the hasher, which cannot fail.
+        let _ = self.write_snapshot(&mut hasher);
+        StateDigest(*hasher.finalize().as_bytes())
+    }
+
+    fn from_snapshot(snapshot: SnapshotOwned) -> Result<AdmissionState, SnapshotError> {
+        let inconsistent = |what: &str| SnapshotError::Inconsistent(what.to_owned());
+        snapshot
+            .params
+            .validate()
+            .map_err(|e| inconsistent(&e.to_string()))?;
+        if snapshot.investments.len() > InvIdx::MAX as usize
+            || snapshot.deals.len() > u32::MAX as usize
+            || snapshot.users.len() > u32::MAX as usize
+        {
+            return Err(inconsistent("too many entries"));
+        }
+        let duplicate = |_| inconsistent("duplicate ids");
+        let mut state = AdmissionState {
+            params: snapshot.params,
+            now_ms: snapshot.now_ms,
+            last_log_index: snapshot.last_log_index,
+            deals: KeyedVec::from_vec(snapshot.deals).map_err(duplicate)?,
+            users: KeyedVec::from_vec(snapshot.users.into_iter().map(|name| name.0).collect())
+                .map_err(duplicate)?,
+            investments: KeyedVec::from_vec(snapshot.investments).map_err(duplicate)?,
+            executors: snapshot.executors,
+            holdings: Default::default(),
+            sagas: SagaIndex::default(),
+        };
+        let derived = state.derive().map_err(|dangling| {
+            SnapshotError::Inconsistent(format!("{} names a missing deal or user", dangling.0))
+        })?;
+        state.install(derived);
+        state
+            .check_invariants()
+            .map_err(|violation| SnapshotError::Inconsistent(violation.to_string()))?;
+        Ok(state)
+    }
+}
+
+/// Deserializers for text fields that read through a borrowed `&str` when the input allows it.
+///
+/// bincode's owned-string path allocates the length a string claims before it reads the bytes,
+/// so one corrupt length could ask for terabytes. Borrowing first checks the claimed length
+/// against the bytes actually there; only then is the text copied.
+pub(crate) mod text {
+    use std::fmt;
+
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::Deserialize;
+
+    struct TextVisitor;
+
+    impl Visitor<'_> for TextVisitor {
+        type Value = Box<str>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Box<str>, E> {
+            Ok(text.into())
+        }
+    }
+
+    /// A `Box<str>` deserialized through [`text`](self).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(crate) struct Text(pub(crate) Box<str>);
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+            boxed(deserializer).map(Text)
+        }
+    }
+
+    pub(crate) fn boxed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Box<str>, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+
+    pub(crate) fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        boxed(deserializer).map(String::from)
+    }
+
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<str>>, D::Error> {
+        Option::<Text>::deserialize(deserializer).map(|text| text.map(|t| t.0))
+    }
+}

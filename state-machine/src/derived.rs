@@ -1,0 +1,97 @@
+//! The derived part of the state, computed from scratch from the investments in decision order.
+//!
+//! The hot path maintains these values incrementally; loading a snapshot installs them from
+//! here, and [`crate::AdmissionState::check_invariants`] compares the two, so both paths are
+//! held to one definition.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use crate::outcome::{RejectReason, Status};
+use crate::saga::SagaStep;
+use crate::state::{AdmissionState, DealCounters, DealIdx, InvIdx, SagaIndex, UserIdx};
+use crate::table::FixedHasher;
+
+/// Everything derivable; the deal vectors are parallel to the deal table.
+pub(crate) struct Derived {
+    pub(crate) deal_counters: Vec<DealCounters>,
+    pub(crate) deal_decisions: Vec<Vec<InvIdx>>,
+    pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
+    pub(crate) sagas: SagaIndex,
+}
+
+/// An investment naming a deal or user the state does not have.
+#[derive(Debug)]
+pub(crate) struct DanglingReference(pub(crate) crate::RequestId);
+
+impl AdmissionState {
+    pub(crate) fn derive(&self) -> Result<Derived, DanglingReference> {
+        let mut derived = Derived {
+            deal_counters: vec![DealCounters::default(); self.deals.len()],
+            deal_decisions: vec![Vec::new(); self.deals.len()],
+            holdings: HashMap::default(),
+            sagas: SagaIndex::default(),
+        };
+        let mut deadlines = Vec::new();
+        for (idx, inv) in self.investments.items().iter().enumerate() {
+            let idx = idx as InvIdx;
+            let (Some(counters), Some(decisions), true) = (
+                derived.deal_counters.get_mut(inv.deal as usize),
+                derived.deal_decisions.get_mut(inv.deal as usize),
+                (inv.user as usize) < self.users.len(),
+            ) else {
+                return Err(DanglingReference(inv.request_id));
+            };
+            // Requests naming a deal that does not exist are not part of any deal's list.
+            if inv.reject != Some(RejectReason::DealNotFound) {
+                decisions.push(idx);
+            }
+            if inv.status.is_active() {
+                counters.investor_count += 1;
+                counters.reserved = counters.reserved.saturating_add(inv.amount);
+                derived
+                    .holdings
+                    .entry(inv.user)
+                    .or_default()
+                    .push((inv.deal, idx));
+            }
+            if inv.status == Status::Confirmed {
+                counters.confirmed_count += 1;
+                counters.confirmed_amount = counters.confirmed_amount.saturating_add(inv.amount);
+            }
+            if let Some(saga) = inv.saga.as_deref().filter(|s| s.step != SagaStep::Done) {
+                match saga.assignee {
+                    Some(node_id) => {
+                        derived
+                            .sagas
+                            .by_executor
+                            .entry(node_id)
+                            .or_default()
+                            .insert(idx);
+                    }
+                    None => {
+                        derived.sagas.unassigned.insert(idx);
+                    }
+                }
+                if saga.step.is_compensable() {
+                    deadlines.push(Reverse((saga.deadline_ms, idx)));
+                }
+            }
+        }
+        derived.sagas.deadlines = deadlines.into();
+        Ok(derived)
+    }
+
+    /// Replaces every derived value with `derived`.
+    pub(crate) fn install(&mut self, derived: Derived) {
+        let deals = self.deals.items_mut().iter_mut();
+        for ((deal, counters), decisions) in
+            deals.zip(derived.deal_counters).zip(derived.deal_decisions)
+        {
+            deal.counters = counters;
+            deal.decisions = decisions;
+        }
+        self.holdings = derived.holdings;
+        self.sagas = derived.sagas;
+    }
+}

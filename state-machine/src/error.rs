@@ -1,0 +1,118 @@
+//! Errors of the state machine. Business rejections (a full deal, a closed deal…) are not errors:
+//! they are [`crate::Verdict::Rejected`] decisions, recorded like admissions.
+
+use crate::ids::{IdError, RequestId};
+use crate::money::MoneyError;
+use crate::saga::SagaStep;
+
+/// Why a command was refused without changing anything.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A field is malformed; maps to `INVALID_ARGUMENT`.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The offending field, as named in the API.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The request id was decided before with another payload; maps to `ALREADY_EXISTS`.
+    #[error("request {request_id} already exists with a different deal, user or amount")]
+    RequestConflict {
+        /// The reused id.
+        request_id: RequestId,
+    },
+    /// A deal with this id exists with other terms; maps to `ALREADY_EXISTS`.
+    #[error("deal {deal_id} already exists with different terms")]
+    DealConflict {
+        /// The existing deal.
+        deal_id: String,
+    },
+    /// The command names a deal that was never created; maps to `NOT_FOUND`.
+    #[error("deal {deal_id} not found")]
+    DealNotFound {
+        /// The unknown deal.
+        deal_id: String,
+    },
+    /// The command names an unknown investment; maps to `NOT_FOUND`.
+    #[error("investment {request_id} not found")]
+    InvestmentNotFound {
+        /// The unknown id.
+        request_id: RequestId,
+    },
+    /// The saga is past the point where compensation applies; maps to `FAILED_PRECONDITION`.
+    #[error("saga of {request_id} is in step {step} and cannot be compensated")]
+    NotCompensable {
+        /// The investment.
+        request_id: RequestId,
+        /// Its current step.
+        step: SagaStep,
+    },
+}
+
+impl CommandError {
+    pub(crate) fn invalid(field: &'static str, reason: &str) -> CommandError {
+        CommandError::InvalidArgument {
+            field,
+            reason: reason.to_owned(),
+        }
+    }
+
+    pub(crate) fn invalid_id(field: &'static str, error: IdError) -> CommandError {
+        CommandError::InvalidArgument {
+            field,
+            reason: error.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid_money(field: &'static str, error: MoneyError) -> CommandError {
+        CommandError::InvalidArgument {
+            field,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Why a whole entry was refused: a bug or a misuse by the caller, never by a client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Entries must be applied in strictly increasing log order, each once.
+    #[error("entry at log index {got} applied after index {last}")]
+    OutOfOrder {
+        /// The last index applied.
+        last: u64,
+        /// The index offered now.
+        got: u64,
+    },
+    /// An entry may hold at most [`crate::ENTRY_COMMANDS_MAX`] commands.
+    #[error("entry holds {0} commands, more than allowed")]
+    TooManyCommands(usize),
+}
+
+/// Why a snapshot could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The bytes do not start with the snapshot magic.
+    #[error("not an admission-ledger snapshot")]
+    BadMagic,
+    /// Written by a format this build does not know.
+    #[error("unsupported snapshot format version {0}")]
+    UnsupportedVersion(u32),
+    /// The payload does not decode.
+    #[error("snapshot payload does not decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    /// The state could not be encoded (an I/O error of the writer).
+    #[error("snapshot could not be encoded: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// The payload decodes but describes an impossible state.
+    #[error("snapshot is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Why a query could not be answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// No deal with this id was created.
+    #[error("deal {0} not found")]
+    DealNotFound(String),
+}

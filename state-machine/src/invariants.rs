@@ -1,0 +1,200 @@
+//! Invariants I1–I3 of `DESIGN.md` §4.5, and the coherence of every derived value with the
+//! investments. Tests call this after every command; loading a snapshot calls it to refuse an
+//! impossible state. O(n): never on the hot path.
+
+use crate::ids::RequestId;
+use crate::outcome::{RejectReason, Status};
+use crate::saga::{Saga, SagaStep};
+use crate::state::AdmissionState;
+
+/// An invariant that does not hold, with what was found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{invariant} violated: {detail}")]
+pub struct InvariantViolation {
+    /// Which invariant, e.g. `"I1 investor limit"`.
+    pub invariant: &'static str,
+    /// What was found.
+    pub detail: String,
+}
+
+fn violated(invariant: &'static str, detail: String) -> Result<(), InvariantViolation> {
+    Err(InvariantViolation { invariant, detail })
+}
+
+impl AdmissionState {
+    /// Checks I1 (seats), I2 (amounts), I3 (one active investment per user and deal), that every
+    /// investment's status fits its saga, that open sagas belong to live executors, and that
+    /// every maintained counter and index equals what the investments imply.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let derived = match self.derive() {
+            Ok(derived) => derived,
+            Err(dangling) => {
+                return violated(
+                    "references",
+                    format!("{} names a missing deal or user", dangling.0),
+                )
+            }
+        };
+        let any_live = self.executors.values().any(|e| e.live);
+        for inv in self.investments.items() {
+            let request_id = inv.request_id;
+            check_status_fits_saga(request_id, inv.status, inv.reject, inv.saga.as_deref())?;
+            if inv.status.is_active() && self.deals.at(inv.deal).is_none_or(|d| d.terms.is_none()) {
+                return violated(
+                    "references",
+                    format!("{request_id} holds a seat in a deal never created"),
+                );
+            }
+            let Some(saga) = inv.saga.as_deref().filter(|s| s.step != SagaStep::Done) else {
+                continue;
+            };
+            match saga.assignee {
+                Some(node_id) if !self.executors.get(&node_id).is_some_and(|e| e.live) => {
+                    return violated(
+                        "saga ownership",
+                        format!(
+                            "{request_id} is assigned to executor {node_id}, which is not live"
+                        ),
+                    );
+                }
+                None if any_live => {
+                    return violated(
+                        "saga ownership",
+                        format!("{request_id} is unassigned while an executor is live"),
+                    );
+                }
+                _ => {}
+            }
+        }
+
+        for (deal, (expected, decisions)) in self
+            .deals
+            .items()
+            .iter()
+            .zip(derived.deal_counters.iter().zip(&derived.deal_decisions))
+        {
+            let name = &deal.deal_id;
+            let counters = deal.counters;
+            if counters.investor_count != expected.investor_count {
+                return violated(
+                    "I1 investor count",
+                    format!(
+                        "deal {name}: counter {} but {} active investments",
+                        counters.investor_count, expected.investor_count
+                    ),
+                );
+            }
+            if counters.reserved != expected.reserved {
+                return violated(
+                    "I2 reserved amount",
+                    format!(
+                        "deal {name}: counter {} but active investments sum to {}",
+                        counters.reserved, expected.reserved
+                    ),
+                );
+            }
+            if counters != *expected {
+                return violated(
+                    "confirmed totals",
+                    format!("deal {name}: counters {counters:?}, investments say {expected:?}"),
+                );
+            }
+            if deal.decisions != *decisions {
+                return violated(
+                    "decision order",
+                    format!("deal {name}: decision list differs from the investments"),
+                );
+            }
+            if let Some(terms) = deal.terms {
+                if counters.investor_count > terms.max_investors {
+                    return violated(
+                        "I1 investor limit",
+                        format!(
+                            "deal {name}: {} investors, limit {}",
+                            counters.investor_count, terms.max_investors
+                        ),
+                    );
+                }
+                if counters.reserved > terms.amount {
+                    return violated(
+                        "I2 deal amount",
+                        format!(
+                            "deal {name}: {} reserved, amount {}",
+                            counters.reserved, terms.amount
+                        ),
+                    );
+                }
+            }
+        }
+
+        if self.holdings != derived.holdings {
+            return violated(
+                "user holdings",
+                "users' active lists differ from the investments".to_owned(),
+            );
+        }
+        for (user, held) in &self.holdings {
+            // Holdings are in decision order; a repeated deal means two active investments.
+            for (i, &(deal, _)) in held.iter().enumerate() {
+                if held[..i].iter().any(|&(other, _)| other == deal) {
+                    let name = self.users.at(*user).map_or("?", |u| &**u);
+                    return violated(
+                        "I3 one active investment per user and deal",
+                        format!("user {name} holds two active investments in one deal"),
+                    );
+                }
+            }
+        }
+
+        if self.sagas.by_executor != derived.sagas.by_executor
+            || self.sagas.unassigned != derived.sagas.unassigned
+        {
+            return violated(
+                "saga index",
+                "executor assignment index differs from the sagas".to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn check_status_fits_saga(
+    request_id: RequestId,
+    status: Status,
+    reject: Option<RejectReason>,
+    saga: Option<&Saga>,
+) -> Result<(), InvariantViolation> {
+    let fits = match (status, saga) {
+        (Status::Rejected, None) => reject.is_some(),
+        (Status::Pending, Some(saga)) => {
+            reject.is_none()
+                && match saga.step {
+                    SagaStep::Payment | SagaStep::Documents => saga.cancel_cause.is_none(),
+                    SagaStep::Void => saga.cancel_cause.is_some(),
+                    SagaStep::Notify | SagaStep::Done => false,
+                }
+        }
+        (Status::Confirmed, Some(saga)) => {
+            reject.is_none()
+                && saga.cancel_cause.is_none()
+                && matches!(saga.step, SagaStep::Notify | SagaStep::Done)
+        }
+        (Status::Cancelled, Some(saga)) => {
+            reject.is_none()
+                && saga.cancel_cause.is_some()
+                && matches!(saga.step, SagaStep::Notify | SagaStep::Done)
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        violated(
+            "status and saga",
+            format!(
+                "{request_id} is {status:?} with saga step {:?}",
+                saga.map(|s| s.step)
+            ),
+        )
+    }
+}

@@ -1,0 +1,295 @@
+//! Read-only views of the state for the API, the executors and operators. Views are owned
+//! copies: a reader never holds the state while it formats a reply.
+
+use crate::command::Params;
+use crate::error::QueryError;
+use crate::ids::{NodeId, RequestId};
+use crate::money::Money;
+use crate::outcome::{Decision, RejectReason, Status};
+use crate::saga::Saga;
+use crate::state::{decision_of, AdmissionState, Deal, DealStatus, DealTerms, InvIdx, Investment};
+
+/// Default page size of list queries.
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+/// Largest page size of list queries.
+pub const PAGE_SIZE_MAX: usize = 1_000;
+
+/// A deal with its live totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DealView {
+    /// Its id.
+    pub deal_id: String,
+    /// Its terms.
+    pub terms: DealTerms,
+    /// Open or closed.
+    pub status: DealStatus,
+    /// PENDING + CONFIRMED investments.
+    pub investor_count: u32,
+    /// Sum of PENDING + CONFIRMED amounts.
+    pub reserved_amount: Money,
+    /// CONFIRMED investments.
+    pub confirmed_count: u32,
+    /// Sum of CONFIRMED amounts.
+    pub confirmed_amount: Money,
+    /// Log time of creation.
+    pub created_at_ms: u64,
+}
+
+/// An investment as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvestmentView {
+    /// The request id.
+    pub request_id: RequestId,
+    /// The deal asked for.
+    pub deal_id: String,
+    /// The investor.
+    pub user_id: String,
+    /// The ticket.
+    pub amount: Money,
+    /// Current status.
+    pub status: Status,
+    /// For REJECTED: why.
+    pub reject_reason: Option<RejectReason>,
+    /// The entry that decided it.
+    pub log_index: u64,
+    /// Its position in that entry.
+    pub offset: u32,
+    /// Log time of the decision.
+    pub decided_at_ms: u64,
+    /// For admitted investments: the saga's progress.
+    pub saga: Option<Saga>,
+}
+
+impl InvestmentView {
+    /// The decision as first made (what `Submit` answered).
+    pub fn decision(&self) -> Decision {
+        Decision {
+            request_id: self.request_id,
+            verdict: match self.reject_reason {
+                Some(reason) => crate::Verdict::Rejected(reason),
+                None => crate::Verdict::Pending,
+            },
+            log_index: self.log_index,
+            offset: self.offset,
+        }
+    }
+}
+
+/// A user's active investments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserView {
+    /// The user.
+    pub user_id: String,
+    /// PENDING investments, in decision order.
+    pub pending: Vec<InvestmentView>,
+    /// CONFIRMED investments, in decision order.
+    pub confirmed: Vec<InvestmentView>,
+}
+
+/// An executor as the state sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecutorView {
+    /// Its node.
+    pub node_id: NodeId,
+    /// Log time of its last heartbeat.
+    pub last_heartbeat_ms: u64,
+    /// Whether its lease holds.
+    pub live: bool,
+    /// Open sagas assigned to it.
+    pub open_sagas: usize,
+}
+
+/// One page of a list, with the cursor of the next page if there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `start` to get the next page; `None` at the end.
+    pub next: Option<u64>,
+}
+
+impl AdmissionState {
+    /// The tunables in force.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// Log time: the largest leader timestamp applied so far.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The log index of the last entry applied (0 for an empty state).
+    pub fn last_log_index(&self) -> u64 {
+        self.last_log_index
+    }
+
+    /// How many requests were decided (admitted or rejected).
+    pub fn investment_count(&self) -> usize {
+        self.investments.len()
+    }
+
+    /// A created deal.
+    pub fn deal(&self, deal_id: &str) -> Option<DealView> {
+        self.deals.get(deal_id).and_then(deal_view)
+    }
+
+    /// Created deals in creation order of their ids, from cursor `start`.
+    pub fn deals(&self, start: u64, limit: usize) -> Page<DealView> {
+        let limit = page_size(limit);
+        let mut items = Vec::new();
+        let mut cursor = start;
+        while let Some(deal) = usize::try_from(cursor)
+            .ok()
+            .and_then(|c| self.deals.items().get(c))
+        {
+            if items.len() == limit {
+                return Page {
+                    items,
+                    next: Some(cursor),
+                };
+            }
+            items.extend(deal_view(deal));
+            cursor += 1;
+        }
+        Page { items, next: None }
+    }
+
+    /// An investment by its request id.
+    pub fn investment(&self, request_id: RequestId) -> Option<InvestmentView> {
+        self.investments
+            .get(&request_id)
+            .map(|inv| self.view_of(inv))
+    }
+
+    /// The decision recorded for a request id, as `Submit` answered it.
+    pub fn decision(&self, request_id: RequestId) -> Option<Decision> {
+        self.investments.get(&request_id).map(decision_of)
+    }
+
+    /// A deal's investments in decision order (admitted and rejected), from position `start`.
+    pub fn deal_investments(
+        &self,
+        deal_id: &str,
+        start: u64,
+        limit: usize,
+    ) -> Result<Page<InvestmentView>, QueryError> {
+        let deal = match self.deals.get(deal_id) {
+            Some(deal) if deal.terms.is_some() => deal,
+            _ => return Err(QueryError::DealNotFound(deal_id.to_owned())),
+        };
+        let limit = page_size(limit);
+        let from = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(deal.decisions.len());
+        let to = from.saturating_add(limit).min(deal.decisions.len());
+        let items = deal.decisions[from..to]
+            .iter()
+            .filter_map(|&idx| self.investment_at(idx))
+            .collect();
+        let next = (to < deal.decisions.len()).then_some(to as u64);
+        Ok(Page { items, next })
+    }
+
+    /// A user's PENDING and CONFIRMED investments; `None` for a user never seen.
+    pub fn user(&self, user_id: &str) -> Option<UserView> {
+        let user_idx = self.users.position(user_id)?;
+        let mut view = UserView {
+            user_id: user_id.to_owned(),
+            pending: Vec::new(),
+            confirmed: Vec::new(),
+        };
+        for &(_, idx) in self.holdings.get(&user_idx).into_iter().flatten() {
+            let Some(inv) = self.investment_at(idx) else {
+                continue;
+            };
+            match inv.status {
+                Status::Confirmed => view.confirmed.push(inv),
+                _ => view.pending.push(inv),
+            }
+        }
+        Some(view)
+    }
+
+    /// The open sagas (not yet done) assigned to `node_id`'s executor, in decision order: what
+    /// that executor has to work on.
+    pub fn executor_sagas(&self, node_id: NodeId) -> Vec<InvestmentView> {
+        self.sagas
+            .by_executor
+            .get(&node_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&idx| self.investment_at(idx))
+            .collect()
+    }
+
+    /// Open sagas waiting for any executor to be live.
+    pub fn unassigned_sagas(&self) -> Vec<InvestmentView> {
+        self.sagas
+            .unassigned
+            .iter()
+            .filter_map(|&idx| self.investment_at(idx))
+            .collect()
+    }
+
+    /// Every executor ever seen, by node id.
+    pub fn executors(&self) -> Vec<ExecutorView> {
+        self.executors
+            .iter()
+            .map(|(&node_id, executor)| ExecutorView {
+                node_id,
+                last_heartbeat_ms: executor.last_heartbeat_ms,
+                live: executor.live,
+                open_sagas: self.sagas.by_executor.get(&node_id).map_or(0, |s| s.len()),
+            })
+            .collect()
+    }
+
+    pub(crate) fn investment_at(&self, idx: InvIdx) -> Option<InvestmentView> {
+        self.investments.at(idx).map(|inv| self.view_of(inv))
+    }
+
+    fn view_of(&self, inv: &Investment) -> InvestmentView {
+        InvestmentView {
+            request_id: inv.request_id,
+            deal_id: self
+                .deals
+                .at(inv.deal)
+                .map(|d| d.deal_id.to_string())
+                .unwrap_or_default(),
+            user_id: self
+                .users
+                .at(inv.user)
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            amount: inv.amount,
+            status: inv.status,
+            reject_reason: inv.reject,
+            log_index: inv.log_index,
+            offset: inv.offset,
+            decided_at_ms: inv.decided_at_ms,
+            saga: inv.saga.as_deref().cloned(),
+        }
+    }
+}
+
+fn deal_view(deal: &Deal) -> Option<DealView> {
+    let terms = deal.terms?;
+    Some(DealView {
+        deal_id: deal.deal_id.to_string(),
+        terms,
+        status: deal.status,
+        investor_count: deal.counters.investor_count,
+        reserved_amount: deal.counters.reserved,
+        confirmed_count: deal.counters.confirmed_count,
+        confirmed_amount: deal.counters.confirmed_amount,
+        created_at_ms: deal.created_at_ms,
+    })
+}
+
+fn page_size(limit: usize) -> usize {
+    match limit {
+        0 => PAGE_SIZE_DEFAULT,
+        n => n.min(PAGE_SIZE_MAX),
+    }
+}

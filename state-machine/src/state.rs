@@ -1,0 +1,711 @@
+//! [`AdmissionState`]: the replicated state and its one way to change, [`AdmissionState::apply_entry`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CreateDeal, Entry, Params, RecordStep, StepResult, Submit};
+use crate::error::{CommandError, EntryError};
+use crate::ids::{NodeId, RequestId};
+use crate::money::Money;
+use crate::outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
+use crate::saga::{CancelCause, Saga, SagaEvent, SagaStep};
+use crate::table::{FixedHasher, Keyed, KeyedVec, Lookup};
+
+/// Most commands one entry may carry; bounds a batch and keeps offsets in a `u32`.
+pub const ENTRY_COMMANDS_MAX: usize = 65_536;
+
+/// The whole admission state of one replica.
+///
+/// Ground truth is kept in insertion-ordered tables (deals, user ids, investments in decision
+/// order) and the executor table; everything else (deal counters, decision lists, users'
+/// holdings, the saga indexes) is derived, maintained incrementally on the hot path and rebuilt
+/// from the ground truth when a snapshot is loaded.
+#[derive(Clone, Debug, Default)]
+pub struct AdmissionState {
+    pub(crate) params: Params,
+    /// Log time: the largest leader timestamp applied so far.
+    pub(crate) now_ms: u64,
+    pub(crate) last_log_index: u64,
+    /// Every deal id ever named, created or not (rejected requests may name unknown deals).
+    pub(crate) deals: KeyedVec<Deal>,
+    /// Every user id ever named; a user's position is its `UserIdx`.
+    pub(crate) users: KeyedVec<Box<str>>,
+    /// Every decided request, in decision order; an investment's position is its `InvIdx`.
+    pub(crate) investments: KeyedVec<Investment>,
+    pub(crate) executors: BTreeMap<NodeId, Executor>,
+    /// Each user's PENDING and CONFIRMED investments as `(deal, investment)`, in decision order
+    /// (derived). Usually one or two, so rule 4 scans the list. Users without any are absent.
+    pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
+    pub(crate) sagas: SagaIndex,
+}
+
+/// Position of an investment in [`AdmissionState::investments`].
+pub(crate) type InvIdx = u32;
+/// Position of a deal in [`AdmissionState::deals`].
+pub(crate) type DealIdx = u32;
+/// Position of a user in [`AdmissionState::users`].
+pub(crate) type UserIdx = u32;
+
+/// The terms a deal was created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealTerms {
+    /// The most admitted amounts may sum to.
+    pub amount: Money,
+    /// The most investors admitted at once.
+    pub max_investors: u32,
+    /// Smallest ticket accepted, if any.
+    pub min_ticket: Option<Money>,
+    /// Largest ticket accepted, if any.
+    pub max_ticket: Option<Money>,
+}
+
+/// Whether a deal admits new requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DealStatus {
+    /// Admitting.
+    Open,
+    /// No longer admitting; open sagas finish.
+    Closed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Deal {
+    #[serde(deserialize_with = "crate::codec::text::boxed")]
+    pub(crate) deal_id: Box<str>,
+    /// `None` for an id only named by rejected requests, never created.
+    pub(crate) terms: Option<DealTerms>,
+    pub(crate) status: DealStatus,
+    pub(crate) created_at_ms: u64,
+    #[serde(skip)]
+    pub(crate) counters: DealCounters,
+    /// The deal's investments in decision order (derived).
+    #[serde(skip)]
+    pub(crate) decisions: Vec<InvIdx>,
+}
+
+/// Derived per-deal totals, kept so that a decision is O(1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DealCounters {
+    pub(crate) investor_count: u32,
+    pub(crate) reserved: Money,
+    pub(crate) confirmed_count: u32,
+    pub(crate) confirmed_amount: Money,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Investment {
+    pub(crate) request_id: RequestId,
+    pub(crate) deal: DealIdx,
+    pub(crate) user: UserIdx,
+    pub(crate) amount: Money,
+    pub(crate) log_index: u64,
+    pub(crate) offset: u32,
+    pub(crate) status: Status,
+    pub(crate) reject: Option<RejectReason>,
+    pub(crate) decided_at_ms: u64,
+    /// Present for admitted investments only, so a rejection costs no saga.
+    pub(crate) saga: Option<Box<Saga>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Executor {
+    pub(crate) last_heartbeat_ms: u64,
+    /// Cleared when the lease lapses or the executor retires, which is when its sagas move.
+    pub(crate) live: bool,
+}
+
+/// Derived indexes over open sagas (step before `Done`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SagaIndex {
+    pub(crate) by_executor: BTreeMap<NodeId, BTreeSet<InvIdx>>,
+    /// Open sagas that found no live executor.
+    pub(crate) unassigned: BTreeSet<InvIdx>,
+    /// `(deadline_ms, saga)` for sagas in a compensable step; entries of sagas that moved on
+    /// are skipped when popped, not removed eagerly.
+    pub(crate) deadlines: BinaryHeap<Reverse<(u64, InvIdx)>>,
+}
+
+impl Keyed for Deal {
+    type Key = str;
+    fn key(&self) -> &str {
+        &self.deal_id
+    }
+}
+
+impl Keyed for Investment {
+    type Key = RequestId;
+    fn key(&self) -> &RequestId {
+        &self.request_id
+    }
+}
+
+/// What one entry's commands share.
+struct Ctx {
+    log_index: u64,
+    leader_id: NodeId,
+}
+
+impl AdmissionState {
+    /// An empty state with default [`Params`].
+    pub fn new() -> AdmissionState {
+        AdmissionState::default()
+    }
+
+    /// Applies one committed entry at `log_index`, returning one result per command in order.
+    ///
+    /// First the clock moves to the entry's timestamp (never backwards) and whatever that time
+    /// makes due happens: lapsed executor leases move their sagas, passed saga deadlines start
+    /// compensation. Then the commands apply in order. Saga changes are appended to `events`.
+    ///
+    /// Entries must come in increasing `log_index`, each once; otherwise nothing changes and an
+    /// [`EntryError`] says why. Never panics, whatever the entry holds.
+    pub fn apply_entry(
+        &mut self,
+        log_index: u64,
+        entry: &Entry,
+        events: &mut Vec<SagaEvent>,
+    ) -> Result<Vec<Applied>, EntryError> {
+        if log_index <= self.last_log_index {
+            return Err(EntryError::OutOfOrder {
+                last: self.last_log_index,
+                got: log_index,
+            });
+        }
+        if entry.commands.len() > ENTRY_COMMANDS_MAX {
+            return Err(EntryError::TooManyCommands(entry.commands.len()));
+        }
+        self.last_log_index = log_index;
+        self.now_ms = self.now_ms.max(entry.header.time_ms);
+        let ctx = Ctx {
+            log_index,
+            leader_id: entry.header.leader_id,
+        };
+        self.expire_leases(ctx.leader_id, events);
+        self.expire_deadlines(events);
+        let mut results = Vec::with_capacity(entry.commands.len());
+        for (offset, command) in entry.commands.iter().enumerate() {
+            // ENTRY_COMMANDS_MAX keeps offsets within u32.
+            let offset = offset as u32;
+            results.push(self.apply_command(&ctx, offset, command, events));
+        }
+        Ok(results)
+    }
+
+    fn apply_command(
+        &mut self,
+        ctx: &Ctx,
+        offset: u32,
+        command: &Command,
+        events: &mut Vec<SagaEvent>,
+    ) -> Applied {
+        command.validate()?;
+        match command {
+            Command::CreateDeal(create) => self.create_deal(create),
+            Command::CloseDeal { deal_id } => self.close_deal(deal_id),
+            Command::Submit(submit) => self.submit(ctx, offset, submit, events),
+            Command::ExecutorHeartbeat { node_id } => {
+                self.heartbeat(*node_id, ctx.leader_id, events);
+                Ok(Outcome::HeartbeatRecorded)
+            }
+            Command::ExecutorRetire { node_id } => {
+                self.executor_gone(*node_id, ctx.leader_id, events);
+                Ok(Outcome::ExecutorRetired)
+            }
+            Command::RecordStep(record) => Ok(self.record_step(record, events)),
+            Command::AbortSaga { request_id, reason } => {
+                self.abort_saga(*request_id, reason, events)
+            }
+            Command::SetParams(params) => {
+                self.params = *params;
+                Ok(Outcome::ParamsSet)
+            }
+        }
+    }
+
+    fn create_deal(&mut self, create: &CreateDeal) -> Applied {
+        let terms = DealTerms {
+            amount: create.amount,
+            max_investors: create.max_investors,
+            min_ticket: create.min_ticket,
+            max_ticket: create.max_ticket,
+        };
+        let deal_idx = intern_deal(&mut self.deals, &create.deal_id);
+        let Some(deal) = self.deals.at_mut(deal_idx) else {
+            return Err(CommandError::DealNotFound {
+                deal_id: create.deal_id.clone(),
+            });
+        };
+        match deal.terms {
+            Some(existing) if existing == terms => Ok(Outcome::DealCreated { created: false }),
+            Some(_) => Err(CommandError::DealConflict {
+                deal_id: create.deal_id.clone(),
+            }),
+            None => {
+                deal.terms = Some(terms);
+                deal.status = DealStatus::Open;
+                deal.created_at_ms = self.now_ms;
+                Ok(Outcome::DealCreated { created: true })
+            }
+        }
+    }
+
+    fn close_deal(&mut self, deal_id: &str) -> Applied {
+        match self.deals.get_mut(deal_id) {
+            Some(deal) if deal.terms.is_some() => {
+                deal.status = DealStatus::Closed;
+                Ok(Outcome::DealClosed)
+            }
+            _ => Err(CommandError::DealNotFound {
+                deal_id: deal_id.to_owned(),
+            }),
+        }
+    }
+
+    /// The decision rules of `DESIGN.md` §4.2, in their order.
+    fn submit(
+        &mut self,
+        ctx: &Ctx,
+        offset: u32,
+        submit: &Submit,
+        events: &mut Vec<SagaEvent>,
+    ) -> Applied {
+        let hash = match self.investments.lookup(&submit.request_id) {
+            // Rule 1: a request id is decided once.
+            Lookup::Found(seen) => {
+                let Some(inv) = self.investments.at(seen) else {
+                    return Err(CommandError::RequestConflict {
+                        request_id: submit.request_id,
+                    });
+                };
+                let same_payload = inv.amount == submit.amount
+                    && self.deals.at(inv.deal).map(|d| &*d.deal_id) == Some(&*submit.deal_id)
+                    && self.users.at(inv.user).map(|u| &**u) == Some(&*submit.user_id);
+                if !same_payload {
+                    return Err(CommandError::RequestConflict {
+                        request_id: submit.request_id,
+                    });
+                }
+                return Ok(Outcome::Submitted {
+                    decision: decision_of(inv),
+                    replayed: true,
+                });
+            }
+            Lookup::Vacant(hash) => hash,
+        };
+        let inv_idx = self.investments.len() as InvIdx;
+        let deal_idx = intern_deal(&mut self.deals, &submit.deal_id);
+        let user_idx = match self.users.lookup(submit.user_id.as_str()) {
+            Lookup::Found(idx) => idx,
+            Lookup::Vacant(hash) => self
+                .users
+                .insert_vacant(hash, submit.user_id.as_str().into()),
+        };
+        let Some(deal) = self.deals.at_mut(deal_idx) else {
+            return Err(CommandError::DealNotFound {
+                deal_id: submit.deal_id.clone(),
+            });
+        };
+        let holdings = self.holdings.get(&user_idx).map_or(&[][..], Vec::as_slice);
+        let verdict = decide(deal, deal_idx, holdings, submit.amount);
+        let now_ms = self.now_ms;
+        let mut investment = Investment {
+            request_id: submit.request_id,
+            deal: deal_idx,
+            user: user_idx,
+            amount: submit.amount,
+            log_index: ctx.log_index,
+            offset,
+            status: Status::Rejected,
+            reject: None,
+            decided_at_ms: now_ms,
+            saga: None,
+        };
+        match verdict {
+            Verdict::Rejected(reason) => {
+                investment.reject = Some(reason);
+                // Requests naming a deal that does not exist are not part of any deal's list.
+                if reason != RejectReason::DealNotFound {
+                    deal.decisions.push(inv_idx);
+                }
+            }
+            Verdict::Pending => {
+                investment.status = Status::Pending;
+                deal.counters.investor_count += 1;
+                // `decide` checked that the sum stays within the deal amount.
+                deal.counters.reserved = deal.counters.reserved.saturating_add(submit.amount);
+                deal.decisions.push(inv_idx);
+                self.holdings
+                    .entry(user_idx)
+                    .or_default()
+                    .push((deal_idx, inv_idx));
+                let deadline_ms = now_ms.saturating_add(self.params.saga_deadline_ms);
+                let mut saga = Box::new(Saga::new(deadline_ms, now_ms));
+                self.sagas.deadlines.push(Reverse((deadline_ms, inv_idx)));
+                assign(
+                    &mut saga,
+                    inv_idx,
+                    &self.executors,
+                    &mut self.sagas,
+                    ctx.leader_id,
+                );
+                events.push(event_of(submit.request_id, Status::Pending, &saga));
+                investment.saga = Some(saga);
+            }
+        }
+        self.investments.insert_vacant(hash, investment);
+        Ok(Outcome::Submitted {
+            decision: Decision {
+                request_id: submit.request_id,
+                verdict,
+                log_index: ctx.log_index,
+                offset,
+            },
+            replayed: false,
+        })
+    }
+
+    fn heartbeat(&mut self, node_id: NodeId, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
+        let executor = self.executors.entry(node_id).or_insert(Executor {
+            last_heartbeat_ms: self.now_ms,
+            live: true,
+        });
+        executor.last_heartbeat_ms = self.now_ms;
+        executor.live = true;
+        // Sagas that found nobody go to the executors live now.
+        let orphans = std::mem::take(&mut self.sagas.unassigned);
+        for inv_idx in orphans {
+            self.reassign(inv_idx, leader_id, events);
+        }
+    }
+
+    /// The executor is gone (lease lapsed or retired): its open sagas move, with a new epoch.
+    fn executor_gone(&mut self, node_id: NodeId, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
+        if let Some(executor) = self.executors.get_mut(&node_id) {
+            executor.live = false;
+        }
+        let orphans = self.sagas.by_executor.remove(&node_id).unwrap_or_default();
+        for inv_idx in orphans {
+            self.reassign(inv_idx, leader_id, events);
+        }
+    }
+
+    fn reassign(&mut self, inv_idx: InvIdx, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
+        let Some(inv) = self.investments.at_mut(inv_idx) else {
+            return;
+        };
+        let Some(saga) = inv.saga.as_deref_mut() else {
+            return;
+        };
+        unindex(saga, inv_idx, &mut self.sagas);
+        assign(saga, inv_idx, &self.executors, &mut self.sagas, leader_id);
+        saga.updated_at_ms = self.now_ms;
+        events.push(event_of(inv.request_id, inv.status, saga));
+    }
+
+    fn expire_leases(&mut self, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
+        let now_ms = self.now_ms;
+        let lease_ms = self.params.executor_lease_ms;
+        let lapsed: Vec<NodeId> = self
+            .executors
+            .iter()
+            .filter(|(_, e)| e.live && now_ms.saturating_sub(e.last_heartbeat_ms) > lease_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        for node_id in lapsed {
+            self.executor_gone(node_id, leader_id, events);
+        }
+    }
+
+    fn expire_deadlines(&mut self, events: &mut Vec<SagaEvent>) {
+        let now_ms = self.now_ms;
+        while let Some(&Reverse((deadline_ms, inv_idx))) = self.sagas.deadlines.peek() {
+            if deadline_ms > now_ms {
+                break;
+            }
+            self.sagas.deadlines.pop();
+            let Some(inv) = self.investments.at_mut(inv_idx) else {
+                continue;
+            };
+            let Some(saga) = inv.saga.as_deref_mut() else {
+                continue;
+            };
+            // Skip index entries of sagas that moved on or whose deadline changed.
+            if saga.step.is_compensable() && saga.deadline_ms == deadline_ms {
+                start_compensation(saga, CancelCause::DeadlineExceeded, None, now_ms);
+                events.push(event_of(inv.request_id, inv.status, saga));
+            }
+        }
+    }
+
+    fn record_step(&mut self, record: &RecordStep, events: &mut Vec<SagaEvent>) -> Outcome {
+        let now_ms = self.now_ms;
+        let Some(inv_idx) = self.investments.position(&record.request_id) else {
+            return Outcome::StepIgnored(IgnoreReason::UnknownInvestment);
+        };
+        let Some(inv) = self.investments.at_mut(inv_idx) else {
+            return Outcome::StepIgnored(IgnoreReason::UnknownInvestment);
+        };
+        let Some(saga) = inv.saga.as_deref() else {
+            return Outcome::StepIgnored(IgnoreReason::NoSaga);
+        };
+        if saga.epoch != record.epoch || saga.assignee != Some(record.executor) {
+            return Outcome::StepIgnored(IgnoreReason::StaleEpoch);
+        }
+        if saga.step != record.result.step() {
+            return Outcome::StepIgnored(IgnoreReason::WrongStep);
+        }
+        // Taken out for the transition so the investment and its saga can change side by side.
+        let Some(mut saga) = inv.saga.take() else {
+            return Outcome::StepIgnored(IgnoreReason::NoSaga);
+        };
+        match &record.result {
+            StepResult::PaymentSucceeded { payment_id } => {
+                saga.payment_id = Some(payment_id.as_str().into());
+                saga.enter(SagaStep::Documents, now_ms);
+            }
+            StepResult::PaymentDeclined { reason } => {
+                saga.cancel_cause = Some(CancelCause::PaymentDeclined);
+                cancel(inv_idx, inv, &mut self.deals, &mut self.holdings);
+                saga.enter(SagaStep::Notify, now_ms);
+                saga.last_error = Some(reason.as_str().into());
+            }
+            StepResult::DocumentsGenerated { document_id } => {
+                saga.document_id = Some(document_id.as_str().into());
+                confirm(inv, &mut self.deals);
+                saga.enter(SagaStep::Notify, now_ms);
+            }
+            StepResult::DocumentsFailed { error } => {
+                start_compensation(&mut saga, CancelCause::DocumentsFailed, Some(error), now_ms);
+            }
+            StepResult::PaymentVoided { refunded } => {
+                saga.refunded = *refunded;
+                cancel(inv_idx, inv, &mut self.deals, &mut self.holdings);
+                // Keep what caused the compensation visible after the step change.
+                let cause_detail = saga.last_error.take();
+                saga.enter(SagaStep::Notify, now_ms);
+                saga.last_error = cause_detail;
+            }
+            StepResult::NotifySent { message_id } => {
+                saga.message_id = Some(message_id.as_str().into());
+                unindex(&saga, inv_idx, &mut self.sagas);
+                saga.enter(SagaStep::Done, now_ms);
+            }
+            StepResult::NotifyFailed { error } => {
+                saga.notify_failed = true;
+                unindex(&saga, inv_idx, &mut self.sagas);
+                saga.enter(SagaStep::Done, now_ms);
+                saga.last_error = Some(error.as_str().into());
+            }
+            StepResult::Retrying {
+                attempts, error, ..
+            } => {
+                saga.attempts = *attempts;
+                saga.last_error = Some(error.as_str().into());
+                saga.updated_at_ms = now_ms;
+            }
+        }
+        events.push(event_of(record.request_id, inv.status, &saga));
+        let outcome = Outcome::StepRecorded {
+            status: inv.status,
+            step: saga.step,
+        };
+        inv.saga = Some(saga);
+        outcome
+    }
+
+    fn abort_saga(
+        &mut self,
+        request_id: RequestId,
+        reason: &str,
+        events: &mut Vec<SagaEvent>,
+    ) -> Applied {
+        let Some(inv) = self.investments.get_mut(&request_id) else {
+            return Err(CommandError::InvestmentNotFound { request_id });
+        };
+        let Some(saga) = inv.saga.as_deref_mut() else {
+            return Err(CommandError::NotCompensable {
+                request_id,
+                step: SagaStep::Done,
+            });
+        };
+        if !saga.step.is_compensable() {
+            return Err(CommandError::NotCompensable {
+                request_id,
+                step: saga.step,
+            });
+        }
+        start_compensation(saga, CancelCause::Aborted, Some(reason), self.now_ms);
+        events.push(event_of(request_id, inv.status, saga));
+        Ok(Outcome::SagaAborted)
+    }
+}
+
+/// Rules 2–7 of `DESIGN.md` §4.2 for a request whose id is new.
+fn decide(
+    deal: &Deal,
+    deal_idx: DealIdx,
+    holdings: &[(DealIdx, InvIdx)],
+    amount: Money,
+) -> Verdict {
+    let Some(terms) = &deal.terms else {
+        return Verdict::Rejected(RejectReason::DealNotFound);
+    };
+    if deal.status == DealStatus::Closed {
+        return Verdict::Rejected(RejectReason::DealClosed);
+    }
+    if terms.min_ticket.is_some_and(|min| amount < min)
+        || terms.max_ticket.is_some_and(|max| amount > max)
+    {
+        return Verdict::Rejected(RejectReason::TicketOutOfRange);
+    }
+    if holdings.iter().any(|&(deal, _)| deal == deal_idx) {
+        return Verdict::Rejected(RejectReason::DuplicateInvestor);
+    }
+    if deal.counters.investor_count >= terms.max_investors {
+        return Verdict::Rejected(RejectReason::InvestorLimitReached);
+    }
+    match deal.counters.reserved.checked_add(amount) {
+        Some(total) if total <= terms.amount => Verdict::Pending,
+        _ => Verdict::Rejected(RejectReason::AmountExceedsRemaining),
+    }
+}
+
+/// The position of a deal id, adding it (not created) if it was never named.
+fn intern_deal(deals: &mut KeyedVec<Deal>, deal_id: &str) -> DealIdx {
+    match deals.lookup(deal_id) {
+        Lookup::Found(idx) => idx,
+        Lookup::Vacant(hash) => deals.insert_vacant(hash, Deal::named(deal_id)),
+    }
+}
+
+pub(crate) fn decision_of(inv: &Investment) -> Decision {
+    Decision {
+        request_id: inv.request_id,
+        verdict: match inv.reject {
+            Some(reason) => Verdict::Rejected(reason),
+            None => Verdict::Pending,
+        },
+        log_index: inv.log_index,
+        offset: inv.offset,
+    }
+}
+
+fn event_of(request_id: RequestId, status: Status, saga: &Saga) -> SagaEvent {
+    SagaEvent {
+        request_id,
+        status,
+        step: saga.step,
+        executor: saga.assignee,
+        epoch: saga.epoch,
+    }
+}
+
+/// Gives the saga to the least loaded live executor, preferring nodes other than the leader
+/// (which is busy ordering the log), lowest node id on ties; unassigned if nobody is live.
+pub(crate) fn assign(
+    saga: &mut Saga,
+    inv_idx: InvIdx,
+    executors: &BTreeMap<NodeId, Executor>,
+    index: &mut SagaIndex,
+    leader_id: NodeId,
+) {
+    let chosen = executors
+        .iter()
+        .filter(|(_, executor)| executor.live)
+        .map(|(&node_id, _)| {
+            let load = index.by_executor.get(&node_id).map_or(0, BTreeSet::len);
+            (node_id == leader_id, load, node_id)
+        })
+        .min()
+        .map(|(_, _, node_id)| node_id);
+    saga.assignee = chosen;
+    saga.epoch += 1;
+    match chosen {
+        Some(node_id) => {
+            index
+                .by_executor
+                .entry(node_id)
+                .or_default()
+                .insert(inv_idx);
+        }
+        None => {
+            index.unassigned.insert(inv_idx);
+        }
+    }
+}
+
+/// Removes an open saga from the executor indexes (when it finishes or moves).
+fn unindex(saga: &Saga, inv_idx: InvIdx, index: &mut SagaIndex) {
+    match saga.assignee {
+        Some(node_id) => {
+            if let Some(set) = index.by_executor.get_mut(&node_id) {
+                set.remove(&inv_idx);
+                if set.is_empty() {
+                    index.by_executor.remove(&node_id);
+                }
+            }
+        }
+        None => {
+            index.unassigned.remove(&inv_idx);
+        }
+    }
+}
+
+/// Turns a saga toward compensation: void the payment by its key, then CANCELLED.
+fn start_compensation(saga: &mut Saga, cause: CancelCause, detail: Option<&str>, now_ms: u64) {
+    saga.cancel_cause = Some(cause);
+    saga.enter(SagaStep::Void, now_ms);
+    saga.last_error = detail.map(Into::into);
+}
+
+/// CONFIRMED: the seat is held for good and counts as confirmed.
+fn confirm(inv: &mut Investment, deals: &mut KeyedVec<Deal>) {
+    if inv.status != Status::Pending {
+        return;
+    }
+    inv.status = Status::Confirmed;
+    if let Some(deal) = deals.at_mut(inv.deal) {
+        deal.counters.confirmed_count += 1;
+        deal.counters.confirmed_amount = deal.counters.confirmed_amount.saturating_add(inv.amount);
+    }
+}
+
+/// CANCELLED: the seat and the amount go back to the deal in the same step.
+fn cancel(
+    inv_idx: InvIdx,
+    inv: &mut Investment,
+    deals: &mut KeyedVec<Deal>,
+    holdings: &mut HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
+) {
+    if inv.status != Status::Pending {
+        return;
+    }
+    inv.status = Status::Cancelled;
+    if let Some(deal) = deals.at_mut(inv.deal) {
+        deal.counters.investor_count = deal.counters.investor_count.saturating_sub(1);
+        deal.counters.reserved = deal.counters.reserved.saturating_sub(inv.amount);
+    }
+    if let Some(held) = holdings.get_mut(&inv.user) {
+        // `retain` keeps the list in decision order, as a rebuild makes it.
+        held.retain(|&(_, idx)| idx != inv_idx);
+        if held.is_empty() {
+            holdings.remove(&inv.user);
+        }
+    }
+}
+
+impl Deal {
+    /// A deal id named by a request before (or without) being created.
+    fn named(deal_id: &str) -> Deal {
+        Deal {
+            deal_id: deal_id.into(),
+            terms: None,
+            status: DealStatus::Open,
+            created_at_ms: 0,
+            counters: DealCounters::default(),
+            decisions: Vec::new(),
+        }
+    }
+}

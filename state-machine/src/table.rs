@@ -1,0 +1,152 @@
+//! [`KeyedVec`]: items in insertion order, addressed by position, found by key.
+//!
+//! Deals, users and investments are each kept this way: a plain `Vec` (positions are the
+//! compact `u32` ids the rest of the state uses, and iteration is in decision order) plus a
+//! hash table of slots. A slot is the item's `u32` position and 32 bits of its key's hash, so
+//! the index costs about nine bytes per item, growing it never has to read the items again, and
+//! the `Vec` grows by doubling on its own instead of being sized to the hash table's capacity
+//! as a general-purpose ordered map does.
+
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+
+/// The hasher of every index: fixed, so nothing in the state depends on a random seed.
+pub(crate) type FixedHasher = foldhash::fast::FixedState;
+
+/// Something with a key of its own.
+pub(crate) trait Keyed {
+    type Key: ?Sized + Hash + Eq;
+    fn key(&self) -> &Self::Key;
+}
+
+impl Keyed for Box<str> {
+    type Key = str;
+    fn key(&self) -> &str {
+        self
+    }
+}
+
+/// Where a key is, or the hash to insert it under.
+pub(crate) enum Lookup {
+    Found(u32),
+    Vacant(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    pos: u32,
+    hash: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct KeyedVec<T> {
+    items: Vec<T>,
+    index: HashTable<Slot>,
+}
+
+impl<T> Default for KeyedVec<T> {
+    fn default() -> KeyedVec<T> {
+        KeyedVec {
+            items: Vec::new(),
+            index: HashTable::new(),
+        }
+    }
+}
+
+/// Two items share a key; only possible in decoded, corrupt data.
+#[derive(Debug)]
+pub(crate) struct DuplicateKey;
+
+/// 32 bits of the key's hash: enough to place and tag an item in tables of up to 2^32 slots.
+fn hash_of<K: ?Sized + Hash>(key: &K) -> u32 {
+    (FixedHasher::default().hash_one(key) >> 32) as u32
+}
+
+/// The table's 64-bit hash from the stored 32 bits: the low bits choose the bucket and the top
+/// seven are the tag, and both come from the same 32 bits, so stored slots rehash exactly.
+fn spread(hash: u32) -> u64 {
+    (u64::from(hash) << 32) | u64::from(hash)
+}
+
+impl<T: Keyed> KeyedVec<T> {
+    /// Builds the index over `items`, refusing duplicate keys.
+    pub(crate) fn from_vec(items: Vec<T>) -> Result<KeyedVec<T>, DuplicateKey> {
+        let mut table = KeyedVec {
+            index: HashTable::with_capacity(items.len()),
+            items: Vec::with_capacity(items.len()),
+        };
+        for item in items {
+            match table.lookup(item.key()) {
+                Lookup::Found(_) => return Err(DuplicateKey),
+                Lookup::Vacant(hash) => {
+                    table.insert_vacant(hash, item);
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    pub(crate) fn lookup(&self, key: &T::Key) -> Lookup {
+        let hash = hash_of(key);
+        let items = &self.items;
+        let found = self.index.find(spread(hash), |slot| {
+            slot.hash == hash
+                && items
+                    .get(slot.pos as usize)
+                    .is_some_and(|item| item.key() == key)
+        });
+        match found {
+            Some(slot) => Lookup::Found(slot.pos),
+            None => Lookup::Vacant(hash),
+        }
+    }
+
+    /// Appends `item`, whose key [`KeyedVec::lookup`] just reported vacant under `hash`.
+    pub(crate) fn insert_vacant(&mut self, hash: u32, item: T) -> u32 {
+        let pos = self.items.len() as u32;
+        self.items.push(item);
+        self.index
+            .insert_unique(spread(hash), Slot { pos, hash }, |slot| spread(slot.hash));
+        pos
+    }
+
+    pub(crate) fn position(&self, key: &T::Key) -> Option<u32> {
+        match self.lookup(key) {
+            Lookup::Found(pos) => Some(pos),
+            Lookup::Vacant(_) => None,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &T::Key) -> Option<&T> {
+        self.position(key).and_then(|pos| self.at(pos))
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &T::Key) -> Option<&mut T> {
+        self.position(key).and_then(|pos| self.at_mut(pos))
+    }
+}
+
+impl<T> KeyedVec<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn at(&self, pos: u32) -> Option<&T> {
+        self.items.get(pos as usize)
+    }
+
+    pub(crate) fn at_mut(&mut self, pos: u32) -> Option<&mut T> {
+        self.items.get_mut(pos as usize)
+    }
+
+    /// Items in insertion order.
+    pub(crate) fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Items in insertion order, for changes that keep every key as it is.
+    pub(crate) fn items_mut(&mut self) -> &mut [T] {
+        &mut self.items
+    }
+}

@@ -1,0 +1,165 @@
+//! A small driver for the state machine in tests: it numbers entries, stamps them with a clock
+//! the test controls, and checks every invariant after each entry.
+
+#![allow(dead_code)]
+
+use ledger_state_machine::*;
+
+/// Log time the tests start at (an arbitrary 2026 timestamp).
+pub const T0_MS: u64 = 1_790_000_000_000;
+
+pub struct Harness {
+    pub state: AdmissionState,
+    pub log_index: u64,
+    pub time_ms: u64,
+    pub leader_id: NodeId,
+    pub events: Vec<SagaEvent>,
+}
+
+impl Default for Harness {
+    fn default() -> Harness {
+        Harness::new()
+    }
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness {
+            state: AdmissionState::new(),
+            log_index: 0,
+            time_ms: T0_MS,
+            leader_id: 1,
+            events: Vec::new(),
+        }
+    }
+
+    /// Applies one entry with `commands` and checks the invariants.
+    pub fn apply(&mut self, commands: Vec<Command>) -> Vec<Applied> {
+        self.log_index += 1;
+        let entry = Entry {
+            header: EntryHeader {
+                leader_id: self.leader_id,
+                time_ms: self.time_ms,
+            },
+            commands,
+        };
+        self.events.clear();
+        let results = self
+            .state
+            .apply_entry(self.log_index, &entry, &mut self.events)
+            .expect("entries are applied in order");
+        if let Err(violation) = self.state.check_invariants() {
+            panic!("after entry {}: {violation}", self.log_index);
+        }
+        results
+    }
+
+    pub fn apply_one(&mut self, command: Command) -> Applied {
+        self.apply(vec![command])
+            .pop()
+            .expect("one result per command")
+    }
+
+    /// Moves log time on and applies an empty entry so that what it makes due happens.
+    pub fn advance(&mut self, ms: u64) {
+        self.time_ms += ms;
+        self.apply(Vec::new());
+    }
+
+    pub fn create_deal(&mut self, deal_id: &str, amount: &str, max_investors: u32) {
+        let outcome = self.apply_one(create_deal(deal_id, amount, max_investors, None, None));
+        assert_eq!(outcome, Ok(Outcome::DealCreated { created: true }));
+    }
+
+    pub fn submit(&mut self, request: u128, deal_id: &str, user_id: &str, amount: &str) -> Verdict {
+        match self.apply_one(submit(request, deal_id, user_id, amount)) {
+            Ok(Outcome::Submitted { decision, .. }) => decision.verdict,
+            other => panic!("submit gave {other:?}"),
+        }
+    }
+
+    pub fn heartbeat(&mut self, node_id: NodeId) {
+        assert_eq!(
+            self.apply_one(Command::ExecutorHeartbeat { node_id }),
+            Ok(Outcome::HeartbeatRecorded)
+        );
+    }
+
+    pub fn saga(&self, request: u128) -> Saga {
+        self.state
+            .investment(rid(request))
+            .and_then(|inv| inv.saga)
+            .expect("an admitted investment")
+    }
+
+    pub fn status(&self, request: u128) -> Status {
+        self.state
+            .investment(rid(request))
+            .expect("a decided request")
+            .status
+    }
+
+    /// Records `result` under the saga's current owner and epoch, as its executor would.
+    pub fn record(&mut self, request: u128, result: StepResult) -> Outcome {
+        let saga = self.saga(request);
+        let executor = saga.assignee.expect("an assigned saga");
+        self.apply_one(Command::RecordStep(RecordStep {
+            request_id: rid(request),
+            executor,
+            epoch: saga.epoch,
+            result,
+        }))
+        .expect("a well-formed step result")
+    }
+}
+
+pub fn rid(n: u128) -> RequestId {
+    RequestId::from_u128(n).expect("tests use non-zero request ids")
+}
+
+pub fn money(text: &str) -> Money {
+    Money::parse(text).expect("tests use valid amounts")
+}
+
+pub fn create_deal(
+    deal_id: &str,
+    amount: &str,
+    max_investors: u32,
+    min_ticket: Option<&str>,
+    max_ticket: Option<&str>,
+) -> Command {
+    Command::CreateDeal(CreateDeal {
+        deal_id: deal_id.into(),
+        amount: money(amount),
+        max_investors,
+        min_ticket: min_ticket.map(money),
+        max_ticket: max_ticket.map(money),
+    })
+}
+
+pub fn submit(request: u128, deal_id: &str, user_id: &str, amount: &str) -> Command {
+    Command::Submit(Submit {
+        request_id: rid(request),
+        deal_id: deal_id.into(),
+        user_id: user_id.into(),
+        amount: money(amount),
+    })
+}
+
+pub fn paid(id: &str) -> StepResult {
+    StepResult::PaymentSucceeded {
+        payment_id: id.into(),
+    }
+}
+
+pub fn documented(id: &str) -> StepResult {
+    StepResult::DocumentsGenerated {
+        document_id: id.into(),
+    }
+}
+
+pub fn notified(id: &str) -> StepResult {
+    StepResult::NotifySent {
+        message_id: id.into(),
+    }
+}

@@ -1,0 +1,724 @@
+//! Property tests: random sequences of every command, checked after every applied command
+//! against the invariants (I1–I3, recomputed from the investments), a naive reference model of
+//! the decision rules and saga steps (I4 and the rules themselves), and replay determinism and
+//! snapshot equivalence (I9).
+//!
+//! Cases: at least 256 per property; `PROPTEST_CASES=N` raises it for longer runs.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{rid, T0_MS};
+use ledger_state_machine::*;
+use proptest::prelude::*;
+
+const DEALS: &[&str] = &["alpha", "beta", "gamma"];
+/// The last deal id is never created: requests for it exercise rule 2.
+const DEAL_IDS: &[&str] = &["alpha", "beta", "gamma", "ghost"];
+const USERS: &[&str] = &["ana", "bob", "cyd", "dee", "eve"];
+/// Amounts at the edges: one cent, round numbers, and the largest amount allowed.
+const AMOUNTS_CENTS: &[u64] = &[1, 99, 100, 5_000, 10_000, 100_000_000_000_000];
+const DEAL_AMOUNTS_CENTS: &[u64] = &[100, 10_000, 1_000_000, 100_000_000_000_000];
+
+#[derive(Clone, Debug)]
+enum Fence {
+    Current,
+    StaleEpoch,
+    WrongNode,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Paid,
+    Declined,
+    Documented,
+    DocumentsFailed,
+    Voided,
+    Notified,
+    NotifyFailed,
+    Retrying(SagaStep),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        deal: usize,
+        amount: u64,
+        max_investors: u32,
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    Close {
+        deal: usize,
+    },
+    Submit {
+        request: u128,
+        deal: usize,
+        user: usize,
+        amount: u64,
+    },
+    Heartbeat {
+        node: NodeId,
+    },
+    Retire {
+        node: NodeId,
+    },
+    Step {
+        request: u128,
+        kind: Kind,
+        fence: Fence,
+    },
+    Abort {
+        request: u128,
+    },
+    /// Moves the leader's clock, possibly backwards (a new leader with a slower clock).
+    Clock {
+        delta_ms: i64,
+    },
+    Leader {
+        node: NodeId,
+    },
+    SetParams {
+        deadline_ms: u64,
+        lease_ms: u64,
+    },
+    /// A command that validation must refuse.
+    Malformed {
+        which: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let pick = |list: &'static [u64]| proptest::sample::select(list);
+    let request = 1u128..=30;
+    let step = prop_oneof![
+        Just(SagaStep::Payment),
+        Just(SagaStep::Documents),
+        Just(SagaStep::Void),
+        Just(SagaStep::Notify),
+    ];
+    let kind = prop_oneof![
+        3 => Just(Kind::Paid),
+        1 => Just(Kind::Declined),
+        3 => Just(Kind::Documented),
+        1 => Just(Kind::DocumentsFailed),
+        2 => Just(Kind::Voided),
+        2 => Just(Kind::Notified),
+        1 => Just(Kind::NotifyFailed),
+        1 => step.prop_map(Kind::Retrying),
+    ];
+    let fence = prop_oneof![
+        8 => Just(Fence::Current),
+        1 => Just(Fence::StaleEpoch),
+        1 => Just(Fence::WrongNode),
+    ];
+    prop_oneof![
+        2 => (0..DEALS.len(), pick(DEAL_AMOUNTS_CENTS), 1u32..=3, proptest::option::of(pick(AMOUNTS_CENTS)), proptest::option::of(pick(AMOUNTS_CENTS)))
+            .prop_map(|(deal, amount, max_investors, min, max)| Op::Create { deal, amount, max_investors, min, max }),
+        1 => (0..DEAL_IDS.len()).prop_map(|deal| Op::Close { deal }),
+        12 => (request.clone(), 0..DEAL_IDS.len(), 0..USERS.len(), pick(AMOUNTS_CENTS))
+            .prop_map(|(request, deal, user, amount)| Op::Submit { request, deal, user, amount }),
+        3 => (1u64..=4).prop_map(|node| Op::Heartbeat { node }),
+        1 => (1u64..=4).prop_map(|node| Op::Retire { node }),
+        12 => (request.clone(), kind, fence).prop_map(|(request, kind, fence)| Op::Step { request, kind, fence }),
+        1 => request.prop_map(|request| Op::Abort { request }),
+        3 => prop_oneof![Just(0i64), Just(1), Just(999), Just(5_000), Just(10_000), Just(10_001), Just(300_000), Just(-20_000), Just(1_000_000_000)]
+            .prop_map(|delta_ms| Op::Clock { delta_ms }),
+        1 => (1u64..=4).prop_map(|node| Op::Leader { node }),
+        1 => (pick(&[1_000, 2_000, 300_000]), pick(&[100, 1_000, 10_000]))
+            .prop_map(|(deadline_ms, lease_ms)| Op::SetParams { deadline_ms, lease_ms }),
+        1 => (0u8..4).prop_map(|which| Op::Malformed { which }),
+    ]
+}
+
+/// A deal's terms in the model: amount, max investors, min ticket, max ticket (cents).
+type ModelTerms = (u64, u32, Option<u64>, Option<u64>);
+
+/// The naive reference: the rules of `DESIGN.md` §4.2 and the saga steps of §4.4, written as
+/// plainly as possible (linear scans, no indexes, no executors).
+#[derive(Default)]
+struct Model {
+    /// deal id → terms, closed
+    deals: BTreeMap<&'static str, (ModelTerms, bool)>,
+    investments: Vec<ModelInvestment>,
+    now_ms: u64,
+    deadline_ms: u64,
+}
+
+struct ModelInvestment {
+    request: u128,
+    deal: &'static str,
+    user: &'static str,
+    amount: u64,
+    status: Status,
+    reject: Option<RejectReason>,
+    /// `None` for rejected requests.
+    step: Option<SagaStep>,
+    deadline_ms: u64,
+}
+
+impl Model {
+    fn find(&self, request: u128) -> Option<&ModelInvestment> {
+        self.investments.iter().find(|i| i.request == request)
+    }
+
+    fn find_mut(&mut self, request: u128) -> Option<&mut ModelInvestment> {
+        self.investments.iter_mut().find(|i| i.request == request)
+    }
+
+    fn tick(&mut self, time_ms: u64) {
+        self.now_ms = self.now_ms.max(time_ms);
+        for inv in &mut self.investments {
+            if matches!(inv.step, Some(SagaStep::Payment | SagaStep::Documents))
+                && inv.deadline_ms <= self.now_ms
+            {
+                inv.step = Some(SagaStep::Void);
+            }
+        }
+    }
+
+    /// `Err(())` for a request id reused with another payload.
+    fn submit(
+        &mut self,
+        request: u128,
+        deal: &'static str,
+        user: &'static str,
+        amount: u64,
+    ) -> Result<Option<RejectReason>, ()> {
+        if let Some(seen) = self.find(request) {
+            return if (seen.deal, seen.user, seen.amount) == (deal, user, amount) {
+                Ok(seen.reject)
+            } else {
+                Err(())
+            };
+        }
+        let active = |i: &&ModelInvestment| i.deal == deal && i.status.is_active();
+        let reject = match self.deals.get(deal) {
+            None => Some(RejectReason::DealNotFound),
+            Some((_, true)) => Some(RejectReason::DealClosed),
+            Some(((total, max_investors, min, max), false)) => {
+                let count = self.investments.iter().filter(active).count() as u32;
+                let reserved: u64 = self
+                    .investments
+                    .iter()
+                    .filter(active)
+                    .map(|i| i.amount)
+                    .sum();
+                if min.is_some_and(|m| amount < m) || max.is_some_and(|m| amount > m) {
+                    Some(RejectReason::TicketOutOfRange)
+                } else if self
+                    .investments
+                    .iter()
+                    .filter(active)
+                    .any(|i| i.user == user)
+                {
+                    Some(RejectReason::DuplicateInvestor)
+                } else if count >= *max_investors {
+                    Some(RejectReason::InvestorLimitReached)
+                } else if reserved + amount > *total {
+                    Some(RejectReason::AmountExceedsRemaining)
+                } else {
+                    None
+                }
+            }
+        };
+        self.investments.push(ModelInvestment {
+            request,
+            deal,
+            user,
+            amount,
+            status: if reject.is_some() {
+                Status::Rejected
+            } else {
+                Status::Pending
+            },
+            reject,
+            step: reject.is_none().then_some(SagaStep::Payment),
+            deadline_ms: self.now_ms + self.deadline_ms,
+        });
+        Ok(reject)
+    }
+
+    /// Applies an accepted step result; returns the new (status, step).
+    fn step(&mut self, request: u128, kind: &Kind) -> (Status, SagaStep) {
+        let inv = self
+            .find_mut(request)
+            .expect("accepted results are for known requests");
+        let step = inv.step.expect("accepted results are for sagas");
+        let (status, next) = match (step, kind) {
+            (SagaStep::Payment, Kind::Paid) => (inv.status, SagaStep::Documents),
+            (SagaStep::Payment, Kind::Declined) => (Status::Cancelled, SagaStep::Notify),
+            (SagaStep::Documents, Kind::Documented) => (Status::Confirmed, SagaStep::Notify),
+            (SagaStep::Documents, Kind::DocumentsFailed) => (inv.status, SagaStep::Void),
+            (SagaStep::Void, Kind::Voided) => (Status::Cancelled, SagaStep::Notify),
+            (SagaStep::Notify, Kind::Notified | Kind::NotifyFailed) => (inv.status, SagaStep::Done),
+            (step, Kind::Retrying(_)) => (inv.status, step),
+            other => panic!("the model does not accept {other:?}"),
+        };
+        inv.status = status;
+        inv.step = Some(next);
+        (status, next)
+    }
+
+    fn expects_step(&self, request: u128, kind: &Kind) -> Result<(), IgnoreReason> {
+        let inv = self.find(request).ok_or(IgnoreReason::UnknownInvestment)?;
+        let step = inv.step.ok_or(IgnoreReason::NoSaga)?;
+        let wanted = match kind {
+            Kind::Paid | Kind::Declined => SagaStep::Payment,
+            Kind::Documented | Kind::DocumentsFailed => SagaStep::Documents,
+            Kind::Voided => SagaStep::Void,
+            Kind::Notified | Kind::NotifyFailed => SagaStep::Notify,
+            Kind::Retrying(step) => *step,
+        };
+        if step == wanted {
+            Ok(())
+        } else {
+            Err(IgnoreReason::WrongStep)
+        }
+    }
+}
+
+fn result_of(kind: &Kind) -> StepResult {
+    match kind {
+        Kind::Paid => StepResult::PaymentSucceeded {
+            payment_id: "pay".into(),
+        },
+        Kind::Declined => StepResult::PaymentDeclined {
+            reason: "declined".into(),
+        },
+        Kind::Documented => StepResult::DocumentsGenerated {
+            document_id: "doc".into(),
+        },
+        Kind::DocumentsFailed => StepResult::DocumentsFailed {
+            error: "down".into(),
+        },
+        Kind::Voided => StepResult::PaymentVoided { refunded: true },
+        Kind::Notified => StepResult::NotifySent {
+            message_id: "msg".into(),
+        },
+        Kind::NotifyFailed => StepResult::NotifyFailed {
+            error: "bounced".into(),
+        },
+        Kind::Retrying(step) => StepResult::Retrying {
+            step: *step,
+            attempts: 2,
+            error: "timeout".into(),
+        },
+    }
+}
+
+fn malformed(which: u8) -> Command {
+    match which {
+        0 => Command::Submit(Submit {
+            request_id: rid(1),
+            deal_id: "alpha".into(),
+            user_id: "ana".into(),
+            amount: Money::ZERO,
+        }),
+        1 => Command::Submit(Submit {
+            request_id: rid(1),
+            deal_id: "al pha".into(),
+            user_id: "ana".into(),
+            amount: Money::from_cents(1),
+        }),
+        2 => Command::CreateDeal(CreateDeal {
+            deal_id: "alpha".into(),
+            amount: Money::from_cents(Money::MAX.cents() + 1),
+            max_investors: 1,
+            min_ticket: None,
+            max_ticket: None,
+        }),
+        _ => Command::SetParams(Params {
+            saga_deadline_ms: 0,
+            executor_lease_ms: 0,
+        }),
+    }
+}
+
+/// Drives the state machine and the model through `ops`, one command per entry, checking
+/// everything after each. Returns the entries applied, for replays.
+fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError> {
+    let mut state = AdmissionState::new();
+    let mut model = Model {
+        deadline_ms: Params::default().saga_deadline_ms,
+        ..Model::default()
+    };
+    let mut decisions: BTreeMap<u128, Decision> = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut events = Vec::new();
+    let mut time_ms = T0_MS;
+    let mut leader_id: NodeId = 1;
+
+    for (n, op) in ops.iter().enumerate() {
+        let log_index = n as u64 + 1;
+        let command = match op {
+            Op::Create {
+                deal,
+                amount,
+                max_investors,
+                min,
+                max,
+            } => Command::CreateDeal(CreateDeal {
+                deal_id: DEALS[*deal].into(),
+                amount: Money::from_cents(*amount),
+                max_investors: *max_investors,
+                min_ticket: min.map(Money::from_cents),
+                max_ticket: max.map(Money::from_cents),
+            }),
+            Op::Close { deal } => Command::CloseDeal {
+                deal_id: DEAL_IDS[*deal].into(),
+            },
+            Op::Submit {
+                request,
+                deal,
+                user,
+                amount,
+            } => Command::Submit(Submit {
+                request_id: rid(*request),
+                deal_id: DEAL_IDS[*deal].into(),
+                user_id: USERS[*user].into(),
+                amount: Money::from_cents(*amount),
+            }),
+            Op::Heartbeat { node } => Command::ExecutorHeartbeat { node_id: *node },
+            Op::Retire { node } => Command::ExecutorRetire { node_id: *node },
+            Op::Step {
+                request,
+                kind,
+                fence,
+            } => {
+                let saga = state.investment(rid(*request)).and_then(|i| i.saga);
+                let (executor, epoch) = saga.map_or((1, 1), |s| (s.assignee.unwrap_or(0), s.epoch));
+                let (executor, epoch) = match fence {
+                    Fence::Current => (executor, epoch),
+                    Fence::StaleEpoch => (executor, epoch.saturating_sub(1)),
+                    Fence::WrongNode => (executor + 1, epoch),
+                };
+                Command::RecordStep(RecordStep {
+                    request_id: rid(*request),
+                    executor,
+                    epoch,
+                    result: result_of(kind),
+                })
+            }
+            Op::Abort { request } => Command::AbortSaga {
+                request_id: rid(*request),
+                reason: "operator".into(),
+            },
+            Op::Clock { delta_ms } => {
+                time_ms = time_ms.saturating_add_signed(*delta_ms);
+                Command::ExecutorHeartbeat { node_id: 4 }
+            }
+            Op::Leader { node } => {
+                leader_id = *node;
+                Command::ExecutorHeartbeat { node_id: *node }
+            }
+            Op::SetParams {
+                deadline_ms,
+                lease_ms,
+            } => Command::SetParams(Params {
+                saga_deadline_ms: *deadline_ms,
+                executor_lease_ms: *lease_ms,
+            }),
+            Op::Malformed { which } => malformed(*which),
+        };
+        let entry = Entry {
+            header: EntryHeader { leader_id, time_ms },
+            commands: vec![command],
+        };
+        let before = state.investment(rid(op_request(op)));
+        events.clear();
+        let mut results = state
+            .apply_entry(log_index, &entry, &mut events)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let result = results.pop().expect("one result per command");
+        model.tick(time_ms);
+
+        // What the model expects of this command.
+        match op {
+            Op::Submit {
+                request,
+                deal,
+                user,
+                amount,
+            } => {
+                match model.submit(*request, DEAL_IDS[*deal], USERS[*user], *amount) {
+                    Err(()) => prop_assert_eq!(
+                        &result,
+                        &Err(CommandError::RequestConflict {
+                            request_id: rid(*request)
+                        })
+                    ),
+                    Ok(reject) => {
+                        let Ok(Outcome::Submitted { decision, replayed }) = &result else {
+                            return Err(TestCaseError::fail(format!("submit gave {result:?}")));
+                        };
+                        let expected = reject.map_or(Verdict::Pending, Verdict::Rejected);
+                        prop_assert_eq!(
+                            decision.verdict,
+                            expected,
+                            "rules disagree with the model on {:?}",
+                            op
+                        );
+                        // I4: decided once; a resubmission gets the first decision, unchanged.
+                        match decisions.get(request) {
+                            Some(first) => {
+                                prop_assert!(*replayed);
+                                prop_assert_eq!(first, decision);
+                            }
+                            None => {
+                                prop_assert!(!*replayed);
+                                prop_assert_eq!(
+                                    (decision.log_index, decision.offset),
+                                    (log_index, 0)
+                                );
+                                decisions.insert(*request, *decision);
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Step {
+                request,
+                kind,
+                fence,
+            } => {
+                let expected = model.expects_step(*request, kind);
+                let owned = before
+                    .as_ref()
+                    .and_then(|i| i.saga.as_ref())
+                    .is_some_and(|s| s.assignee.is_some());
+                match (&result, expected) {
+                    (
+                        Ok(Outcome::StepIgnored(IgnoreReason::StaleEpoch)),
+                        Ok(()) | Err(IgnoreReason::WrongStep),
+                    ) => {
+                        prop_assert!(
+                            !matches!(fence, Fence::Current) || !owned,
+                            "a current owner was fenced"
+                        );
+                    }
+                    (Ok(Outcome::StepIgnored(got)), Err(want)) => prop_assert_eq!(*got, want),
+                    (Ok(Outcome::StepRecorded { status, step }), Ok(())) => {
+                        prop_assert!(
+                            matches!(fence, Fence::Current) && owned,
+                            "a stale result was accepted"
+                        );
+                        prop_assert_eq!((*status, *step), model.step(*request, kind));
+                    }
+                    (got, want) => {
+                        return Err(TestCaseError::fail(format!(
+                            "step gave {got:?}, model says {want:?}"
+                        )))
+                    }
+                }
+            }
+            Op::Abort { request } => {
+                let compensable = model
+                    .find(*request)
+                    .and_then(|i| i.step)
+                    .is_some_and(|s| s.is_compensable());
+                if compensable {
+                    prop_assert_eq!(&result, &Ok(Outcome::SagaAborted));
+                    model.find_mut(*request).expect("known").step = Some(SagaStep::Void);
+                } else {
+                    prop_assert!(result.is_err());
+                }
+            }
+            Op::Create {
+                deal,
+                amount,
+                max_investors,
+                min,
+                max,
+            } => {
+                let terms = (*amount, *max_investors, *min, *max);
+                let valid = matches!(&entry.commands[0], c if c.validate().is_ok());
+                match model.deals.get(DEALS[*deal]) {
+                    _ if !valid => prop_assert!(
+                        matches!(result, Err(CommandError::InvalidArgument { .. })),
+                        "got {:?}",
+                        result
+                    ),
+                    Some((existing, _)) if *existing == terms => {
+                        prop_assert_eq!(&result, &Ok(Outcome::DealCreated { created: false }))
+                    }
+                    Some(_) => prop_assert!(
+                        matches!(result, Err(CommandError::DealConflict { .. })),
+                        "got {:?}",
+                        result
+                    ),
+                    None => {
+                        prop_assert_eq!(&result, &Ok(Outcome::DealCreated { created: true }));
+                        model.deals.insert(DEALS[*deal], (terms, false));
+                    }
+                }
+            }
+            Op::Close { deal } => match model.deals.get_mut(DEAL_IDS[*deal]) {
+                Some((_, closed)) => {
+                    prop_assert_eq!(&result, &Ok(Outcome::DealClosed));
+                    *closed = true;
+                }
+                None => prop_assert!(
+                    matches!(result, Err(CommandError::DealNotFound { .. })),
+                    "got {:?}",
+                    result
+                ),
+            },
+            Op::SetParams { deadline_ms, .. } => {
+                prop_assert_eq!(&result, &Ok(Outcome::ParamsSet));
+                model.deadline_ms = *deadline_ms;
+            }
+            Op::Malformed { .. } => prop_assert!(
+                matches!(result, Err(CommandError::InvalidArgument { .. })),
+                "got {:?}",
+                result
+            ),
+            Op::Heartbeat { .. } | Op::Clock { .. } | Op::Leader { .. } => {
+                prop_assert_eq!(&result, &Ok(Outcome::HeartbeatRecorded))
+            }
+            Op::Retire { .. } => prop_assert_eq!(&result, &Ok(Outcome::ExecutorRetired)),
+        }
+
+        // After every command: invariants from scratch, and every investment as the model has it.
+        if let Err(violation) = state.check_invariants() {
+            return Err(TestCaseError::fail(format!("after {op:?}: {violation}")));
+        }
+        prop_assert_eq!(state.investment_count(), model.investments.len());
+        for inv in &model.investments {
+            let view = state
+                .investment(rid(inv.request))
+                .expect("every decided request is recorded");
+            prop_assert_eq!(view.status, inv.status, "status of {}", inv.request);
+            prop_assert_eq!(
+                view.saga.map(|s| s.step),
+                inv.step,
+                "step of {}",
+                inv.request
+            );
+        }
+        for event in &events {
+            let view = state
+                .investment(event.request_id)
+                .expect("events name known requests");
+            let saga = view.saga.expect("events name sagas");
+            prop_assert!(event.epoch <= saga.epoch);
+        }
+        entries.push((log_index, entry));
+    }
+    Ok((state, entries))
+}
+
+fn op_request(op: &Op) -> u128 {
+    match op {
+        Op::Step { request, .. } | Op::Submit { request, .. } | Op::Abort { request } => *request,
+        _ => 1,
+    }
+}
+
+fn replay(entries: &[(u64, Entry)]) -> AdmissionState {
+    let mut state = AdmissionState::new();
+    let mut events = Vec::new();
+    for (log_index, entry) in entries {
+        state
+            .apply_entry(*log_index, entry, &mut events)
+            .expect("in order");
+    }
+    state
+}
+
+fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    ProptestConfig {
+        cases: default.cases.max(256),
+        ..default
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Rules, saga steps, I1–I4 and every derived index, after every command.
+    #[test]
+    fn every_command_keeps_the_invariants_and_matches_the_model(ops in proptest::collection::vec(op(), 1..250)) {
+        run(&ops)?;
+    }
+
+    /// I9: two replicas fed the same entries have the same digest and the same answers.
+    #[test]
+    fn replicas_fed_the_same_entries_agree(ops in proptest::collection::vec(op(), 1..150)) {
+        let (state, entries) = run(&ops)?;
+        let other = replay(&entries);
+        prop_assert_eq!(state.digest(), other.digest());
+        prop_assert_eq!(state.last_log_index(), other.last_log_index());
+        for request in 1..=30 {
+            prop_assert_eq!(state.investment(rid(request)), other.investment(rid(request)));
+        }
+    }
+
+    /// Snapshot at any point, restore, continue: the same digest, outcomes and events as never
+    /// snapshotting.
+    #[test]
+    fn snapshot_restore_continue_equals_continue(ops in proptest::collection::vec(op(), 2..150), cut in any::<proptest::sample::Index>()) {
+        let (state, entries) = run(&ops)?;
+        let cut = cut.index(entries.len());
+        let mut straight = replay(&entries[..cut]);
+        let bytes = straight.encode_snapshot();
+        let mut restored = AdmissionState::decode_snapshot(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(restored.digest(), straight.digest());
+        for (log_index, entry) in &entries[cut..] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let left = straight.apply_entry(*log_index, entry, &mut a).expect("in order");
+            let right = restored.apply_entry(*log_index, entry, &mut b).expect("in order");
+            prop_assert_eq!(left, right);
+            prop_assert_eq!(a, b);
+        }
+        prop_assert_eq!(restored.digest(), state.digest());
+        prop_assert!(restored.check_invariants().is_ok());
+    }
+
+    /// Batching many commands into one entry decides exactly as one command per entry does,
+    /// when time and leader stay the same.
+    #[test]
+    fn batching_never_changes_decisions(ops in proptest::collection::vec(op(), 1..100)) {
+        let ops: Vec<Op> = ops.into_iter().filter(|op| matches!(op, Op::Submit { .. } | Op::Create { .. } | Op::Close { .. } | Op::Heartbeat { .. })).collect();
+        let (single, entries) = run(&ops)?;
+        let mut batched = AdmissionState::new();
+        let batch = Entry {
+            header: EntryHeader { leader_id: 1, time_ms: T0_MS },
+            commands: entries.iter().map(|(_, e)| e.commands[0].clone()).collect(),
+        };
+        batched.apply_entry(1, &batch, &mut Vec::new()).expect("first entry");
+        prop_assert!(batched.check_invariants().is_ok());
+        for request in 1..=30 {
+            let (a, b) = (single.investment(rid(request)), batched.investment(rid(request)));
+            prop_assert_eq!(a.as_ref().map(|i| (i.status, i.reject_reason)), b.as_ref().map(|i| (i.status, i.reject_reason)));
+        }
+    }
+
+    /// Decoding never panics, whatever the bytes: corrupt snapshots and entries are refused or,
+    /// if they happen to decode, describe a state that holds the invariants.
+    #[test]
+    fn decoding_arbitrary_or_corrupted_bytes_never_panics(
+        ops in proptest::collection::vec(op(), 1..60),
+        flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+        noise in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let (state, entries) = run(&ops)?;
+        let mut bytes = state.encode_snapshot();
+        for (at, value) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= value | 1;
+        }
+        if let Ok(decoded) = AdmissionState::decode_snapshot(&bytes) {
+            prop_assert!(decoded.check_invariants().is_ok());
+        }
+        let _ = AdmissionState::decode_snapshot(&noise);
+        let _ = codec::decode_entry(&noise);
+        let encoded = codec::encode_entry(&entries[0].1);
+        prop_assert_eq!(codec::decode_entry(&encoded).ok(), Some(entries[0].1.clone()));
+        let mut truncated = encoded.clone();
+        truncated.pop();
+        prop_assert!(codec::decode_entry(&truncated).is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! The saga of `DESIGN.md` §4.4: one test per transition, then assignment, leases, fencing and
+//! deadlines.
+
+mod common;
+
+use common::*;
+use ledger_state_machine::*;
+
+/// A deal with one admitted investment (request 1) and executors on nodes 2 and 3; node 1 leads.
+fn admitted() -> Harness {
+    let mut h = Harness::new();
+    h.heartbeat(2);
+    h.heartbeat(3);
+    h.create_deal("d", "1000", 10);
+    assert_eq!(h.submit(1, "d", "ana", "100"), Verdict::Pending);
+    h
+}
+
+fn totals(h: &Harness) -> (u32, Money, u32, Money) {
+    let deal = h.state.deal("d").unwrap();
+    (
+        deal.investor_count,
+        deal.reserved_amount,
+        deal.confirmed_count,
+        deal.confirmed_amount,
+    )
+}
+
+#[test]
+fn payment_then_documents_confirms_then_notify_finishes() {
+    let mut h = admitted();
+    assert_eq!(h.saga(1).step, SagaStep::Payment);
+
+    let out = h.record(1, paid("pay-1"));
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Pending,
+            step: SagaStep::Documents
+        }
+    );
+    assert_eq!(h.saga(1).payment_id.as_deref(), Some("pay-1"));
+
+    let out = h.record(1, documented("doc-1"));
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Confirmed,
+            step: SagaStep::Notify
+        }
+    );
+    assert_eq!(totals(&h), (1, money("100"), 1, money("100")));
+    assert_eq!(h.state.user("ana").unwrap().confirmed.len(), 1);
+
+    let out = h.record(1, notified("msg-1"));
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Confirmed,
+            step: SagaStep::Done
+        }
+    );
+    let saga = h.saga(1);
+    assert_eq!(saga.message_id.as_deref(), Some("msg-1"));
+    assert!(
+        h.state.executor_sagas(saga.assignee.unwrap()).is_empty(),
+        "no work left"
+    );
+}
+
+#[test]
+fn a_declined_payment_cancels_and_releases_in_the_same_entry() {
+    let mut h = admitted();
+    let out = h.record(
+        1,
+        StepResult::PaymentDeclined {
+            reason: "insufficient funds".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Cancelled,
+            step: SagaStep::Notify
+        }
+    );
+    assert_eq!(totals(&h), (0, Money::ZERO, 0, Money::ZERO));
+    let saga = h.saga(1);
+    assert_eq!(saga.cancel_cause, Some(CancelCause::PaymentDeclined));
+    assert_eq!(saga.last_error.as_deref(), Some("insufficient funds"));
+    // The cancellation e-mail still goes out.
+    h.record(1, notified("msg-1"));
+    assert_eq!(h.saga(1).step, SagaStep::Done);
+}
+
+#[test]
+fn documents_failing_for_good_voids_the_payment_then_cancels() {
+    let mut h = admitted();
+    h.record(1, paid("pay-1"));
+    let out = h.record(
+        1,
+        StepResult::DocumentsFailed {
+            error: "templates down".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Pending,
+            step: SagaStep::Void
+        }
+    );
+    assert_eq!(totals(&h).0, 1, "the seat is held until the money is safe");
+    assert_eq!(h.saga(1).cancel_cause, Some(CancelCause::DocumentsFailed));
+
+    let out = h.record(1, StepResult::PaymentVoided { refunded: true });
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Cancelled,
+            step: SagaStep::Notify
+        }
+    );
+    assert_eq!(totals(&h), (0, Money::ZERO, 0, Money::ZERO));
+    let saga = h.saga(1);
+    assert!(saga.refunded);
+    assert_eq!(
+        saga.last_error.as_deref(),
+        Some("templates down"),
+        "the cause stays visible"
+    );
+}
+
+#[test]
+fn an_exhausted_email_is_recorded_and_changes_nothing_else() {
+    let mut h = admitted();
+    h.record(1, paid("pay-1"));
+    h.record(1, documented("doc-1"));
+    let out = h.record(
+        1,
+        StepResult::NotifyFailed {
+            error: "smtp 550".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Confirmed,
+            step: SagaStep::Done
+        }
+    );
+    let saga = h.saga(1);
+    assert!(saga.notify_failed);
+    assert_eq!(totals(&h), (1, money("100"), 1, money("100")));
+}
+
+#[test]
+fn retries_are_progress_only() {
+    let mut h = admitted();
+    let out = h.record(
+        1,
+        StepResult::Retrying {
+            step: SagaStep::Payment,
+            attempts: 3,
+            error: "timeout".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        Outcome::StepRecorded {
+            status: Status::Pending,
+            step: SagaStep::Payment
+        }
+    );
+    let saga = h.saga(1);
+    assert_eq!(
+        (saga.attempts, saga.last_error.as_deref()),
+        (3, Some("timeout"))
+    );
+    // Moving to the next step starts its count afresh.
+    h.record(1, paid("pay-1"));
+    assert_eq!((h.saga(1).attempts, h.saga(1).last_error), (0, None));
+}
+
+#[test]
+fn results_for_another_step_are_ignored() {
+    let mut h = admitted();
+    h.record(1, paid("pay-1"));
+    let before = h.state.investment(rid(1));
+    // A late duplicate of the payment result, and a result of a step not reached yet.
+    assert_eq!(
+        h.record(1, paid("pay-2")),
+        Outcome::StepIgnored(IgnoreReason::WrongStep)
+    );
+    assert_eq!(
+        h.record(1, StepResult::PaymentVoided { refunded: false }),
+        Outcome::StepIgnored(IgnoreReason::WrongStep)
+    );
+    assert_eq!(h.state.investment(rid(1)), before);
+}
+
+#[test]
+fn results_for_unknown_or_rejected_requests_are_ignored() {
+    let mut h = admitted();
+    h.submit(2, "nope", "bob", "1");
+    for (request, reason) in [
+        (2, IgnoreReason::NoSaga),
+        (99, IgnoreReason::UnknownInvestment),
+    ] {
+        let out = h.apply_one(Command::RecordStep(RecordStep {
+            request_id: rid(request),
+            executor: 2,
+            epoch: 1,
+            result: paid("p"),
+        }));
+        assert_eq!(out, Ok(Outcome::StepIgnored(reason)));
+    }
+}
+
+#[test]
+fn sagas_go_to_the_least_loaded_live_executor_other_than_the_leader() {
+    let mut h = Harness::new();
+    h.heartbeat(1);
+    h.heartbeat(2);
+    h.heartbeat(3);
+    h.create_deal("d", "1000", 10);
+    for n in 1..=4 {
+        h.submit(n, "d", &format!("u{n}"), "1");
+    }
+    let owners: Vec<_> = (1..=4).map(|n| h.saga(n).assignee.unwrap()).collect();
+    assert_eq!(
+        owners,
+        [2, 3, 2, 3],
+        "leader 1 is skipped, load is balanced"
+    );
+    assert!(h.events.iter().all(|e| e.executor.is_some()));
+
+    // With only the leader's executor alive, the leader takes the work rather than nobody.
+    h.apply_one(Command::ExecutorRetire { node_id: 2 }).unwrap();
+    h.apply_one(Command::ExecutorRetire { node_id: 3 }).unwrap();
+    h.submit(5, "d", "u5", "1");
+    assert_eq!(h.saga(5).assignee, Some(1));
+    assert_eq!(
+        h.state.executor_sagas(1).len(),
+        5,
+        "retired executors' sagas moved too"
+    );
+}
+
+#[test]
+fn a_lapsed_lease_moves_sagas_and_fences_the_old_owner() {
+    let mut h = admitted();
+    let old = h.saga(1);
+    let old_owner = old.assignee.unwrap();
+    let survivor = if old_owner == 2 { 3 } else { 2 };
+
+    // Only the survivor keeps heartbeating; after the lease the saga is moved to it.
+    let lease = h.state.params().executor_lease_ms;
+    h.time_ms += lease / 2;
+    h.heartbeat(survivor);
+    h.time_ms += lease / 2 + 1;
+    h.heartbeat(survivor);
+    let new = h.saga(1);
+    assert_eq!(new.assignee, Some(survivor));
+    assert_eq!(new.epoch, old.epoch + 1);
+    assert!(h
+        .events
+        .iter()
+        .any(|e| e.request_id == rid(1) && e.executor == Some(survivor)));
+    assert!(
+        !h.state
+            .executors()
+            .iter()
+            .find(|e| e.node_id == old_owner)
+            .unwrap()
+            .live
+    );
+
+    // The paused old owner wakes up and reports: ignored.
+    let stale = h.apply_one(Command::RecordStep(RecordStep {
+        request_id: rid(1),
+        executor: old_owner,
+        epoch: old.epoch,
+        result: StepResult::PaymentDeclined {
+            reason: "late".into(),
+        },
+    }));
+    assert_eq!(stale, Ok(Outcome::StepIgnored(IgnoreReason::StaleEpoch)));
+    assert_eq!(h.status(1), Status::Pending);
+    // A right epoch from the wrong node is fenced too.
+    let forged = h.apply_one(Command::RecordStep(RecordStep {
+        request_id: rid(1),
+        executor: old_owner,
+        epoch: new.epoch,
+        result: paid("p"),
+    }));
+    assert_eq!(forged, Ok(Outcome::StepIgnored(IgnoreReason::StaleEpoch)));
+    // The new owner's result counts.
+    assert_eq!(
+        h.record(1, paid("p")),
+        Outcome::StepRecorded {
+            status: Status::Pending,
+            step: SagaStep::Documents
+        }
+    );
+}
+
+#[test]
+fn sagas_wait_unassigned_until_an_executor_is_live() {
+    let mut h = Harness::new();
+    h.create_deal("d", "1000", 10);
+    h.submit(1, "d", "ana", "1");
+    assert_eq!(h.saga(1).assignee, None);
+    assert_eq!(h.state.unassigned_sagas().len(), 1);
+    h.heartbeat(3);
+    assert_eq!(h.saga(1).assignee, Some(3));
+    assert!(h.state.unassigned_sagas().is_empty());
+
+    // Every executor lapses: the saga waits again, then the first one back takes it.
+    h.advance(h.state.params().executor_lease_ms + 1);
+    assert_eq!(h.saga(1).assignee, None);
+    h.heartbeat(3);
+    assert_eq!(h.saga(1).assignee, Some(3));
+    // Admission (nobody), node 3, nobody again, node 3 again: four assignments.
+    assert_eq!(h.saga(1).epoch, 4);
+}
+
+#[test]
+fn a_passed_deadline_compensates_in_log_time() {
+    let mut h = admitted();
+    h.record(1, paid("pay-1"));
+    let deadline = h.saga(1).deadline_ms;
+    assert_eq!(deadline, T0_MS + Params::default().saga_deadline_ms);
+
+    // Heartbeats keep the executors alive; the deadline is reached exactly.
+    while h.time_ms + 5_000 < deadline {
+        h.time_ms += 5_000;
+        h.heartbeat(2);
+        h.heartbeat(3);
+    }
+    assert_eq!(h.saga(1).step, SagaStep::Documents);
+    h.time_ms = deadline;
+    h.heartbeat(2);
+    h.heartbeat(3);
+    let saga = h.saga(1);
+    assert_eq!(
+        (saga.step, saga.cancel_cause),
+        (SagaStep::Void, Some(CancelCause::DeadlineExceeded))
+    );
+    // A late documents result is for a step the saga left.
+    assert_eq!(
+        h.record(1, documented("doc-1")),
+        Outcome::StepIgnored(IgnoreReason::WrongStep)
+    );
+    h.record(1, StepResult::PaymentVoided { refunded: true });
+    assert_eq!(h.status(1), Status::Cancelled);
+    assert_eq!(totals(&h), (0, Money::ZERO, 0, Money::ZERO));
+}
+
+#[test]
+fn confirmed_sagas_have_no_deadline() {
+    let mut h = admitted();
+    h.record(1, paid("pay-1"));
+    h.record(1, documented("doc-1"));
+    h.time_ms += Params::default().saga_deadline_ms * 2;
+    h.heartbeat(2);
+    h.heartbeat(3);
+    assert_eq!(
+        (h.status(1), h.saga(1).step),
+        (Status::Confirmed, SagaStep::Notify)
+    );
+}
+
+#[test]
+fn operators_can_abort_a_stuck_saga_but_not_a_finished_one() {
+    let mut h = admitted();
+    assert_eq!(
+        h.apply_one(Command::AbortSaga {
+            request_id: rid(1),
+            reason: "stuck at partner".into()
+        }),
+        Ok(Outcome::SagaAborted)
+    );
+    let saga = h.saga(1);
+    assert_eq!(
+        (saga.step, saga.cancel_cause),
+        (SagaStep::Void, Some(CancelCause::Aborted))
+    );
+    assert_eq!(
+        h.apply_one(Command::AbortSaga {
+            request_id: rid(1),
+            reason: String::new()
+        }),
+        Err(CommandError::NotCompensable {
+            request_id: rid(1),
+            step: SagaStep::Void
+        })
+    );
+    assert_eq!(
+        h.apply_one(Command::AbortSaga {
+            request_id: rid(7),
+            reason: String::new()
+        }),
+        Err(CommandError::InvestmentNotFound { request_id: rid(7) })
+    );
+}
+
+#[test]
+fn params_travel_through_the_log() {
+    let mut h = Harness::new();
+    let params = Params {
+        saga_deadline_ms: 2_000,
+        executor_lease_ms: 500,
+    };
+    assert_eq!(
+        h.apply_one(Command::SetParams(params)),
+        Ok(Outcome::ParamsSet)
+    );
+    h.heartbeat(2);
+    h.create_deal("d", "1000", 10);
+    h.submit(1, "d", "ana", "1");
+    assert_eq!(h.saga(1).deadline_ms, T0_MS + 2_000);
+    h.advance(501);
+    assert_eq!(h.saga(1).assignee, None, "the short lease lapsed");
+    h.heartbeat(2);
+    h.advance(1_499);
+    assert_eq!(h.saga(1).step, SagaStep::Void);
+}
