@@ -484,10 +484,15 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 fence,
             } => {
                 let expected = model.expects_step(*request, kind);
-                let owned = before
-                    .as_ref()
-                    .and_then(|i| i.saga.as_ref())
-                    .is_some_and(|s| s.assignee.is_some());
+                let saga_before = before.as_ref().and_then(|i| i.saga.as_ref());
+                // The entry's new log time may lapse the owner's lease before the result applies;
+                // then the saga was reassigned (an event with a newer epoch) and fencing is right.
+                let reassigned = saga_before.is_some_and(|s| {
+                    events
+                        .iter()
+                        .any(|e| e.request_id == rid(*request) && e.epoch != s.epoch)
+                });
+                let owned = saga_before.is_some_and(|s| s.assignee.is_some()) && !reassigned;
                 match (&result, expected) {
                     (
                         Ok(Outcome::StepIgnored(IgnoreReason::StaleEpoch)),
