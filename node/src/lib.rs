@@ -1,6 +1,143 @@
 //! `ledger-node`: one replica of the admission ledger.
 //!
-//! Not built yet: openraft, the sled log store, the gRPC API and the saga executor land with
-//! issues #3 and #4. Today this crate only links the state machine, so the workspace builds.
+//! A node persists the Raft log in sled ([`raft::log_store`]), applies committed entries to its
+//! in-memory [`ledger_state_machine::AdmissionState`] ([`raft::state_machine`]), talks to its
+//! peers over the internal gRPC `Raft` service ([`raft::network`], [`grpc::raft`]), and serves
+//! the public `Admission` and operators' `Cluster` services ([`grpc`]). On the leader, the
+//! [`batcher::Batcher`] turns concurrent writes into one log entry per batch; every other node
+//! forwards writes and linearizable reads to the leader ([`node::Node::route`]).
+//!
+//! [`run`] is the whole node: it takes a validated [`config::Config`], a bound listener and a
+//! shutdown future, so tests and the binary drive it the same way.
 
-pub use ledger_state_machine as state_machine;
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod node;
+pub mod raft;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_proto::pb::admission_server::AdmissionServer;
+use ledger_proto::pb::cluster_server::ClusterServer;
+use ledger_proto::pb::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::batcher::Batcher;
+use crate::config::Config;
+use crate::error::StartError;
+use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
+use crate::node::Node;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::Raft;
+
+/// Entries per AppendEntries message; with batches of up to 1,024 commands this keeps a message
+/// within [`RAFT_MESSAGE_BYTES_MAX`].
+const APPEND_ENTRIES_MAX: u64 = 64;
+/// Snapshot bytes per InstallSnapshot message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+fn raft_config(config: &Config) -> Result<openraft::Config, StartError> {
+    let tuning = config.raft;
+    openraft::Config {
+        cluster_name: config.cluster_id.clone(),
+        heartbeat_interval: tuning.heartbeat_ms,
+        election_timeout_min: tuning.election_timeout_ms,
+        election_timeout_max: tuning.election_timeout_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: tuning.log_keep_entries,
+        max_payload_entries: APPEND_ENTRIES_MAX,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// Runs one node on `listener` until `shutdown` completes, then stops gracefully.
+///
+/// Refuses to start, with a [`StartError`] saying why, when the log or the snapshot in the data
+/// folder fails its checks.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let node_id = config.node_id;
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
+        path: config.data_dir.clone(),
+        error,
+    })?;
+    let (log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
+    let (state_machine, replica) = StateMachineStore::open(&config.data_dir, None)?;
+    tracing::info!(
+        node_id,
+        first_index = ?summary.first_index,
+        last_index = ?summary.last_index,
+        purged_index = ?summary.purged_index,
+        applied_index = replica.read().last_applied.map_or(0, |l| l.index),
+        "storage checked"
+    );
+
+    let network = Network::new(config.cluster_id.clone(), config.raft.connect_timeout());
+    let raft = Raft::new(
+        node_id,
+        Arc::new(raft_config(&config)?),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let batcher = Batcher::start(
+        raft.clone(),
+        node_id,
+        config.batch_commands_max,
+        config.inflight_entries_max,
+    );
+    let cluster_id = config.cluster_id.clone();
+    let node = Arc::new(Node::new(config, raft.clone(), replica, batcher));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdmissionServer<AdmissionService>>()
+        .await;
+    health_reporter
+        .set_serving::<ClusterServer<ClusterService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
+
+    let limit = grpc::CLIENT_MESSAGE_BYTES_MAX;
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(
+            AdmissionServer::new(AdmissionService::new(node.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+        .add_service(
+            RaftServer::new(RaftService::new(raft.clone(), cluster_id))
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
+        )
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    tracing::info!(node_id, "stopping");
+    if let Err(error) = raft.shutdown().await {
+        tracing::warn!(node_id, %error, "raft did not stop cleanly");
+    }
+    served.map_err(StartError::from)
+}

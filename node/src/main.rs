@@ -1,11 +1,65 @@
-//! The `ledger-node` binary. The replicated node lands with issue #3; until then it says so and
-//! exits with an error instead of pretending to serve.
+//! The `ledger-node` binary: flags, logging, the listener, signals; everything else is
+//! [`ledger_node::run`].
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "ledger-node {}: the replicated node is not built yet (issue #3); \
-         only the state machine exists so far",
-        env!("CARGO_PKG_VERSION")
+use std::process::ExitCode;
+
+use clap::Parser;
+use ledger_node::config::{Flags, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn"));
+    match flags.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match serve(flags).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("ledger-node: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(flags: Flags) -> anyhow::Result<()> {
+    let config = flags.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Scripts and tests read this line to learn the port when they pass port 0.
+    println!(
+        "ledger-node {} listening on {}",
+        config.node_id,
+        listener.local_addr()?
     );
-    std::process::ExitCode::FAILURE
+    ledger_node::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

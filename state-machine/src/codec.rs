@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Entry, Params};
@@ -24,26 +25,38 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Why an entry payload could not be decoded.
+/// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
-#[error("log entry payload does not decode: {0}")]
-pub struct EntryDecodeError(#[from] bincode::error::DecodeError);
+#[error("payload does not decode: {0}")]
+pub struct DecodeError(#[from] bincode::error::DecodeError);
+
+/// Encodes a value in the replicated and persisted format: log entry payloads, and whatever
+/// the node stores or sends around them (openraft's log entries, votes and RPCs).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec only fails for maps of unknown length, which serde derives never make.
+    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
+}
+
+/// Decodes what [`encode`] wrote; trailing bytes are an error. Text fields of this crate's types
+/// are read through borrowed strings, so a corrupt length cannot trigger a huge allocation.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config())?;
+    if read != bytes.len() {
+        return Err(DecodeError(bincode::error::DecodeError::Other(
+            "trailing bytes after the value",
+        )));
+    }
+    Ok(value)
+}
 
 /// Encodes a log entry payload.
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    // Encoding into a Vec cannot fail for these types: no maps with non-string keys, no I/O.
-    bincode::serde::encode_to_vec(entry, config()).unwrap_or_default()
+    encode(entry)
 }
 
-/// Decodes a log entry payload; trailing bytes are an error.
-pub fn decode_entry(bytes: &[u8]) -> Result<Entry, EntryDecodeError> {
-    let (entry, read) = bincode::serde::decode_from_slice(bytes, config())?;
-    if read != bytes.len() {
-        return Err(EntryDecodeError(bincode::error::DecodeError::Other(
-            "trailing bytes after the entry",
-        )));
-    }
-    Ok(entry)
+/// Decodes a log entry payload.
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    decode(bytes)
 }
 
 /// A BLAKE3 hash of a state's logical content (its snapshot encoding). Replicas that applied the

@@ -1,18 +1,22 @@
 //! Errors of the state machine. Business rejections (a full deal, a closed deal…) are not errors:
 //! they are [`crate::Verdict::Rejected`] decisions, recorded like admissions.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{IdError, RequestId};
 use crate::money::MoneyError;
 use crate::saga::SagaStep;
 
 /// Why a command was refused without changing anything.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CommandError {
     /// A field is malformed; maps to `INVALID_ARGUMENT`.
     #[error("invalid {field}: {reason}")]
     InvalidArgument {
         /// The offending field, as named in the API.
-        field: &'static str,
+        field: Cow<'static, str>,
         /// What is wrong with it.
         reason: String,
     },
@@ -53,21 +57,21 @@ pub enum CommandError {
 impl CommandError {
     pub(crate) fn invalid(field: &'static str, reason: &str) -> CommandError {
         CommandError::InvalidArgument {
-            field,
+            field: Cow::Borrowed(field),
             reason: reason.to_owned(),
         }
     }
 
     pub(crate) fn invalid_id(field: &'static str, error: IdError) -> CommandError {
         CommandError::InvalidArgument {
-            field,
+            field: Cow::Borrowed(field),
             reason: error.to_string(),
         }
     }
 
     pub(crate) fn invalid_money(field: &'static str, error: MoneyError) -> CommandError {
         CommandError::InvalidArgument {
-            field,
+            field: Cow::Borrowed(field),
             reason: error.to_string(),
         }
     }

@@ -80,7 +80,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// The decision on a request at the moment it was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Verdict {
     /// Admitted; the saga decides CONFIRMED or CANCELLED later.
     Pending,
@@ -89,7 +89,7 @@ pub enum Verdict {
 }
 
 /// The answer to a `Submit`: the original decision and the position that made it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Decision {
     /// The request.
     pub request_id: RequestId,
@@ -102,7 +102,7 @@ pub struct Decision {
 }
 
 /// Why a saga step result changed nothing. Normal under retries and failover, not an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IgnoreReason {
     /// No investment with this request id.
     UnknownInvestment,
@@ -116,7 +116,7 @@ pub enum IgnoreReason {
 }
 
 /// What a command did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The deal exists with the requested terms; `created` is false when it already did.
     DealCreated {

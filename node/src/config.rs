@@ -1,0 +1,174 @@
+//! Flags (with `LEDGER_*` environment fallbacks) and their validation into a typed [`Config`].
+//! Every default is written here, once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::error::StartError;
+
+/// The raw command line of `ledger-node`.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "ledger-node",
+    version,
+    about = "One replica of the admission ledger"
+)]
+pub struct Flags {
+    /// This node's id, unique in the cluster (1 or more).
+    #[arg(long, env = "LEDGER_ID")]
+    pub id: u64,
+    /// Address to serve gRPC on (clients, operators and peers).
+    #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:7801")]
+    pub listen: SocketAddr,
+    /// Address peers and clients reach this node at; defaults to --listen.
+    #[arg(long, env = "LEDGER_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Folder for the Raft log and snapshots; created if missing.
+    #[arg(long, env = "LEDGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Base URL of the payment, documents and e-mail partners.
+    #[arg(
+        long,
+        env = "LEDGER_PARTNERS_URL",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub partners_url: String,
+    /// Run a saga executor on this node (the executor lands with issue #4; until then the flag
+    /// is validated and recorded only).
+    #[arg(long, env = "LEDGER_EXECUTOR", default_value_t = true, action = ArgAction::Set)]
+    pub executor: bool,
+    /// Name shared by the nodes of one cluster; Raft messages from another cluster are refused.
+    #[arg(long, env = "LEDGER_CLUSTER_ID", default_value = "admission-ledger")]
+    pub cluster_id: String,
+    /// Raft heartbeat period.
+    #[arg(long, env = "LEDGER_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Smallest election timeout; the largest is twice this.
+    #[arg(long, env = "LEDGER_ELECTION_TIMEOUT_MS", default_value_t = 400)]
+    pub election_timeout_ms: u64,
+    /// Build a snapshot (and purge the log behind it) every this many entries.
+    #[arg(long, env = "LEDGER_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so slightly lagging followers need no snapshot.
+    #[arg(long, env = "LEDGER_LOG_KEEP_ENTRIES", default_value_t = 2_000)]
+    pub log_keep_entries: u64,
+    /// Most commands the leader puts in one log entry.
+    #[arg(long, env = "LEDGER_BATCH_COMMANDS_MAX", default_value_t = 1_024)]
+    pub batch_commands_max: usize,
+    /// Most log entries proposed and not yet applied at once (pipelining depth).
+    #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 32)]
+    pub inflight_entries_max: usize,
+    /// Log format.
+    #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the node writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated settings of one node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id.
+    pub node_id: u64,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where others reach this node.
+    pub advertise: String,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Partners' base URL (used by the saga executor).
+    pub partners_url: String,
+    /// Whether to run a saga executor.
+    pub executor: bool,
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Raft timing and log compaction.
+    pub raft: RaftTuning,
+    /// Leader batching.
+    pub batch_commands_max: usize,
+    /// Pipelining depth.
+    pub inflight_entries_max: usize,
+}
+
+/// Raft timing and compaction settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTuning {
+    /// Heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Election timeout range start; the end is twice it.
+    pub election_timeout_ms: u64,
+    /// Snapshot period in entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot.
+    pub log_keep_entries: u64,
+}
+
+impl RaftTuning {
+    /// How long a peer gets to answer before it counts as unreachable.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_ms)
+    }
+}
+
+impl Flags {
+    /// Checks every flag and fills defaults that depend on others.
+    pub fn validate(self) -> Result<Config, StartError> {
+        let bad = |msg: String| Err(StartError::Config(msg));
+        if self.id == 0 {
+            return bad("--id must be 1 or more".into());
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
+            return bad("--election-timeout-ms must be at least twice --heartbeat-ms".into());
+        }
+        if self.snapshot_every_entries == 0 {
+            return bad("--snapshot-every-entries must be 1 or more".into());
+        }
+        if !(1..=ledger_state_machine::ENTRY_COMMANDS_MAX).contains(&self.batch_commands_max) {
+            return bad(format!(
+                "--batch-commands-max must be between 1 and {}",
+                ledger_state_machine::ENTRY_COMMANDS_MAX
+            ));
+        }
+        if !(1..=1_024).contains(&self.inflight_entries_max) {
+            return bad("--inflight-entries-max must be between 1 and 1024".into());
+        }
+        if self.cluster_id.is_empty() {
+            return bad("--cluster-id must not be empty".into());
+        }
+        if !(self.partners_url.starts_with("http://") || self.partners_url.starts_with("https://"))
+        {
+            return bad("--partners-url must be an http:// or https:// URL".into());
+        }
+        let advertise = self.advertise.unwrap_or_else(|| self.listen.to_string());
+        if advertise.parse::<SocketAddr>().is_err() && !advertise.contains(':') {
+            return bad(format!("--advertise {advertise:?} must be host:port"));
+        }
+        Ok(Config {
+            node_id: self.id,
+            listen: self.listen,
+            advertise,
+            data_dir: self.data_dir,
+            partners_url: self.partners_url,
+            executor: self.executor,
+            cluster_id: self.cluster_id,
+            raft: RaftTuning {
+                heartbeat_ms: self.heartbeat_ms,
+                election_timeout_ms: self.election_timeout_ms,
+                snapshot_every_entries: self.snapshot_every_entries,
+                log_keep_entries: self.log_keep_entries,
+            },
+            batch_commands_max: self.batch_commands_max,
+            inflight_entries_max: self.inflight_entries_max,
+        })
+    }
+}

@@ -1,0 +1,372 @@
+//! The public `admission.v1.Admission` service. Writes and linearizable reads run on the leader
+//! (followers forward them, once); `STALE` reads and watches serve the local replica.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ledger_proto::pb::{self, admission_client::AdmissionClient};
+use ledger_state_machine::{Command, Outcome, RequestId, Status as InvestmentStatus};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::error::ApiError;
+use crate::node::{Node, Proposed, Route, FORWARDED_KEY};
+
+/// Most requests in one `SubmitBatch`.
+pub const SUBMIT_BATCH_MAX: usize = 10_000;
+
+/// The `Admission` service of one node.
+pub struct AdmissionService {
+    node: Arc<Node>,
+}
+
+impl AdmissionService {
+    /// Serves `node`.
+    pub fn new(node: Arc<Node>) -> AdmissionService {
+        AdmissionService { node }
+    }
+
+    /// `None` when this read may be served from the local replica (after a read barrier for a
+    /// linearizable read on the leader), else the leader to forward it to.
+    async fn read_route<T>(
+        &self,
+        request: &Request<T>,
+        consistency: i32,
+    ) -> Result<Option<Channel>, ApiError> {
+        if convert::is_stale(consistency)? {
+            return Ok(None);
+        }
+        match self.node.route(is_forwarded(request))? {
+            Route::Local => {
+                self.node.linearizable_barrier().await?;
+                Ok(None)
+            }
+            Route::Leader(channel) => Ok(Some(channel)),
+        }
+    }
+
+    fn investment_view(&self, request_id: RequestId) -> Option<pb::Investment> {
+        let view = self.node.replica.read().state.investment(request_id);
+        view.map(convert::investment)
+    }
+}
+
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_KEY)
+}
+
+/// The same call, marked as forwarded; the caller's deadline travels in the metadata.
+fn forward<T>(request: Request<T>) -> Request<T> {
+    let (mut metadata, _, message) = request.into_parts();
+    metadata.insert(
+        FORWARDED_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    Request::from_parts(metadata, Default::default(), message)
+}
+
+fn client(channel: Channel) -> AdmissionClient<Channel> {
+    AdmissionClient::new(channel)
+        .max_decoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
+}
+
+fn outcome(proposed: Proposed) -> Result<(u64, Outcome), ApiError> {
+    Ok((proposed.log_index, proposed.applied?))
+}
+
+fn submit_response(
+    node: &Node,
+    proposed: Result<Proposed, ApiError>,
+) -> Result<pb::SubmitResponse, ApiError> {
+    let (_, outcome) = outcome(proposed?)?;
+    let Outcome::Submitted { decision, replayed } = outcome else {
+        return Err(ApiError::Internal(format!("Submit applied as {outcome:?}")));
+    };
+    let view = node.replica.read().state.investment(decision.request_id);
+    Ok(pb::SubmitResponse {
+        investment: view.map(convert::investment),
+        log_index: decision.log_index,
+        offset: decision.offset,
+        replayed,
+    })
+}
+
+type InvestmentStream = Pin<Box<dyn Stream<Item = Result<pb::Investment, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::admission_server::Admission for AdmissionService {
+    async fn create_deal(
+        &self,
+        request: Request<pb::CreateDealRequest>,
+    ) -> Result<Response<pb::Deal>, Status> {
+        let command = convert::create_deal(request.get_ref())?;
+        let deal_id = request.get_ref().deal_id.clone();
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).create_deal(forward(request)).await,
+            Route::Local => {
+                outcome(self.node.propose(command).await?)?;
+                let deal = self.node.replica.read().state.deal(&deal_id);
+                let deal = deal.ok_or_else(|| {
+                    ApiError::Internal(format!("deal {deal_id} missing after creation"))
+                })?;
+                Ok(Response::new(convert::deal(deal)))
+            }
+        }
+    }
+
+    async fn close_deal(
+        &self,
+        request: Request<pb::CloseDealRequest>,
+    ) -> Result<Response<pb::Deal>, Status> {
+        let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).close_deal(forward(request)).await,
+            Route::Local => {
+                outcome(
+                    self.node
+                        .propose(Command::CloseDeal {
+                            deal_id: deal_id.clone(),
+                        })
+                        .await?,
+                )?;
+                let deal = self.node.replica.read().state.deal(&deal_id);
+                let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+                Ok(Response::new(convert::deal(deal)))
+            }
+        }
+    }
+
+    async fn get_deal(
+        &self,
+        request: Request<pb::GetDealRequest>,
+    ) -> Result<Response<pb::Deal>, Status> {
+        let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
+        if let Some(channel) = self
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).get_deal(forward(request)).await;
+        }
+        let deal = self.node.replica.read().state.deal(&deal_id);
+        let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+        Ok(Response::new(convert::deal(deal)))
+    }
+
+    async fn list_deals(
+        &self,
+        request: Request<pb::ListDealsRequest>,
+    ) -> Result<Response<pb::ListDealsResponse>, Status> {
+        let start = convert::page_token(&request.get_ref().page_token)?;
+        if let Some(channel) = self
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).list_deals(forward(request)).await;
+        }
+        let page = self
+            .node
+            .replica
+            .read()
+            .state
+            .deals(start, request.get_ref().page_size as usize);
+        Ok(Response::new(pb::ListDealsResponse {
+            deals: page.items.into_iter().map(convert::deal).collect(),
+            next_page_token: convert::next_page_token(page.next),
+        }))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let submit = convert::submit(request.get_ref())?;
+        let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id);
+        let _guard = span.enter();
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).submit(forward(request)).await,
+            Route::Local => {
+                let proposed = self.node.propose(Command::Submit(submit)).await;
+                Ok(Response::new(submit_response(&self.node, proposed)?))
+            }
+        }
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let requests = &request.get_ref().requests;
+        if requests.len() > SUBMIT_BATCH_MAX {
+            return Err(ApiError::invalid(
+                "requests",
+                format!("at most {SUBMIT_BATCH_MAX} per batch"),
+            )
+            .into());
+        }
+        let parsed: Vec<Result<ledger_state_machine::Submit, ApiError>> =
+            requests.iter().map(convert::submit).collect();
+        if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
+            return client(channel).submit_batch(forward(request)).await;
+        }
+        let commands = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|s| Command::Submit(s.clone())))
+            .collect();
+        let mut proposed = self.node.propose_all(commands).await.into_iter();
+        let responses = parsed
+            .into_iter()
+            .map(|parsed| {
+                let result = parsed.and_then(|_| {
+                    let next = proposed
+                        .next()
+                        .unwrap_or_else(|| Err(ApiError::Internal("missing batch result".into())));
+                    submit_response(&self.node, next)
+                });
+                pb::SubmitBatchResult {
+                    result: Some(match result {
+                        Ok(response) => pb::submit_batch_result::Result::Response(response),
+                        Err(error) => {
+                            let field = match &error {
+                                ApiError::InvalidArgument { field, .. } => field.to_string(),
+                                ApiError::Command(
+                                    ledger_state_machine::CommandError::InvalidArgument {
+                                        field,
+                                        ..
+                                    },
+                                ) => field.to_string(),
+                                _ => String::new(),
+                            };
+                            let status = Status::from(error);
+                            pb::submit_batch_result::Result::Error(pb::RequestError {
+                                code: status.code() as u32,
+                                message: status.message().to_owned(),
+                                field,
+                            })
+                        }
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::SubmitBatchResponse { responses }))
+    }
+
+    async fn get_investment(
+        &self,
+        request: Request<pb::GetInvestmentRequest>,
+    ) -> Result<Response<pb::Investment>, Status> {
+        let request_id = convert::request_id(&request.get_ref().request_id)?;
+        if let Some(channel) = self
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).get_investment(forward(request)).await;
+        }
+        let view = self.investment_view(request_id);
+        Ok(Response::new(view.ok_or_else(|| {
+            ApiError::NotFound(format!("investment {request_id}"))
+        })?))
+    }
+
+    type WatchInvestmentStream = InvestmentStream;
+
+    async fn watch_investment(
+        &self,
+        request: Request<pb::WatchInvestmentRequest>,
+    ) -> Result<Response<InvestmentStream>, Status> {
+        let request_id = convert::request_id(&request.get_ref().request_id)?;
+        // Existence is checked linearizably, so a request just decided elsewhere is not reported
+        // missing by a lagging replica; the stream then follows the local replica.
+        if self.investment_view(request_id).is_none() {
+            match self.node.route(is_forwarded(&request))? {
+                Route::Local => {
+                    self.node.linearizable_barrier().await?;
+                    if self.investment_view(request_id).is_none() {
+                        return Err(ApiError::NotFound(format!("investment {request_id}")).into());
+                    }
+                }
+                Route::Leader(channel) => {
+                    let lookup = pb::GetInvestmentRequest {
+                        request_id: request_id.to_string(),
+                        consistency: pb::Consistency::Linearizable as i32,
+                    };
+                    client(channel)
+                        .get_investment(forward(Request::new(lookup)))
+                        .await?;
+                }
+            }
+        }
+        let (sender, receiver) = mpsc::channel(16);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let mut applied = node.replica.applied_index();
+            let mut last_sent: Option<pb::Investment> = None;
+            loop {
+                let view = node.replica.read().state.investment(request_id);
+                if let Some(view) = view {
+                    let terminal = view.status != InvestmentStatus::Pending;
+                    let wire = convert::investment(view);
+                    if last_sent.as_ref() != Some(&wire) {
+                        if sender.send(Ok(wire.clone())).await.is_err() {
+                            return;
+                        }
+                        last_sent = Some(wire);
+                    }
+                    if terminal {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return },
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn list_investments(
+        &self,
+        request: Request<pb::ListInvestmentsRequest>,
+    ) -> Result<Response<pb::ListInvestmentsResponse>, Status> {
+        let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
+        let start = convert::page_token(&request.get_ref().page_token)?;
+        if let Some(channel) = self
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).list_investments(forward(request)).await;
+        }
+        let page = self
+            .node
+            .replica
+            .read()
+            .state
+            .deal_investments(&deal_id, start, request.get_ref().page_size as usize)
+            .map_err(|_| ApiError::NotFound(format!("deal {deal_id}")))?;
+        Ok(Response::new(pb::ListInvestmentsResponse {
+            investments: page.items.into_iter().map(convert::investment).collect(),
+            next_page_token: convert::next_page_token(page.next),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let user_id = convert::user_id(&request.get_ref().user_id)?.to_owned();
+        if let Some(channel) = self
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).get_user(forward(request)).await;
+        }
+        let user = self.node.replica.read().state.user(&user_id);
+        let user = user.ok_or_else(|| ApiError::NotFound(format!("user {user_id}")))?;
+        Ok(Response::new(convert::user(user)))
+    }
+}

@@ -1,0 +1,137 @@
+//! [`Node`]: what every RPC handler shares: the Raft handle, the local replica, the batcher, and
+//! the routing of writes and linearizable reads to the leader.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ledger_state_machine::{Applied, Command};
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::batcher::Batcher;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::raft::state_machine::Replica;
+use crate::raft::Raft;
+
+/// Metadata marking a forwarded call, so that it is never forwarded twice (a node with a stale
+/// view of the leader answers `UNAVAILABLE` with its hint instead of starting a loop).
+pub const FORWARDED_KEY: &str = "x-ledger-forwarded";
+
+/// Where a write or a linearizable read must run.
+pub enum Route {
+    /// Here: this node leads.
+    Local,
+    /// At the leader, over this channel.
+    Leader(Channel),
+}
+
+/// The result of a proposed command, once its entry is committed and applied.
+#[derive(Debug)]
+pub struct Proposed {
+    /// The log index of the entry that carried the command.
+    pub log_index: u64,
+    /// The command's result.
+    pub applied: Applied,
+}
+
+/// The node's shared state.
+pub struct Node {
+    /// Settings.
+    pub config: Config,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The local replica of the state machine.
+    pub replica: Arc<Replica>,
+    batcher: Batcher,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Node {
+    /// Ties the parts together.
+    pub fn new(config: Config, raft: Raft, replica: Arc<Replica>, batcher: Batcher) -> Node {
+        Node {
+            config,
+            raft,
+            replica,
+            batcher,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current leader's id and address, as this node believes.
+    pub fn leader(&self) -> (Option<u64>, Option<String>) {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader_id = metrics.current_leader;
+        let leader_addr = leader_id.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.addr.clone())
+        });
+        (leader_id, leader_addr)
+    }
+
+    /// Where a write or linearizable read goes. `forwarded` calls are never forwarded again.
+    pub fn route(&self, forwarded: bool) -> Result<Route, ApiError> {
+        match self.leader() {
+            (Some(id), _) if id == self.config.node_id => Ok(Route::Local),
+            (Some(id), Some(addr)) if !forwarded => Ok(Route::Leader(self.channel(&addr)?))
+                .inspect(|_| {
+                    tracing::debug!(leader = id, "forwarding to the leader");
+                }),
+            (leader_id, leader_addr) => Err(ApiError::NoLeader {
+                leader_id,
+                leader_addr,
+            }),
+        }
+    }
+
+    /// A lazily connected channel to `addr`, kept for reuse.
+    pub fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ApiError::Internal(format!("peer address {addr:?}: {e}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(self.config.raft.connect_timeout())
+            .connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Proposes a command through the leader's batcher; only call when [`Route::Local`].
+    pub async fn propose(&self, command: Command) -> Result<Proposed, ApiError> {
+        self.batcher.propose(command).await
+    }
+
+    /// Proposes many commands, decided in the given order (they may span several entries).
+    pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<Proposed, ApiError>> {
+        self.batcher.propose_all(commands).await
+    }
+
+    /// Waits until a read of the local replica is linearizable: confirms leadership with a
+    /// quorum and waits for the state machine to apply up to the read index.
+    pub async fn linearizable_barrier(&self) -> Result<(), ApiError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map(|_| ())
+            .map_err(|error| match error {
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => {
+                    ApiError::NoLeader {
+                        leader_id: forward.leader_id,
+                        leader_addr: forward.leader_node.map(|n| n.addr),
+                    }
+                }
+                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
+                    ApiError::Unavailable(e.to_string())
+                }
+                RaftError::Fatal(fatal) => ApiError::Unavailable(fatal.to_string()),
+            })
+    }
+}

@@ -1,0 +1,41 @@
+//! Everything openraft needs from us: the type configuration, the sled log store, the state
+//! machine store and the network. Only this module and `grpc/raft.rs` know openraft's types.
+
+// openraft's storage traits fix the error type (`StorageError`, over 200 bytes); our helpers
+// return it as the traits do.
+#![allow(clippy::result_large_err)]
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use ledger_state_machine::{Applied, Entry};
+use serde::{Deserialize, Serialize};
+
+/// What applying one log entry returns: one result per command, in the entry's order. Empty for
+/// blank and membership entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReply {
+    /// One result per command.
+    pub results: Vec<Applied>,
+}
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the ledger: log entries carry a batch of state machine
+    /// commands ([`Entry`]); nodes are `u64` ids with a gRPC address.
+    pub TypeConfig:
+        D = Entry,
+        R = ApplyReply,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// The Raft handle of this node.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// An openraft log entry of this configuration.
+pub type LogEntry = openraft::Entry<TypeConfig>;
+/// A log id (term, node, index).
+pub type LogId = openraft::LogId<u64>;
+/// Storage errors, as openraft wants them.
+pub type StorageError = openraft::StorageError<u64>;

@@ -1,0 +1,172 @@
+//! The client half of the Raft transport: openraft's RPCs, bincode-encoded, over the internal
+//! `admission.v1.Raft` gRPC service (`grpc/raft.rs` is the server half).
+//!
+//! Connections are made lazily and kept per peer; a peer that cannot be reached is reported as
+//! `Unreachable`, so openraft backs off instead of spinning. Every request carries the cluster id,
+//! and peers refuse requests from another cluster.
+
+use std::time::Duration;
+
+use ledger_proto::admission::v1::raft_client::RaftClient;
+use ledger_proto::admission::v1::{RaftReply, RaftRequest};
+use ledger_state_machine::codec;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::TypeConfig;
+
+/// Largest gRPC message between nodes: room for a full AppendEntries batch.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Makes one [`PeerClient`] per peer.
+#[derive(Clone)]
+pub struct Network {
+    cluster_id: String,
+    connect_timeout: Duration,
+}
+
+impl Network {
+    /// A network for the cluster named `cluster_id`.
+    pub fn new(cluster_id: String, connect_timeout: Duration) -> Network {
+        Network {
+            cluster_id,
+            connect_timeout,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        let channel = Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|endpoint| {
+                endpoint
+                    .connect_timeout(self.connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy()
+            })
+            .map_err(|e| e.to_string());
+        PeerClient {
+            target,
+            cluster_id: self.cluster_id.clone(),
+            client: channel.map(|channel| {
+                RaftClient::new(channel)
+                    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            }),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerClient {
+    target: u64,
+    cluster_id: String,
+    /// `Err` when the peer's address is not a valid URI; every call then fails as unreachable.
+    client: Result<RaftClient<Channel>, String>,
+}
+
+/// A transport failure, as openraft's error types want an `Error` to wrap.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+enum Call {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        call: Call,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(error) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&TransportError(
+                    error.clone(),
+                ))))
+            }
+        };
+        let mut grpc_request = tonic::Request::new(RaftRequest {
+            payload: codec::encode(request),
+            cluster_id: self.cluster_id.clone(),
+        });
+        grpc_request.set_timeout(option.hard_ttl());
+        let reply = match call {
+            Call::AppendEntries => client.append_entries(grpc_request).await,
+            Call::Vote => client.vote(grpc_request).await,
+            Call::InstallSnapshot => client.install_snapshot(grpc_request).await,
+        };
+        let RaftReply { payload, error } = match reply {
+            Ok(reply) => reply.into_inner(),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                ) =>
+            {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+        };
+        let undecodable = |e: codec::DecodeError| RPCError::Network(NetworkError::new(&e));
+        if error.is_empty() {
+            codec::decode(&payload).map_err(undecodable)
+        } else {
+            let remote: RaftError<u64, E> = codec::decode(&payload).map_err(undecodable)?;
+            Err(RPCError::RemoteError(RemoteError::new(self.target, remote)))
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(Call::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call(Call::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call(Call::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,95 @@
+//! openraft's storage conformance suite against the sled log store and the state machine store,
+//! plus the start-up checks that keep a node from serving on a corrupt log.
+
+use ledger_node::raft::log_store::{CorruptLog, LogStore};
+use ledger_node::raft::state_machine::StateMachineStore;
+use ledger_node::raft::{StorageError, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+
+struct SledStores;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledStores {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (log, _) = LogStore::open(&dir.path().join("raft-log")).expect("a fresh log opens");
+        let (state_machine, _) =
+            StateMachineStore::open(dir.path(), None).expect("a fresh state machine opens");
+        Ok((dir, log, state_machine))
+    }
+}
+
+#[test]
+fn the_stores_pass_openraft_conformance_suite() {
+    Suite::test_all(SledStores).expect("every conformance test passes");
+}
+
+/// Flips one byte in the middle of the last log record's value.
+fn corrupt_last_record(dir: &std::path::Path) {
+    let db = sled::open(dir).expect("the log opens as a sled database");
+    let logs = db.open_tree("logs").expect("the logs tree");
+    let (key, value) = logs.last().expect("readable").expect("an entry");
+    let mut bytes = value.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    logs.insert(key, bytes).expect("write");
+    db.flush().expect("flush");
+}
+
+#[tokio::test]
+async fn a_corrupted_record_keeps_the_node_from_starting() {
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    // Phase 1: a healthy log with a vote and three entries opens cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft-log");
+    {
+        let (mut log, summary) = LogStore::open(&path).unwrap();
+        assert_eq!(summary.last_index, None);
+        log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let entries = (1..=3).map(|index| Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        });
+        log.blocking_append(entries).await.unwrap();
+    }
+    let (_, summary) = LogStore::open(&path).unwrap();
+    assert_eq!(
+        (summary.first_index, summary.last_index),
+        (Some(1), Some(3))
+    );
+
+    // Phase 2: one flipped byte is found by the checksum before anything is served.
+    corrupt_last_record(&path);
+    match LogStore::open(&path) {
+        Err(CorruptLog::BadRecord { key, reason }) => {
+            assert_eq!(key, "3");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        Err(other) => panic!("expected a bad record, got {other}"),
+        Ok(_) => panic!("a corrupt log opened"),
+    }
+}
+
+#[tokio::test]
+async fn a_log_without_its_vote_is_refused() {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft-log");
+    {
+        let (mut log, _) = LogStore::open(&path).unwrap();
+        let entry = Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Blank,
+        };
+        log.blocking_append([entry]).await.unwrap();
+    }
+    assert!(matches!(
+        LogStore::open(&path),
+        Err(CorruptLog::MissingVote)
+    ));
+}
