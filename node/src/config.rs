@@ -40,6 +40,9 @@ pub struct Flags {
     /// is validated and recorded only).
     #[arg(long, env = "LEDGER_EXECUTOR", default_value_t = true, action = ArgAction::Set)]
     pub executor: bool,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); off when absent.
+    #[arg(long, env = "LEDGER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Name shared by the nodes of one cluster; Raft messages from another cluster are refused.
     #[arg(long, env = "LEDGER_CLUSTER_ID", default_value = "admission-ledger")]
     pub cluster_id: String,
@@ -59,7 +62,9 @@ pub struct Flags {
     #[arg(long, env = "LEDGER_BATCH_COMMANDS_MAX", default_value_t = 1_024)]
     pub batch_commands_max: usize,
     /// Most log entries proposed and not yet applied at once (pipelining depth).
-    #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 32)]
+    /// Two measured best on a 2-core loopback cluster: deeper pipelines made batches smaller
+    /// (about 1.6 commands per entry at 32) and throughput lower.
+    #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 2)]
     pub inflight_entries_max: usize,
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -90,6 +95,8 @@ pub struct Config {
     pub partners_url: String,
     /// Whether to run a saga executor.
     pub executor: bool,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The cluster's name.
     pub cluster_id: String,
     /// Raft timing and log compaction.
@@ -160,6 +167,7 @@ impl Flags {
             data_dir: self.data_dir,
             partners_url: self.partners_url,
             executor: self.executor,
+            metrics_listen: self.metrics_listen,
             cluster_id: self.cluster_id,
             raft: RaftTuning {
                 heartbeat_ms: self.heartbeat_ms,

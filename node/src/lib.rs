@@ -14,6 +14,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 
@@ -102,7 +103,20 @@ pub async fn run(
         config.inflight_entries_max,
     );
     let cluster_id = config.cluster_id.clone();
+    let metrics_listen = config.metrics_listen;
     let node = Arc::new(Node::new(config, raft.clone(), replica, batcher));
+    if let Some(addr) = metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Config(format!("--metrics-listen {addr}: {error}")))?;
+        tracing::info!(node_id, %addr, "serving metrics");
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(error) = metrics::serve(listener, node).await {
+                tracing::warn!(%error, "metrics server stopped");
+            }
+        });
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

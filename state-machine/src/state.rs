@@ -274,23 +274,7 @@ impl AdmissionState {
         let hash = match self.investments.lookup(&submit.request_id) {
             // Rule 1: a request id is decided once.
             Lookup::Found(seen) => {
-                let Some(inv) = self.investments.at(seen) else {
-                    return Err(CommandError::RequestConflict {
-                        request_id: submit.request_id,
-                    });
-                };
-                let same_payload = inv.amount == submit.amount
-                    && self.deals.at(inv.deal).map(|d| &*d.deal_id) == Some(&*submit.deal_id)
-                    && self.users.at(inv.user).map(|u| &**u) == Some(&*submit.user_id);
-                if !same_payload {
-                    return Err(CommandError::RequestConflict {
-                        request_id: submit.request_id,
-                    });
-                }
-                return Ok(Outcome::Submitted {
-                    decision: decision_of(inv),
-                    replayed: true,
-                });
+                return self.replay(seen, submit);
             }
             Lookup::Vacant(hash) => hash,
         };
@@ -364,6 +348,36 @@ impl AdmissionState {
             },
             replayed: false,
         })
+    }
+
+    /// Rule 1 for a request id decided before: the recorded decision when the payload is the
+    /// same, `RequestConflict` when it is not.
+    fn replay(&self, seen: InvIdx, submit: &Submit) -> Applied {
+        let conflict = CommandError::RequestConflict {
+            request_id: submit.request_id,
+        };
+        let Some(inv) = self.investments.at(seen) else {
+            return Err(conflict);
+        };
+        let same_payload = inv.amount == submit.amount
+            && self.deals.at(inv.deal).map(|d| &*d.deal_id) == Some(&*submit.deal_id)
+            && self.users.at(inv.user).map(|u| &**u) == Some(&*submit.user_id);
+        if !same_payload {
+            return Err(conflict);
+        }
+        Ok(Outcome::Submitted {
+            decision: decision_of(inv),
+            replayed: true,
+        })
+    }
+
+    /// What rule 1 answers for a request id already decided, without changing anything; `None`
+    /// for an id not decided yet. A decision never changes once made, so the node may answer a
+    /// resubmission from any replica that has it, without proposing it again.
+    pub fn resubmission(&self, submit: &Submit) -> Option<Applied> {
+        self.investments
+            .position(&submit.request_id)
+            .map(|seen| self.replay(seen, submit))
     }
 
     fn heartbeat(&mut self, node_id: NodeId, leader_id: NodeId, events: &mut Vec<SagaEvent>) {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ledger_proto::pb::{self, admission_client::AdmissionClient};
-use ledger_state_machine::{Command, Outcome, RequestId, Status as InvestmentStatus};
+use ledger_state_machine::{Applied, Command, Outcome, RequestId, Status as InvestmentStatus};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::error::ApiError;
-use crate::node::{Node, Proposed, Route, FORWARDED_KEY};
+use crate::node::{Node, Route, FORWARDED_KEY};
 
 /// Most requests in one `SubmitBatch`.
 pub const SUBMIT_BATCH_MAX: usize = 10_000;
@@ -75,15 +75,8 @@ fn client(channel: Channel) -> AdmissionClient<Channel> {
         .max_encoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
 }
 
-fn outcome(proposed: Proposed) -> Result<(u64, Outcome), ApiError> {
-    Ok((proposed.log_index, proposed.applied?))
-}
-
-fn submit_response(
-    node: &Node,
-    proposed: Result<Proposed, ApiError>,
-) -> Result<pb::SubmitResponse, ApiError> {
-    let (_, outcome) = outcome(proposed?)?;
+fn submit_response(node: &Node, applied: Applied) -> Result<pb::SubmitResponse, ApiError> {
+    let outcome = applied?;
     let Outcome::Submitted { decision, replayed } = outcome else {
         return Err(ApiError::Internal(format!("Submit applied as {outcome:?}")));
     };
@@ -109,7 +102,11 @@ impl pb::admission_server::Admission for AdmissionService {
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).create_deal(forward(request)).await,
             Route::Local => {
-                outcome(self.node.propose(command).await?)?;
+                self.node
+                    .propose(command)
+                    .await?
+                    .applied
+                    .map_err(ApiError::from)?;
                 let deal = self.node.replica.read().state.deal(&deal_id);
                 let deal = deal.ok_or_else(|| {
                     ApiError::Internal(format!("deal {deal_id} missing after creation"))
@@ -127,13 +124,13 @@ impl pb::admission_server::Admission for AdmissionService {
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).close_deal(forward(request)).await,
             Route::Local => {
-                outcome(
-                    self.node
-                        .propose(Command::CloseDeal {
-                            deal_id: deal_id.clone(),
-                        })
-                        .await?,
-                )?;
+                self.node
+                    .propose(Command::CloseDeal {
+                        deal_id: deal_id.clone(),
+                    })
+                    .await?
+                    .applied
+                    .map_err(ApiError::from)?;
                 let deal = self.node.replica.read().state.deal(&deal_id);
                 let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
                 Ok(Response::new(convert::deal(deal)))
@@ -187,11 +184,20 @@ impl pb::admission_server::Admission for AdmissionService {
         let submit = convert::submit(request.get_ref())?;
         let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id);
         let _guard = span.enter();
+        // A decided request id is answered from this replica: decisions never change, so
+        // resubmissions and conflicting reuses cost no log entry.
+        let known = self.node.replica.read().state.resubmission(&submit);
+        if let Some(applied) = known {
+            return Ok(Response::new(submit_response(&self.node, applied)?));
+        }
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).submit(forward(request)).await,
             Route::Local => {
-                let proposed = self.node.propose(Command::Submit(submit)).await;
-                Ok(Response::new(submit_response(&self.node, proposed)?))
+                let proposed = self.node.propose(Command::Submit(submit)).await?;
+                Ok(Response::new(submit_response(
+                    &self.node,
+                    proposed.applied,
+                )?))
             }
         }
     }
@@ -225,7 +231,7 @@ impl pb::admission_server::Admission for AdmissionService {
                     let next = proposed
                         .next()
                         .unwrap_or_else(|| Err(ApiError::Internal("missing batch result".into())));
-                    submit_response(&self.node, next)
+                    submit_response(&self.node, next?.applied)
                 });
                 pb::SubmitBatchResult {
                     result: Some(match result {

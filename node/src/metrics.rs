@@ -1,0 +1,84 @@
+//! Prometheus metrics over HTTP (`GET /metrics`, text exposition format), read from openraft's
+//! metrics and the local replica at scrape time, so nothing is counted on the hot path.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use openraft::ServerState;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+
+/// Serves `/metrics` on `listener` until the process stops.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .with_state(node);
+    axum::serve(listener, app).await
+}
+
+async fn render(State(node): State<Arc<Node>>) -> String {
+    let metrics = node.raft.metrics().borrow().clone();
+    let (investments, executors_live) = {
+        let replica = node.replica.read();
+        let live = replica.state.executors().iter().filter(|e| e.live).count();
+        (replica.state.investment_count(), live)
+    };
+    let id = node.config.node_id;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node_id=\"{id}\"}} {value}"
+        );
+    };
+    gauge(
+        "ledger_raft_term",
+        "Current Raft term.",
+        metrics.current_term,
+    );
+    gauge(
+        "ledger_raft_is_leader",
+        "1 if this node leads.",
+        u64::from(metrics.state == ServerState::Leader),
+    );
+    gauge(
+        "ledger_raft_leader_id",
+        "Known leader's node id (0 if none).",
+        metrics.current_leader.unwrap_or(0),
+    );
+    gauge(
+        "ledger_raft_last_log_index",
+        "Index of the last log entry.",
+        metrics.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        "ledger_raft_applied_index",
+        "Index of the last applied entry.",
+        metrics.last_applied.map_or(0, |l| l.index),
+    );
+    gauge(
+        "ledger_raft_snapshot_index",
+        "Index covered by the last snapshot.",
+        metrics.snapshot.map_or(0, |l| l.index),
+    );
+    gauge(
+        "ledger_raft_purged_index",
+        "Index up to which the log was purged.",
+        metrics.purged.map_or(0, |l| l.index),
+    );
+    gauge(
+        "ledger_investments_recorded",
+        "Requests decided (admitted or rejected).",
+        investments as u64,
+    );
+    gauge(
+        "ledger_executors_live",
+        "Executors with a live lease.",
+        executors_live as u64,
+    );
+    out
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# A local admission-ledger cluster on 127.0.0.1, with the simulated partners.
+#
+#   scripts/cluster.sh up [-n N]   build, start N nodes (default 3) and the partners, initialize,
+#                                  wait for a leader, print the endpoints
+#   scripts/cluster.sh status      role, term, applied index and digest of every node
+#   scripts/cluster.sh down [--wipe]  stop exactly the processes `up` started (recorded pids);
+#                                  --wipe also deletes the data folder
+#
+# Environment: LEDGER_CLUSTER_DIR (default .cluster in the repo), LEDGER_BASE_PORT (7801),
+# LEDGER_METRICS_BASE_PORT (9801), LEDGER_PARTNERS_PORT (7700), LEDGER_PROFILE (release | debug).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${LEDGER_CLUSTER_DIR:-$root/.cluster}
+base_port=${LEDGER_BASE_PORT:-7801}
+partners_port=${LEDGER_PARTNERS_PORT:-7700}
+metrics_port=${LEDGER_METRICS_BASE_PORT:-9801}
+profile=${LEDGER_PROFILE:-release}
+bin=$root/target/$profile
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+# A recorded pid is ours only if it still runs one of our binaries (pids get reused).
+ours() {
+  local pid=$1
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'ledger-\(node\|partners\)'
+}
+
+endpoints() { cat "$dir/endpoints"; }
+
+wait_for_line() { # file pattern seconds
+  local file=$1 pattern=$2 deadline=$((SECONDS + $3))
+  until grep -q "$pattern" "$file" 2>/dev/null; do
+    [ $SECONDS -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+up() {
+  local n=3
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -n) n=${2:?-n needs a number}; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  [[ $n =~ ^[1-9][0-9]?$ ]] || die "-n must be between 1 and 99"
+  if [ -f "$dir/pids" ]; then
+    while read -r pid _; do
+      ours "$pid" && die "a cluster is already running from $dir (pid $pid); run 'scripts/cluster.sh down' first"
+    done < "$dir/pids"
+    rm -f "$dir/pids"
+  fi
+  local cargo_profile=()
+  [ "$profile" = release ] && cargo_profile=(--release)
+  echo "building ($profile)..."
+  (cd "$root" && cargo build --quiet "${cargo_profile[@]}" -p ledger-node -p ledger-partners -p ledger-client)
+  mkdir -p "$dir"
+  : > "$dir/pids"
+  local started_ms
+  started_ms=$(date +%s%3N)
+
+  "$bin/ledger-partners" --listen "127.0.0.1:$partners_port" > "$dir/partners.log" 2>&1 &
+  echo "$! partners" >> "$dir/pids"
+  wait_for_line "$dir/partners.log" "listening on" 20 || die "partners did not start; see $dir/partners.log"
+
+  local members=() list=()
+  for i in $(seq 1 "$n"); do
+    local addr="127.0.0.1:$((base_port + i - 1))"
+    "$bin/ledger-node" --id "$i" --listen "$addr" --data-dir "$dir/node$i" \
+      --metrics-listen "127.0.0.1:$((metrics_port + i - 1))" \
+      --partners-url "http://127.0.0.1:$partners_port" > "$dir/node$i.log" 2>&1 &
+    echo "$! node$i" >> "$dir/pids"
+    members+=("$i=$addr")
+    list+=("$addr")
+  done
+  (IFS=,; echo "${list[*]}") > "$dir/endpoints"
+  for i in $(seq 1 "$n"); do
+    wait_for_line "$dir/node$i.log" "listening on" 20 || die "node $i did not start; see $dir/node$i.log"
+  done
+
+  local init_out
+  if ! init_out=$("$bin/ledgerctl" --endpoints "${list[0]}" cluster init --members "$(IFS=,; echo "${members[*]}")" 2>&1); then
+    # A restart on existing data is already initialized; anything else is an error.
+    echo "$init_out" | grep -q "already initialized" || die "init failed: $init_out"
+    echo "cluster already initialized (existing data in $dir)"
+  fi
+
+  local deadline=$((SECONDS + 10))
+  until "$bin/ledgerctl" --endpoints "$(endpoints)" --json cluster status 2>/dev/null | grep -q '"role": "leader"'; do
+    [ $SECONDS -lt "$deadline" ] || die "no leader within 10 s; see $dir/node*.log"
+    sleep 0.1
+  done
+  local elapsed_ms=$(( $(date +%s%3N) - started_ms ))
+  echo "cluster up: $n nodes with a leader $((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000))) s after start; data and logs in $dir"
+  echo "  endpoints: $(endpoints)"
+  echo "  partners:  http://127.0.0.1:$partners_port"
+  echo "  metrics:   http://127.0.0.1:$metrics_port/metrics (node 1; one port per node)"
+  echo "  try:       $bin/ledgerctl --endpoints $(endpoints) cluster status"
+}
+
+down() {
+  local wipe=0
+  [ "${1:-}" = "--wipe" ] && wipe=1
+  [ -f "$dir/pids" ] || { echo "no cluster recorded in $dir"; [ $wipe = 1 ] && rm -rf "$dir"; return 0; }
+  local pids=()
+  while read -r pid name; do
+    if ours "$pid"; then
+      kill -TERM "$pid" 2>/dev/null && pids+=("$pid") && echo "stopping $name (pid $pid)"
+    fi
+  done < "$dir/pids"
+  local deadline=$((SECONDS + 10))
+  for pid in "${pids[@]}"; do
+    while ours "$pid"; do
+      if [ $SECONDS -ge "$deadline" ]; then
+        echo "pid $pid did not stop in 10 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  rm -f "$dir/pids"
+  if [ $wipe = 1 ]; then rm -rf "$dir"; echo "removed $dir"; fi
+}
+
+status() {
+  [ -f "$dir/endpoints" ] || die "no cluster recorded in $dir"
+  "$bin/ledgerctl" --endpoints "$(endpoints)" cluster status
+}
+
+case ${1:-} in
+  up) shift; up "$@" ;;
+  down) shift; down "$@" ;;
+  status) status ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac
