@@ -36,8 +36,7 @@ pub struct Flags {
         default_value = "http://127.0.0.1:7700"
     )]
     pub partners_url: String,
-    /// Run a saga executor on this node (the executor lands with issue #4; until then the flag
-    /// is validated and recorded only).
+    /// Run a saga executor on this node.
     #[arg(long, env = "LEDGER_EXECUTOR", default_value_t = true, action = ArgAction::Set)]
     pub executor: bool,
     /// Address to serve Prometheus metrics on (`GET /metrics`); off when absent.

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod saga;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,11 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
+use crate::saga::executor::{Executor, ExecutorConfig};
+use crate::saga::partners::Partners;
+
+/// Longest wait for one partner call before its outcome counts as unknown.
+const PARTNER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Entries per AppendEntries message; with batches of up to 1,024 commands this keeps a message
 /// within [`RAFT_MESSAGE_BYTES_MAX`].
@@ -76,7 +82,14 @@ pub async fn run(
         error,
     })?;
     let (log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
-    let (state_machine, replica) = StateMachineStore::open(&config.data_dir, None)?;
+    let (events, saga_events) = match config.executor {
+        true => {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            (Some(sender), Some(receiver))
+        }
+        false => (None, None),
+    };
+    let (state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
     tracing::info!(
         node_id,
         first_index = ?summary.first_index,
@@ -102,9 +115,22 @@ pub async fn run(
         config.batch_commands_max,
         config.inflight_entries_max,
     );
-    let cluster_id = config.cluster_id.clone();
     let metrics_listen = config.metrics_listen;
+    let partners_url = config.partners_url.clone();
     let node = Arc::new(Node::new(config, raft.clone(), replica, batcher));
+    let executor = match saga_events {
+        Some(receiver) => {
+            let partners = Partners::new(&partners_url, PARTNER_CALL_TIMEOUT)
+                .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?;
+            Some(Executor::start(
+                node.clone(),
+                partners,
+                ExecutorConfig::default(),
+                receiver,
+            ))
+        }
+        None => None,
+    };
     if let Some(addr) = metrics_listen {
         let listener = TcpListener::bind(addr)
             .await
@@ -141,7 +167,7 @@ pub async fn run(
         )
         .add_service(ClusterServer::new(ClusterService::new(node.clone())))
         .add_service(
-            RaftServer::new(RaftService::new(raft.clone(), cluster_id))
+            RaftServer::new(RaftService::new(node.clone()))
                 .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
         )
@@ -150,6 +176,9 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     tracing::info!(node_id, "stopping");
+    if let Some(executor) = executor {
+        executor.retire().await;
+    }
     if let Err(error) = raft.shutdown().await {
         tracing::warn!(node_id, %error, "raft did not stop cleanly");
     }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ledger_state_machine::{Applied, Command};
+use ledger_proto::pb::raft_client::RaftClient;
+use ledger_proto::pb::RaftRequest;
+use ledger_state_machine::{codec, Applied, Command};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tonic::transport::{Channel, Endpoint};
 
@@ -107,6 +109,30 @@ impl Node {
     /// Proposes a command through the leader's batcher; only call when [`Route::Local`].
     pub async fn propose(&self, command: Command) -> Result<Proposed, ApiError> {
         self.batcher.propose(command).await
+    }
+
+    /// Proposes a command from anywhere in the cluster: through the batcher on the leader, over
+    /// the internal `Raft.Propose` call from any other node. Used by the saga executor.
+    pub async fn propose_anywhere(&self, command: Command) -> Result<Proposed, ApiError> {
+        let channel = match self.route(false)? {
+            Route::Local => return self.propose(command).await,
+            Route::Leader(channel) => channel,
+        };
+        let mut client = RaftClient::new(channel);
+        let reply = client
+            .propose(RaftRequest {
+                payload: codec::encode(&command),
+                cluster_id: self.config.cluster_id.clone(),
+            })
+            .await
+            .map_err(|status| ApiError::Unavailable(format!("leader: {}", status.message())))?
+            .into_inner();
+        if !reply.error.is_empty() {
+            return Err(ApiError::Unavailable(format!("leader: {}", reply.error)));
+        }
+        let (log_index, applied): (u64, Applied) = codec::decode(&reply.payload)
+            .map_err(|e| ApiError::Internal(format!("undecodable proposal reply: {e}")))?;
+        Ok(Proposed { log_index, applied })
     }
 
     /// Proposes many commands, decided in the given order (they may span several entries).

@@ -127,6 +127,7 @@ fn services_and_methods_match_the_contract() {
                 ("AppendEntries", "RaftRequest", "RaftReply", false),
                 ("Vote", "RaftRequest", "RaftReply", false),
                 ("InstallSnapshot", "RaftRequest", "RaftReply", false),
+                ("Propose", "RaftRequest", "RaftReply", false),
             ],
         ),
     ];

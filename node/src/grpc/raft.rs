@@ -2,6 +2,7 @@
 //! openraft's RPCs, hands them to the local Raft, and encodes the reply or the Raft error.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use ledger_proto::pb::{self, RaftReply, RaftRequest};
 use ledger_state_machine::codec;
@@ -10,23 +11,22 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
-use crate::raft::Raft;
+use crate::node::{Node, Route};
 
 /// The internal `admission.v1.Raft` service.
 pub struct RaftService {
-    raft: Raft,
-    cluster_id: String,
+    node: Arc<Node>,
 }
 
 impl RaftService {
-    /// Serves `raft` to peers of the cluster named `cluster_id`.
-    pub fn new(raft: Raft, cluster_id: String) -> RaftService {
-        RaftService { raft, cluster_id }
+    /// Serves `node`'s Raft to peers of its cluster.
+    pub fn new(node: Arc<Node>) -> RaftService {
+        RaftService { node }
     }
 
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
         let request = request.into_inner();
-        if request.cluster_id != self.cluster_id {
+        if request.cluster_id != self.node.config.cluster_id {
             return Err(ApiError::ForeignCluster {
                 theirs: request.cluster_id,
             }
@@ -60,12 +60,12 @@ impl pb::raft_server::Raft for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.raft.append_entries(rpc).await)
+        reply(self.node.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.raft.vote(rpc).await)
+        reply(self.node.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
@@ -73,6 +73,19 @@ impl pb::raft_server::Raft for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.raft.install_snapshot(rpc).await)
+        reply(self.node.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let command: ledger_state_machine::Command = self.open(request)?;
+        command.validate().map_err(ApiError::from)?;
+        // Only the leader proposes; a forwarded proposal is never forwarded again.
+        let Route::Local = self.node.route(true)? else {
+            return Err(
+                ApiError::Internal("a forwarded proposal was routed onwards".into()).into(),
+            );
+        };
+        let proposed = self.node.propose(command).await?;
+        reply::<_, String>(Ok((proposed.log_index, proposed.applied)))
     }
 }

@@ -1,0 +1,179 @@
+//! The HTTP client of the payment, documents and e-mail partners (API: `partners/README.md`).
+//!
+//! Every call carries its idempotency key, so a retry after a timeout, a reset connection or a
+//! garbled reply returns the partner's first result. Replies are classified into a definite
+//! answer, a refusal that will not change (`Permanent`), or `Unknown`: anything that might have
+//! taken effect without us learning how (timeouts, 5xx, unexpected status codes, bodies that do
+//! not parse). An unknown outcome is never treated as a failure of the step.
+
+use std::time::Duration;
+
+use ledger_state_machine::Money;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+/// How a partner call went, when it did not give its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The charge's key was voided first (compensation ran): no charge can happen with it.
+    #[error("payment key voided")]
+    Voided,
+    /// The partner refused the request for good (e.g. the key was used with another payload).
+    #[error("refused: {0}")]
+    Permanent(String),
+    /// The effect may or may not have happened; retry with the same key.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+}
+
+/// A charge's result.
+#[derive(Debug, Deserialize)]
+pub struct Charge {
+    /// The partner's payment id.
+    pub payment_id: String,
+    /// `succeeded` or `declined`.
+    pub status: String,
+}
+
+#[derive(Deserialize)]
+struct VoidReply {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct DocumentReply {
+    document_id: String,
+}
+
+#[derive(Deserialize)]
+struct EmailReply {
+    message_id: String,
+}
+
+/// The partners, at one base URL.
+#[derive(Clone)]
+pub struct Partners {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Partners {
+    /// A client for the partners at `base_url`, with `timeout` per call.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Partners, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect from a payment API is an unexpected reply, not something to follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()?;
+        Ok(Partners {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Charges `amount` to `user_id` under `key`.
+    pub async fn charge(
+        &self,
+        key: &str,
+        user_id: &str,
+        amount: Money,
+    ) -> Result<Charge, CallError> {
+        let body = json!({"idempotency_key": key, "user_id": user_id, "amount": amount.to_string(), "currency": "EUR"});
+        let reply = self
+            .http
+            .post(format!("{}/v1/payments", self.base))
+            .json(&body)
+            .send()
+            .await;
+        let charge: Charge = decode(reply, true).await?;
+        match charge.status.as_str() {
+            "succeeded" | "declined" => Ok(charge),
+            other => Err(CallError::Unknown(format!("charge status {other:?}"))),
+        }
+    }
+
+    /// Voids the payment `key`: refunds it if it was charged, else refuses any later charge with
+    /// it. Returns whether a charge was refunded.
+    pub async fn void(&self, key: &str) -> Result<bool, CallError> {
+        let reply = self
+            .http
+            .post(format!("{}/v1/payments/{key}/void", self.base))
+            .send()
+            .await;
+        let void: VoidReply = decode(reply, false).await?;
+        match void.status.as_str() {
+            "refunded" => Ok(true),
+            "voided" | "declined" => Ok(false),
+            other => Err(CallError::Unknown(format!("void status {other:?}"))),
+        }
+    }
+
+    /// Generates the legal documents of an investment.
+    pub async fn documents(
+        &self,
+        key: &str,
+        request_id: &str,
+        deal_id: &str,
+        user_id: &str,
+        amount: Money,
+    ) -> Result<String, CallError> {
+        let body = json!({"idempotency_key": key, "request_id": request_id, "deal_id": deal_id, "user_id": user_id, "amount": amount.to_string()});
+        let reply = self
+            .http
+            .post(format!("{}/v1/documents", self.base))
+            .json(&body)
+            .send()
+            .await;
+        let document: DocumentReply = decode(reply, false).await?;
+        Ok(document.document_id)
+    }
+
+    /// Sends an e-mail.
+    pub async fn email(
+        &self,
+        key: &str,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<String, CallError> {
+        let body = json!({"idempotency_key": key, "to": to, "subject": subject, "body": body});
+        let reply = self
+            .http
+            .post(format!("{}/v1/emails", self.base))
+            .json(&body)
+            .send()
+            .await;
+        let email: EmailReply = decode(reply, false).await?;
+        Ok(email.message_id)
+    }
+}
+
+async fn decode<T: DeserializeOwned>(
+    reply: Result<reqwest::Response, reqwest::Error>,
+    is_charge: bool,
+) -> Result<T, CallError> {
+    let response = reply.map_err(|e| CallError::Unknown(e.to_string()))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| CallError::Unknown(format!("{status}: body cut short: {e}")))?;
+    match status {
+        StatusCode::OK => serde_json::from_slice(&body)
+            .map_err(|e| CallError::Unknown(format!("malformed reply: {e}"))),
+        StatusCode::CONFLICT if is_charge && body.as_ref() == br#"{"error":"voided"}"# => {
+            Err(CallError::Voided)
+        }
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(CallError::Permanent(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )))
+        }
+        other => Err(CallError::Unknown(format!("unexpected status {other}"))),
+    }
+}
