@@ -8,7 +8,8 @@
 #                                  --wipe also deletes the data folder
 #
 # Environment: LEDGER_CLUSTER_DIR (default .cluster in the repo), LEDGER_BASE_PORT (7801),
-# LEDGER_METRICS_BASE_PORT (9801), LEDGER_PARTNERS_PORT (7700), LEDGER_PROFILE (release | debug).
+# LEDGER_METRICS_BASE_PORT (9801), LEDGER_PARTNERS_PORT (7700), LEDGER_PROFILE (release | debug),
+# LEDGER_PARTNERS_ARGS (extra flags for ledger-partners, e.g. "--decline-rate 0.2").
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,7 +62,8 @@ up() {
   local started_ms
   started_ms=$(date +%s%3N)
 
-  "$bin/ledger-partners" --listen "127.0.0.1:$partners_port" > "$dir/partners.log" 2>&1 &
+  # shellcheck disable=SC2086 # LEDGER_PARTNERS_ARGS is a list of flags
+  "$bin/ledger-partners" --listen "127.0.0.1:$partners_port" ${LEDGER_PARTNERS_ARGS:-} > "$dir/partners.log" 2>&1 &
   echo "$! partners" >> "$dir/pids"
   wait_for_line "$dir/partners.log" "listening on" 20 || die "partners did not start; see $dir/partners.log"
 

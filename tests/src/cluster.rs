@@ -58,6 +58,12 @@ impl ClusterOptions {
         }
     }
 
+    /// Whether nodes run a saga executor (`--executor`).
+    pub fn executor(mut self, on: bool) -> ClusterOptions {
+        self.executor = on;
+        self
+    }
+
     /// Adds `--flag value` to every node's command line.
     pub fn flag(mut self, flag: &str, value: impl ToString) -> ClusterOptions {
         self.extra_args.push(flag.to_owned());
@@ -206,6 +212,26 @@ impl TestCluster {
     /// Node `id`'s `Status`, or why it could not be read.
     pub async fn status(&self, id: u64) -> Result<pb::StatusResponse, String> {
         status_of(&self.addr(id)).await
+    }
+
+    /// The nodes this cluster believes running whose process has exited on its own (a crash),
+    /// with how it exited. They are reaped and count as stopped afterwards.
+    pub fn exited(&mut self) -> Vec<(u64, String)> {
+        let mut gone = Vec::new();
+        for (&id, node) in &mut self.nodes {
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    node.child = None;
+                    gone.push((id, status.to_string()));
+                }
+                Err(error) => gone.push((id, format!("cannot wait: {error}"))),
+            }
+        }
+        gone
     }
 
     /// Kills node `id` with SIGKILL (a crash) and reaps it.

@@ -8,7 +8,9 @@
 //!   a leader or for the replicas to converge (I9); dropping it kills every process it started;
 //! - [`wait::wait_until`] polls a condition within a bounded time;
 //! - [`load`] submits with retries under the same request id, and records send/receive instants;
-//! - [`check`] reads a deal's investments and checks the invariants I1–I5 against them.
+//! - [`check`] reads a deal's investments and checks the invariants I1–I5 against them;
+//! - [`saga`] runs nodes with saga executors against an in-process partner simulator, waits until
+//!   every saga is over (I8) and checks the investments against the partners' audit (I7).
 //!
 //! The scenarios live in `tests/tests/*.rs`; the state machine's own tests live in
 //! `state-machine/tests/`.
@@ -17,6 +19,7 @@ pub mod binary;
 pub mod check;
 pub mod cluster;
 pub mod load;
+pub mod saga;
 pub mod wait;
 
 pub use cluster::{ClusterOptions, TestCluster};

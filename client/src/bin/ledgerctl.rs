@@ -50,6 +50,35 @@ enum Top {
     Invest(InvestCmd),
     /// Drive a bounded load of `Submit`s and report throughput and latency.
     Bench(BenchArgs),
+    /// Submit at a fixed rate, watch every admitted investment to its final status, and report
+    /// admission latency, time to the final status, and saga overhead beyond the partners.
+    SagaBench(SagaBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct SagaBenchArgs {
+    /// Submits per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// How long to submit.
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    /// Deals to spread the load over (each with --max-investors seats).
+    #[arg(long, default_value_t = 160)]
+    deals: usize,
+    /// Seats per deal.
+    #[arg(long, default_value_t = 200)]
+    max_investors: u32,
+    /// Ticket of every request.
+    #[arg(long, default_value = "1000.00")]
+    amount: String,
+    /// The partners' own latency on the path to CONFIRMED (payment + documents), subtracted to
+    /// get the saga overhead; run the partners without jitter for an exact figure.
+    #[arg(long, default_value_t = 250)]
+    partner_latency_ms: u64,
+    /// Longest wait for one investment to reach its final status.
+    #[arg(long, default_value_t = 120)]
+    watch_timeout_s: u64,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +187,7 @@ async fn run(cli: &Cli) -> Result<()> {
         Top::Deal(cmd) => deal(cli, cmd).await,
         Top::Invest(cmd) => invest(cli, cmd).await,
         Top::Bench(args) => bench(cli, args).await,
+        Top::SagaBench(args) => saga_bench(cli, args).await,
     }
 }
 
@@ -517,6 +547,129 @@ async fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
         );
         println!("outcomes: {:?}", tally.outcomes);
         println!("errors: {:?}", tally.errors);
+    }
+    Ok(())
+}
+
+/// What one watched investment ended as.
+struct Watched {
+    admission_us: u64,
+    to_final_us: Option<u64>,
+    status: String,
+}
+
+async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
+    if args.rate == 0 || args.deals == 0 {
+        bail!("--rate and --deals must be at least 1");
+    }
+    let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut admin = first(cli).await?;
+    // Measure sagas, not start-up: wait (bounded) until the executors hold their leases.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin.cluster.status(pb::StatusRequest {}).await?.into_inner();
+        if status.executors.iter().any(|e| e.live) {
+            break;
+        }
+        if Instant::now() > ready_by {
+            bail!("no live saga executor after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for d in 0..args.deals {
+        admin
+            .admission
+            .create_deal(pb::CreateDealRequest { deal_id: format!("{prefix}-{d}"), amount: "1000000000000".into(), max_investors: args.max_investors, min_ticket: None, max_ticket: None })
+            .await
+            .with_context(|| format!("creating deal {prefix}-{d}"))?;
+    }
+    let mut connections = Vec::new();
+    for endpoint in &cli.endpoints {
+        connections.push(connect(endpoint).await.with_context(|| format!("connecting to {endpoint}"))?);
+    }
+    let total = args.rate * args.duration_s;
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let watch_timeout = Duration::from_secs(args.watch_timeout_s);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        ticker.tick().await;
+        let mut clients = connections[n as usize % connections.len()].clone();
+        let request = pb::SubmitRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            deal_id: format!("{prefix}-{}", n % args.deals as u64),
+            user_id: format!("investor-{n}"),
+            amount: args.amount.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let reply = clients.admission.submit(request.clone()).await;
+            let admission_us = sent.elapsed().as_micros() as u64;
+            let replied = Instant::now();
+            let investment = match reply {
+                Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
+                Err(status) => return Watched { admission_us, to_final_us: None, status: format!("error {:?}", status.code()) },
+            };
+            if investment.status != pb::InvestmentStatus::Pending as i32 {
+                return Watched { admission_us, to_final_us: None, status: "REJECTED".into() };
+            }
+            let watch = async {
+                let mut stream = clients.admission.watch_investment(pb::WatchInvestmentRequest { request_id: request.request_id.clone() }).await?.into_inner();
+                let mut last = None;
+                while let Some(update) = stream.message().await? {
+                    last = Some(update.status);
+                }
+                Ok::<_, tonic::Status>(last)
+            };
+            match tokio::time::timeout(watch_timeout, watch).await {
+                Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
+                    admission_us,
+                    to_final_us: Some(replied.elapsed().as_micros() as u64),
+                    status: pb::InvestmentStatus::try_from(status).map(|s| s.as_str_name()).unwrap_or("?").to_owned(),
+                },
+                Ok(Ok(_)) => Watched { admission_us, to_final_us: None, status: "watch ended while PENDING".into() },
+                Ok(Err(status)) => Watched { admission_us, to_final_us: None, status: format!("watch error {:?}", status.code()) },
+                Err(_) => Watched { admission_us, to_final_us: None, status: "not final within the watch timeout".into() },
+            }
+        }));
+        if started.elapsed() > Duration::from_secs(args.duration_s + 5) {
+            break;
+        }
+    }
+    let submitted_in = started.elapsed().as_secs_f64();
+    let new_histogram = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
+    let (mut admission, mut to_final, mut overhead) = (new_histogram()?, new_histogram()?, new_histogram()?);
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let partner_us = args.partner_latency_ms * 1_000;
+    for task in tasks {
+        let watched = task.await?;
+        let _ = admission.record(watched.admission_us.max(1));
+        if let Some(us) = watched.to_final_us {
+            let _ = to_final.record(us.max(1));
+            if watched.status == "CONFIRMED" {
+                let _ = overhead.record(us.saturating_sub(partner_us).max(1));
+            }
+        }
+        *statuses.entry(watched.status).or_default() += 1;
+    }
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let summary = |h: &hdrhistogram::Histogram<u64>| json!({"count": h.len(), "p50": ms(h, 0.5), "p90": ms(h, 0.9), "p99": ms(h, 0.99), "max": h.max() as f64 / 1000.0});
+    let report = json!({
+        "submitted": admission.len(), "submit_seconds": submitted_in, "rate_per_second": admission.len() as f64 / submitted_in,
+        "endpoints": cli.endpoints, "statuses": statuses,
+        "admission_ms": summary(&admission), "reply_to_final_ms": summary(&to_final),
+        "saga_overhead_ms": summary(&overhead), "partner_latency_ms_subtracted": args.partner_latency_ms,
+    });
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} submits in {submitted_in:.1} s ({:.0}/s) over {} endpoint(s)", admission.len(), admission.len() as f64 / submitted_in, cli.endpoints.len());
+        println!("statuses: {statuses:?}");
+        for (name, h) in [("admission", &admission), ("reply to final status", &to_final), ("saga overhead (CONFIRMED, minus partners)", &overhead)] {
+            println!("{name:<42} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})", ms(h, 0.5), ms(h, 0.9), ms(h, 0.99), h.max() as f64 / 1000.0, h.len());
+        }
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub struct ExecutorConfig {
 impl Default for ExecutorConfig {
     fn default() -> ExecutorConfig {
         ExecutorConfig {
-            concurrency: 256,
+            concurrency: 1_024,
             documents_attempts_max: 5,
             notify_attempts_max: 6,
             retry_delay_min: Duration::from_millis(100),
@@ -57,6 +57,8 @@ impl Default for ExecutorConfig {
 
 /// How often the executor re-reads its assignments, in case an event was missed.
 const SWEEP_PERIOD: Duration = Duration::from_secs(5);
+/// Delay before retrying a heartbeat that could not be proposed.
+const HEARTBEAT_RETRY: Duration = Duration::from_millis(200);
 /// Longest wait for a proposed result to show in the replica before re-reading.
 const RESULT_WAIT: Duration = Duration::from_secs(10);
 
@@ -140,10 +142,16 @@ impl Executor {
             let lease_ms = self.node.replica.read().state.params().executor_lease_ms;
             let period = Duration::from_millis((lease_ms / 4).clamp(50, 2_500));
             let heartbeat = Command::ExecutorHeartbeat { node_id: self.me };
-            if let Err(error) = self.node.propose_anywhere(heartbeat).await {
-                tracing::debug!(node_id = self.me, %error, "heartbeat not proposed");
-            }
-            tokio::time::sleep(period).await;
+            let wait = match self.node.propose_anywhere(heartbeat).await {
+                Ok(_) => period,
+                Err(error) => {
+                    // No leader yet (start-up, election): try again soon, so that sagas do not
+                    // wait a whole period for an executor.
+                    tracing::debug!(node_id = self.me, %error, "heartbeat not proposed");
+                    period.min(HEARTBEAT_RETRY)
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
