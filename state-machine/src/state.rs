@@ -504,7 +504,10 @@ impl AdmissionState {
             StepResult::NotifySent { message_id } => {
                 saga.message_id = Some(message_id.as_str().into());
                 unindex(&saga, inv_idx, &mut self.sagas);
+                // The last error (e.g. why documents failed) stays visible once the saga is done.
+                let last_error = saga.last_error.take();
                 saga.enter(SagaStep::Done, now_ms);
+                saga.last_error = last_error;
             }
             StepResult::NotifyFailed { error } => {
                 saga.notify_failed = true;

@@ -129,6 +129,14 @@ fn documents_failing_for_good_voids_the_payment_then_cancels() {
         Some("templates down"),
         "the cause stays visible"
     );
+    h.record(1, notified("msg-1"));
+    let saga = h.saga(1);
+    assert_eq!(saga.step, SagaStep::Done);
+    assert_eq!(
+        saga.last_error.as_deref(),
+        Some("templates down"),
+        "and once done"
+    );
 }
 
 #[test]

@@ -63,16 +63,19 @@ async fn every_investment_is_confirmed_with_one_effect_per_key() {
             }));
         }
 
-        let investments =
-            saga::wait_sagas_done(&clients[0], &DEALS, Duration::from_secs(90)).await;
+        let investments = saga::wait_sagas_done(&clients[0], &DEALS, Duration::from_secs(90)).await;
         let sagas_done = started.elapsed();
-        let report =
-            saga::check_settled(&clients[1], &DEALS, &investments, &saga.audit()).await;
+        let report = saga::check_settled(&clients[1], &DEALS, &investments, &saga.audit()).await;
         assert_eq!(report.admitted, INVESTMENTS);
         assert_eq!(report.confirmed, INVESTMENTS, "{report:?}");
         assert_eq!(report.cancelled_total(), 0, "{report:?}");
         assert_eq!(
-            (report.charges, report.declined_charges, report.refunds, report.voids),
+            (
+                report.charges,
+                report.declined_charges,
+                report.refunds,
+                report.voids
+            ),
             (INVESTMENTS, 0, 0, 0),
             "{report:?}"
         );

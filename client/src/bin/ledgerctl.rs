@@ -567,7 +567,11 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     // Measure sagas, not start-up: wait (bounded) until the executors hold their leases.
     let ready_by = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = admin.cluster.status(pb::StatusRequest {}).await?.into_inner();
+        let status = admin
+            .cluster
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
         if status.executors.iter().any(|e| e.live) {
             break;
         }
@@ -579,13 +583,23 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     for d in 0..args.deals {
         admin
             .admission
-            .create_deal(pb::CreateDealRequest { deal_id: format!("{prefix}-{d}"), amount: "1000000000000".into(), max_investors: args.max_investors, min_ticket: None, max_ticket: None })
+            .create_deal(pb::CreateDealRequest {
+                deal_id: format!("{prefix}-{d}"),
+                amount: "1000000000000".into(),
+                max_investors: args.max_investors,
+                min_ticket: None,
+                max_ticket: None,
+            })
             .await
             .with_context(|| format!("creating deal {prefix}-{d}"))?;
     }
     let mut connections = Vec::new();
     for endpoint in &cli.endpoints {
-        connections.push(connect(endpoint).await.with_context(|| format!("connecting to {endpoint}"))?);
+        connections.push(
+            connect(endpoint)
+                .await
+                .with_context(|| format!("connecting to {endpoint}"))?,
+        );
     }
     let total = args.rate * args.duration_s;
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
@@ -610,13 +624,29 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             let replied = Instant::now();
             let investment = match reply {
                 Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
-                Err(status) => return Watched { admission_us, to_final_us: None, status: format!("error {:?}", status.code()) },
+                Err(status) => {
+                    return Watched {
+                        admission_us,
+                        to_final_us: None,
+                        status: format!("error {:?}", status.code()),
+                    }
+                }
             };
             if investment.status != pb::InvestmentStatus::Pending as i32 {
-                return Watched { admission_us, to_final_us: None, status: "REJECTED".into() };
+                return Watched {
+                    admission_us,
+                    to_final_us: None,
+                    status: "REJECTED".into(),
+                };
             }
             let watch = async {
-                let mut stream = clients.admission.watch_investment(pb::WatchInvestmentRequest { request_id: request.request_id.clone() }).await?.into_inner();
+                let mut stream = clients
+                    .admission
+                    .watch_investment(pb::WatchInvestmentRequest {
+                        request_id: request.request_id.clone(),
+                    })
+                    .await?
+                    .into_inner();
                 let mut last = None;
                 while let Some(update) = stream.message().await? {
                     last = Some(update.status);
@@ -627,11 +657,26 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
                 Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
                     admission_us,
                     to_final_us: Some(replied.elapsed().as_micros() as u64),
-                    status: pb::InvestmentStatus::try_from(status).map(|s| s.as_str_name()).unwrap_or("?").to_owned(),
+                    status: pb::InvestmentStatus::try_from(status)
+                        .map(|s| s.as_str_name())
+                        .unwrap_or("?")
+                        .to_owned(),
                 },
-                Ok(Ok(_)) => Watched { admission_us, to_final_us: None, status: "watch ended while PENDING".into() },
-                Ok(Err(status)) => Watched { admission_us, to_final_us: None, status: format!("watch error {:?}", status.code()) },
-                Err(_) => Watched { admission_us, to_final_us: None, status: "not final within the watch timeout".into() },
+                Ok(Ok(_)) => Watched {
+                    admission_us,
+                    to_final_us: None,
+                    status: "watch ended while PENDING".into(),
+                },
+                Ok(Err(status)) => Watched {
+                    admission_us,
+                    to_final_us: None,
+                    status: format!("watch error {:?}", status.code()),
+                },
+                Err(_) => Watched {
+                    admission_us,
+                    to_final_us: None,
+                    status: "not final within the watch timeout".into(),
+                },
             }
         }));
         if started.elapsed() > Duration::from_secs(args.duration_s + 5) {
@@ -640,7 +685,8 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     }
     let submitted_in = started.elapsed().as_secs_f64();
     let new_histogram = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
-    let (mut admission, mut to_final, mut overhead) = (new_histogram()?, new_histogram()?, new_histogram()?);
+    let (mut admission, mut to_final, mut overhead) =
+        (new_histogram()?, new_histogram()?, new_histogram()?);
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let partner_us = args.partner_latency_ms * 1_000;
     for task in tasks {
@@ -665,10 +711,26 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} submits in {submitted_in:.1} s ({:.0}/s) over {} endpoint(s)", admission.len(), admission.len() as f64 / submitted_in, cli.endpoints.len());
+        println!(
+            "{} submits in {submitted_in:.1} s ({:.0}/s) over {} endpoint(s)",
+            admission.len(),
+            admission.len() as f64 / submitted_in,
+            cli.endpoints.len()
+        );
         println!("statuses: {statuses:?}");
-        for (name, h) in [("admission", &admission), ("reply to final status", &to_final), ("saga overhead (CONFIRMED, minus partners)", &overhead)] {
-            println!("{name:<42} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})", ms(h, 0.5), ms(h, 0.9), ms(h, 0.99), h.max() as f64 / 1000.0, h.len());
+        for (name, h) in [
+            ("admission", &admission),
+            ("reply to final status", &to_final),
+            ("saga overhead (CONFIRMED, minus partners)", &overhead),
+        ] {
+            println!(
+                "{name:<42} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})",
+                ms(h, 0.5),
+                ms(h, 0.9),
+                ms(h, 0.99),
+                h.max() as f64 / 1000.0,
+                h.len()
+            );
         }
     }
     Ok(())
