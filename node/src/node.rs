@@ -20,6 +20,22 @@ use crate::raft::Raft;
 /// view of the leader answers `UNAVAILABLE` with its hint instead of starting a loop).
 pub const FORWARDED_KEY: &str = "x-ledger-forwarded";
 
+/// Whether a call was forwarded by another node (see [`FORWARDED_KEY`]).
+pub fn is_forwarded<T>(request: &tonic::Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_KEY)
+}
+
+/// The same call, marked as forwarded, for the leader; the caller's deadline travels in the
+/// metadata.
+pub fn forwarded<T>(request: tonic::Request<T>) -> tonic::Request<T> {
+    let (mut metadata, _, message) = request.into_parts();
+    metadata.insert(
+        FORWARDED_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    tonic::Request::from_parts(metadata, Default::default(), message)
+}
+
 /// Where a write or a linearizable read must run.
 pub enum Route {
     /// Here: this node leads.

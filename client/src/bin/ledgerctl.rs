@@ -397,6 +397,43 @@ async fn invest(cli: &Cli, cmd: &InvestCmd) -> Result<()> {
     Ok(())
 }
 
+/// Creates `count` bench deals `{prefix}-0..`, each with `max_investors` seats and room for
+/// every ticket.
+async fn create_deals(
+    admin: &mut NodeClients,
+    prefix: &str,
+    count: usize,
+    max_investors: u32,
+) -> Result<()> {
+    for d in 0..count {
+        admin
+            .admission
+            .create_deal(pb::CreateDealRequest {
+                deal_id: format!("{prefix}-{d}"),
+                amount: "1000000000000".into(),
+                max_investors,
+                min_ticket: None,
+                max_ticket: None,
+            })
+            .await
+            .with_context(|| format!("creating deal {prefix}-{d}"))?;
+    }
+    Ok(())
+}
+
+/// One connection per endpoint; load is spread over them round robin.
+async fn connect_all(cli: &Cli) -> Result<Vec<NodeClients>> {
+    let mut connections = Vec::new();
+    for endpoint in &cli.endpoints {
+        connections.push(
+            connect(endpoint)
+                .await
+                .with_context(|| format!("connecting to {endpoint}"))?,
+        );
+    }
+    Ok(connections)
+}
+
 #[derive(Default)]
 struct Tally {
     outcomes: BTreeMap<String, u64>,
@@ -412,27 +449,8 @@ async fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let mut admin = first(cli).await?;
-    for d in 0..args.deals {
-        admin
-            .admission
-            .create_deal(pb::CreateDealRequest {
-                deal_id: format!("{prefix}-{d}"),
-                amount: "1000000000000".into(),
-                max_investors: args.max_investors,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .with_context(|| format!("creating deal {prefix}-{d}"))?;
-    }
-    let mut connections = Vec::new();
-    for endpoint in &cli.endpoints {
-        connections.push(
-            connect(endpoint)
-                .await
-                .with_context(|| format!("connecting to {endpoint}"))?,
-        );
-    }
+    create_deals(&mut admin, &prefix, args.deals, args.max_investors).await?;
+    let connections = connect_all(cli).await?;
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.duration_s);
     let started = Instant::now();
@@ -580,27 +598,8 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for d in 0..args.deals {
-        admin
-            .admission
-            .create_deal(pb::CreateDealRequest {
-                deal_id: format!("{prefix}-{d}"),
-                amount: "1000000000000".into(),
-                max_investors: args.max_investors,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .with_context(|| format!("creating deal {prefix}-{d}"))?;
-    }
-    let mut connections = Vec::new();
-    for endpoint in &cli.endpoints {
-        connections.push(
-            connect(endpoint)
-                .await
-                .with_context(|| format!("connecting to {endpoint}"))?,
-        );
-    }
+    create_deals(&mut admin, &prefix, args.deals, args.max_investors).await?;
+    let connections = connect_all(cli).await?;
     let total = args.rate * args.duration_s;
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
     let watch_timeout = Duration::from_secs(args.watch_timeout_s);

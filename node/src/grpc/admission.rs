@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::error::ApiError;
-use crate::node::{Node, Route, FORWARDED_KEY};
+use crate::node::{forwarded, is_forwarded, Node, Route};
 
 /// Most requests in one `SubmitBatch`.
 pub const SUBMIT_BATCH_MAX: usize = 10_000;
@@ -55,20 +55,6 @@ impl AdmissionService {
     }
 }
 
-fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED_KEY)
-}
-
-/// The same call, marked as forwarded; the caller's deadline travels in the metadata.
-fn forward<T>(request: Request<T>) -> Request<T> {
-    let (mut metadata, _, message) = request.into_parts();
-    metadata.insert(
-        FORWARDED_KEY,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    Request::from_parts(metadata, Default::default(), message)
-}
-
 fn client(channel: Channel) -> AdmissionClient<Channel> {
     AdmissionClient::new(channel)
         .max_decoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
@@ -100,7 +86,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let command = convert::create_deal(request.get_ref())?;
         let deal_id = request.get_ref().deal_id.clone();
         match self.node.route(is_forwarded(&request))? {
-            Route::Leader(channel) => client(channel).create_deal(forward(request)).await,
+            Route::Leader(channel) => client(channel).create_deal(forwarded(request)).await,
             Route::Local => {
                 self.node
                     .propose(command)
@@ -122,7 +108,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::Deal>, Status> {
         let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
         match self.node.route(is_forwarded(&request))? {
-            Route::Leader(channel) => client(channel).close_deal(forward(request)).await,
+            Route::Leader(channel) => client(channel).close_deal(forwarded(request)).await,
             Route::Local => {
                 self.node
                     .propose(Command::CloseDeal {
@@ -147,7 +133,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
-            return client(channel).get_deal(forward(request)).await;
+            return client(channel).get_deal(forwarded(request)).await;
         }
         let deal = self.node.replica.read().state.deal(&deal_id);
         let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
@@ -163,7 +149,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
-            return client(channel).list_deals(forward(request)).await;
+            return client(channel).list_deals(forwarded(request)).await;
         }
         let page = self
             .node
@@ -191,7 +177,7 @@ impl pb::admission_server::Admission for AdmissionService {
             return Ok(Response::new(submit_response(&self.node, applied)?));
         }
         match self.node.route(is_forwarded(&request))? {
-            Route::Leader(channel) => client(channel).submit(forward(request)).await,
+            Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
             Route::Local => {
                 let proposed = self.node.propose(Command::Submit(submit)).await?;
                 Ok(Response::new(submit_response(
@@ -217,7 +203,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let parsed: Vec<Result<ledger_state_machine::Submit, ApiError>> =
             requests.iter().map(convert::submit).collect();
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
-            return client(channel).submit_batch(forward(request)).await;
+            return client(channel).submit_batch(forwarded(request)).await;
         }
         let commands = parsed
             .iter()
@@ -270,7 +256,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
-            return client(channel).get_investment(forward(request)).await;
+            return client(channel).get_investment(forwarded(request)).await;
         }
         let view = self.investment_view(request_id);
         Ok(Response::new(view.ok_or_else(|| {
@@ -301,7 +287,7 @@ impl pb::admission_server::Admission for AdmissionService {
                         consistency: pb::Consistency::Linearizable as i32,
                     };
                     client(channel)
-                        .get_investment(forward(Request::new(lookup)))
+                        .get_investment(forwarded(Request::new(lookup)))
                         .await?;
                 }
             }
@@ -345,7 +331,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
-            return client(channel).list_investments(forward(request)).await;
+            return client(channel).list_investments(forwarded(request)).await;
         }
         let page = self
             .node
@@ -369,7 +355,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
-            return client(channel).get_user(forward(request)).await;
+            return client(channel).get_user(forwarded(request)).await;
         }
         let user = self.node.replica.read().state.user(&user_id);
         let user = user.ok_or_else(|| ApiError::NotFound(format!("user {user_id}")))?;

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
-use crate::node::{Node, Route, FORWARDED_KEY};
+use crate::node::{forwarded, is_forwarded, Node, Route};
 
 /// How long `TransferLeader` and `TriggerSnapshot` wait for their effect.
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
@@ -52,19 +52,6 @@ impl ClusterService {
             })
             .collect()
     }
-}
-
-fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED_KEY)
-}
-
-fn forward<T>(request: Request<T>) -> Request<T> {
-    let (mut metadata, _, message) = request.into_parts();
-    metadata.insert(
-        FORWARDED_KEY,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    Request::from_parts(metadata, Default::default(), message)
 }
 
 fn client(channel: Channel) -> ClusterClient<Channel> {
@@ -190,7 +177,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             );
         }
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
-            return client(channel).add_learner(forward(request)).await;
+            return client(channel).add_learner(forwarded(request)).await;
         }
         // Blocking: returns once the learner has caught up with the log.
         let response = self
@@ -215,7 +202,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         }
         let retain = request.get_ref().retain;
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
-            return client(channel).change_membership(forward(request)).await;
+            return client(channel).change_membership(forwarded(request)).await;
         }
         let response = self
             .node
@@ -257,7 +244,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             let addr =
                 addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} is not a member")))?;
             let channel = self.node.channel(&addr)?;
-            client(channel).transfer_leader(forward(request)).await?;
+            client(channel).transfer_leader(forwarded(request)).await?;
         } else {
             return Err(ApiError::FailedPrecondition(format!(
                 "forwarded transfer reached node {me}, not {to}"

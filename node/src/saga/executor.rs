@@ -284,6 +284,16 @@ impl Executor {
         }
     }
 
+    /// Exponential delays with jitter between the configured bounds, without end.
+    fn retry_delays(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.retry_delay_min)
+            .with_max_delay(self.config.retry_delay_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
     /// Calls `call` until it answers, `attempts_max` is reached, or the saga moves on.
     async fn attempt<T, F, Fut>(
         &self,
@@ -297,12 +307,7 @@ impl Executor {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.config.retry_delay_min)
-            .with_max_delay(self.config.retry_delay_max)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = self.retry_delays();
         let mut attempts = 0usize;
         loop {
             if self.superseded(request_id, step, epoch) {
@@ -337,12 +342,7 @@ impl Executor {
     /// Proposes the step's result until it is in the log, or the saga moved on without it.
     async fn record(&self, request_id: RequestId, step: SagaStep, epoch: u64, result: StepResult) {
         let command = record_step(request_id, self.me, epoch, result);
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.config.retry_delay_min)
-            .with_max_delay(self.config.retry_delay_max)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = self.retry_delays();
         loop {
             match self.node.propose_anywhere(command.clone()).await {
                 Ok(proposed) => {
