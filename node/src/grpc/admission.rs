@@ -49,6 +49,29 @@ impl AdmissionService {
         }
     }
 
+    async fn submit_one(
+        &self,
+        request: Request<pb::SubmitRequest>,
+        submit: ledger_state_machine::Submit,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        // A decided request id is answered from this replica: decisions never change, so
+        // resubmissions and conflicting reuses cost no log entry.
+        let known = self.node.replica.read().state.resubmission(&submit);
+        if let Some(applied) = known {
+            return Ok(Response::new(submit_response(&self.node, applied)?));
+        }
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
+            Route::Local => {
+                let proposed = self.node.propose(Command::Submit(submit)).await?;
+                Ok(Response::new(submit_response(
+                    &self.node,
+                    proposed.applied,
+                )?))
+            }
+        }
+    }
+
     fn investment_view(&self, request_id: RequestId) -> Option<pb::Investment> {
         let view = self.node.replica.read().state.investment(request_id);
         view.map(convert::investment)
@@ -169,23 +192,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let submit = convert::submit(request.get_ref())?;
         let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id);
-        let _guard = span.enter();
-        // A decided request id is answered from this replica: decisions never change, so
-        // resubmissions and conflicting reuses cost no log entry.
-        let known = self.node.replica.read().state.resubmission(&submit);
-        if let Some(applied) = known {
-            return Ok(Response::new(submit_response(&self.node, applied)?));
-        }
-        match self.node.route(is_forwarded(&request))? {
-            Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
-            Route::Local => {
-                let proposed = self.node.propose(Command::Submit(submit)).await?;
-                Ok(Response::new(submit_response(
-                    &self.node,
-                    proposed.applied,
-                )?))
-            }
-        }
+        tracing::Instrument::instrument(self.submit_one(request, submit), span).await
     }
 
     async fn submit_batch(
