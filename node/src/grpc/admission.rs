@@ -302,10 +302,12 @@ impl pb::admission_server::Admission for AdmissionService {
         let (sender, receiver) = mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
+            let watch = node.replica.watch(request_id);
             let mut applied = node.replica.applied_index();
             let mut last_sent: Option<pb::Investment> = None;
             loop {
                 let view = node.replica.read().state.investment(request_id);
+                let present = view.is_some();
                 if let Some(view) = view {
                     let terminal = view.status != InvestmentStatus::Pending;
                     let wire = convert::investment(view);
@@ -319,8 +321,11 @@ impl pb::admission_server::Admission for AdmissionService {
                         return;
                     }
                 }
+                // Saga events wake the watch; until the request reaches this replica (a rejection
+                // has no saga, hence no event), every applied entry does.
                 tokio::select! {
-                    changed = applied.changed() => if changed.is_err() { return },
+                    () = watch.changed() => {}
+                    changed = applied.changed(), if !present => if changed.is_err() { return },
                     () = sender.closed() => return,
                 }
             }

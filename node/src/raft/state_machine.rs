@@ -7,18 +7,19 @@
 //! so a crash leaves either the old or the new snapshot. On start the node loads it and openraft
 //! re-applies the committed log after it.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use ledger_state_machine::{codec, AdmissionState, SagaEvent, StateDigest};
+use ledger_state_machine::{codec, AdmissionState, RequestId, SagaEvent, StateDigest};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 
@@ -38,6 +39,40 @@ pub struct ReplicaState {
 pub struct Replica {
     inner: RwLock<ReplicaState>,
     applied: watch::Sender<u64>,
+    /// Wake-ups for readers following one investment, woken by its saga events, so a watch
+    /// costs nothing while other investments change.
+    watchers: Mutex<HashMap<RequestId, Vec<Arc<Notify>>>>,
+}
+
+/// A registration returned by [`Replica::watch`]; dropping it unregisters.
+pub struct InvestmentWatch<'a> {
+    replica: &'a Replica,
+    request_id: RequestId,
+    notify: Arc<Notify>,
+}
+
+impl InvestmentWatch<'_> {
+    /// Completes after the investment's saga changed (or at once if it changed since the last
+    /// call).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for InvestmentWatch<'_> {
+    fn drop(&mut self) {
+        let mut watchers = self
+            .replica
+            .watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = watchers.get_mut(&self.request_id) {
+            list.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            if list.is_empty() {
+                watchers.remove(&self.request_id);
+            }
+        }
+    }
 }
 
 impl Replica {
@@ -53,6 +88,36 @@ impl Replica {
     /// The index of the last applied entry, updated after every applied batch.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+
+    /// Follows one investment's saga: register before reading, then await
+    /// [`InvestmentWatch::changed`] between reads, and no change is missed.
+    pub fn watch(&self, request_id: RequestId) -> InvestmentWatch<'_> {
+        let notify = Arc::new(Notify::new());
+        self.watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(request_id)
+            .or_default()
+            .push(notify.clone());
+        InvestmentWatch {
+            replica: self,
+            request_id,
+            notify,
+        }
+    }
+
+    fn wake(&self, events: &[SagaEvent]) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        if watchers.is_empty() {
+            return;
+        }
+        for event in events {
+            for notify in watchers.get(&event.request_id).into_iter().flatten() {
+                // Stores a permit when the watcher is not waiting yet: no lost wake-up.
+                notify.notify_one();
+            }
+        }
     }
 
     /// The applied index and the state digest at that index, read together.
@@ -143,6 +208,7 @@ impl StateMachineStore {
         let replica = Arc::new(Replica {
             inner: RwLock::new(inner),
             applied,
+            watchers: Mutex::new(HashMap::new()),
         });
         let store = StateMachineStore {
             replica: replica.clone(),
@@ -287,6 +353,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             guard.last_applied.map_or(0, |id| id.index)
         };
         self.replica.applied.send_replace(applied_index);
+        self.replica.wake(&events);
         if let Some(sink) = &self.events {
             for event in events {
                 // A closed sink means the executor stopped; applying goes on regardless.
