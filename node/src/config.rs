@@ -65,6 +65,10 @@ pub struct Flags {
     /// (about 1.6 commands per entry at 32) and throughput lower.
     #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 2)]
     pub inflight_entries_max: usize,
+    /// Async runtime worker threads (default: one per core). When several nodes share a few
+    /// cores, as in a local cluster, 1 avoids most of the cross-thread wake-ups.
+    #[arg(long, env = "LEDGER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

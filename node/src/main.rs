@@ -7,9 +7,22 @@ use clap::Parser;
 use ledger_node::config::{Flags, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let flags = Flags::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = flags.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(node_main(flags)),
+        Err(error) => {
+            eprintln!("ledger-node: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn node_main(flags: Flags) -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn"));
     match flags.log_format {

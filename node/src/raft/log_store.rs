@@ -322,20 +322,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.insert(&index_key(entry.log_id.index), seal(&entry));
         }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| write_error(ErrorSubject::Logs, e))?;
-        let flushed = self
-            .db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(std::io::Error::other);
-        let failed = flushed
+        // sled's writes and fsync block the calling thread, at times for long (segment
+        // rewrites); they run on a blocking thread so the async workers keep serving.
+        let (logs, db) = (self.logs.clone(), self.db.clone());
+        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            logs.apply_batch(batch).map_err(|e| e.to_string())?;
+            db.flush().map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|result| result);
+        let failed = written
             .as_ref()
             .err()
             .map(|e| write_error(ErrorSubject::Logs, e));
-        callback.log_io_completed(flushed);
+        callback.log_io_completed(written.map_err(std::io::Error::other));
         match failed {
             Some(error) => Err(error),
             None => Ok(()),
