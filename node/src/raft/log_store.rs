@@ -363,13 +363,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // are removed on the next purge, never a marker below missing entries.
         self.write_meta(PURGED_KEY, &log_id, ErrorSubject::Store, true)
             .await?;
-        let mut batch = sled::Batch::default();
-        for key in self.logs.range(..=index_key(log_id.index)).keys() {
-            batch.remove(key.map_err(|e| read_error(ErrorSubject::Logs, e))?);
-        }
-        self.logs
-            .apply_batch(batch)
-            .map_err(|e| write_error(ErrorSubject::Logs, e))?;
-        Ok(())
+        // Removing thousands of entries blocks for a while: on a blocking thread.
+        let logs = self.logs.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut batch = sled::Batch::default();
+            for key in logs.range(..=index_key(log_id.index)).keys() {
+                batch.remove(key.map_err(|e| e.to_string())?);
+            }
+            logs.apply_batch(batch).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| write_error(ErrorSubject::Logs, e))?
+        .map_err(|e| write_error(ErrorSubject::Logs, e))
     }
 }
