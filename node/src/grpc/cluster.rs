@@ -223,14 +223,30 @@ impl pb::cluster_server::Cluster for ClusterService {
         let to = request.get_ref().to;
         let me = self.node.config.node_id;
         if to == me {
-            // openraft 0.9 has no transfer call: this node campaigns, and wins if its log is up
-            // to date; the old leader steps down when it sees the higher term.
-            self.node
-                .raft
-                .trigger()
-                .elect()
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            // openraft 0.9 has no transfer call: this node campaigns. The first campaign makes
+            // the old leader step down (higher term), but followers still inside the old
+            // leader's lease refuse their votes; campaigning again once a few heartbeat periods
+            // passed (before their own election timers fire) wins.
+            let retry = Duration::from_millis(self.node.config.raft.heartbeat_ms * 3);
+            let deadline = tokio::time::Instant::now() + WAIT_FOR_EFFECT;
+            loop {
+                self.node
+                    .raft
+                    .trigger()
+                    .elect()
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let won = self
+                    .node
+                    .raft
+                    .wait(Some(retry))
+                    .metrics(|m| m.current_leader == Some(me), "campaign")
+                    .await
+                    .is_ok();
+                if won || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
         } else if !is_forwarded(&request) {
             let addr = {
                 let metrics = self.node.raft.metrics().borrow().clone();
