@@ -25,9 +25,26 @@ fn the_stores_pass_openraft_conformance_suite() {
     Suite::test_all(SledStores).expect("every conformance test passes");
 }
 
+/// sled releases its folder lock shortly after the last handle drops (its background flusher
+/// stops asynchronously); a reopen in the same process waits for that, bounded.
+fn when_released<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open() {
+            Err(error)
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Flips one byte in the middle of the last log record's value.
 fn corrupt_last_record(dir: &std::path::Path) {
-    let db = sled::open(dir).expect("the log opens as a sled database");
+    let db = when_released(|| sled::open(dir)).expect("the log opens as a sled database");
     let logs = db.open_tree("logs").expect("the logs tree");
     let (key, value) = logs.last().expect("readable").expect("an entry");
     let mut bytes = value.to_vec();
@@ -55,7 +72,7 @@ async fn a_corrupted_record_keeps_the_node_from_starting() {
         });
         log.blocking_append(entries).await.unwrap();
     }
-    let (_, summary) = LogStore::open(&path).unwrap();
+    let (_, summary) = when_released(|| LogStore::open(&path)).unwrap();
     assert_eq!(
         (summary.first_index, summary.last_index),
         (Some(1), Some(3))
@@ -63,7 +80,7 @@ async fn a_corrupted_record_keeps_the_node_from_starting() {
 
     // Phase 2: one flipped byte is found by the checksum before anything is served.
     corrupt_last_record(&path);
-    match LogStore::open(&path) {
+    match when_released(|| LogStore::open(&path)) {
         Err(CorruptLog::BadRecord { key, reason }) => {
             assert_eq!(key, "3");
             assert!(reason.contains("checksum"), "{reason}");
@@ -89,7 +106,7 @@ async fn a_log_without_its_vote_is_refused() {
         log.blocking_append([entry]).await.unwrap();
     }
     assert!(matches!(
-        LogStore::open(&path),
+        when_released(|| LogStore::open(&path)),
         Err(CorruptLog::MissingVote)
     ));
 }
