@@ -165,3 +165,24 @@ pub async fn connect_all(cluster: &crate::TestCluster, ids: &[u64]) -> Vec<NodeC
     }
     clients
 }
+
+/// Creates a deal of `amount` (money) with `max_investors` seats; panics on failure.
+pub async fn create_deal(
+    client: &NodeClients,
+    deal_id: &str,
+    amount: &str,
+    max_investors: u32,
+) -> pb::Deal {
+    let mut admission = client.admission.clone();
+    admission
+        .create_deal(pb::CreateDealRequest {
+            deal_id: deal_id.to_owned(),
+            amount: amount.to_owned(),
+            max_investors,
+            min_ticket: None,
+            max_ticket: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create deal {deal_id}: {e}"))
+        .into_inner()
+}

@@ -26,18 +26,7 @@ async fn leader_killed_under_load() {
         let ids = cluster.running();
         let nodes = Arc::new(load::connect_all(&cluster, &ids).await);
         for (deal_id, amount, max_investors) in DEALS {
-            nodes[0]
-                .admission
-                .clone()
-                .create_deal(pb::CreateDealRequest {
-                    deal_id: deal_id.to_owned(),
-                    amount: amount.to_owned(),
-                    max_investors,
-                    min_ticket: None,
-                    max_ticket: None,
-                })
-                .await
-                .expect("create deal");
+            load::create_deal(&nodes[0], deal_id, amount, max_investors).await;
         }
         let old_leader = cluster.leader().await;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ledger_tests::{bounded, pb, wait_until, ClusterOptions, TestCluster};
+use ledger_tests::{bounded, load, pb, wait_until, ClusterOptions, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_moves_to_the_node_asked_for() {
@@ -13,18 +13,7 @@ async fn leadership_moves_to_the_node_asked_for() {
         let cluster = TestCluster::start(ClusterOptions::new(3)).await;
         let first_leader = cluster.leader().await;
         let client = cluster.client(first_leader).await;
-        client
-            .admission
-            .clone()
-            .create_deal(pb::CreateDealRequest {
-                deal_id: "transfer".into(),
-                amount: "100000.00".into(),
-                max_investors: 10,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .expect("create deal");
+        load::create_deal(&client, "transfer", "100000.00", 10).await;
 
         // Ask the old leader to hand over to a follower, then a follower to take it back: both
         // routes (the target itself, and a node forwarding to the target) are exercised.

@@ -130,17 +130,7 @@ async fn learner_promotion_and_voter_removal() {
         let leader = cluster.leader().await;
         let follower = if leader == 1 { 2 } else { 1 };
         let via = cluster.client(follower).await;
-        via.admission
-            .clone()
-            .create_deal(pb::CreateDealRequest {
-                deal_id: DEAL.to_owned(),
-                amount: "1000000.00".to_owned(),
-                max_investors: 1_000,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .expect("create deal");
+        load::create_deal(&via, DEAL, "1000000.00", 1_000).await;
 
         // Step 1: node 4 joins as a learner (through a follower, which forwards to the leader);
         // it receives the log without voting.

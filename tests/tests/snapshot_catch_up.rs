@@ -32,18 +32,7 @@ async fn restarted_node_installs_a_snapshot() {
         let leader = cluster.leader().await;
         let leader_client = cluster.client(leader).await;
         let nodes = vec![leader_client.clone()];
-        leader_client
-            .admission
-            .clone()
-            .create_deal(pb::CreateDealRequest {
-                deal_id: DEAL.to_owned(),
-                amount: "1000000000.00".to_owned(),
-                max_investors: 100_000,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .expect("create deal");
+        load::create_deal(&leader_client, DEAL, "1000000000.00", 100_000).await;
         for n in 0..5 {
             load::submit_retrying(&nodes, 0, request(n), RetryPolicy::default())
                 .await

@@ -83,13 +83,7 @@ impl Partners {
         amount: Money,
     ) -> Result<Charge, CallError> {
         let body = json!({"idempotency_key": key, "user_id": user_id, "amount": amount.to_string(), "currency": "EUR"});
-        let reply = self
-            .http
-            .post(format!("{}/v1/payments", self.base))
-            .json(&body)
-            .send()
-            .await;
-        let charge: Charge = decode(reply, true).await?;
+        let charge: Charge = self.post("/v1/payments", Some(body), true).await?;
         match charge.status.as_str() {
             "succeeded" | "declined" => Ok(charge),
             other => Err(CallError::Unknown(format!("charge status {other:?}"))),
@@ -99,12 +93,9 @@ impl Partners {
     /// Voids the payment `key`: refunds it if it was charged, else refuses any later charge with
     /// it. Returns whether a charge was refunded.
     pub async fn void(&self, key: &str) -> Result<bool, CallError> {
-        let reply = self
-            .http
-            .post(format!("{}/v1/payments/{key}/void", self.base))
-            .send()
-            .await;
-        let void: VoidReply = decode(reply, false).await?;
+        let void: VoidReply = self
+            .post(&format!("/v1/payments/{key}/void"), None, false)
+            .await?;
         match void.status.as_str() {
             "refunded" => Ok(true),
             "voided" | "declined" => Ok(false),
@@ -122,13 +113,7 @@ impl Partners {
         amount: Money,
     ) -> Result<String, CallError> {
         let body = json!({"idempotency_key": key, "request_id": request_id, "deal_id": deal_id, "user_id": user_id, "amount": amount.to_string()});
-        let reply = self
-            .http
-            .post(format!("{}/v1/documents", self.base))
-            .json(&body)
-            .send()
-            .await;
-        let document: DocumentReply = decode(reply, false).await?;
+        let document: DocumentReply = self.post("/v1/documents", Some(body), false).await?;
         Ok(document.document_id)
     }
 
@@ -141,14 +126,24 @@ impl Partners {
         body: &str,
     ) -> Result<String, CallError> {
         let body = json!({"idempotency_key": key, "to": to, "subject": subject, "body": body});
-        let reply = self
-            .http
-            .post(format!("{}/v1/emails", self.base))
-            .json(&body)
-            .send()
-            .await;
-        let email: EmailReply = decode(reply, false).await?;
+        let email: EmailReply = self.post("/v1/emails", Some(body), false).await?;
         Ok(email.message_id)
+    }
+}
+
+impl Partners {
+    /// POSTs `body` (if any) to `path` and decodes the reply.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+        is_charge: bool,
+    ) -> Result<T, CallError> {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        decode(request.send().await, is_charge).await
     }
 }
 
