@@ -28,3 +28,10 @@ echo "== $rate investments/s for $seconds s over all three nodes, $deals deals o
   --deals "$deals" --partner-latency-ms 250
 echo
 "$root/target/release/ledgerctl" --endpoints "$all" cluster status
+# What the nodes saw of their own machine: fsyncs of the log over 50 ms (the disk) and late
+# timer wake-ups over 50 ms (CPU starvation), the usual causes of a tail.
+echo
+for log in "$LEDGER_CLUSTER_DIR"/node*.log; do
+  echo "$(basename "$log" .log): slow log fsyncs $(grep -c 'slow log fsync' "$log" || true)," \
+    "runtime stalls $(grep -c 'async runtime stalled' "$log" || true)"
+done

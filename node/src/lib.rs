@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod saga;
+pub mod stall;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub async fn run(
         config.batch_commands_max,
         config.inflight_entries_max,
     );
+    stall::spawn_watchdog(node_id);
     let metrics_listen = config.metrics_listen;
     let partners_url = config.partners_url.clone();
     let node = Arc::new(Node::new(config, raft.clone(), replica, batcher));

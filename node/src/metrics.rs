@@ -70,6 +70,17 @@ async fn render(State(node): State<Arc<Node>>) -> String {
         "Index up to which the log was purged.",
         metrics.purged.map_or(0, |l| l.index),
     );
+    let (stalls, worst_stall_ms) = crate::stall::observed();
+    gauge(
+        "ledger_runtime_stalls",
+        "Times the async runtime woke a timer more than 50 ms late, since start.",
+        stalls,
+    );
+    gauge(
+        "ledger_runtime_stall_worst_ms",
+        "Worst lateness of a timer wake-up since start, in ms (0 if none over 50 ms).",
+        worst_stall_ms,
+    );
     gauge(
         "ledger_investments_recorded",
         "Requests decided (admitted or rejected).",

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Entry, Params};
 use crate::error::SnapshotError;
 use crate::ids::NodeId;
-use crate::state::{AdmissionState, Deal, Executor, InvIdx, Investment, SagaIndex};
+use crate::state::{AdmissionState, Deal, DealCounters, Executor, InvIdx, Investment, SagaIndex};
 use crate::table::KeyedVec;
 
 /// First bytes of every snapshot.
@@ -91,6 +91,54 @@ struct SnapshotRef<'a> {
     executors: &'a BTreeMap<NodeId, Executor>,
 }
 
+/// What [`AdmissionState::snapshot_copy`] took: a state's snapshot content, owned.
+#[derive(Debug)]
+pub struct SnapshotCopy {
+    params: Params,
+    now_ms: u64,
+    last_log_index: u64,
+    deals: Vec<Deal>,
+    users: Vec<Box<str>>,
+    investments: Vec<Investment>,
+    executors: BTreeMap<NodeId, Executor>,
+}
+
+impl SnapshotCopy {
+    /// The snapshot as bytes, identical to [`AdmissionState::encode_snapshot`] of the state the
+    /// copy was taken from.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = write_snapshot_of(
+            SnapshotRef {
+                params: &self.params,
+                now_ms: self.now_ms,
+                last_log_index: self.last_log_index,
+                deals: &self.deals,
+                users: &self.users,
+                investments: &self.investments,
+                executors: &self.executors,
+            },
+            &mut bytes,
+        );
+        bytes
+    }
+}
+
+fn write_snapshot_of<W: Write>(
+    snapshot: SnapshotRef<'_>,
+    mut writer: W,
+) -> Result<(), SnapshotError> {
+    writer
+        .write_all(&SNAPSHOT_MAGIC)
+        .and_then(|()| writer.write_all(&FORMAT_VERSION.to_le_bytes()))
+        .map_err(|e| {
+            SnapshotError::Encode(bincode::error::EncodeError::Io { inner: e, index: 0 })
+        })?;
+    bincode::serde::encode_into_std_write(snapshot, &mut writer, config())?;
+    Ok(())
+}
+
 /// The same layout as [`SnapshotRef`], owned, for reading.
 #[derive(Deserialize)]
 struct SnapshotOwned {
@@ -117,15 +165,35 @@ impl AdmissionState {
     }
 
     /// Writes a snapshot (magic, format version, payload) to `writer`, streaming.
-    pub fn write_snapshot<W: Write>(&self, mut writer: W) -> Result<(), SnapshotError> {
-        writer
-            .write_all(&SNAPSHOT_MAGIC)
-            .and_then(|()| writer.write_all(&FORMAT_VERSION.to_le_bytes()))
-            .map_err(|e| {
-                SnapshotError::Encode(bincode::error::EncodeError::Io { inner: e, index: 0 })
-            })?;
-        bincode::serde::encode_into_std_write(self.snapshot_ref(), &mut writer, config())?;
-        Ok(())
+    pub fn write_snapshot<W: Write>(&self, writer: W) -> Result<(), SnapshotError> {
+        write_snapshot_of(self.snapshot_ref(), writer)
+    }
+
+    /// A copy of exactly what a snapshot holds (the ground truth, none of the derived indexes),
+    /// to encode later without holding up whoever owns the state. Cheaper to take than a
+    /// [`Clone`] of the whole state: no hash tables, per-user holdings or saga indexes.
+    pub fn snapshot_copy(&self) -> SnapshotCopy {
+        SnapshotCopy {
+            params: self.params,
+            now_ms: self.now_ms,
+            last_log_index: self.last_log_index,
+            deals: self
+                .deals
+                .items()
+                .iter()
+                .map(|deal| Deal {
+                    deal_id: deal.deal_id.clone(),
+                    terms: deal.terms,
+                    status: deal.status,
+                    created_at_ms: deal.created_at_ms,
+                    counters: DealCounters::default(),
+                    decisions: Vec::new(),
+                })
+                .collect(),
+            users: self.users.items().to_vec(),
+            investments: self.investments.items().to_vec(),
+            executors: self.executors.clone(),
+        }
     }
 
     /// The snapshot as bytes.

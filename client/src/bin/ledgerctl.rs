@@ -571,6 +571,8 @@ async fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
 
 /// What one watched investment ended as.
 struct Watched {
+    /// Seconds from the start of the run to the submit.
+    sent_at_s: f64,
     admission_us: u64,
     to_final_us: Option<u64>,
     status: String,
@@ -603,9 +605,31 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     let total = args.rate * args.duration_s;
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
     let watch_timeout = Duration::from_secs(args.watch_timeout_s);
+    let args_duration_s = args.duration_s;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    // The load generator shares the cores with the cluster: note when it was itself stalled,
+    // so that a latency spike can be told apart from a stall of the cluster.
+    let stalls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client_stalls = tokio::spawn({
+        let stalls = stalls.clone();
+        async move {
+            while started.elapsed() < Duration::from_secs(args_duration_s + 300) {
+                let before = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let late = before.elapsed().saturating_sub(Duration::from_millis(10));
+                if late > Duration::from_millis(50) {
+                    if let Ok(mut stalls) = stalls.lock() {
+                        stalls.push((
+                            started.elapsed().as_secs_f64() as u64,
+                            late.as_millis() as u64,
+                        ));
+                    }
+                }
+            }
+        }
+    });
     let mut tasks = Vec::with_capacity(total as usize);
     for n in 0..total {
         ticker.tick().await;
@@ -618,6 +642,7 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         };
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
+            let sent_at_s = sent.duration_since(started).as_secs_f64();
             let reply = clients.admission.submit(request.clone()).await;
             let admission_us = sent.elapsed().as_micros() as u64;
             let replied = Instant::now();
@@ -625,6 +650,7 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
                 Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
                 Err(status) => {
                     return Watched {
+                        sent_at_s,
                         admission_us,
                         to_final_us: None,
                         status: format!("error {:?}", status.code()),
@@ -633,6 +659,7 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             };
             if investment.status != pb::InvestmentStatus::Pending as i32 {
                 return Watched {
+                    sent_at_s,
                     admission_us,
                     to_final_us: None,
                     status: "REJECTED".into(),
@@ -654,6 +681,7 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             };
             match tokio::time::timeout(watch_timeout, watch).await {
                 Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
+                    sent_at_s,
                     admission_us,
                     to_final_us: Some(replied.elapsed().as_micros() as u64),
                     status: pb::InvestmentStatus::try_from(status)
@@ -662,16 +690,19 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
                         .to_owned(),
                 },
                 Ok(Ok(_)) => Watched {
+                    sent_at_s,
                     admission_us,
                     to_final_us: None,
                     status: "watch ended while PENDING".into(),
                 },
                 Ok(Err(status)) => Watched {
+                    sent_at_s,
                     admission_us,
                     to_final_us: None,
                     status: format!("watch error {:?}", status.code()),
                 },
                 Err(_) => Watched {
+                    sent_at_s,
                     admission_us,
                     to_final_us: None,
                     status: "not final within the watch timeout".into(),
@@ -688,17 +719,25 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         (new_histogram()?, new_histogram()?, new_histogram()?);
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let partner_us = args.partner_latency_ms * 1_000;
+    // Investments whose overhead passed 50 ms, by the second of the run they were submitted in.
+    let mut slow_by_second: BTreeMap<u64, u64> = BTreeMap::new();
     for task in tasks {
         let watched = task.await?;
         let _ = admission.record(watched.admission_us.max(1));
         if let Some(us) = watched.to_final_us {
             let _ = to_final.record(us.max(1));
             if watched.status == "CONFIRMED" {
-                let _ = overhead.record(us.saturating_sub(partner_us).max(1));
+                let over = us.saturating_sub(partner_us).max(1);
+                let _ = overhead.record(over);
+                if over > 50_000 {
+                    *slow_by_second.entry(watched.sent_at_s as u64).or_default() += 1;
+                }
             }
         }
         *statuses.entry(watched.status).or_default() += 1;
     }
+    client_stalls.abort();
+    let client_stalls = stalls.lock().map(|s| s.clone()).unwrap_or_default();
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let summary = |h: &hdrhistogram::Histogram<u64>| json!({"count": h.len(), "p50": ms(h, 0.5), "p90": ms(h, 0.9), "p99": ms(h, 0.99), "max": h.max() as f64 / 1000.0});
     let report = json!({
@@ -706,6 +745,7 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         "endpoints": cli.endpoints, "statuses": statuses,
         "admission_ms": summary(&admission), "reply_to_final_ms": summary(&to_final),
         "saga_overhead_ms": summary(&overhead), "partner_latency_ms_subtracted": args.partner_latency_ms,
+        "over_50ms_by_submit_second": slow_by_second, "client_stalls_s_ms": client_stalls,
     });
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -717,6 +757,8 @@ async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             cli.endpoints.len()
         );
         println!("statuses: {statuses:?}");
+        println!("overhead > 50 ms, by second of submission: {slow_by_second:?}");
+        println!("load generator stalls (second, ms late): {client_stalls:?}");
         for (name, h) in [
             ("admission", &admission),
             ("reply to final status", &to_final),

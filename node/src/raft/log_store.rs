@@ -13,6 +13,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use ledger_state_machine::codec;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -25,6 +27,8 @@ use super::{LogEntry, LogId, StorageError, TypeConfig};
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"purged";
+/// An append (write and fsync) slower than this is logged: it delays every waiting request.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What the start-up check found wrong with the log; the node refuses to serve.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +64,23 @@ pub struct LogStore {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+    /// One past the purge marker's index (0: nothing purged): entries below it may still be in
+    /// `logs` while a background purge removes them, and are never returned.
+    first_kept: Arc<AtomicU64>,
+    /// Held by the background purge, so that purges run one at a time.
+    purging: Arc<Mutex<()>>,
+    /// Appends waiting for the flusher thread's next fsync.
+    flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
 }
+
+/// Entries a background purge removes per sled batch: a batch blocks other writers while it
+/// applies, so appends wait for one small batch at most, never for the whole purge.
+const PURGE_CHUNK: usize = 256;
+/// Pause between two purge batches. Removing 20,000 entries costs ~150-250 ms of CPU; in one go
+/// right after a snapshot (when every replica purges at once) that burst starved the nodes of
+/// a small machine. Paced, the same purge takes under a second and stays out of the way; the
+/// log grows far slower than this removes (256 entries per ~5 ms).
+const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// What [`LogStore::open`] found: the log's extent, for the start-up log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,13 +130,25 @@ impl LogStore {
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .open()?;
+        let (flushes, waiting) = mpsc::channel();
+        let flusher = db.clone();
+        std::thread::Builder::new()
+            .name("log-flusher".into())
+            .spawn(move || flush_in_groups(&flusher, &waiting))
+            .map_err(|e| CorruptLog::Sled(sled::Error::Io(e)))?;
         let store = LogStore {
             logs: db.open_tree("logs")?,
             meta: db.open_tree("meta")?,
             db,
+            first_kept: Arc::new(AtomicU64::new(0)),
+            purging: Arc::new(Mutex::new(())),
+            flushes,
         };
         store.finish_interrupted_purge()?;
         let summary = store.check()?;
+        if let Some(purged) = summary.purged_index {
+            store.first_kept.store(purged + 1, Ordering::Release);
+        }
         Ok((store, summary))
     }
 
@@ -250,10 +282,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<LogEntry>, StorageError> {
+        let first_kept = self.first_kept.load(Ordering::Acquire);
         let start = match range.start_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&i) if i >= first_kept => Bound::Included(index_key(i)),
+            Bound::Excluded(&i) if i >= first_kept => Bound::Excluded(index_key(i)),
+            _ => Bound::Included(index_key(first_kept)),
         };
         let end = match range.end_bound() {
             Bound::Included(&i) => Bound::Included(index_key(i)),
@@ -277,7 +310,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(PURGED_KEY, ErrorSubject::Store)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        // While a background purge runs, the last entry can be one it has yet to remove.
+        let last_log_id = match (self.last_entry_id()?, last_purged_log_id) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -322,25 +359,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.insert(&index_key(entry.log_id.index), seal(&entry));
         }
-        // sled's writes and fsync block the calling thread, at times for long (segment
-        // rewrites); they run on a blocking thread so the async workers keep serving.
-        let (logs, db) = (self.logs.clone(), self.db.clone());
-        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            logs.apply_batch(batch).map_err(|e| e.to_string())?;
-            db.flush().map(|_| ()).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|result| result);
-        let failed = written
-            .as_ref()
-            .err()
-            .map(|e| write_error(ErrorSubject::Logs, e));
-        callback.log_io_completed(written.map_err(std::io::Error::other));
-        match failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        // The write now (readers see the entries when this returns; sled can block the calling
+        // thread, so not on an async worker); the fsync later, shared with whatever else is
+        // appended meanwhile: openraft does not wait for the callback to append more.
+        let logs = self.logs.clone();
+        tokio::task::spawn_blocking(move || logs.apply_batch(batch))
+            .await
+            .map_err(|e| write_error(ErrorSubject::Logs, e))?
+            .map_err(|e| write_error(ErrorSubject::Logs, e))?;
+        self.flushes
+            .send(callback)
+            .map_err(|_| write_error(ErrorSubject::Logs, "the log flusher has stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -360,20 +389,72 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The marker first: a crash between the two steps leaves entries below the marker, which
-        // are removed on the next purge, never a marker below missing entries.
+        // are removed on the next start, never a marker below missing entries.
         self.write_meta(PURGED_KEY, &log_id, ErrorSubject::Store, true)
             .await?;
-        // Removing thousands of entries blocks for a while: on a blocking thread.
-        let logs = self.logs.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut batch = sled::Batch::default();
-            for key in logs.range(..=index_key(log_id.index)).keys() {
-                batch.remove(key.map_err(|e| e.to_string())?);
+        self.first_kept
+            .fetch_max(log_id.index + 1, Ordering::AcqRel);
+        // openraft awaits `purge` in its core loop, so removing thousands of entries here would
+        // hold back every append and commit (a 0.2-0.5 s stall of the whole cluster right after
+        // each snapshot). The removal runs in the background, in small batches; readers already
+        // skip what is below the marker.
+        let (logs, purging) = (self.logs.clone(), self.purging.clone());
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = purging.lock();
+            let started = std::time::Instant::now();
+            let removed = remove_up_to(&logs, log_id.index);
+            tracing::info!(
+                upto = log_id.index,
+                ms = started.elapsed().as_millis() as u64,
+                "log purged"
+            );
+            if let Err(error) = removed {
+                tracing::warn!(%error, upto = log_id.index, "purge left entries behind; they go on the next start");
             }
-            logs.apply_batch(batch).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| write_error(ErrorSubject::Logs, e))?
-        .map_err(|e| write_error(ErrorSubject::Logs, e))
+        });
+        Ok(())
+    }
+}
+
+/// Group commit: takes every append waiting, syncs once, and tells them all, until the store
+/// is dropped. Under load one fsync covers several appends (each one an entry of a batch of
+/// commands); a single append waits no longer than its own fsync.
+fn flush_in_groups(db: &sled::Db, waiting: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = waiting.recv() {
+        let mut group = vec![first];
+        group.extend(waiting.try_iter());
+        let started = std::time::Instant::now();
+        let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if started.elapsed() > SLOW_WRITE {
+            tracing::warn!(
+                flush_ms = started.elapsed().as_millis() as u64,
+                appends = group.len(),
+                "slow log fsync"
+            );
+        }
+        for callback in group {
+            callback.log_io_completed(flushed.clone().map_err(std::io::Error::other));
+        }
+    }
+}
+
+/// Removes the entries at or below `index`, [`PURGE_CHUNK`] at a time.
+fn remove_up_to(logs: &sled::Tree, index: u64) -> sled::Result<()> {
+    loop {
+        let keys = logs
+            .range(..=index_key(index))
+            .keys()
+            .take(PURGE_CHUNK)
+            .collect::<sled::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(key);
+        }
+        logs.apply_batch(batch)?;
+        // Pacing, not synchronisation: see PURGE_PAUSE.
+        std::thread::sleep(PURGE_PAUSE);
     }
 }

@@ -245,6 +245,9 @@ fn load_snapshot_file(bytes: &[u8]) -> Result<(SnapshotFile, AdmissionState), St
 }
 
 /// Writes the snapshot file atomically: temporary file, fsync, rename, fsync of the folder.
+/// How much of a snapshot file is written between two syncs (see [`write_snapshot_file`]).
+const SNAPSHOT_WRITE_PIECE: usize = 256 * 1024;
+
 async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), StorageError> {
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write;
@@ -252,7 +255,14 @@ async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), Sto
         let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-        out.write_all(&payload)?;
+        // Written and synced a piece at a time: on ext4 (data=ordered) every other fsync on the
+        // file system, such as the log's after each append, waits for dirty data like this file's
+        // to reach the disk. Megabytes left dirty made the log's fsyncs of all replicas (which
+        // snapshot at the same index) wait 0.3-0.5 s at once.
+        for piece in payload.chunks(SNAPSHOT_WRITE_PIECE) {
+            out.write_all(piece)?;
+            out.sync_data()?;
+        }
         out.sync_all()?;
         std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
         std::fs::File::open(&dir)?.sync_all()
@@ -272,17 +282,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // A copy is taken under the read lock (applies wait only for the copy), and encoded on a
         // blocking thread, so neither applies nor the async workers wait for the encoding.
+        let started = std::time::Instant::now();
         let (state, last_log_id, last_membership) = {
             let guard = self.replica.read();
             (
-                guard.state.clone(),
+                guard.state.snapshot_copy(),
                 guard.last_applied,
                 guard.membership.clone(),
             )
         };
-        let data = tokio::task::spawn_blocking(move || state.encode_snapshot())
+        let copied = started.elapsed();
+        let data = tokio::task::spawn_blocking(move || state.encode())
             .await
             .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let encoded = started.elapsed();
         let snapshot_id = match last_log_id {
             Some(id) => format!(
                 "{}-{}-{}",
@@ -306,6 +319,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tracing::info!(
             index = last_log_id.map_or(0, |id| id.index),
             bytes = data.len(),
+            copy_ms = copied.as_millis() as u64,
+            encode_ms = (encoded - copied).as_millis() as u64,
+            write_ms = (started.elapsed() - encoded).as_millis() as u64,
             "snapshot built"
         );
         Ok(Snapshot {
