@@ -1,8 +1,31 @@
-//! `ledger-client`: connections to an admission-ledger cluster, and the `ledgerctl` CLI.
+//! `ledger-client`: the client library of the admission ledger, and the `ledgerctl` CLI.
 //!
-//! Today this is the thin layer `ledgerctl` and the integration tests need: [`connect`] a
-//! node's `Admission` and `Cluster` clients. The full client library (leader discovery,
-//! retries with the same request id, deadlines, `invest_and_wait`) comes with issue #5.
+//! A [`Client`] takes a few seed endpoints, finds the leader (`Cluster.Status`), sends writes
+//! there, follows leader hints, and retries with backoff until a deadline. A `Submit` is
+//! retried with the **same** request id, so a retry can never admit twice; when the deadline
+//! passes without an answer the error is [`ClientError::OutcomeUnknown`], which carries the
+//! request id to look up later. Capacity rejections are normal [`Decision`]s, not errors.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ledger_client::{Client, ClientConfig, Submission};
+//!
+//! # async fn demo() -> Result<(), ledger_client::ClientError> {
+//! let client = Client::connect(ClientConfig::new(["127.0.0.1:7001", "127.0.0.1:7002"])).await?;
+//! let request = Submission::new("deal-1", "alice", "2500.00");
+//! let decision = client.submit(&request).await?;
+//! if decision.is_admitted() {
+//!     // The saga runs: payment, documents, e-mail. Wait for its end.
+//!     let done = client.invest_and_wait(&request, Duration::from_secs(30)).await?;
+//!     println!("{:?}", done.status());
+//! } else {
+//!     println!("rejected: {:?}", decision.reject_reason());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/invest.rs` is the same as a program to run against a local cluster
+//! (`scripts/cluster.sh up`, then `cargo run -p ledger-client --example invest`).
 
 use std::time::Duration;
 
@@ -10,10 +33,19 @@ use ledger_proto::pb::admission_client::AdmissionClient;
 use ledger_proto::pb::cluster_client::ClusterClient;
 use tonic::transport::{Channel, Endpoint};
 
+mod client;
+mod error;
+pub mod plot;
+
+pub use client::{is_final, status_of, Client, ClientConfig, Decision, Services, Submission};
+pub use error::{ClientError, LEADER_ADDR_KEY};
+pub use ledger_proto::pb;
+
 /// Largest message accepted from a node (a full page or batch).
 pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// The two public services of one node, sharing one HTTP/2 connection.
+/// The two public services of one node, sharing one HTTP/2 connection, without the
+/// [`Client`]'s routing and retries: for tests and tools that talk to one node on purpose.
 #[derive(Clone)]
 pub struct NodeClients {
     /// The `Admission` service.

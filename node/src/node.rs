@@ -107,6 +107,25 @@ impl Node {
         }
     }
 
+    /// Where a read with `consistency` runs: `None` when the local replica may serve it (after a
+    /// read barrier for a linearizable read on the leader), else the leader to forward it to.
+    pub async fn read_route<T>(
+        &self,
+        request: &tonic::Request<T>,
+        consistency: i32,
+    ) -> Result<Option<Channel>, ApiError> {
+        if crate::grpc::convert::is_stale(consistency)? {
+            return Ok(None);
+        }
+        match self.route(is_forwarded(request))? {
+            Route::Local => {
+                self.linearizable_barrier().await?;
+                Ok(None)
+            }
+            Route::Leader(channel) => Ok(Some(channel)),
+        }
+    }
+
     /// A lazily connected channel to `addr`, kept for reuse.
     pub fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);

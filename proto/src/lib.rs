@@ -7,7 +7,8 @@
 //!   in batches (idempotent by `request_id`); read, watch and list investments; read a user.
 //!   Client: [`AdmissionClient`]; server: implement [`Admission`] and serve [`AdmissionServer`].
 //! - **`Cluster`** (operators): status, initialization, learners, membership changes, leader
-//!   transfer, snapshots. Client: [`ClusterClient`]; server: [`Cluster`] / [`ClusterServer`].
+//!   transfer, snapshots, listing and compensating sagas. Client: [`ClusterClient`]; server:
+//!   [`Cluster`] / [`ClusterServer`].
 //! - **`Raft`** (internal, node to node): openraft's `AppendEntries`, `Vote` and
 //!   `InstallSnapshot`, each carrying opaque bincode bytes produced by the node. Client:
 //!   [`RaftClient`]; server: [`Raft`] / [`RaftServer`].

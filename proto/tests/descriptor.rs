@@ -119,6 +119,13 @@ fn services_and_methods_match_the_contract() {
                     "TriggerSnapshotResponse",
                     false,
                 ),
+                ("ListSagas", "ListSagasRequest", "ListSagasResponse", false),
+                (
+                    "CompensateSaga",
+                    "CompensateSagaRequest",
+                    "Investment",
+                    false,
+                ),
             ],
         ),
         (
@@ -446,6 +453,27 @@ fn messages_match_the_contract() {
         ("TransferLeaderResponse", &[("leader_id", 1, U64)]),
         ("TriggerSnapshotRequest", &[]),
         ("TriggerSnapshotResponse", &[("snapshot_index", 1, U64)]),
+        (
+            "ListSagasRequest",
+            &[
+                ("older_than_ms", 1, U64),
+                ("failing_only", 2, Bool),
+                ("limit", 3, U32),
+                ("consistency", 4, Enum("Consistency")),
+            ],
+        ),
+        (
+            "ListSagasResponse",
+            &[
+                ("sagas", 1, Repeated("Investment")),
+                ("open_total", 2, U64),
+                ("now_ms", 3, U64),
+            ],
+        ),
+        (
+            "CompensateSagaRequest",
+            &[("request_id", 1, Str), ("reason", 2, Str)],
+        ),
         (
             "RaftRequest",
             &[("payload", 1, Bytes), ("cluster_id", 2, Str)],

@@ -2,12 +2,13 @@
 //! including `optional` fields (present and absent), enums, repeated fields and the oneof.
 
 use ledger_proto::pb::{
-    submit_batch_result, AddLearnerRequest, ChangeMembershipRequest, CreateDealRequest, Deal,
-    ExecutorStatus, GetInvestmentRequest, GetUserRequest, InitRequest, Investment,
-    ListDealsRequest, ListDealsResponse, ListInvestmentsRequest, ListInvestmentsResponse, Member,
-    MemberAddr, MembershipResponse, RaftReply, RaftRequest, RequestError, StatusResponse,
-    SubmitBatchRequest, SubmitBatchResponse, SubmitBatchResult, SubmitRequest, SubmitResponse,
-    TransferLeaderRequest, TriggerSnapshotResponse, User,
+    submit_batch_result, AddLearnerRequest, ChangeMembershipRequest, CompensateSagaRequest,
+    CreateDealRequest, Deal, ExecutorStatus, GetInvestmentRequest, GetUserRequest, InitRequest,
+    Investment, ListDealsRequest, ListDealsResponse, ListInvestmentsRequest,
+    ListInvestmentsResponse, ListSagasRequest, ListSagasResponse, Member, MemberAddr,
+    MembershipResponse, RaftReply, RaftRequest, RequestError, StatusResponse, SubmitBatchRequest,
+    SubmitBatchResponse, SubmitBatchResult, SubmitRequest, SubmitResponse, TransferLeaderRequest,
+    TriggerSnapshotResponse, User,
 };
 use ledger_proto::{
     CancelCause, Consistency, DealStatus, InvestmentStatus, MemberRole, RejectReason, SagaStep,
@@ -310,6 +311,24 @@ fn cluster_and_raft_messages_roundtrip() {
     roundtrip(&TransferLeaderRequest { to: 2 });
     roundtrip(&TriggerSnapshotResponse { snapshot_index: 77 });
 
+    let list = roundtrip(&ListSagasRequest {
+        older_than_ms: 60_000,
+        failing_only: true,
+        limit: 500,
+        consistency: Consistency::Stale as i32,
+    });
+    assert_eq!(list.consistency(), Consistency::Stale);
+    let sagas = roundtrip(&ListSagasResponse {
+        sagas: vec![investment(), Investment::default()],
+        open_total: 1_234,
+        now_ms: 1_700_000_060_000,
+    });
+    assert_eq!(sagas.sagas[0].saga_step(), SagaStep::Notify);
+    roundtrip(&CompensateSagaRequest {
+        request_id: "0b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e".into(),
+        reason: "payment partner stuck since 10:02".into(),
+    });
+
     let request = RaftRequest {
         payload: vec![0, 1, 2, 255],
         cluster_id: "prod-eu".into(),
@@ -326,6 +345,8 @@ fn cluster_and_raft_messages_roundtrip() {
 fn defaults_and_enum_numbers_are_pinned() {
     // LINEARIZABLE is the proto3 default: an unset field reads as it.
     let req = GetInvestmentRequest::decode(&[][..]).expect("empty message decodes");
+    assert_eq!(req.consistency(), Consistency::Linearizable);
+    let req = ListSagasRequest::decode(&[][..]).expect("empty message decodes");
     assert_eq!(req.consistency(), Consistency::Linearizable);
     assert_eq!(Consistency::Linearizable as i32, 0);
     assert_eq!(Consistency::Stale as i32, 1);

@@ -78,7 +78,8 @@ pub use invariants::InvariantViolation;
 pub use money::{Money, MoneyError};
 pub use outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
 pub use query::{
-    DealView, ExecutorView, InvestmentView, Page, UserView, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
+    DealView, ExecutorView, InvestmentView, Page, SagaFilter, UserView, PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
 };
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
 pub use state::{AdmissionState, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};

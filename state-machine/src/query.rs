@@ -1,12 +1,14 @@
 //! Read-only views of the state for the API, the executors and operators. Views are owned
 //! copies: a reader never holds the state while it formats a reply.
 
+use std::collections::BTreeSet;
+
 use crate::command::Params;
 use crate::error::QueryError;
 use crate::ids::{NodeId, RequestId};
 use crate::money::Money;
 use crate::outcome::{Decision, RejectReason, Status};
-use crate::saga::Saga;
+use crate::saga::{Saga, SagaStep};
 use crate::state::{decision_of, AdmissionState, Deal, DealStatus, DealTerms, InvIdx, Investment};
 
 /// Default page size of list queries.
@@ -97,6 +99,34 @@ pub struct ExecutorView {
     pub live: bool,
     /// Open sagas assigned to it.
     pub open_sagas: usize,
+}
+
+/// Which open sagas [`AdmissionState::open_sagas`] returns. The default keeps every one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SagaFilter {
+    /// When non-zero: sagas decided at least this long ago, in log time. Decision time rather
+    /// than the saga's last change, because retries and reassignments touch the latter without
+    /// any progress.
+    pub older_than_ms: u64,
+    /// Sagas whose current step is failing: more than one attempt, or a non-empty error.
+    pub failing: bool,
+}
+
+impl SagaFilter {
+    /// With both criteria set, a saga matching either is kept: an operator's "stuck" view is
+    /// "old or failing".
+    fn keeps(&self, decided_at_ms: u64, saga: &Saga, now_ms: u64) -> bool {
+        let old = now_ms.saturating_sub(decided_at_ms) >= self.older_than_ms;
+        // An empty error reads as none on the wire, so it does not count here either.
+        let failing =
+            saga.attempts > 1 || saga.last_error.as_deref().is_some_and(|e| !e.is_empty());
+        match (self.older_than_ms > 0, self.failing) {
+            (false, false) => true,
+            (true, false) => old,
+            (false, true) => failing,
+            (true, true) => old || failing,
+        }
+    }
 }
 
 /// One page of a list, with the cursor of the next page if there is one.
@@ -230,6 +260,43 @@ impl AdmissionState {
             .iter()
             .filter_map(|&idx| self.investment_at(idx))
             .collect()
+    }
+
+    /// Open sagas (every step before DONE, assigned or not) that `filter` keeps, in decision
+    /// order, at most `limit`. Ages are measured against [`AdmissionState::now_ms`].
+    pub fn open_sagas(&self, filter: SagaFilter, limit: usize) -> Vec<InvestmentView> {
+        let mut open: Vec<InvIdx> = self
+            .sagas
+            .by_executor
+            .values()
+            .flatten()
+            .chain(&self.sagas.unassigned)
+            .copied()
+            .collect();
+        // Investment positions are decision order.
+        open.sort_unstable();
+        open.into_iter()
+            .filter(|&idx| {
+                self.investments.at(idx).is_some_and(|inv| {
+                    inv.saga.as_deref().is_some_and(|saga| {
+                        saga.step != SagaStep::Done
+                            && filter.keeps(inv.decided_at_ms, saga, self.now_ms)
+                    })
+                })
+            })
+            .take(limit)
+            .filter_map(|idx| self.investment_at(idx))
+            .collect()
+    }
+
+    /// How many sagas are open (before DONE), assigned or not.
+    pub fn open_saga_count(&self) -> usize {
+        self.sagas
+            .by_executor
+            .values()
+            .map(BTreeSet::len)
+            .sum::<usize>()
+            + self.sagas.unassigned.len()
     }
 
     /// Every executor ever seen, by node id.

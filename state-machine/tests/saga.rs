@@ -434,3 +434,66 @@ fn params_travel_through_the_log() {
     h.advance(1_499);
     assert_eq!(h.saga(1).step, SagaStep::Void);
 }
+
+#[test]
+fn operators_list_open_sagas_oldest_first_and_filter_the_stuck_ones() {
+    let mut h = admitted();
+    h.time_ms += 30_000;
+    h.heartbeat(2);
+    h.heartbeat(3);
+    h.submit(2, "d", "bob", "100");
+    assert!(matches!(
+        h.submit(3, "nope", "cy", "1"),
+        Verdict::Rejected(_)
+    ));
+    h.submit(4, "d", "dan", "100");
+    // Request 4 runs to DONE; request 2 is retrying its payment.
+    h.record(4, paid("pay-4"));
+    h.record(4, documented("doc-4"));
+    h.record(4, notified("msg-4"));
+    h.record(
+        2,
+        StepResult::Retrying {
+            step: SagaStep::Payment,
+            attempts: 2,
+            error: "timeout".into(),
+        },
+    );
+    // Request 1 is 30 s old, request 2 just decided; they sit with different executors.
+    assert_ne!(h.saga(1).assignee, h.saga(2).assignee);
+
+    let listed = |h: &Harness, older_than_ms, failing, limit| -> Vec<RequestId> {
+        let filter = SagaFilter {
+            older_than_ms,
+            failing,
+        };
+        let views = h.state.open_sagas(filter, limit);
+        views.into_iter().map(|v| v.request_id).collect()
+    };
+    assert_eq!(h.state.open_saga_count(), 2);
+    assert_eq!(listed(&h, 0, false, 100), [rid(1), rid(2)]);
+    assert_eq!(listed(&h, 0, false, 1), [rid(1)]);
+    assert_eq!(listed(&h, 30_000, false, 100), [rid(1)]);
+    assert_eq!(listed(&h, 30_001, false, 100), []);
+    assert_eq!(listed(&h, 0, true, 100), [rid(2)]);
+    // Both criteria: old OR failing.
+    assert_eq!(listed(&h, 30_000, true, 100), [rid(1), rid(2)]);
+    assert_eq!(listed(&h, 60_000, true, 100), [rid(2)]);
+
+    // A saga under compensation carries its cause as the error, so it shows as failing.
+    h.apply_one(Command::AbortSaga {
+        request_id: rid(1),
+        reason: "stuck at partner".into(),
+    })
+    .unwrap();
+    assert_eq!(listed(&h, 0, true, 100), [rid(1), rid(2)]);
+
+    // Sagas waiting for an executor are open too, still in decision order.
+    h.apply_one(Command::ExecutorRetire { node_id: 2 }).unwrap();
+    h.apply_one(Command::ExecutorRetire { node_id: 3 }).unwrap();
+    assert_eq!(h.state.unassigned_sagas().len(), 2);
+    assert_eq!(h.state.open_saga_count(), 2);
+    assert_eq!(listed(&h, 0, false, 100), [rid(1), rid(2)]);
+    let views = h.state.open_sagas(SagaFilter::default(), 100);
+    assert_eq!(views[0], h.state.investment(rid(1)).unwrap());
+}

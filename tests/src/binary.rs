@@ -1,5 +1,6 @@
-//! Where the `ledger-node` binary is: `LEDGER_NODE_BIN` if set, else built once per test process
-//! with the same cargo, target folder and profile (debug or release) that run the tests.
+//! Where the `ledger-node` and `ledgerctl` binaries are: `LEDGER_NODE_BIN` / `LEDGERCTL_BIN` if
+//! set, else built once per test process with the same cargo, target folder and profile (debug
+//! or release) that run the tests.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 static NODE_BINARY: OnceLock<PathBuf> = OnceLock::new();
+static LEDGERCTL_BINARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -23,27 +25,34 @@ pub fn workspace_root() -> PathBuf {
 /// The path of a runnable `ledger-node`; builds it on first use unless `LEDGER_NODE_BIN` is set.
 /// Blocks; panics, with cargo's output, if the build fails or takes longer than 20 minutes.
 pub fn node_binary() -> &'static Path {
-    NODE_BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("LEDGER_NODE_BIN") {
-            let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "LEDGER_NODE_BIN={} is not a file",
-                path.display()
-            );
-            return path;
-        }
-        build()
-    })
+    NODE_BINARY.get_or_init(|| find_or_build("LEDGER_NODE_BIN", "ledger-node", "ledger-node"))
 }
 
-fn build() -> PathBuf {
+/// The path of a runnable `ledgerctl`, as [`node_binary`] (`LEDGERCTL_BIN` overrides).
+pub fn ledgerctl_binary() -> &'static Path {
+    LEDGERCTL_BINARY.get_or_init(|| find_or_build("LEDGERCTL_BIN", "ledger-client", "ledgerctl"))
+}
+
+fn find_or_build(variable: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{variable}={} is not a file",
+            path.display()
+        );
+        return path;
+    }
+    build(package, bin)
+}
+
+fn build(package: &str, bin: &str) -> PathBuf {
     let root = workspace_root();
     let release = !cfg!(debug_assertions);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let log = tempfile::NamedTempFile::new().expect("a file for cargo's output");
     let mut command = Command::new(cargo);
-    command.args(["build", "-p", "ledger-node", "--bin", "ledger-node"]);
+    command.args(["build", "-p", package, "--bin", bin]);
     if release {
         command.arg("--release");
     }
@@ -53,7 +62,7 @@ fn build() -> PathBuf {
         .stdout(Stdio::null())
         .stderr(File::create(log.path()).expect("open cargo's output file"))
         .spawn()
-        .expect("run cargo to build ledger-node");
+        .expect("run cargo to build a binary");
     let deadline = Instant::now() + BUILD_TIMEOUT;
     let status = loop {
         match child.try_wait().expect("wait for cargo") {
@@ -62,13 +71,13 @@ fn build() -> PathBuf {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("cargo build -p ledger-node did not finish within {BUILD_TIMEOUT:?}");
+                panic!("cargo build -p {package} did not finish within {BUILD_TIMEOUT:?}");
             }
         }
     };
     assert!(
         status.success(),
-        "cargo build -p ledger-node failed ({status}):\n{}",
+        "cargo build -p {package} failed ({status}):\n{}",
         std::fs::read_to_string(log.path()).unwrap_or_default()
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -83,10 +92,10 @@ fn build() -> PathBuf {
         .unwrap_or_else(|| root.join("target"));
     let path = target
         .join(if release { "release" } else { "debug" })
-        .join("ledger-node");
+        .join(bin);
     assert!(
         path.is_file(),
-        "cargo built ledger-node but {} does not exist",
+        "cargo built {bin} but {} does not exist",
         path.display()
     );
     path

@@ -18,6 +18,7 @@
 pub mod binary;
 pub mod check;
 pub mod cluster;
+pub mod ctl;
 pub mod load;
 pub mod saga;
 pub mod wait;

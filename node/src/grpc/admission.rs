@@ -30,25 +30,6 @@ impl AdmissionService {
         AdmissionService { node }
     }
 
-    /// `None` when this read may be served from the local replica (after a read barrier for a
-    /// linearizable read on the leader), else the leader to forward it to.
-    async fn read_route<T>(
-        &self,
-        request: &Request<T>,
-        consistency: i32,
-    ) -> Result<Option<Channel>, ApiError> {
-        if convert::is_stale(consistency)? {
-            return Ok(None);
-        }
-        match self.node.route(is_forwarded(request))? {
-            Route::Local => {
-                self.node.linearizable_barrier().await?;
-                Ok(None)
-            }
-            Route::Leader(channel) => Ok(Some(channel)),
-        }
-    }
-
     async fn submit_one(
         &self,
         request: Request<pb::SubmitRequest>,
@@ -153,6 +134,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::Deal>, Status> {
         let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
         if let Some(channel) = self
+            .node
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
@@ -169,6 +151,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::ListDealsResponse>, Status> {
         let start = convert::page_token(&request.get_ref().page_token)?;
         if let Some(channel) = self
+            .node
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
@@ -260,6 +243,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::Investment>, Status> {
         let request_id = convert::request_id(&request.get_ref().request_id)?;
         if let Some(channel) = self
+            .node
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
@@ -340,6 +324,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
         let start = convert::page_token(&request.get_ref().page_token)?;
         if let Some(channel) = self
+            .node
             .read_route(&request, request.get_ref().consistency)
             .await?
         {
@@ -364,6 +349,7 @@ impl pb::admission_server::Admission for AdmissionService {
     ) -> Result<Response<pb::User>, Status> {
         let user_id = convert::user_id(&request.get_ref().user_id)?.to_owned();
         if let Some(channel) = self
+            .node
             .read_route(&request, request.get_ref().consistency)
             .await?
         {

@@ -1,21 +1,30 @@
-//! The operators' `admission.v1.Cluster` service: status, bootstrap, membership, leadership and
-//! snapshots. Membership changes run on the leader (followers forward them once).
+//! The operators' `admission.v1.Cluster` service: status, bootstrap, membership, leadership,
+//! snapshots, and the listing and compensation of sagas. Membership changes and compensations
+//! run on the leader (followers forward them once).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_proto::pb::{self, cluster_client::ClusterClient};
+use ledger_state_machine::{CommandError, InvestmentView, Outcome, SagaStep};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::convert;
 use crate::error::ApiError;
 use crate::node::{forwarded, is_forwarded, Node, Route};
 
 /// How long `TransferLeader` and `TriggerSnapshot` wait for their effect.
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
+
+/// Sagas `ListSagas` returns when the request's `limit` is 0.
+pub const LIST_SAGAS_LIMIT_DEFAULT: usize = 100;
+/// Largest `limit` of `ListSagas`; about 11 MB of worst-case investments, within
+/// [`crate::grpc::CLIENT_MESSAGE_BYTES_MAX`].
+pub const LIST_SAGAS_LIMIT_MAX: usize = 10_000;
 
 /// The `Cluster` service of one node.
 pub struct ClusterService {
@@ -55,7 +64,35 @@ impl ClusterService {
 }
 
 fn client(channel: Channel) -> ClusterClient<Channel> {
+    // A forwarded `ListSagas` reply may exceed tonic's default 4 MiB.
     ClusterClient::new(channel)
+        .max_decoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
+}
+
+/// `FAILED_PRECONDITION` with a plain explanation when `view` has nothing left to compensate.
+/// Decisions never change and sagas never return to PAYMENT or DOCUMENTS, so a refusal read
+/// from any replica, however stale, is final.
+fn compensable(view: &InvestmentView) -> Result<(), ApiError> {
+    let id = view.request_id;
+    let status = view.status.as_str();
+    let Some(saga) = &view.saga else {
+        return Err(ApiError::FailedPrecondition(format!(
+            "investment {id} was {status} and has no saga to compensate"
+        )));
+    };
+    let step = saga.step.as_str().to_uppercase();
+    let cause = saga.cancel_cause.map_or("", |c| c.as_str());
+    match saga.step {
+        SagaStep::Payment | SagaStep::Documents => Ok(()),
+        SagaStep::Void => Err(ApiError::FailedPrecondition(format!(
+            "the saga of investment {id} is already being compensated (cause {cause}, step {step})"
+        ))),
+        SagaStep::Notify | SagaStep::Done => Err(ApiError::FailedPrecondition(format!(
+            "investment {id} is already {status} (saga step {step}); only a PENDING saga in \
+             PAYMENT or DOCUMENTS can be compensated"
+        ))),
+    }
 }
 
 fn write_error(error: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ApiError {
@@ -279,6 +316,71 @@ impl pb::cluster_server::Cluster for ClusterService {
         }))
     }
 
+    async fn list_sagas(
+        &self,
+        request: Request<pb::ListSagasRequest>,
+    ) -> Result<Response<pb::ListSagasResponse>, Status> {
+        let (filter, limit) = convert::list_sagas(request.get_ref())?;
+        if let Some(channel) = self
+            .node
+            .read_route(&request, request.get_ref().consistency)
+            .await?
+        {
+            return client(channel).list_sagas(forwarded(request)).await;
+        }
+        let (sagas, open_total, now_ms) = {
+            let replica = self.node.replica.read();
+            let state = &replica.state;
+            (
+                state.open_sagas(filter, limit),
+                state.open_saga_count(),
+                state.now_ms(),
+            )
+        };
+        Ok(Response::new(pb::ListSagasResponse {
+            sagas: sagas.into_iter().map(convert::investment).collect(),
+            open_total: open_total as u64,
+            now_ms,
+        }))
+    }
+
+    async fn compensate_saga(
+        &self,
+        request: Request<pb::CompensateSagaRequest>,
+    ) -> Result<Response<pb::Investment>, Status> {
+        let (request_id, command) = convert::compensate_saga(request.get_ref())?;
+        // A refusal the local replica already shows is final: no need to forward or propose.
+        let local = self.node.replica.read().state.investment(request_id);
+        if let Some(view) = &local {
+            compensable(view)?;
+        }
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).compensate_saga(forwarded(request)).await,
+            Route::Local => {
+                let applied = self.node.propose(command).await?.applied;
+                let view = self.node.replica.read().state.investment(request_id);
+                match applied {
+                    Ok(Outcome::SagaAborted) => {}
+                    Ok(other) => {
+                        return Err(
+                            ApiError::Internal(format!("AbortSaga applied as {other:?}")).into(),
+                        )
+                    }
+                    // The same refusal, explained from the investment as it now stands.
+                    Err(error @ CommandError::NotCompensable { .. }) => {
+                        let explained = view.as_ref().and_then(|v| compensable(v).err());
+                        return Err(explained.unwrap_or(ApiError::Command(error)).into());
+                    }
+                    Err(error) => return Err(ApiError::Command(error).into()),
+                }
+                let view = view.ok_or_else(|| {
+                    ApiError::Internal(format!("investment {request_id} missing after AbortSaga"))
+                })?;
+                Ok(Response::new(convert::investment(view)))
+            }
+        }
+    }
+
     async fn trigger_snapshot(
         &self,
         _request: Request<pb::TriggerSnapshotRequest>,
@@ -306,5 +408,100 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(pb::TriggerSnapshotResponse {
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ledger_state_machine::{
+        CancelCause, Money, RejectReason, RequestId, Saga, Status as InvestmentStatus,
+    };
+
+    use super::*;
+
+    fn view(status: InvestmentStatus, step: Option<SagaStep>) -> InvestmentView {
+        InvestmentView {
+            request_id: RequestId::from_u128(7).unwrap(),
+            deal_id: "d".into(),
+            user_id: "ana".into(),
+            amount: Money::parse("100").unwrap(),
+            status,
+            reject_reason: step.is_none().then_some(RejectReason::InvestorLimitReached),
+            log_index: 3,
+            offset: 0,
+            decided_at_ms: 1,
+            saga: step.map(|step| Saga {
+                step,
+                assignee: Some(2),
+                epoch: 1,
+                deadline_ms: 300_001,
+                attempts: 0,
+                last_error: None,
+                cancel_cause: (step == SagaStep::Void).then_some(CancelCause::Aborted),
+                payment_id: None,
+                refunded: false,
+                document_id: None,
+                message_id: None,
+                notify_failed: false,
+                updated_at_ms: 1,
+            }),
+        }
+    }
+
+    fn refusal(view: &InvestmentView) -> String {
+        match compensable(view) {
+            Err(ApiError::FailedPrecondition(message)) => message,
+            other => panic!("expected FAILED_PRECONDITION, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_pending_sagas_in_payment_or_documents_are_compensable() {
+        use InvestmentStatus::*;
+        assert!(compensable(&view(Pending, Some(SagaStep::Payment))).is_ok());
+        assert!(compensable(&view(Pending, Some(SagaStep::Documents))).is_ok());
+
+        let rejected = refusal(&view(Rejected, None));
+        assert!(
+            rejected.contains("was REJECTED and has no saga"),
+            "{rejected}"
+        );
+        let voiding = refusal(&view(Pending, Some(SagaStep::Void)));
+        assert!(
+            voiding.contains("already being compensated (cause ABORTED, step VOID)"),
+            "{voiding}"
+        );
+        let confirmed = refusal(&view(Confirmed, Some(SagaStep::Notify)));
+        assert!(
+            confirmed.contains("already CONFIRMED (saga step NOTIFY)"),
+            "{confirmed}"
+        );
+        let cancelled = refusal(&view(Cancelled, Some(SagaStep::Done)));
+        assert!(
+            cancelled.contains("already CANCELLED (saga step DONE)"),
+            "{cancelled}"
+        );
+    }
+
+    #[test]
+    fn compensation_failures_map_to_their_codes() {
+        let request_id = RequestId::from_u128(7).unwrap();
+        let code = |error: ApiError| Status::from(error).code();
+        let refusal = compensable(&view(InvestmentStatus::Rejected, None)).unwrap_err();
+        assert_eq!(code(refusal), tonic::Code::FailedPrecondition);
+        let not_compensable = CommandError::NotCompensable {
+            request_id,
+            step: SagaStep::Void,
+        };
+        assert_eq!(
+            code(ApiError::Command(not_compensable)),
+            tonic::Code::FailedPrecondition
+        );
+        let unknown = CommandError::InvestmentNotFound { request_id };
+        assert_eq!(code(ApiError::Command(unknown)), tonic::Code::NotFound);
+        assert_eq!(
+            code(ApiError::invalid("reason", "blank")),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -5,9 +5,11 @@
 use ledger_proto::pb;
 use ledger_state_machine::{
     CancelCause, Command, CreateDeal, DealStatus, DealView, InvestmentView, Money, RejectReason,
-    RequestId, SagaStep, Status, Submit, UserView, MAX_INVESTORS_DEFAULT,
+    RequestId, SagaFilter, SagaStep, Status, Submit, UserView, ERROR_TEXT_LEN_MAX,
+    MAX_INVESTORS_DEFAULT,
 };
 
+use super::cluster::{LIST_SAGAS_LIMIT_DEFAULT, LIST_SAGAS_LIMIT_MAX};
 use crate::error::ApiError;
 
 /// Parses a request id.
@@ -81,6 +83,57 @@ pub fn page_token(text: &str) -> Result<u64, ApiError> {
 /// The next page's token, empty at the end.
 pub fn next_page_token(next: Option<u64>) -> String {
     next.map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// Validates a `ListSagas` request: which open sagas to keep and how many to return at most.
+pub fn list_sagas(request: &pb::ListSagasRequest) -> Result<(SagaFilter, usize), ApiError> {
+    let limit = match usize::try_from(request.limit).unwrap_or(usize::MAX) {
+        0 => LIST_SAGAS_LIMIT_DEFAULT,
+        n if n <= LIST_SAGAS_LIMIT_MAX => n,
+        _ => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!(
+                    "must be at most {LIST_SAGAS_LIMIT_MAX} (0 means {LIST_SAGAS_LIMIT_DEFAULT})"
+                ),
+            ))
+        }
+    };
+    let filter = SagaFilter {
+        older_than_ms: request.older_than_ms,
+        failing: request.failing_only,
+    };
+    Ok((filter, limit))
+}
+
+/// Validates a `CompensateSaga` request into the `AbortSaga` command for its request id.
+pub fn compensate_saga(
+    request: &pb::CompensateSagaRequest,
+) -> Result<(RequestId, Command), ApiError> {
+    let request_id = request_id(&request.request_id)?;
+    let reason = &request.reason;
+    // The state machine accepts an empty reason (deadlines have none); an operator must say why.
+    if reason.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "reason",
+            "must not be blank: say why the saga is compensated",
+        ));
+    }
+    if reason.len() > ERROR_TEXT_LEN_MAX {
+        return Err(ApiError::invalid(
+            "reason",
+            format!(
+                "is {} bytes long; at most {ERROR_TEXT_LEN_MAX}",
+                reason.len()
+            ),
+        ));
+    }
+    let command = Command::AbortSaga {
+        request_id,
+        reason: reason.clone(),
+    };
+    command.validate()?;
+    Ok((request_id, command))
 }
 
 /// Whether a read asks for the local replica.
@@ -194,5 +247,77 @@ fn cancel_cause(cause: CancelCause) -> pb::CancelCause {
         CancelCause::DocumentsFailed => pb::CancelCause::DocumentsFailed,
         CancelCause::DeadlineExceeded => pb::CancelCause::DeadlineExceeded,
         CancelCause::Aborted => pb::CancelCause::Aborted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e";
+
+    fn field_of(error: ApiError) -> String {
+        match error {
+            ApiError::InvalidArgument { field, .. } => field.into_owned(),
+            ApiError::Command(ledger_state_machine::CommandError::InvalidArgument {
+                field,
+                ..
+            }) => field.into_owned(),
+            other => panic!("not an invalid argument: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn list_sagas_defaults_and_bounds_the_limit() {
+        let request = |limit| pb::ListSagasRequest {
+            older_than_ms: 60_000,
+            failing_only: true,
+            limit,
+            consistency: 0,
+        };
+        let (filter, limit) = list_sagas(&request(0)).unwrap();
+        assert_eq!(
+            filter,
+            SagaFilter {
+                older_than_ms: 60_000,
+                failing: true
+            }
+        );
+        assert_eq!(limit, LIST_SAGAS_LIMIT_DEFAULT);
+        assert_eq!(list_sagas(&request(10_000)).unwrap().1, 10_000);
+        assert_eq!(field_of(list_sagas(&request(10_001)).unwrap_err()), "limit");
+    }
+
+    #[test]
+    fn compensate_saga_needs_a_uuid_and_a_reason() {
+        let request = |request_id: &str, reason: &str| pb::CompensateSagaRequest {
+            request_id: request_id.into(),
+            reason: reason.into(),
+        };
+        let (id, command) = compensate_saga(&request(ID, "partner stuck")).unwrap();
+        assert_eq!(id.to_string(), ID);
+        assert_eq!(
+            command,
+            Command::AbortSaga {
+                request_id: id,
+                reason: "partner stuck".into()
+            }
+        );
+        let nil = "00000000-0000-0000-0000-000000000000";
+        for (request_id, reason, field) in [
+            ("not-a-uuid", "why", "request_id"),
+            (nil, "why", "request_id"),
+            (ID, "", "reason"),
+            (ID, "  \t", "reason"),
+            (ID, "line\nbreak", "reason"),
+        ] {
+            let error = compensate_saga(&request(request_id, reason)).unwrap_err();
+            assert_eq!(field_of(error), field, "{request_id:?} {reason:?}");
+        }
+        let longest = "x".repeat(ERROR_TEXT_LEN_MAX);
+        assert!(compensate_saga(&request(ID, &longest)).is_ok());
+        let too_long = format!("{longest}x");
+        let error = compensate_saga(&request(ID, &too_long)).unwrap_err();
+        assert!(error.to_string().contains("at most 512"), "{error}");
     }
 }

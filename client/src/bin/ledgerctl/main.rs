@@ -1,0 +1,574 @@
+//! `ledgerctl`: the operator CLI of the admission ledger. Every read command takes `--json`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ledger_client::{pb, Client, ClientConfig, Submission};
+use serde_json::json;
+
+mod bench;
+mod demo;
+mod output;
+mod saga_bench;
+
+use output::*;
+
+#[derive(Parser)]
+#[command(
+    name = "ledgerctl",
+    version,
+    about = "Operate an admission-ledger cluster"
+)]
+pub struct Cli {
+    /// Nodes to talk to, comma separated (`host:port`); any live member will do, the leader
+    /// is found from there.
+    #[arg(
+        long,
+        env = "LEDGER_ENDPOINTS",
+        default_value = "127.0.0.1:7801,127.0.0.1:7802,127.0.0.1:7803",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub endpoints: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Longest a command keeps retrying, in seconds.
+    #[arg(long, default_value_t = 15, global = true)]
+    pub deadline_s: u64,
+    #[command(subcommand)]
+    command: Top,
+}
+
+impl Cli {
+    /// A client over `--endpoints` with `--deadline-s`.
+    pub async fn client(&self) -> Result<Client> {
+        let mut config = ClientConfig::new(self.endpoints.iter().cloned());
+        config.deadline = Duration::from_secs(self.deadline_s);
+        Client::connect(config)
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoints.join(",")))
+    }
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Cluster status and bootstrap.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Membership changes: add a learner, promote it, remove a member.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Leadership.
+    #[command(subcommand)]
+    Leader(LeaderCmd),
+    /// Make a node build a snapshot now.
+    Snapshot {
+        /// The node's id.
+        node_id: u64,
+    },
+    /// Deals.
+    #[command(subcommand)]
+    Deal(DealCmd),
+    /// Investments.
+    #[command(subcommand)]
+    Invest(InvestCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Sagas: list the open or stuck ones, show one, compensate a stuck one.
+    #[command(subcommand)]
+    Saga(SagaCmd),
+    /// Drive a bounded load of `Submit`s and report throughput, latency, outcomes and errors.
+    Bench(bench::BenchArgs),
+    /// Submit at a fixed rate, watch every admitted investment to its final status, and report
+    /// saga overhead beyond the partners' own latency.
+    SagaBench(saga_bench::SagaBenchArgs),
+    /// The rush: thousands of investors on one deal of 200 seats, with a live view, a summary
+    /// with the invariants checked, and a plot. Against a running cluster with partners.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Role, term, indexes, digest and members, as every member sees them.
+    Status,
+    /// Initialize a new cluster: `--members 1=127.0.0.1:7801,2=127.0.0.1:7802`.
+    Init {
+        /// `id=host:port` of every initial voter.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// Add a node as a learner; returns once it has caught up.
+    AddLearner {
+        /// The new node's id.
+        node_id: u64,
+        /// Its address (`host:port`), as the other nodes reach it.
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The learner's id.
+        node_id: u64,
+    },
+    /// Remove a member (voter or learner) from the cluster.
+    Remove {
+        /// The member's id.
+        node_id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaderCmd {
+    /// Hand leadership to a voter.
+    Transfer {
+        /// The voter's id.
+        node_id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DealCmd {
+    /// Open a deal.
+    Create {
+        /// The deal id.
+        deal_id: String,
+        /// The deal amount, e.g. 1000000.00.
+        #[arg(long)]
+        amount: String,
+        /// Seats (0 = 200).
+        #[arg(long, default_value_t = 0)]
+        max_investors: u32,
+        /// Smallest ticket.
+        #[arg(long)]
+        min_ticket: Option<String>,
+        /// Largest ticket.
+        #[arg(long)]
+        max_ticket: Option<String>,
+    },
+    /// Close a deal to new requests (sagas in flight finish).
+    Close {
+        /// The deal id.
+        deal_id: String,
+    },
+    /// Show a deal.
+    Show {
+        /// The deal id.
+        deal_id: String,
+    },
+    /// List every deal.
+    List,
+}
+
+#[derive(Subcommand)]
+enum InvestCmd {
+    /// Submit an investment request (retried with the same id until the deadline).
+    Submit {
+        /// The deal.
+        #[arg(long)]
+        deal: String,
+        /// The investor.
+        #[arg(long)]
+        user: String,
+        /// The ticket.
+        #[arg(long)]
+        amount: String,
+        /// The request id (a UUID); a new one if absent. Resubmitting an id returns its
+        /// first decision.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show an investment.
+    Show {
+        /// The request id.
+        request_id: String,
+    },
+    /// Follow an investment until it is final (CONFIRMED, CANCELLED or REJECTED).
+    Watch {
+        /// The request id.
+        request_id: String,
+        /// Longest wait, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// A user's pending and confirmed investments.
+    Show {
+        /// The user id.
+        user_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SagaCmd {
+    /// Open sagas, oldest first, with their step, attempts and last error.
+    List {
+        /// Only stuck ones: older than --older-than-s, or with failing steps.
+        #[arg(long)]
+        stuck: bool,
+        /// Age (log time since the decision) that makes a saga stuck, in seconds.
+        #[arg(long, default_value_t = 60)]
+        older_than_s: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One saga: its investment with the saga's step, attempts, executor and last error.
+    Show {
+        /// The request id.
+        request_id: String,
+    },
+    /// Start the documented compensation of a stuck saga: void or refund the payment, then
+    /// CANCELLED (cause ABORTED), seat and amount released. (An operator token will be
+    /// required once authentication lands.)
+    Compensate {
+        /// The request id.
+        request_id: String,
+        /// Why, recorded with the saga.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ledgerctl: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Top::Cluster(ClusterCmd::Status) => cluster_status(cli).await,
+        Top::Cluster(ClusterCmd::Init { members }) => cluster_init(cli, members).await,
+        Top::Member(cmd) => member(cli, cmd).await,
+        Top::Leader(LeaderCmd::Transfer { node_id }) => {
+            let client = cli.client().await?;
+            let leader = client.transfer_leader(*node_id).await?;
+            print_or_json(cli, json!({"leader_id": leader}), || {
+                format!("node {leader} leads")
+            })
+        }
+        Top::Snapshot { node_id } => {
+            let client = cli.client().await?;
+            let addr = member_addr(&client, *node_id).await?;
+            let index = client.trigger_snapshot(&addr).await?;
+            print_or_json(
+                cli,
+                json!({"node_id": node_id, "snapshot_index": index}),
+                || format!("node {node_id} has a snapshot at index {index}"),
+            )
+        }
+        Top::Deal(cmd) => deal(cli, cmd).await,
+        Top::Invest(cmd) => invest(cli, cmd).await,
+        Top::User(UserCmd::Show { user_id }) => {
+            let user = cli.client().await?.user(user_id).await?;
+            if cli.json {
+                let list = |l: &[pb::Investment]| l.iter().map(investment_json).collect::<Vec<_>>();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"user_id": user.user_id, "pending": list(&user.pending), "confirmed": list(&user.confirmed)})
+                    )?
+                );
+            } else {
+                println!(
+                    "{}: {} pending, {} confirmed",
+                    user.user_id,
+                    user.pending.len(),
+                    user.confirmed.len()
+                );
+                for inv in user.pending.iter().chain(&user.confirmed) {
+                    println!("  {}", investment_line(inv));
+                }
+            }
+            Ok(())
+        }
+        Top::Saga(cmd) => saga(cli, cmd).await,
+        Top::Bench(args) => bench::run(cli, args).await,
+        Top::SagaBench(args) => saga_bench::saga_bench(cli, args).await,
+        Top::Demo(args) => demo::run(cli, args).await,
+    }
+}
+
+/// Prints `value` with `--json`, else the text line.
+fn print_or_json(cli: &Cli, value: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+async fn cluster_status(cli: &Cli) -> Result<()> {
+    // Not through `Client::connect`: status must work with no leader at all.
+    let mut config = ClientConfig::new(cli.endpoints.iter().cloned());
+    config.deadline = Duration::from_secs(cli.deadline_s);
+    config.attempt_timeout = Duration::from_secs(2);
+    let client = Client::unconnected(config)?;
+    let rows = client.statuses().await;
+    if cli.json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(addr, status)| match status {
+                Ok(s) => status_json(addr, s),
+                Err(error) => json!({"endpoint": addr, "error": error.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    println!(
+        "{:<22} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9}  {:<16}  members",
+        "endpoint", "id", "role", "leader", "term", "applied", "snapshot", "digest"
+    );
+    for (addr, status) in rows {
+        match status {
+            Ok(s) => println!(
+                "{addr:<22} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9}  {:<16}  {}",
+                s.node_id,
+                s.role,
+                s.leader_id.map_or("-".to_owned(), |l| l.to_string()),
+                s.term,
+                s.applied_index,
+                s.snapshot_index,
+                &s.state_digest[..16.min(s.state_digest.len())],
+                members_line(&s.members)
+            ),
+            Err(error) => println!("{addr:<22} unreachable: {error}"),
+        }
+    }
+    Ok(())
+}
+
+async fn cluster_init(cli: &Cli, members: &[String]) -> Result<()> {
+    let mut parsed = Vec::new();
+    for member in members {
+        let (id, addr) = member
+            .split_once('=')
+            .with_context(|| format!("{member:?} is not id=host:port"))?;
+        let id: u64 = id.parse().with_context(|| format!("node id {id:?}"))?;
+        parsed.push((id, addr.to_owned()));
+    }
+    let mut config = ClientConfig::new(cli.endpoints.iter().cloned());
+    config.deadline = Duration::from_secs(cli.deadline_s);
+    Client::unconnected(config)?.init(&parsed).await?;
+    println!("initialized");
+    Ok(())
+}
+
+/// The address of member `node_id`, from the leader's membership.
+async fn member_addr(client: &Client, node_id: u64) -> Result<String> {
+    let status = client.status().await?;
+    status
+        .members
+        .iter()
+        .find(|m| m.node_id == node_id)
+        .map(|m| m.addr.clone())
+        .with_context(|| format!("node {node_id} is not a member"))
+}
+
+async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
+    let client = cli.client().await?;
+    let reply = match cmd {
+        MemberCmd::AddLearner { node_id, addr } => client.add_learner(*node_id, addr).await?,
+        MemberCmd::Promote { node_id } | MemberCmd::Remove { node_id } => {
+            let status = client.status().await?;
+            let member = status.members.iter().find(|m| m.node_id == *node_id);
+            let mut voters: Vec<u64> = status
+                .members
+                .iter()
+                .filter(|m| m.role == pb::MemberRole::Voter as i32)
+                .map(|m| m.node_id)
+                .collect();
+            let retain = match cmd {
+                MemberCmd::Promote { .. } => {
+                    match member {
+                        None => bail!("node {node_id} is not a member: add it as a learner first"),
+                        Some(m) if m.role == pb::MemberRole::Voter as i32 => {
+                            bail!("node {node_id} is already a voter")
+                        }
+                        Some(_) => voters.push(*node_id),
+                    }
+                    true
+                }
+                _ => {
+                    if member.is_none() {
+                        bail!("node {node_id} is not a member");
+                    }
+                    voters.retain(|v| v != node_id);
+                    if voters.is_empty() {
+                        bail!("node {node_id} is the last voter");
+                    }
+                    false
+                }
+            };
+            client.change_membership(&voters, retain).await?
+        }
+    };
+    print_or_json(
+        cli,
+        json!({"log_index": reply.log_index, "members": reply.members.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr, "role": pb::MemberRole::try_from(m.role).map(|r| r.as_str_name()).unwrap_or("?")})).collect::<Vec<_>>()}),
+        || {
+            format!(
+                "members at log index {}: {}",
+                reply.log_index,
+                members_line(&reply.members)
+            )
+        },
+    )
+}
+
+async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
+    let client = cli.client().await?;
+    let deal = match cmd {
+        DealCmd::Create {
+            deal_id,
+            amount,
+            max_investors,
+            min_ticket,
+            max_ticket,
+        } => {
+            client
+                .create_deal(pb::CreateDealRequest {
+                    deal_id: deal_id.clone(),
+                    amount: amount.clone(),
+                    max_investors: *max_investors,
+                    min_ticket: min_ticket.clone(),
+                    max_ticket: max_ticket.clone(),
+                })
+                .await?
+        }
+        DealCmd::Close { deal_id } => client.close_deal(deal_id).await?,
+        DealCmd::Show { deal_id } => client.deal(deal_id).await?,
+        DealCmd::List => {
+            let deals = client.deals().await?;
+            if cli.json {
+                let list: Vec<_> = deals.iter().map(deal_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for deal in &deals {
+                    println!("{}", deal_line(deal));
+                }
+                println!("{} deal(s)", deals.len());
+            }
+            return Ok(());
+        }
+    };
+    print_or_json(cli, deal_json(&deal), || deal_line(&deal))
+}
+
+async fn invest(cli: &Cli, cmd: &InvestCmd) -> Result<()> {
+    let client = cli.client().await?;
+    let investment = match cmd {
+        InvestCmd::Submit {
+            deal,
+            user,
+            amount,
+            request_id,
+        } => {
+            let mut submission = Submission::new(deal.clone(), user.clone(), amount.clone());
+            if let Some(id) = request_id {
+                submission.request_id = id.clone();
+            }
+            client.submit(&submission).await?.investment
+        }
+        InvestCmd::Show { request_id } => client.investment(request_id).await?,
+        InvestCmd::Watch {
+            request_id,
+            timeout_s,
+        } => {
+            let current = client.investment(request_id).await?;
+            if !cli.json {
+                println!("{}", investment_line(&current));
+            }
+            if ledger_client::is_final(&current) {
+                current
+            } else {
+                client
+                    .wait_final(request_id, Duration::from_secs(*timeout_s))
+                    .await?
+            }
+        }
+    };
+    print_or_json(cli, investment_json(&investment), || {
+        investment_line(&investment)
+    })
+}
+
+async fn saga(cli: &Cli, cmd: &SagaCmd) -> Result<()> {
+    let client = cli.client().await?;
+    let investment = match cmd {
+        SagaCmd::List {
+            stuck,
+            older_than_s,
+            limit,
+        } => {
+            let reply = if *stuck {
+                client
+                    .list_sagas(Some(Duration::from_secs(*older_than_s)), true, *limit)
+                    .await?
+            } else {
+                client.list_sagas(None, false, *limit).await?
+            };
+            if cli.json {
+                let list: Vec<_> = reply.sagas.iter().map(investment_json).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"open_total": reply.open_total, "now_ms": reply.now_ms, "sagas": list})
+                    )?
+                );
+            } else {
+                println!(
+                    "{:<36} {:<9} {:<9} {:>8} {:>8} {:>8}  last error",
+                    "request", "status", "step", "attempts", "executor", "age s"
+                );
+                for inv in &reply.sagas {
+                    println!(
+                        "{:<36} {:<9} {:<9} {:>8} {:>8} {:>8}  {}",
+                        inv.request_id,
+                        investment_status(inv),
+                        saga_step(inv),
+                        inv.attempts,
+                        inv.executor.map_or("-".to_owned(), |e| e.to_string()),
+                        reply.now_ms.saturating_sub(inv.decided_at_ms) / 1000,
+                        inv.last_error
+                    );
+                }
+                println!(
+                    "{} shown, {} open in all{}",
+                    reply.sagas.len(),
+                    reply.open_total,
+                    if *stuck {
+                        " (stuck: old or failing)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            return Ok(());
+        }
+        SagaCmd::Show { request_id } => client.investment(request_id).await?,
+        SagaCmd::Compensate { request_id, reason } => {
+            client.compensate_saga(request_id, reason).await?
+        }
+    };
+    print_or_json(cli, investment_json(&investment), || {
+        investment_line(&investment)
+    })
+}

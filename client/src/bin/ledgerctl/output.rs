@@ -1,0 +1,116 @@
+//! How `ledgerctl` shows things: one JSON shape per message (`--json`) and one table or line.
+
+use ledger_client::pb;
+use serde_json::{json, Value};
+
+fn name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> &'static str {
+    E::try_from(value).map(name).unwrap_or("?")
+}
+
+pub fn investment_status(inv: &pb::Investment) -> &'static str {
+    name(inv.status, |s: pb::InvestmentStatus| s.as_str_name())
+}
+
+pub fn reject_reason(inv: &pb::Investment) -> &'static str {
+    name(inv.reject_reason, |s: pb::RejectReason| s.as_str_name())
+}
+
+pub fn saga_step(inv: &pb::Investment) -> &'static str {
+    name(inv.saga_step, |s: pb::SagaStep| s.as_str_name())
+}
+
+pub fn deal_json(deal: &pb::Deal) -> Value {
+    json!({
+        "deal_id": deal.deal_id, "amount": deal.amount, "max_investors": deal.max_investors,
+        "min_ticket": deal.min_ticket, "max_ticket": deal.max_ticket,
+        "status": name(deal.status, |s: pb::DealStatus| s.as_str_name()),
+        "investor_count": deal.investor_count, "reserved_amount": deal.reserved_amount,
+        "confirmed_count": deal.confirmed_count, "confirmed_amount": deal.confirmed_amount,
+        "created_at_ms": deal.created_at_ms,
+    })
+}
+
+pub fn deal_line(deal: &pb::Deal) -> String {
+    format!(
+        "{:<24} {:<6} seats {:>4}/{:<4} reserved {:>14} of {:>14}  confirmed {:>4} / {}",
+        deal.deal_id,
+        name(deal.status, |s: pb::DealStatus| s.as_str_name()),
+        deal.investor_count,
+        deal.max_investors,
+        deal.reserved_amount,
+        deal.amount,
+        deal.confirmed_count,
+        deal.confirmed_amount
+    )
+}
+
+pub fn investment_json(inv: &pb::Investment) -> Value {
+    json!({
+        "request_id": inv.request_id, "deal_id": inv.deal_id, "user_id": inv.user_id,
+        "amount": inv.amount, "status": investment_status(inv),
+        "reject_reason": (inv.reject_reason != 0).then(|| reject_reason(inv)),
+        "log_index": inv.log_index, "offset": inv.offset, "decided_at_ms": inv.decided_at_ms,
+        "saga_step": (inv.saga_step != 0).then(|| saga_step(inv)),
+        "attempts": inv.attempts, "last_error": (!inv.last_error.is_empty()).then_some(&inv.last_error),
+        "cancel_cause": (inv.cancel_cause != 0).then(|| name(inv.cancel_cause, |c: pb::CancelCause| c.as_str_name())),
+        "executor": inv.executor, "epoch": inv.epoch, "updated_at_ms": inv.updated_at_ms,
+    })
+}
+
+pub fn investment_line(inv: &pb::Investment) -> String {
+    let mut line = format!(
+        "{} {:<9} deal={} user={} amount={} at {}:{}",
+        inv.request_id,
+        investment_status(inv),
+        inv.deal_id,
+        inv.user_id,
+        inv.amount,
+        inv.log_index,
+        inv.offset
+    );
+    if inv.reject_reason != 0 {
+        line += &format!(" reason={}", reject_reason(inv));
+    }
+    if inv.saga_step != 0 {
+        line += &format!(" saga={} attempts={}", saga_step(inv), inv.attempts);
+        if let Some(executor) = inv.executor {
+            line += &format!(" executor={executor}");
+        }
+        if !inv.last_error.is_empty() {
+            line += &format!(" last_error={:?}", inv.last_error);
+        }
+    }
+    line
+}
+
+pub fn status_json(addr: &str, s: &pb::StatusResponse) -> Value {
+    json!({
+        "endpoint": addr, "node_id": s.node_id, "role": s.role, "leader_id": s.leader_id,
+        "term": s.term, "last_log_index": s.last_log_index, "applied_index": s.applied_index,
+        "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
+        "state_digest": s.state_digest,
+        "members": s.members.iter().map(|m| json!({
+            "node_id": m.node_id, "addr": m.addr,
+            "role": name(m.role, |r: pb::MemberRole| r.as_str_name()),
+            "matched_index": m.matched_index,
+        })).collect::<Vec<_>>(),
+        "executors": s.executors.iter().map(|e| json!({
+            "node_id": e.node_id, "live": e.live, "open_sagas": e.open_sagas,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Members as `1:VOTER 2:VOTER 4:LEARNER`.
+pub fn members_line(members: &[pb::Member]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m.node_id,
+                name(m.role, |r: pb::MemberRole| r.as_str_name())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,295 @@
+//! `ledgerctl saga-bench`: submits at a fixed rate, watches every admitted investment to its
+//! final status, and reports saga overhead beyond the partners' own latency (issue #4's
+//! measurement; `scripts/saga-load.sh` runs it on a fresh cluster).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ledger_client::{connect, pb, NodeClients};
+use serde_json::json;
+
+use crate::Cli;
+
+#[derive(clap::Args)]
+pub struct SagaBenchArgs {
+    /// Submits per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// How long to submit.
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    /// Deals to spread the load over (each with --max-investors seats).
+    #[arg(long, default_value_t = 160)]
+    deals: usize,
+    /// Seats per deal.
+    #[arg(long, default_value_t = 200)]
+    max_investors: u32,
+    /// Ticket of every request.
+    #[arg(long, default_value = "1000.00")]
+    amount: String,
+    /// The partners' own latency on the path to CONFIRMED (payment + documents), subtracted to
+    /// get the saga overhead; run the partners without jitter for an exact figure.
+    #[arg(long, default_value_t = 250)]
+    partner_latency_ms: u64,
+    /// Longest wait for one investment to reach its final status.
+    #[arg(long, default_value_t = 120)]
+    watch_timeout_s: u64,
+}
+
+async fn first(cli: &Cli) -> Result<NodeClients> {
+    let mut last_error = None;
+    for endpoint in &cli.endpoints {
+        match connect(endpoint).await {
+            Ok(clients) => return Ok(clients),
+            Err(error) => last_error = Some(anyhow::anyhow!("{endpoint}: {error}")),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+}
+
+/// Creates `count` bench deals `{prefix}-0..`, each with `max_investors` seats and room for
+/// every ticket.
+async fn create_deals(
+    admin: &mut NodeClients,
+    prefix: &str,
+    count: usize,
+    max_investors: u32,
+) -> Result<()> {
+    for d in 0..count {
+        admin
+            .admission
+            .create_deal(pb::CreateDealRequest {
+                deal_id: format!("{prefix}-{d}"),
+                amount: "1000000000000".into(),
+                max_investors,
+                min_ticket: None,
+                max_ticket: None,
+            })
+            .await
+            .with_context(|| format!("creating deal {prefix}-{d}"))?;
+    }
+    Ok(())
+}
+
+/// One connection per endpoint; load is spread over them round robin.
+async fn connect_all(cli: &Cli) -> Result<Vec<NodeClients>> {
+    let mut connections = Vec::new();
+    for endpoint in &cli.endpoints {
+        connections.push(
+            connect(endpoint)
+                .await
+                .with_context(|| format!("connecting to {endpoint}"))?,
+        );
+    }
+    Ok(connections)
+}
+
+/// What one watched investment ended as.
+struct Watched {
+    /// Seconds from the start of the run to the submit.
+    sent_at_s: f64,
+    admission_us: u64,
+    to_final_us: Option<u64>,
+    status: String,
+}
+
+pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
+    if args.rate == 0 || args.deals == 0 {
+        bail!("--rate and --deals must be at least 1");
+    }
+    let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut admin = first(cli).await?;
+    // Measure sagas, not start-up: wait (bounded) until the executors hold their leases.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin
+            .cluster
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
+        if status.executors.iter().any(|e| e.live) {
+            break;
+        }
+        if Instant::now() > ready_by {
+            bail!("no live saga executor after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create_deals(&mut admin, &prefix, args.deals, args.max_investors).await?;
+    let connections = connect_all(cli).await?;
+    let total = args.rate * args.duration_s;
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let watch_timeout = Duration::from_secs(args.watch_timeout_s);
+    let args_duration_s = args.duration_s;
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    // The load generator shares the cores with the cluster: note when it was itself stalled,
+    // so that a latency spike can be told apart from a stall of the cluster.
+    let stalls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client_stalls = tokio::spawn({
+        let stalls = stalls.clone();
+        async move {
+            while started.elapsed() < Duration::from_secs(args_duration_s + 300) {
+                let before = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let late = before.elapsed().saturating_sub(Duration::from_millis(10));
+                if late > Duration::from_millis(50) {
+                    if let Ok(mut stalls) = stalls.lock() {
+                        stalls.push((
+                            started.elapsed().as_secs_f64() as u64,
+                            late.as_millis() as u64,
+                        ));
+                    }
+                }
+            }
+        }
+    });
+    let mut tasks = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        ticker.tick().await;
+        let mut clients = connections[n as usize % connections.len()].clone();
+        let request = pb::SubmitRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            deal_id: format!("{prefix}-{}", n % args.deals as u64),
+            user_id: format!("investor-{n}"),
+            amount: args.amount.clone(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let sent_at_s = sent.duration_since(started).as_secs_f64();
+            let reply = clients.admission.submit(request.clone()).await;
+            let admission_us = sent.elapsed().as_micros() as u64;
+            let replied = Instant::now();
+            let investment = match reply {
+                Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
+                Err(status) => {
+                    return Watched {
+                        sent_at_s,
+                        admission_us,
+                        to_final_us: None,
+                        status: format!("error {:?}", status.code()),
+                    }
+                }
+            };
+            if investment.status != pb::InvestmentStatus::Pending as i32 {
+                return Watched {
+                    sent_at_s,
+                    admission_us,
+                    to_final_us: None,
+                    status: "REJECTED".into(),
+                };
+            }
+            let watch = async {
+                let mut stream = clients
+                    .admission
+                    .watch_investment(pb::WatchInvestmentRequest {
+                        request_id: request.request_id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let mut last = None;
+                while let Some(update) = stream.message().await? {
+                    last = Some(update.status);
+                }
+                Ok::<_, tonic::Status>(last)
+            };
+            match tokio::time::timeout(watch_timeout, watch).await {
+                Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
+                    sent_at_s,
+                    admission_us,
+                    to_final_us: Some(replied.elapsed().as_micros() as u64),
+                    status: pb::InvestmentStatus::try_from(status)
+                        .map(|s| s.as_str_name())
+                        .unwrap_or("?")
+                        .to_owned(),
+                },
+                Ok(Ok(_)) => Watched {
+                    sent_at_s,
+                    admission_us,
+                    to_final_us: None,
+                    status: "watch ended while PENDING".into(),
+                },
+                Ok(Err(status)) => Watched {
+                    sent_at_s,
+                    admission_us,
+                    to_final_us: None,
+                    status: format!("watch error {:?}", status.code()),
+                },
+                Err(_) => Watched {
+                    sent_at_s,
+                    admission_us,
+                    to_final_us: None,
+                    status: "not final within the watch timeout".into(),
+                },
+            }
+        }));
+        if started.elapsed() > Duration::from_secs(args.duration_s + 5) {
+            break;
+        }
+    }
+    let submitted_in = started.elapsed().as_secs_f64();
+    let new_histogram = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
+    let (mut admission, mut to_final, mut overhead) =
+        (new_histogram()?, new_histogram()?, new_histogram()?);
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let partner_us = args.partner_latency_ms * 1_000;
+    // Investments whose overhead passed 50 ms, by the second of the run they were submitted in.
+    let mut slow_by_second: BTreeMap<u64, u64> = BTreeMap::new();
+    for task in tasks {
+        let watched = task.await?;
+        let _ = admission.record(watched.admission_us.max(1));
+        if let Some(us) = watched.to_final_us {
+            let _ = to_final.record(us.max(1));
+            if watched.status == "CONFIRMED" {
+                let over = us.saturating_sub(partner_us).max(1);
+                let _ = overhead.record(over);
+                if over > 50_000 {
+                    *slow_by_second.entry(watched.sent_at_s as u64).or_default() += 1;
+                }
+            }
+        }
+        *statuses.entry(watched.status).or_default() += 1;
+    }
+    client_stalls.abort();
+    let client_stalls = stalls.lock().map(|s| s.clone()).unwrap_or_default();
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let summary = |h: &hdrhistogram::Histogram<u64>| json!({"count": h.len(), "p50": ms(h, 0.5), "p90": ms(h, 0.9), "p99": ms(h, 0.99), "max": h.max() as f64 / 1000.0});
+    let report = json!({
+        "submitted": admission.len(), "submit_seconds": submitted_in, "rate_per_second": admission.len() as f64 / submitted_in,
+        "endpoints": cli.endpoints, "statuses": statuses,
+        "admission_ms": summary(&admission), "reply_to_final_ms": summary(&to_final),
+        "saga_overhead_ms": summary(&overhead), "partner_latency_ms_subtracted": args.partner_latency_ms,
+        "over_50ms_by_submit_second": slow_by_second, "client_stalls_s_ms": client_stalls,
+    });
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} submits in {submitted_in:.1} s ({:.0}/s) over {} endpoint(s)",
+            admission.len(),
+            admission.len() as f64 / submitted_in,
+            cli.endpoints.len()
+        );
+        println!("statuses: {statuses:?}");
+        println!("overhead > 50 ms, by second of submission: {slow_by_second:?}");
+        println!("load generator stalls (second, ms late): {client_stalls:?}");
+        for (name, h) in [
+            ("admission", &admission),
+            ("reply to final status", &to_final),
+            ("saga overhead (CONFIRMED, minus partners)", &overhead),
+        ] {
+            println!(
+                "{name:<42} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (n={})",
+                ms(h, 0.5),
+                ms(h, 0.9),
+                ms(h, 0.99),
+                h.max() as f64 / 1000.0,
+                h.len()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,902 @@
+//! [`Client`]: leader discovery, retries with the same request id, deadlines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use ledger_proto::pb;
+use ledger_proto::pb::admission_client::AdmissionClient;
+use ledger_proto::pb::cluster_client::ClusterClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{classify, ClientError, Failure};
+use crate::MESSAGE_BYTES_MAX;
+
+/// How a [`Client`] behaves; [`ClientConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Nodes to ask for the cluster's leader and members (`host:port`); any live one will do.
+    pub seeds: Vec<String>,
+    /// Longest wait for one attempt of one call.
+    pub attempt_timeout: Duration,
+    /// Longest a call keeps retrying (for `Submit`: before it reports
+    /// [`ClientError::OutcomeUnknown`]).
+    pub deadline: Duration,
+    /// Longest wait for a TCP connection to a node.
+    pub connect_timeout: Duration,
+    /// First pause between attempts; it doubles (with jitter) up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest pause between attempts.
+    pub backoff_max: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults: 5 s per attempt, 15 s per call, 2 s to connect, pauses of 25 ms to 1 s.
+    pub fn new<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> ClientConfig {
+        ClientConfig {
+            seeds: seeds.into_iter().map(Into::into).collect(),
+            attempt_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(25),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One investment request. The `request_id` is what makes retries safe: the ledger decides a
+/// request id once, and a resubmission returns the first decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submission {
+    /// The request's id (a UUID).
+    pub request_id: String,
+    /// The deal.
+    pub deal_id: String,
+    /// The investor.
+    pub user_id: String,
+    /// The amount, a decimal string such as `"2500.00"`.
+    pub amount: String,
+}
+
+impl Submission {
+    /// A request with a fresh random id.
+    pub fn new(
+        deal_id: impl Into<String>,
+        user_id: impl Into<String>,
+        amount: impl Into<String>,
+    ) -> Submission {
+        Submission {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            deal_id: deal_id.into(),
+            user_id: user_id.into(),
+            amount: amount.into(),
+        }
+    }
+
+    fn to_request(&self) -> pb::SubmitRequest {
+        pb::SubmitRequest {
+            request_id: self.request_id.clone(),
+            deal_id: self.deal_id.clone(),
+            user_id: self.user_id.clone(),
+            amount: self.amount.clone(),
+        }
+    }
+}
+
+/// The ledger's decision on a request: admitted (`PENDING`, then a saga runs) or `REJECTED`
+/// with a reason. Either is a normal result.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// The investment as decided.
+    pub investment: pb::Investment,
+    /// The log entry that decided it, and the request's position in that entry.
+    pub log_index: u64,
+    /// Position within the entry.
+    pub offset: u32,
+    /// The request had been decided before (a resubmission).
+    pub replayed: bool,
+    /// Attempts this call took (1 without retries).
+    pub attempts: u32,
+}
+
+impl Decision {
+    /// The investment's status at the decision.
+    pub fn status(&self) -> pb::InvestmentStatus {
+        status_of(&self.investment)
+    }
+
+    /// Admitted: a seat and the amount are held, and the saga runs.
+    pub fn is_admitted(&self) -> bool {
+        self.status() != pb::InvestmentStatus::Rejected
+    }
+
+    /// Why the request was rejected, if it was.
+    pub fn reject_reason(&self) -> Option<pb::RejectReason> {
+        (self.status() == pb::InvestmentStatus::Rejected).then(|| {
+            pb::RejectReason::try_from(self.investment.reject_reason)
+                .unwrap_or(pb::RejectReason::Unspecified)
+        })
+    }
+}
+
+/// An investment's status, `UNSPECIFIED` if the number is unknown to this client.
+pub fn status_of(investment: &pb::Investment) -> pb::InvestmentStatus {
+    pb::InvestmentStatus::try_from(investment.status).unwrap_or(pb::InvestmentStatus::Unspecified)
+}
+
+/// Whether an investment's saga is over (`CONFIRMED`, `CANCELLED`) or it never had one
+/// (`REJECTED`).
+pub fn is_final(investment: &pb::Investment) -> bool {
+    matches!(
+        status_of(investment),
+        pb::InvestmentStatus::Confirmed
+            | pb::InvestmentStatus::Cancelled
+            | pb::InvestmentStatus::Rejected
+    )
+}
+
+/// Where a call goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The leader (writes, linearizable reads): fewer hops than a forward by a follower.
+    Leader,
+    /// One particular node.
+    Node,
+}
+
+/// A client of an admission-ledger cluster: cheap to clone, safe to share between tasks.
+///
+/// Sends writes and linearizable reads to the leader it discovered through `Cluster.Status`,
+/// follows the leader hints nodes give, rediscovers on `UNAVAILABLE` and connection errors, and
+/// retries with backoff until [`ClientConfig::deadline`].
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// The leader's address as last learned, if any.
+    leader: Mutex<Option<String>>,
+    /// Every member's address as last learned (plus the seeds).
+    members: Mutex<Vec<String>>,
+}
+
+/// The two services of one node over one connection.
+#[derive(Clone)]
+pub struct Services {
+    /// `Admission`.
+    pub admission: AdmissionClient<Channel>,
+    /// `Cluster`.
+    pub cluster: ClusterClient<Channel>,
+}
+
+impl Client {
+    /// Connects to the cluster: checks the configuration and asks the seeds for the leader.
+    /// Fails with [`ClientError::Unavailable`] when no seed answers within the deadline.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let client = Client::unconnected(config)?;
+        let deadline = Instant::now() + client.inner.config.deadline;
+        let mut delays = client.backoff();
+        loop {
+            match client.discover().await {
+                Ok(_) => return Ok(client),
+                Err(error) => match delays.next() {
+                    Some(delay) if Instant::now() + delay < deadline => {
+                        tokio::time::sleep(delay).await
+                    }
+                    _ => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// A client that has not looked for the leader yet (it will on its first call): for
+    /// commands that must work without one, such as status and initialization.
+    pub fn unconnected(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.seeds.is_empty() {
+            return Err(ClientError::Config("no seed endpoints".into()));
+        }
+        for seed in &config.seeds {
+            endpoint(seed, config.connect_timeout)?;
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                members: Mutex::new(config.seeds.clone()),
+                config,
+                channels: Mutex::new(HashMap::new()),
+                leader: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The leader's address as last learned.
+    pub fn leader_addr(&self) -> Option<String> {
+        lock(&self.inner.leader).clone()
+    }
+
+    /// Both services of the node at `addr` (one shared connection per address).
+    pub fn node(&self, addr: &str) -> Result<Services, ClientError> {
+        let channel = {
+            let mut channels = lock(&self.inner.channels);
+            match channels.get(addr) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = endpoint(addr, self.inner.config.connect_timeout)?.connect_lazy();
+                    channels.insert(addr.to_owned(), channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(Services {
+            admission: AdmissionClient::new(channel.clone())
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            cluster: ClusterClient::new(channel)
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        })
+    }
+
+    /// Asks the known members, then the seeds, for the leader; remembers it and the members.
+    pub async fn discover(&self) -> Result<String, ClientError> {
+        let mut candidates = lock(&self.inner.members).clone();
+        for seed in &self.inner.config.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut last_error = String::from("no node answered");
+        for addr in candidates {
+            let mut services = self.node(&addr)?;
+            let reply = tokio::time::timeout(
+                self.inner
+                    .config
+                    .attempt_timeout
+                    .min(Duration::from_secs(2)),
+                services.cluster.status(pb::StatusRequest {}),
+            )
+            .await;
+            let status = match reply {
+                Ok(Ok(reply)) => reply.into_inner(),
+                Ok(Err(status)) => {
+                    last_error = format!("{addr}: {}", status.message());
+                    continue;
+                }
+                Err(_) => {
+                    last_error = format!("{addr}: no answer");
+                    continue;
+                }
+            };
+            let leader = status.leader_id.and_then(|id| {
+                status
+                    .members
+                    .iter()
+                    .find(|m| m.node_id == id)
+                    .map(|m| m.addr.clone())
+            });
+            if !status.members.is_empty() {
+                *lock(&self.inner.members) =
+                    status.members.iter().map(|m| m.addr.clone()).collect();
+            }
+            match leader {
+                Some(leader) => {
+                    *lock(&self.inner.leader) = Some(leader.clone());
+                    return Ok(leader);
+                }
+                None => last_error = format!("{addr}: no leader known"),
+            }
+        }
+        Err(ClientError::Unavailable(last_error))
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.inner.config.backoff_min)
+            .with_max_delay(self.inner.config.backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// Runs `call` against the leader (or `addr`), retrying retryable failures until the
+    /// deadline. Returns the reply and the attempts it took, or the definite error, or
+    /// `Err(None-definite)` as the last retryable message when time ran out.
+    async fn retrying<T, F, Fut>(
+        &self,
+        route: Route,
+        addr: Option<&str>,
+        mut call: F,
+    ) -> Result<(T, u32), Exhausted>
+    where
+        F: FnMut(Services) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.inner.config.deadline;
+        let mut delays = self.backoff();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let target = match (route, addr) {
+                (Route::Node, Some(addr)) => Ok(addr.to_owned()),
+                _ => match self.leader_addr() {
+                    Some(leader) => Ok(leader),
+                    None => self.discover().await,
+                },
+            };
+            let message = match target {
+                Err(ClientError::Unavailable(message)) => message,
+                Err(other) => return Err(Exhausted::Definite(other)),
+                Ok(target) => {
+                    let services = self.node(&target).map_err(Exhausted::Definite)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let timeout = self.inner.config.attempt_timeout.min(left);
+                    match tokio::time::timeout(timeout, call(services)).await {
+                        Ok(Ok(reply)) => return Ok((reply.into_inner(), attempts)),
+                        Ok(Err(status)) => match classify(&status) {
+                            Failure::Definite(error) => return Err(Exhausted::Definite(error)),
+                            Failure::Retry {
+                                leader_hint,
+                                message,
+                            } => {
+                                if route == Route::Leader {
+                                    // Follow the hint, or forget a leader that failed us.
+                                    *lock(&self.inner.leader) = leader_hint;
+                                }
+                                format!("{target}: {message}")
+                            }
+                        },
+                        Err(_) => {
+                            if route == Route::Leader {
+                                *lock(&self.inner.leader) = None;
+                            }
+                            format!("{target}: no answer within {timeout:?}")
+                        }
+                    }
+                }
+            };
+            match delays.next() {
+                Some(delay) if Instant::now() + delay < deadline => tokio::time::sleep(delay).await,
+                _ => {
+                    return Err(Exhausted::TimedOut {
+                        waited: started.elapsed(),
+                        last_error: message,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Services) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.retrying(Route::Leader, None, call)
+            .await
+            .map(|(reply, _)| reply)
+            .map_err(Exhausted::into_unavailable)
+    }
+
+    /// Submits one request, retrying with the same request id until the deadline.
+    ///
+    /// A capacity rejection is an `Ok` decision. When the deadline passes without an answer,
+    /// the request may or may not have been decided: [`ClientError::OutcomeUnknown`], which
+    /// carries the request id to look up later.
+    pub async fn submit(&self, submission: &Submission) -> Result<Decision, ClientError> {
+        let request = submission.to_request();
+        let result = self
+            .retrying(Route::Leader, None, |mut node| {
+                let request = request.clone();
+                async move { node.admission.submit(request).await }
+            })
+            .await;
+        match result {
+            Ok((reply, attempts)) => decision(reply, attempts),
+            Err(exhausted) => Err(exhausted.into_outcome_unknown(&submission.request_id)),
+        }
+    }
+
+    /// Submits many requests in one call; they are decided in order, each on its own (one
+    /// result per request). Retried as a whole with the same ids, so a retry never decides a
+    /// request twice; when the deadline passes, every request's outcome is unknown.
+    pub async fn submit_batch(
+        &self,
+        submissions: &[Submission],
+    ) -> Result<Vec<Result<Decision, ClientError>>, ClientError> {
+        let request = pb::SubmitBatchRequest {
+            requests: submissions.iter().map(Submission::to_request).collect(),
+        };
+        let result = self
+            .retrying(Route::Leader, None, |mut node| {
+                let request = request.clone();
+                async move { node.admission.submit_batch(request).await }
+            })
+            .await;
+        let (reply, attempts) = match result {
+            Ok(ok) => ok,
+            Err(exhausted) => {
+                let ids: Vec<&str> = submissions.iter().map(|s| s.request_id.as_str()).collect();
+                return Err(exhausted.into_outcome_unknown(&ids.join(",")));
+            }
+        };
+        Ok(reply
+            .responses
+            .into_iter()
+            .map(|result| match result.result {
+                Some(pb::submit_batch_result::Result::Response(reply)) => decision(reply, attempts),
+                Some(pb::submit_batch_result::Result::Error(error)) => {
+                    let status = tonic::Status::new(
+                        tonic::Code::from_i32(error.code as i32),
+                        if error.field.is_empty() {
+                            error.message
+                        } else {
+                            format!("{}: {}", error.field, error.message)
+                        },
+                    );
+                    Err(match classify(&status) {
+                        Failure::Definite(error) => error,
+                        Failure::Retry { message, .. } => ClientError::Unavailable(message),
+                    })
+                }
+                None => Err(ClientError::Other {
+                    code: tonic::Code::Internal,
+                    message: "empty result in a batch reply".into(),
+                }),
+            })
+            .collect())
+    }
+
+    /// Submits, then follows the investment until its saga is over (`CONFIRMED` or
+    /// `CANCELLED`) or `wait` passes ([`ClientError::NotFinal`]). A rejection returns at once.
+    pub async fn invest_and_wait(
+        &self,
+        submission: &Submission,
+        wait: Duration,
+    ) -> Result<pb::Investment, ClientError> {
+        let started = Instant::now();
+        let decided = self.submit(submission).await?;
+        if is_final(&decided.investment) {
+            return Ok(decided.investment);
+        }
+        self.wait_final(
+            &submission.request_id,
+            wait.saturating_sub(started.elapsed()),
+        )
+        .await
+    }
+
+    /// Follows an investment (`WatchInvestment`) until it is final or `wait` passes; a broken
+    /// stream is reopened (on the leader, rediscovered if need be).
+    pub async fn wait_final(
+        &self,
+        request_id: &str,
+        wait: Duration,
+    ) -> Result<pb::Investment, ClientError> {
+        let deadline = Instant::now() + wait;
+        let mut delays = self.backoff();
+        let mut last: Option<pb::Investment> = None;
+        loop {
+            let watched = tokio::time::timeout_at(deadline.into(), async {
+                let leader = match self.leader_addr() {
+                    Some(leader) => leader,
+                    None => self.discover().await?,
+                };
+                let mut node = self.node(&leader)?;
+                let mut stream = node
+                    .admission
+                    .watch_investment(pb::WatchInvestmentRequest {
+                        request_id: request_id.to_owned(),
+                    })
+                    .await
+                    .map_err(|status| self.note_failure(&status))?
+                    .into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(update)) => {
+                            let done = is_final(&update);
+                            last = Some(update);
+                            if done {
+                                return Ok(true);
+                            }
+                        }
+                        Ok(None) => return Ok(false),
+                        Err(status) => return Err(self.note_failure(&status)),
+                    }
+                }
+            })
+            .await;
+            match watched {
+                Ok(Ok(true)) => return last.ok_or_else(|| ClientError::Unavailable("".into())),
+                Ok(Err(error @ (ClientError::NotFound(_) | ClientError::InvalidArgument(_)))) => {
+                    return Err(error)
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            match delays.next() {
+                Some(delay) if Instant::now() + delay < deadline => tokio::time::sleep(delay).await,
+                _ => break,
+            }
+        }
+        Err(ClientError::NotFinal {
+            request_id: request_id.to_owned(),
+            status: last
+                .map(|inv| status_of(&inv).as_str_name().to_owned())
+                .unwrap_or_else(|| "unknown".into()),
+        })
+    }
+
+    /// Turns a failed status into an error, forgetting the leader if it may be gone.
+    fn note_failure(&self, status: &tonic::Status) -> ClientError {
+        match classify(status) {
+            Failure::Definite(error) => error,
+            Failure::Retry {
+                leader_hint,
+                message,
+            } => {
+                *lock(&self.inner.leader) = leader_hint;
+                ClientError::Unavailable(message)
+            }
+        }
+    }
+
+    /// One investment (linearizable read).
+    pub async fn investment(&self, request_id: &str) -> Result<pb::Investment, ClientError> {
+        let request = pb::GetInvestmentRequest {
+            request_id: request_id.to_owned(),
+            consistency: pb::Consistency::Linearizable as i32,
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.admission.get_investment(request).await }
+        })
+        .await
+    }
+
+    /// Creates a deal. A retry after a lost reply can answer [`ClientError::Conflict`] (the
+    /// deal exists): compare with [`Client::deal`] if that matters.
+    pub async fn create_deal(
+        &self,
+        request: pb::CreateDealRequest,
+    ) -> Result<pb::Deal, ClientError> {
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.admission.create_deal(request).await }
+        })
+        .await
+    }
+
+    /// Closes a deal to new requests; sagas in flight finish.
+    pub async fn close_deal(&self, deal_id: &str) -> Result<pb::Deal, ClientError> {
+        let request = pb::CloseDealRequest {
+            deal_id: deal_id.to_owned(),
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.admission.close_deal(request).await }
+        })
+        .await
+    }
+
+    /// One deal with its counters (linearizable read).
+    pub async fn deal(&self, deal_id: &str) -> Result<pb::Deal, ClientError> {
+        let request = pb::GetDealRequest {
+            deal_id: deal_id.to_owned(),
+            consistency: pb::Consistency::Linearizable as i32,
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.admission.get_deal(request).await }
+        })
+        .await
+    }
+
+    /// Every deal, all pages.
+    pub async fn deals(&self) -> Result<Vec<pb::Deal>, ClientError> {
+        let mut deals = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListDealsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                consistency: pb::Consistency::Linearizable as i32,
+            };
+            let page = self
+                .call(|mut node| {
+                    let request = request.clone();
+                    async move { node.admission.list_deals(request).await }
+                })
+                .await?;
+            deals.extend(page.deals);
+            if page.next_page_token.is_empty() {
+                return Ok(deals);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// A deal's investments in decision order, all pages.
+    pub async fn deal_investments(
+        &self,
+        deal_id: &str,
+    ) -> Result<Vec<pb::Investment>, ClientError> {
+        let mut investments = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListInvestmentsRequest {
+                deal_id: deal_id.to_owned(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+                consistency: pb::Consistency::Linearizable as i32,
+            };
+            let page = self
+                .call(|mut node| {
+                    let request = request.clone();
+                    async move { node.admission.list_investments(request).await }
+                })
+                .await?;
+            investments.extend(page.investments);
+            if page.next_page_token.is_empty() {
+                return Ok(investments);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// A user's active investments.
+    pub async fn user(&self, user_id: &str) -> Result<pb::User, ClientError> {
+        let request = pb::GetUserRequest {
+            user_id: user_id.to_owned(),
+            consistency: pb::Consistency::Linearizable as i32,
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.admission.get_user(request).await }
+        })
+        .await
+    }
+
+    /// Open sagas, oldest first, as the leader sees them: all of them, or with `older_than`
+    /// and/or `failing_only` the stuck ones (old OR failing when both are given); at most
+    /// `limit` (0: 100). Returns the sagas and how many are open in all.
+    pub async fn list_sagas(
+        &self,
+        older_than: Option<Duration>,
+        failing_only: bool,
+        limit: u32,
+    ) -> Result<pb::ListSagasResponse, ClientError> {
+        let request = pb::ListSagasRequest {
+            older_than_ms: older_than.map_or(0, |d| d.as_millis() as u64),
+            failing_only,
+            limit,
+            consistency: pb::Consistency::Linearizable as i32,
+        };
+        self.call(|mut node| async move { node.cluster.list_sagas(request).await })
+            .await
+    }
+
+    /// Starts the documented compensation of a stuck saga (void the payment, then CANCELLED
+    /// with cause ABORTED); `reason` goes into the saga's record. Refused with
+    /// [`ClientError::Conflict`] when the saga is no longer compensable.
+    pub async fn compensate_saga(
+        &self,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<pb::Investment, ClientError> {
+        let request = pb::CompensateSagaRequest {
+            request_id: request_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.cluster.compensate_saga(request).await }
+        })
+        .await
+    }
+
+    /// The status of the node at `addr` (its own view: role, indexes, digest, members).
+    pub async fn node_status(&self, addr: &str) -> Result<pb::StatusResponse, ClientError> {
+        self.retrying(Route::Node, Some(addr), |mut node| async move {
+            node.cluster.status(pb::StatusRequest {}).await
+        })
+        .await
+        .map(|(reply, _)| reply)
+        .map_err(Exhausted::into_unavailable)
+    }
+
+    /// The leader's status.
+    pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
+        self.call(|mut node| async move { node.cluster.status(pb::StatusRequest {}).await })
+            .await
+    }
+
+    /// Every known member's status (and each seed's), in address order; a node that does not
+    /// answer within one attempt is reported as an error next to its address.
+    pub async fn statuses(&self) -> Vec<(String, Result<pb::StatusResponse, ClientError>)> {
+        let _ = self.discover().await;
+        let mut addrs = lock(&self.inner.members).clone();
+        for seed in &self.inner.config.seeds {
+            if !addrs.contains(seed) {
+                addrs.push(seed.clone());
+            }
+        }
+        addrs.sort();
+        let mut out = Vec::new();
+        for addr in addrs {
+            let reply = match self.node(&addr) {
+                Ok(mut node) => tokio::time::timeout(
+                    self.inner
+                        .config
+                        .attempt_timeout
+                        .min(Duration::from_secs(2)),
+                    node.cluster.status(pb::StatusRequest {}),
+                )
+                .await
+                .map_err(|_| ClientError::Unavailable(format!("{addr}: no answer")))
+                .and_then(|r| {
+                    r.map(tonic::Response::into_inner)
+                        .map_err(|s| ClientError::Unavailable(s.message().to_owned()))
+                }),
+                Err(error) => Err(error),
+            };
+            out.push((addr, reply));
+        }
+        out
+    }
+
+    /// Initializes a new cluster with `members` as `(node id, address)`, through the first seed.
+    pub async fn init(&self, members: &[(u64, String)]) -> Result<(), ClientError> {
+        let request = pb::InitRequest {
+            members: members
+                .iter()
+                .map(|(node_id, addr)| pb::MemberAddr {
+                    node_id: *node_id,
+                    addr: addr.clone(),
+                })
+                .collect(),
+        };
+        let seed = self.inner.config.seeds[0].clone();
+        self.retrying(Route::Node, Some(&seed), |mut node| {
+            let request = request.clone();
+            async move { node.cluster.init(request).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(Exhausted::into_unavailable)
+    }
+
+    /// Adds a learner; returns once it has caught up with the leader's log.
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        addr: &str,
+    ) -> Result<pb::MembershipResponse, ClientError> {
+        let request = pb::AddLearnerRequest {
+            node_id,
+            addr: addr.to_owned(),
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.cluster.add_learner(request).await }
+        })
+        .await
+    }
+
+    /// Sets the voters (joint consensus); with `retain`, removed voters stay as learners.
+    pub async fn change_membership(
+        &self,
+        voters: &[u64],
+        retain: bool,
+    ) -> Result<pb::MembershipResponse, ClientError> {
+        let request = pb::ChangeMembershipRequest {
+            voters: voters.to_vec(),
+            retain,
+        };
+        self.call(|mut node| {
+            let request = request.clone();
+            async move { node.cluster.change_membership(request).await }
+        })
+        .await
+    }
+
+    /// Hands leadership to node `to`; returns the new leader's id.
+    pub async fn transfer_leader(&self, to: u64) -> Result<u64, ClientError> {
+        let reply = self
+            .call(|mut node| async move {
+                node.cluster
+                    .transfer_leader(pb::TransferLeaderRequest { to })
+                    .await
+            })
+            .await?;
+        *lock(&self.inner.leader) = None;
+        Ok(reply.leader_id)
+    }
+
+    /// Makes the node at `addr` build a snapshot now; returns the index it covers.
+    pub async fn trigger_snapshot(&self, addr: &str) -> Result<u64, ClientError> {
+        self.retrying(Route::Node, Some(addr), |mut node| async move {
+            node.cluster
+                .trigger_snapshot(pb::TriggerSnapshotRequest {})
+                .await
+        })
+        .await
+        .map(|(reply, _)| reply.snapshot_index)
+        .map_err(Exhausted::into_unavailable)
+    }
+}
+
+/// Why [`Client::retrying`] gave up.
+enum Exhausted {
+    Definite(ClientError),
+    TimedOut {
+        waited: Duration,
+        last_error: String,
+    },
+}
+
+impl Exhausted {
+    fn into_unavailable(self) -> ClientError {
+        match self {
+            Exhausted::Definite(error) => error,
+            Exhausted::TimedOut { waited, last_error } => {
+                ClientError::Unavailable(format!("gave up after {waited:?}: {last_error}"))
+            }
+        }
+    }
+
+    fn into_outcome_unknown(self, request_id: &str) -> ClientError {
+        match self {
+            Exhausted::Definite(error) => error,
+            Exhausted::TimedOut { waited, last_error } => ClientError::OutcomeUnknown {
+                request_id: request_id.to_owned(),
+                waited,
+                last_error,
+            },
+        }
+    }
+}
+
+fn decision(reply: pb::SubmitResponse, attempts: u32) -> Result<Decision, ClientError> {
+    let investment = reply.investment.ok_or_else(|| ClientError::Other {
+        code: tonic::Code::Internal,
+        message: "a Submit reply without its investment".into(),
+    })?;
+    Ok(Decision {
+        investment,
+        log_index: reply.log_index,
+        offset: reply.offset,
+        replayed: reply.replayed,
+        attempts,
+    })
+}
+
+fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ClientError> {
+    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(url)
+        .map(|e| {
+            e.connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))
+}
+
+/// Locks a mutex, recovering from poisoning (the data are plain addresses and channels).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

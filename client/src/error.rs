@@ -1,0 +1,159 @@
+//! What a call through [`crate::Client`] can fail with, and which failures are worth a retry.
+
+use std::time::Duration;
+
+use tonic::Code;
+
+/// A failed call. Capacity rejections are not errors: they are decisions
+/// ([`crate::Decision`] with status `REJECTED`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The request is malformed; retrying it unchanged fails the same way.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The request conflicts with the ledger's state (a deal id taken, a deal already closed,
+    /// a saga no longer open).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The named deal, investment or user is unknown.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// No node could serve the call before the deadline; nothing was written.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// A `Submit` may or may not have been decided: every attempt until the deadline failed
+    /// without a definite answer. Look the request up later by its id (`GetInvestment`); a
+    /// retry with the same id can never admit twice.
+    #[error("outcome unknown for request {request_id} after {waited:?}: {last_error}")]
+    OutcomeUnknown {
+        /// The request's id.
+        request_id: String,
+        /// How long the client tried.
+        waited: Duration,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// `invest_and_wait`: the request was admitted, but its saga was not over by the deadline.
+    #[error("request {request_id} still {status} at the deadline")]
+    NotFinal {
+        /// The request's id.
+        request_id: String,
+        /// Its last known status.
+        status: String,
+    },
+    /// Anything else the server said, with its gRPC code.
+    #[error("{code:?}: {message}")]
+    Other {
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
+    /// The client's own settings are unusable (no seeds, a malformed address).
+    #[error("client configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// The gRPC-style name of the error, for reports that count errors by code.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            ClientError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ClientError::Conflict(_) => "CONFLICT",
+            ClientError::NotFound(_) => "NOT_FOUND",
+            ClientError::Unavailable(_) => "UNAVAILABLE",
+            ClientError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
+            ClientError::NotFinal { .. } => "NOT_FINAL",
+            ClientError::Other { .. } => "OTHER",
+            ClientError::Config(_) => "CONFIG",
+        }
+    }
+}
+
+/// How the client treats a failed attempt.
+pub(crate) enum Failure {
+    /// A definite answer: stop and report it.
+    Definite(ClientError),
+    /// Worth another attempt, possibly at the node `leader_hint` names.
+    Retry {
+        leader_hint: Option<String>,
+        message: String,
+    },
+}
+
+/// Sorts a status into a definite error or a retry. Retried: `UNAVAILABLE` (no leader, a node
+/// going away, connection errors), `DEADLINE_EXCEEDED` and `CANCELLED` (the attempt's own
+/// timeout), `UNKNOWN`, `INTERNAL`, `ABORTED` and `RESOURCE_EXHAUSTED` (transient on a
+/// replicated service). Everything else is the server's definite answer.
+pub(crate) fn classify(status: &tonic::Status) -> Failure {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => {
+            Failure::Definite(ClientError::InvalidArgument(message))
+        }
+        Code::AlreadyExists | Code::FailedPrecondition => {
+            Failure::Definite(ClientError::Conflict(message))
+        }
+        Code::NotFound => Failure::Definite(ClientError::NotFound(message)),
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Internal
+        | Code::Aborted
+        | Code::ResourceExhausted => Failure::Retry {
+            leader_hint: status
+                .metadata()
+                .get(LEADER_ADDR_KEY)
+                .and_then(|v| v.to_str().ok())
+                .filter(|addr| !addr.is_empty())
+                .map(str::to_owned),
+            message: format!("{:?}: {message}", status.code()),
+        },
+        code => Failure::Definite(ClientError::Other { code, message }),
+    }
+}
+
+/// The response metadata key under which nodes name the leader's address.
+pub const LEADER_ADDR_KEY: &str = "x-leader-addr";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definite_codes_are_not_retried_and_retryable_ones_carry_the_hint() {
+        assert!(matches!(
+            classify(&tonic::Status::invalid_argument("amount")),
+            Failure::Definite(ClientError::InvalidArgument(m)) if m == "amount"
+        ));
+        assert!(matches!(
+            classify(&tonic::Status::already_exists("deal")),
+            Failure::Definite(ClientError::Conflict(_))
+        ));
+        let mut status = tonic::Status::unavailable("not the leader");
+        status
+            .metadata_mut()
+            .insert(LEADER_ADDR_KEY, "127.0.0.1:7002".parse().unwrap());
+        match classify(&status) {
+            Failure::Retry { leader_hint, .. } => {
+                assert_eq!(leader_hint.as_deref(), Some("127.0.0.1:7002"))
+            }
+            Failure::Definite(e) => panic!("retryable status treated as definite: {e}"),
+        }
+        assert!(matches!(
+            classify(&tonic::Status::deadline_exceeded("slow")),
+            Failure::Retry {
+                leader_hint: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&tonic::Status::permission_denied("token")),
+            Failure::Definite(ClientError::Other {
+                code: Code::PermissionDenied,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+//! `ledgerctl bench` against a real cluster: its report matches the ledger's own count of
+//! decisions, and a leader killed mid-run costs retries (same request ids), not errors.
+
+use std::time::Duration;
+
+use ledger_client::{Client, ClientConfig};
+use ledger_tests::{bounded, ctl, wait_until, ClusterOptions, TestCluster};
+use serde_json::Value;
+
+/// Decisions the ledger holds for the bench's deals, and how many of them are admitted.
+async fn ledger_counts(client: &Client, report: &Value) -> (u64, u64) {
+    let (mut decided, mut admitted) = (0, 0);
+    for deal in report["deals"].as_array().expect("deals in the report") {
+        let deal = deal.as_str().expect("deal id");
+        let list = client
+            .deal_investments(deal)
+            .await
+            .unwrap_or_else(|e| panic!("listing {deal}: {e}"));
+        decided += list.len() as u64;
+        admitted += client.deal(deal).await.expect("deal").investor_count as u64;
+    }
+    (decided, admitted)
+}
+
+async fn connect(cluster: &TestCluster) -> Client {
+    let seeds: Vec<String> = cluster
+        .running()
+        .iter()
+        .map(|&id| cluster.addr(id))
+        .collect();
+    Client::connect(ClientConfig::new(seeds))
+        .await
+        .expect("connect a client")
+}
+
+fn report_of(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("the --out file")).expect("JSON report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_report_matches_the_ledgers_count() {
+    ctl::prepare().await;
+    bounded(Duration::from_secs(180), async {
+        let cluster = TestCluster::start(ClusterOptions::new(3)).await;
+        let endpoints: Vec<String> = [1, 2, 3].iter().map(|&id| cluster.addr(id)).collect();
+        let out = tempfile::NamedTempFile::new().expect("report file");
+        let out_path = out.path().to_str().expect("utf-8 path").to_owned();
+        ctl::run_ok(
+            &endpoints,
+            &[
+                "bench",
+                "--quiet",
+                "--clients",
+                "16",
+                "--count",
+                "3000",
+                "--duration-s",
+                "90",
+                "--deals",
+                "5",
+                "--max-investors",
+                "200",
+                "--out",
+                &out_path,
+            ],
+        )
+        .await;
+        let report = report_of(out.path());
+        assert_eq!(report["requests"], 3000, "{report}");
+        assert_eq!(report["decisions"], 3000, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        // 5 deals of 200 seats: 1,000 admitted, the rest refused for want of seats.
+        assert_eq!(report["outcomes"]["ADMITTED"], 1000, "{report}");
+        assert_eq!(
+            report["outcomes"]["REJECTED INVESTOR_LIMIT_REACHED"], 2000,
+            "{report}"
+        );
+        let client = connect(&cluster).await;
+        let (decided, admitted) = ledger_counts(&client, &report).await;
+        assert_eq!(
+            decided, 3000,
+            "the ledger holds another count than the report"
+        );
+        assert_eq!(admitted, 1000);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_during_bench_costs_retries_not_errors() {
+    ctl::prepare().await;
+    bounded(Duration::from_secs(240), async {
+        let mut cluster = TestCluster::start(ClusterOptions::new(3)).await;
+        let endpoints: Vec<String> = [1, 2, 3].iter().map(|&id| cluster.addr(id)).collect();
+        let out = tempfile::NamedTempFile::new().expect("report file");
+        let out_path = out.path().to_str().expect("utf-8 path").to_owned();
+        const COUNT: u64 = 8000;
+        let count = COUNT.to_string();
+        // Seats for everyone, so that the ledger's counters show the progress of the run.
+        let bench = ctl::spawn(
+            &endpoints,
+            &[
+                "bench",
+                "--quiet",
+                "--clients",
+                "16",
+                "--count",
+                &count,
+                "--duration-s",
+                "150",
+                "--deals",
+                "4",
+                "--max-investors",
+                "100000",
+                "--deal-prefix",
+                "killbench",
+                "--out",
+                &out_path,
+            ],
+        )
+        .await;
+        let client = connect(&cluster).await;
+        // Kill the leader once a quarter of the run is decided, well before its end.
+        wait_until(
+            Duration::from_secs(60),
+            "a quarter of the bench decided",
+            || async {
+                let mut admitted = 0u64;
+                for d in 0..4 {
+                    if let Ok(deal) = client.deal(&format!("killbench-{d}")).await {
+                        admitted += deal.investor_count as u64;
+                    }
+                }
+                if admitted >= COUNT / 4 {
+                    Ok(admitted)
+                } else {
+                    Err(format!("{admitted} decided"))
+                }
+            },
+        )
+        .await;
+        let leader = cluster.leader().await;
+        cluster.kill(leader);
+        let new_leader = cluster
+            .wait_new_leader(leader, Duration::from_secs(20))
+            .await;
+        assert_ne!(new_leader, leader);
+
+        let output = bench.finish(Duration::from_secs(150)).await;
+        assert!(output.success, "bench failed: {output:?}");
+        let report = report_of(out.path());
+        // Every request decided, none reported as an error: the kill cost retries only.
+        assert_eq!(report["requests"], COUNT, "{report}");
+        assert_eq!(report["decisions"], COUNT, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        assert!(
+            report["retried_requests"].as_u64().unwrap_or(0) > 0,
+            "no request needed a retry, so the kill did not land during the run: {report}"
+        );
+        assert!(
+            report["latency_ms"]["max"].as_f64().unwrap_or(f64::MAX) < 15_000.0,
+            "a request took longer than the client deadline: {report}"
+        );
+        // And the ledger decided each request once: its count is the report's.
+        let client = connect(&cluster).await;
+        let (decided, admitted) = ledger_counts(&client, &report).await;
+        assert_eq!(decided, COUNT);
+        assert_eq!(admitted, COUNT);
+        println!(
+            "leader {leader} killed mid-run; {} requests retried, at most {} attempts; latency {}",
+            report["retried_requests"], report["max_attempts"], report["latency_ms"]
+        );
+    })
+    .await;
+}
