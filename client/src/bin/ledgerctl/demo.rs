@@ -258,6 +258,11 @@ fn summarize(outcomes: &[Outcome], submitted_in: f64, total_s: f64) -> serde_jso
     for outcome in outcomes {
         let _ = submit.record(outcome.submit_us.max(1));
         match &outcome.decision {
+            Ok(_) if outcome.replayed => {
+                *decisions
+                    .entry("REPLAYED (same request id again)".into())
+                    .or_default() += 1
+            }
             Ok(inv) if status_of(inv) == pb::InvestmentStatus::Rejected => {
                 *decisions
                     .entry(format!("REJECTED {}", reject_reason(inv)))
