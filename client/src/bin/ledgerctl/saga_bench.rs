@@ -182,19 +182,37 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
                     status: "REJECTED".into(),
                 };
             }
+            // A stream that breaks with UNAVAILABLE (a node's read barrier timing out while the
+            // cluster is slow) is opened again, as the client library does: the investment's
+            // fate is what is measured, not one stream's.
             let watch = async {
-                let mut stream = clients
-                    .admission
-                    .watch_investment(pb::WatchInvestmentRequest {
-                        request_id: request.request_id.clone(),
-                    })
-                    .await?
-                    .into_inner();
-                let mut last = None;
-                while let Some(update) = stream.message().await? {
-                    last = Some(update.status);
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let opened = async {
+                        let mut stream = clients
+                            .admission
+                            .watch_investment(pb::WatchInvestmentRequest {
+                                request_id: request.request_id.clone(),
+                            })
+                            .await?
+                            .into_inner();
+                        let mut last = None;
+                        while let Some(update) = stream.message().await? {
+                            last = Some(update.status);
+                        }
+                        Ok::<_, tonic::Status>(last)
+                    }
+                    .await;
+                    match opened {
+                        Err(status)
+                            if status.code() == tonic::Code::Unavailable && attempts < 10 =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(50 * attempts)).await
+                        }
+                        other => return other,
+                    }
                 }
-                Ok::<_, tonic::Status>(last)
             };
             match tokio::time::timeout(watch_timeout, watch).await {
                 Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
