@@ -5,11 +5,11 @@
 //! handed to openraft in queue order (`client_write_ff` keeps submission order).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::error::ApiError;
 use crate::node::Proposed;
@@ -38,14 +38,18 @@ impl Batcher {
         node_id: u64,
         batch_commands_max: usize,
         inflight_entries_max: usize,
+        linger: Duration,
     ) -> Batcher {
         let (queue, waiting) = mpsc::channel(QUEUE_COMMANDS_MAX);
         tokio::spawn(run(
             raft,
             node_id,
             waiting,
-            batch_commands_max,
-            inflight_entries_max,
+            Limits {
+                batch_commands_max,
+                inflight_entries_max,
+                linger,
+            },
         ));
         Batcher { queue }
     }
@@ -88,14 +92,22 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn run(
-    raft: Raft,
-    node_id: u64,
-    mut waiting: mpsc::Receiver<Waiting>,
+/// How the batcher shapes entries.
+struct Limits {
     batch_commands_max: usize,
     inflight_entries_max: usize,
-) {
+    linger: Duration,
+}
+
+async fn run(raft: Raft, node_id: u64, mut waiting: mpsc::Receiver<Waiting>, limits: Limits) {
+    let Limits {
+        batch_commands_max,
+        inflight_entries_max,
+        linger,
+    } = limits;
     let inflight = Arc::new(Semaphore::new(inflight_entries_max));
+    // Signalled whenever an entry leaves the pipeline, to end a linger.
+    let applied = Arc::new(Notify::new());
     while let Some(first) = waiting.recv().await {
         // Wait for room in the pipeline before draining, so that a full pipeline grows batches.
         let Ok(permit) = inflight.clone().acquire_owned().await else {
@@ -106,6 +118,30 @@ async fn run(
             match waiting.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
+            }
+        }
+        // Under load (another entry still in flight) gather a little longer: each entry costs
+        // an fsync on every replica, so fewer and larger entries leave the disks less busy.
+        // The wait ends when the entry in flight is applied (its clients may be the ones to
+        // send more), when the batch is full, or after `linger`. With the pipeline empty,
+        // propose at once: a lone request must not wait.
+        if !linger.is_zero() {
+            let until = tokio::time::Instant::now() + linger;
+            while batch.len() < batch_commands_max {
+                let freed = applied.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if inflight.available_permits() + 1 >= inflight_entries_max {
+                    break; // nothing else in flight
+                }
+                tokio::select! {
+                    next = waiting.recv() => match next {
+                        Some(next) => batch.push(next),
+                        None => break,
+                    },
+                    () = &mut freed => break,
+                    () = tokio::time::sleep_until(until) => break,
+                }
             }
         }
         let (commands, replies): (Vec<Command>, Vec<Reply>) =
@@ -124,9 +160,11 @@ async fn run(
                 continue;
             }
         };
+        let applied = applied.clone();
         tokio::spawn(async move {
             let outcome = receiver.await;
             drop(permit);
+            applied.notify_waiters();
             match outcome {
                 Ok(Ok(response)) => {
                     let log_index = response.log_id.index;

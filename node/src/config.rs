@@ -65,6 +65,13 @@ pub struct Flags {
     /// (about 1.6 commands per entry at 32) and throughput lower.
     #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 2)]
     pub inflight_entries_max: usize,
+    /// How long, in µs, the leader waits for more commands before proposing an entry while
+    /// another entry is still in flight; the wait also ends when that entry is applied, and it
+    /// never happens with the pipeline empty, so a lone request does not wait. Fewer, larger
+    /// entries mean fewer fsyncs (docs/performance.md: saga overhead p50 14 → 12-13 ms, 64
+    /// flat-out clients 7,700 → 8,350 decisions/s on the local cluster).
+    #[arg(long, env = "LEDGER_BATCH_LINGER_US", default_value_t = 3_000)]
+    pub batch_linger_us: u64,
     /// Async runtime worker threads (default: one per core). When several nodes share a few
     /// cores, as in a local cluster, 1 avoids most of the cross-thread wake-ups.
     #[arg(long, env = "LEDGER_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -108,6 +115,8 @@ pub struct Config {
     pub batch_commands_max: usize,
     /// Pipelining depth.
     pub inflight_entries_max: usize,
+    /// Wait for more commands while another entry is in flight.
+    pub batch_linger: std::time::Duration,
 }
 
 /// Raft timing and compaction settings.
@@ -152,6 +161,9 @@ impl Flags {
         if !(1..=1_024).contains(&self.inflight_entries_max) {
             return bad("--inflight-entries-max must be between 1 and 1024".into());
         }
+        if self.batch_linger_us > 100_000 {
+            return bad("--batch-linger-us must be at most 100000 (0.1 s)".into());
+        }
         if self.cluster_id.is_empty() {
             return bad("--cluster-id must not be empty".into());
         }
@@ -180,6 +192,7 @@ impl Flags {
             },
             batch_commands_max: self.batch_commands_max,
             inflight_entries_max: self.inflight_entries_max,
+            batch_linger: std::time::Duration::from_micros(self.batch_linger_us),
         })
     }
 }

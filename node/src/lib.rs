@@ -115,6 +115,7 @@ pub async fn run(
         node_id,
         config.batch_commands_max,
         config.inflight_entries_max,
+        config.batch_linger,
     );
     stall::spawn_watchdog(node_id);
     let metrics_listen = config.metrics_listen;
