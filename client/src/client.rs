@@ -307,17 +307,20 @@ impl Client {
             .build()
     }
 
-    /// Runs `call` against the leader (or `addr`), retrying retryable failures until the
-    /// deadline. Returns the reply and the attempts it took, or the definite error, or
-    /// `Err(None-definite)` as the last retryable message when time ran out.
-    async fn retrying<T, F, Fut>(
+    /// Runs `call` with a copy of `request` against the leader (or `addr`), retrying retryable
+    /// failures until the deadline; every attempt sends the same request. Returns the reply and
+    /// the attempts it took, the definite error, or the last retryable failure when time ran
+    /// out.
+    async fn retrying<R, T, F, Fut>(
         &self,
         route: Route,
         addr: Option<&str>,
+        request: R,
         mut call: F,
     ) -> Result<(T, u32), Exhausted>
     where
-        F: FnMut(Services) -> Fut,
+        R: Clone,
+        F: FnMut(Services, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = Instant::now();
@@ -340,7 +343,7 @@ impl Client {
                     let services = self.node(&target).map_err(Exhausted::Definite)?;
                     let left = deadline.saturating_duration_since(Instant::now());
                     let timeout = self.inner.config.attempt_timeout.min(left);
-                    match tokio::time::timeout(timeout, call(services)).await {
+                    match tokio::time::timeout(timeout, call(services, request.clone())).await {
                         Ok(Ok(reply)) => return Ok((reply.into_inner(), attempts)),
                         Ok(Err(status)) => match classify(&status) {
                             Failure::Definite(error) => return Err(Exhausted::Definite(error)),
@@ -376,12 +379,15 @@ impl Client {
         }
     }
 
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    /// [`Client::retrying`] on the leader, for calls whose only failure past the deadline is
+    /// "unavailable" (everything but `Submit`).
+    async fn call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Services) -> Fut,
+        R: Clone,
+        F: FnMut(Services, R) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.retrying(Route::Leader, None, call)
+        self.retrying(Route::Leader, None, request, call)
             .await
             .map(|(reply, _)| reply)
             .map_err(Exhausted::into_unavailable)
@@ -395,10 +401,12 @@ impl Client {
     pub async fn submit(&self, submission: &Submission) -> Result<Decision, ClientError> {
         let request = submission.to_request();
         let result = self
-            .retrying(Route::Leader, None, |mut node| {
-                let request = request.clone();
-                async move { node.admission.submit(request).await }
-            })
+            .retrying(
+                Route::Leader,
+                None,
+                request,
+                |mut node, request| async move { node.admission.submit(request).await },
+            )
             .await;
         match result {
             Ok((reply, attempts)) => decision(reply, attempts),
@@ -417,10 +425,12 @@ impl Client {
             requests: submissions.iter().map(Submission::to_request).collect(),
         };
         let result = self
-            .retrying(Route::Leader, None, |mut node| {
-                let request = request.clone();
-                async move { node.admission.submit_batch(request).await }
-            })
+            .retrying(
+                Route::Leader,
+                None,
+                request,
+                |mut node, request| async move { node.admission.submit_batch(request).await },
+            )
             .await;
         let (reply, attempts) = match result {
             Ok(ok) => ok,
@@ -556,9 +566,8 @@ impl Client {
             request_id: request_id.to_owned(),
             consistency: pb::Consistency::Linearizable as i32,
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.admission.get_investment(request).await }
+        self.call(request, |mut node, request| async move {
+            node.admission.get_investment(request).await
         })
         .await
     }
@@ -569,9 +578,8 @@ impl Client {
         &self,
         request: pb::CreateDealRequest,
     ) -> Result<pb::Deal, ClientError> {
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.admission.create_deal(request).await }
+        self.call(request, |mut node, request| async move {
+            node.admission.create_deal(request).await
         })
         .await
     }
@@ -581,9 +589,8 @@ impl Client {
         let request = pb::CloseDealRequest {
             deal_id: deal_id.to_owned(),
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.admission.close_deal(request).await }
+        self.call(request, |mut node, request| async move {
+            node.admission.close_deal(request).await
         })
         .await
     }
@@ -594,9 +601,8 @@ impl Client {
             deal_id: deal_id.to_owned(),
             consistency: pb::Consistency::Linearizable as i32,
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.admission.get_deal(request).await }
+        self.call(request, |mut node, request| async move {
+            node.admission.get_deal(request).await
         })
         .await
     }
@@ -612,9 +618,8 @@ impl Client {
                 consistency: pb::Consistency::Linearizable as i32,
             };
             let page = self
-                .call(|mut node| {
-                    let request = request.clone();
-                    async move { node.admission.list_deals(request).await }
+                .call(request, |mut node, request| async move {
+                    node.admission.list_deals(request).await
                 })
                 .await?;
             deals.extend(page.deals);
@@ -640,9 +645,8 @@ impl Client {
                 consistency: pb::Consistency::Linearizable as i32,
             };
             let page = self
-                .call(|mut node| {
-                    let request = request.clone();
-                    async move { node.admission.list_investments(request).await }
+                .call(request, |mut node, request| async move {
+                    node.admission.list_investments(request).await
                 })
                 .await?;
             investments.extend(page.investments);
@@ -659,9 +663,8 @@ impl Client {
             user_id: user_id.to_owned(),
             consistency: pb::Consistency::Linearizable as i32,
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.admission.get_user(request).await }
+        self.call(request, |mut node, request| async move {
+            node.admission.get_user(request).await
         })
         .await
     }
@@ -681,8 +684,10 @@ impl Client {
             limit,
             consistency: pb::Consistency::Linearizable as i32,
         };
-        self.call(|mut node| async move { node.cluster.list_sagas(request).await })
-            .await
+        self.call(request, |mut node, request| async move {
+            node.cluster.list_sagas(request).await
+        })
+        .await
     }
 
     /// Starts the documented compensation of a stuck saga (void the payment, then CANCELLED
@@ -697,18 +702,20 @@ impl Client {
             request_id: request_id.to_owned(),
             reason: reason.to_owned(),
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.cluster.compensate_saga(request).await }
+        self.call(request, |mut node, request| async move {
+            node.cluster.compensate_saga(request).await
         })
         .await
     }
 
     /// The status of the node at `addr` (its own view: role, indexes, digest, members).
     pub async fn node_status(&self, addr: &str) -> Result<pb::StatusResponse, ClientError> {
-        self.retrying(Route::Node, Some(addr), |mut node| async move {
-            node.cluster.status(pb::StatusRequest {}).await
-        })
+        self.retrying(
+            Route::Node,
+            Some(addr),
+            pb::StatusRequest {},
+            |mut node, request| async move { node.cluster.status(request).await },
+        )
         .await
         .map(|(reply, _)| reply)
         .map_err(Exhausted::into_unavailable)
@@ -716,8 +723,10 @@ impl Client {
 
     /// The leader's status.
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
-        self.call(|mut node| async move { node.cluster.status(pb::StatusRequest {}).await })
-            .await
+        self.call(pb::StatusRequest {}, |mut node, request| async move {
+            node.cluster.status(request).await
+        })
+        .await
     }
 
     /// Every known member's status (and each seed's), in address order; a node that does not
@@ -766,10 +775,12 @@ impl Client {
                 .collect(),
         };
         let seed = self.inner.config.seeds[0].clone();
-        self.retrying(Route::Node, Some(&seed), |mut node| {
-            let request = request.clone();
-            async move { node.cluster.init(request).await }
-        })
+        self.retrying(
+            Route::Node,
+            Some(&seed),
+            request,
+            |mut node, request| async move { node.cluster.init(request).await },
+        )
         .await
         .map(|_| ())
         .map_err(Exhausted::into_unavailable)
@@ -785,9 +796,8 @@ impl Client {
             node_id,
             addr: addr.to_owned(),
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.cluster.add_learner(request).await }
+        self.call(request, |mut node, request| async move {
+            node.cluster.add_learner(request).await
         })
         .await
     }
@@ -802,9 +812,8 @@ impl Client {
             voters: voters.to_vec(),
             retain,
         };
-        self.call(|mut node| {
-            let request = request.clone();
-            async move { node.cluster.change_membership(request).await }
+        self.call(request, |mut node, request| async move {
+            node.cluster.change_membership(request).await
         })
         .await
     }
@@ -812,11 +821,10 @@ impl Client {
     /// Hands leadership to node `to`; returns the new leader's id.
     pub async fn transfer_leader(&self, to: u64) -> Result<u64, ClientError> {
         let reply = self
-            .call(|mut node| async move {
-                node.cluster
-                    .transfer_leader(pb::TransferLeaderRequest { to })
-                    .await
-            })
+            .call(
+                pb::TransferLeaderRequest { to },
+                |mut node, request| async move { node.cluster.transfer_leader(request).await },
+            )
             .await?;
         *lock(&self.inner.leader) = None;
         Ok(reply.leader_id)
@@ -824,11 +832,12 @@ impl Client {
 
     /// Makes the node at `addr` build a snapshot now; returns the index it covers.
     pub async fn trigger_snapshot(&self, addr: &str) -> Result<u64, ClientError> {
-        self.retrying(Route::Node, Some(addr), |mut node| async move {
-            node.cluster
-                .trigger_snapshot(pb::TriggerSnapshotRequest {})
-                .await
-        })
+        self.retrying(
+            Route::Node,
+            Some(addr),
+            pb::TriggerSnapshotRequest {},
+            |mut node, request| async move { node.cluster.trigger_snapshot(request).await },
+        )
         .await
         .map(|(reply, _)| reply.snapshot_index)
         .map_err(Exhausted::into_unavailable)

@@ -15,6 +15,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use ledger_state_machine::codec;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -28,7 +29,7 @@ const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"purged";
 /// An append (write and fsync) slower than this is logged: it delays every waiting request.
-const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(50);
+const SLOW_WRITE: Duration = Duration::from_millis(50);
 
 /// What the start-up check found wrong with the log; the node refuses to serve.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +81,7 @@ const PURGE_CHUNK: usize = 256;
 /// right after a snapshot (when every replica purges at once) that burst starved the nodes of
 /// a small machine. Paced, the same purge takes under a second and stays out of the way; the
 /// log grows far slower than this removes (256 entries per ~5 ms).
-const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
+const PURGE_PAUSE: Duration = Duration::from_millis(4);
 
 /// What [`LogStore::open`] found: the log's extent, for the start-up log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,9 +163,7 @@ impl LogStore {
             key: "purged".into(),
             reason,
         })?;
-        for key in self.logs.range(..=index_key(purged.index)).keys() {
-            self.logs.remove(key?)?;
-        }
+        remove_up_to(&self.logs, purged.index, Duration::ZERO)?;
         self.db.flush()?;
         Ok(())
     }
@@ -402,7 +401,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tokio::task::spawn_blocking(move || {
             let _one_at_a_time = purging.lock();
             let started = std::time::Instant::now();
-            let removed = remove_up_to(&logs, log_id.index);
+            let removed = remove_up_to(&logs, log_id.index, PURGE_PAUSE);
             tracing::info!(
                 upto = log_id.index,
                 ms = started.elapsed().as_millis() as u64,
@@ -438,8 +437,9 @@ fn flush_in_groups(db: &sled::Db, waiting: &mpsc::Receiver<LogFlushed<TypeConfig
     }
 }
 
-/// Removes the entries at or below `index`, [`PURGE_CHUNK`] at a time.
-fn remove_up_to(logs: &sled::Tree, index: u64) -> sled::Result<()> {
+/// Removes the entries at or below `index`, [`PURGE_CHUNK`] at a time, with `pause` between
+/// batches (none at start-up, when nothing else waits).
+fn remove_up_to(logs: &sled::Tree, index: u64, pause: Duration) -> sled::Result<()> {
     loop {
         let keys = logs
             .range(..=index_key(index))
@@ -455,6 +455,8 @@ fn remove_up_to(logs: &sled::Tree, index: u64) -> sled::Result<()> {
         }
         logs.apply_batch(batch)?;
         // Pacing, not synchronisation: see PURGE_PAUSE.
-        std::thread::sleep(PURGE_PAUSE);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
     }
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::{pb, Submission};
+use ledger_client::Submission;
 use serde_json::json;
 
+use crate::load::{create_deals, histogram};
 use crate::output::reject_reason;
 use crate::Cli;
 
@@ -62,11 +63,6 @@ struct Tally {
     max_attempts: u32,
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 10 min, 3 significant digits: the bounds are constants, so this cannot fail.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
-}
-
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if args.clients == 0 || args.deals == 0 || args.count == 0 || args.duration_s == 0 {
         bail!("--clients, --deals, --count and --duration-s must be at least 1");
@@ -76,18 +72,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         .deal_prefix
         .clone()
         .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    for d in 0..args.deals {
-        client
-            .create_deal(pb::CreateDealRequest {
-                deal_id: format!("{prefix}-{d}"),
-                amount: "1000000000000".into(),
-                max_investors: args.max_investors,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .with_context(|| format!("creating deal {prefix}-{d}"))?;
-    }
+    create_deals(&client, &prefix, args.deals, args.max_investors).await?;
 
     let progress = if args.quiet || cli.json {
         ProgressBar::hidden()

@@ -18,6 +18,7 @@ use rand::Rng;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::load::{histogram, wait_for_executors};
 use crate::output::reject_reason;
 use crate::Cli;
 
@@ -205,21 +206,6 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
-/// Waits (bounded) until some executor holds a lease, so that sagas start at once.
-async fn wait_for_executors(client: &Client) -> Result<()> {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = client.status().await?;
-        if status.executors.iter().any(|e| e.live) {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            bail!("no live saga executor after 30 s: are the nodes started with --executor?");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The crowd: mostly one request per investor with a ticket of 1,000-7,500 in steps of 250
 /// (so that the seats run out just before the amount does);
 /// about 2% come back with a second request (a new id: refused as a duplicate investor while
@@ -244,10 +230,6 @@ fn investors(deal_id: &str, count: u64) -> Vec<Submission> {
         }
     }
     out
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
 fn summarize(outcomes: &[Outcome], submitted_in: f64, total_s: f64) -> serde_json::Value {

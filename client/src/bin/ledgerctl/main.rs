@@ -9,6 +9,7 @@ use serde_json::json;
 
 mod bench;
 mod demo;
+mod load;
 mod output;
 mod saga_bench;
 
@@ -422,7 +423,7 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
     };
     print_or_json(
         cli,
-        json!({"log_index": reply.log_index, "members": reply.members.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr, "role": pb::MemberRole::try_from(m.role).map(|r| r.as_str_name()).unwrap_or("?")})).collect::<Vec<_>>()}),
+        json!({"log_index": reply.log_index, "members": reply.members.iter().map(member_json).collect::<Vec<_>>()}),
         || {
             format!(
                 "members at log index {}: {}",

@@ -89,14 +89,18 @@ pub fn status_json(addr: &str, s: &pb::StatusResponse) -> Value {
         "term": s.term, "last_log_index": s.last_log_index, "applied_index": s.applied_index,
         "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
         "state_digest": s.state_digest,
-        "members": s.members.iter().map(|m| json!({
-            "node_id": m.node_id, "addr": m.addr,
-            "role": name(m.role, |r: pb::MemberRole| r.as_str_name()),
-            "matched_index": m.matched_index,
-        })).collect::<Vec<_>>(),
+        "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
         "executors": s.executors.iter().map(|e| json!({
             "node_id": e.node_id, "live": e.live, "open_sagas": e.open_sagas,
         })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn member_json(m: &pb::Member) -> Value {
+    json!({
+        "node_id": m.node_id, "addr": m.addr,
+        "role": name(m.role, |r: pb::MemberRole| r.as_str_name()),
+        "matched_index": m.matched_index,
     })
 }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use ledger_client::{connect, pb, NodeClients};
 use serde_json::json;
 
+use crate::load::{create_deals, histogram, wait_for_executors};
 use crate::Cli;
 
 #[derive(clap::Args)]
@@ -36,41 +37,6 @@ pub struct SagaBenchArgs {
     /// Longest wait for one investment to reach its final status.
     #[arg(long, default_value_t = 120)]
     watch_timeout_s: u64,
-}
-
-async fn first(cli: &Cli) -> Result<NodeClients> {
-    let mut last_error = None;
-    for endpoint in &cli.endpoints {
-        match connect(endpoint).await {
-            Ok(clients) => return Ok(clients),
-            Err(error) => last_error = Some(anyhow::anyhow!("{endpoint}: {error}")),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
-}
-
-/// Creates `count` bench deals `{prefix}-0..`, each with `max_investors` seats and room for
-/// every ticket.
-async fn create_deals(
-    admin: &mut NodeClients,
-    prefix: &str,
-    count: usize,
-    max_investors: u32,
-) -> Result<()> {
-    for d in 0..count {
-        admin
-            .admission
-            .create_deal(pb::CreateDealRequest {
-                deal_id: format!("{prefix}-{d}"),
-                amount: "1000000000000".into(),
-                max_investors,
-                min_ticket: None,
-                max_ticket: None,
-            })
-            .await
-            .with_context(|| format!("creating deal {prefix}-{d}"))?;
-    }
-    Ok(())
 }
 
 /// One connection per endpoint; load is spread over them round robin.
@@ -100,24 +66,12 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         bail!("--rate and --deals must be at least 1");
     }
     let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut admin = first(cli).await?;
-    // Measure sagas, not start-up: wait (bounded) until the executors hold their leases.
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = admin
-            .cluster
-            .status(pb::StatusRequest {})
-            .await?
-            .into_inner();
-        if status.executors.iter().any(|e| e.live) {
-            break;
-        }
-        if Instant::now() > ready_by {
-            bail!("no live saga executor after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    create_deals(&mut admin, &prefix, args.deals, args.max_investors).await?;
+    let admin = cli.client().await?;
+    // Measure sagas, not start-up.
+    wait_for_executors(&admin).await?;
+    create_deals(&admin, &prefix, args.deals, args.max_investors).await?;
+    // The load itself goes round robin over the endpoints, one connection each, without the
+    // client library's routing: followers forwarding is part of what is measured.
     let connections = connect_all(cli).await?;
     let total = args.rate * args.duration_s;
     let period = Duration::from_secs_f64(1.0 / args.rate as f64);
@@ -249,9 +203,7 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         }
     }
     let submitted_in = started.elapsed().as_secs_f64();
-    let new_histogram = || hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3);
-    let (mut admission, mut to_final, mut overhead) =
-        (new_histogram()?, new_histogram()?, new_histogram()?);
+    let (mut admission, mut to_final, mut overhead) = (histogram(), histogram(), histogram());
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let partner_us = args.partner_latency_ms * 1_000;
     // Investments whose overhead passed 50 ms, by the second of the run they were submitted in.

@@ -1,0 +1,50 @@
+//! What the load commands (`bench`, `saga-bench`, `demo`) share.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use ledger_client::{pb, Client};
+
+/// A latency histogram from 1 µs to 10 min, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    // The bounds are constants, so this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// Creates deals `{prefix}-0..count`, each with `max_investors` seats and room for every ticket.
+pub async fn create_deals(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    max_investors: u32,
+) -> Result<()> {
+    for d in 0..count {
+        client
+            .create_deal(pb::CreateDealRequest {
+                deal_id: format!("{prefix}-{d}"),
+                amount: "1000000000000".into(),
+                max_investors,
+                min_ticket: None,
+                max_ticket: None,
+            })
+            .await
+            .with_context(|| format!("creating deal {prefix}-{d}"))?;
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until some executor holds a lease, so that measured sagas start at once.
+pub async fn wait_for_executors(client: &Client) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client.status().await?;
+        if status.executors.iter().any(|e| e.live) {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("no live saga executor after 30 s: are the nodes started with --executor?");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
