@@ -62,6 +62,8 @@ async fn declined_investments_are_cancelled_and_release_their_seats() {
             "{report:?}"
         );
         assert_eq!(report.declined_charges, declined.len(), "{report:?}");
+        // Documents start beside the charge's log entry, but only after a definite success.
+        assert_eq!(report.documents, report.confirmed, "{report:?}");
         assert_eq!(
             (report.refunds, report.voids, report.refunded),
             (0, 0, 0),

@@ -62,6 +62,14 @@ const HEARTBEAT_RETRY: Duration = Duration::from_millis(200);
 /// Longest wait for a proposed result to show in the replica before re-reading.
 const RESULT_WAIT: Duration = Duration::from_secs(10);
 
+/// A step result that reached the log.
+#[derive(Clone, Copy)]
+struct Recorded {
+    log_index: u64,
+    /// Whether the state machine took it (not ignored as stale or out of step).
+    accepted: bool,
+}
+
 enum Attempted<T> {
     Done(T),
     Exhausted(String),
@@ -177,8 +185,12 @@ impl Executor {
         Some((view, step, epoch))
     }
 
+    /// Whether the saga left `step` (or this executor's `epoch`). Documents may start while the
+    /// charge's result is still on its way to the log, so PAYMENT does not supersede them.
     fn superseded(&self, request_id: RequestId, step: SagaStep, epoch: u64) -> bool {
-        !matches!(self.assigned(request_id), Some((_, s, e)) if s == step && e == epoch)
+        let current =
+            |s: SagaStep| s == step || (step == SagaStep::Documents && s == SagaStep::Payment);
+        !matches!(self.assigned(request_id), Some((_, s, e)) if current(s) && e == epoch)
     }
 
     async fn work(self: Arc<Self>, request_id: RequestId) {
@@ -187,18 +199,43 @@ impl Executor {
         };
         while let Some((view, step, epoch)) = self.assigned(request_id) {
             let span = tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, step = %step, epoch);
-            let result =
-                tracing::Instrument::instrument(self.perform(&view, step, epoch), span).await;
-            if let Some(result) = result {
-                self.record(request_id, step, epoch, result).await;
+            let recorded =
+                tracing::Instrument::instrument(self.advance(&view, step, epoch), span).await;
+            match recorded {
+                // Our replica must show our own result before the next step is read from it.
+                Some(recorded) => self.wait_for_applied(recorded.log_index).await,
+                None => self.wait_for_change(request_id, step, epoch).await,
             }
-            self.wait_for_change(request_id, step, epoch).await;
         }
         self.running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&request_id);
         // An assignment that arrived while this worker was finishing is picked up by the sweep.
+    }
+
+    /// Performs `step` and records its result. A successful charge is recorded while the
+    /// documents are already being generated: the charge is definite, and the documents key makes
+    /// a repeated call harmless, so the saga does not wait a log round trip plus its own replica
+    /// catching up between the two partner calls. The documents result is proposed only once the
+    /// charge's entry is applied, so the log keeps the steps in order.
+    async fn advance(&self, view: &InvestmentView, step: SagaStep, epoch: u64) -> Option<Recorded> {
+        let id = view.request_id;
+        let result = self.perform(view, step, epoch).await?;
+        if !matches!(result, StepResult::PaymentSucceeded { .. }) {
+            return self.record(id, step, epoch, result).await;
+        }
+        let (charge, documents) = tokio::join!(
+            self.record(id, step, epoch, result),
+            self.perform(view, SagaStep::Documents, epoch)
+        );
+        match (charge, documents) {
+            (Some(charge), Some(documents)) if charge.accepted => self
+                .record(id, SagaStep::Documents, epoch, documents)
+                .await
+                .or(Some(charge)),
+            (charge, _) => charge,
+        }
     }
 
     async fn perform(
@@ -339,31 +376,53 @@ impl Executor {
         }
     }
 
-    /// Proposes the step's result until it is in the log, or the saga moved on without it.
-    async fn record(&self, request_id: RequestId, step: SagaStep, epoch: u64, result: StepResult) {
+    /// Proposes the step's result until it is in the log, or the saga moved on without it
+    /// (then `None`).
+    async fn record(
+        &self,
+        request_id: RequestId,
+        step: SagaStep,
+        epoch: u64,
+        result: StepResult,
+    ) -> Option<Recorded> {
         let command = record_step(request_id, self.me, epoch, result);
         let mut delays = self.retry_delays();
         loop {
             match self.node.propose_anywhere(command.clone()).await {
                 Ok(proposed) => {
-                    match proposed.applied {
+                    let accepted = match proposed.applied {
                         Ok(Outcome::StepIgnored(reason)) => {
-                            tracing::info!(%request_id, ?reason, "step result ignored")
+                            tracing::info!(%request_id, ?reason, "step result ignored");
+                            false
                         }
                         Ok(_) => {
-                            tracing::debug!(%request_id, log_index = proposed.log_index, "step recorded")
+                            tracing::debug!(%request_id, log_index = proposed.log_index, "step recorded");
+                            true
                         }
-                        Err(error) => tracing::error!(%request_id, %error, "step result refused"),
-                    }
-                    return;
+                        Err(error) => {
+                            tracing::error!(%request_id, %error, "step result refused");
+                            false
+                        }
+                    };
+                    return Some(Recorded {
+                        log_index: proposed.log_index,
+                        accepted,
+                    });
                 }
                 Err(error) => tracing::warn!(%request_id, %error, "step result not proposed yet"),
             }
             if self.superseded(request_id, step, epoch) {
-                return;
+                return None;
             }
             tokio::time::sleep(delays.next().unwrap_or(self.config.retry_delay_max)).await;
         }
+    }
+
+    /// Waits (bounded) until this node's replica has applied `log_index`.
+    async fn wait_for_applied(&self, log_index: u64) {
+        let mut applied = self.node.replica.applied_index();
+        let deadline = Instant::now() + RESULT_WAIT;
+        let _ = timeout_at(deadline, applied.wait_for(|&index| index >= log_index)).await;
     }
 
     async fn wait_for_change(&self, request_id: RequestId, step: SagaStep, epoch: u64) {
