@@ -4,6 +4,7 @@
 //! here is unit-testable on its own.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,10 @@ pub struct AuditEvent {
     /// What happened.
     #[serde(flatten)]
     pub entry: AuditEntry,
+    /// The latency the partner added to the request that caused this effect (its fault plan),
+    /// in ms: what a load test subtracts to find its own overhead.
+    #[serde(default)]
+    pub latency_ms: u64,
 }
 
 /// The effect an [`AuditEvent`] records; serialized with a `kind` tag.
@@ -539,7 +544,25 @@ impl Books {
 
     fn record(&mut self, entry: AuditEntry) {
         let seq = self.events.len() as u64 + 1;
-        self.events.push(AuditEvent { seq, entry });
+        self.events.push(AuditEvent {
+            seq,
+            entry,
+            latency_ms: 0,
+        });
+    }
+
+    /// Stamps the effects recorded since the audit held `from` events with the latency of the
+    /// request that caused them.
+    pub(crate) fn stamp_latency(&mut self, from: usize, latency: Duration) {
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        for event in self.events.iter_mut().skip(from) {
+            event.latency_ms = latency_ms;
+        }
+    }
+
+    /// How many effects the audit holds.
+    pub(crate) fn events_len(&self) -> usize {
+        self.events.len()
     }
 }
 
@@ -811,14 +834,27 @@ mod tests {
             serde_json::json!({
                 "seq": 1, "kind": "charge", "key": "a", "payment_id": "p1",
                 "user_id": "u1", "amount": "10.00", "currency": "EUR",
-                "status": "succeeded"
+                "status": "succeeded", "latency_ms": 0
             })
         );
         assert_eq!(
             json["events"][2],
-            serde_json::json!({"seq": 3, "kind": "void", "key": "c"})
+            serde_json::json!({"seq": 3, "kind": "void", "key": "c", "latency_ms": 0})
         );
         let back: AuditLog = serde_json::from_value(json).unwrap();
         assert_eq!(back, audit);
+    }
+
+    #[test]
+    fn latency_is_stamped_on_the_effects_of_one_request_only() {
+        let mut books = Books::default();
+        books
+            .charge(charge_req("a", "10.00"), false, "p1".into())
+            .unwrap();
+        let before = books.events_len();
+        books.document(doc_req("d"), "doc1".into()).unwrap();
+        books.stamp_latency(before, Duration::from_millis(117));
+        let latencies: Vec<u64> = books.events().iter().map(|e| e.latency_ms).collect();
+        assert_eq!(latencies, [0, 117]);
     }
 }

@@ -263,7 +263,12 @@ async fn guarded<T>(
         Err(error) => return error.into_response(),
     };
     let reply = partners
-        .with_books(|books| apply(books, input, &plan))
+        .with_books(|books| {
+            let before = books.events_len();
+            let reply = apply(books, input, &plan);
+            books.stamp_latency(before, plan.latency);
+            reply
+        })
         .unwrap_or_else(IntoResponse::into_response);
     match plan.post {
         None => reply,

@@ -170,6 +170,35 @@ async fn key_reuse_with_another_payload_is_422_and_not_recorded() {
 }
 
 #[tokio::test]
+async fn the_audit_carries_the_latency_each_effect_was_served_with() {
+    let mut config = FaultConfig::quiet();
+    config.payment.latency = Latency::new(30, 0);
+    config.documents.latency = Latency::new(12, 0);
+    let h = Harness::start(config).await;
+    assert_eq!(
+        h.post("/v1/payments", charge("k", "5.00")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.post("/v1/documents", document("k-doc")).await.0,
+        StatusCode::OK
+    );
+    // A replay records nothing, so it stamps nothing either.
+    assert_eq!(
+        h.post("/v1/payments", charge("k", "5.00")).await.0,
+        StatusCode::OK
+    );
+    let latencies: Vec<u64> = h
+        .audit()
+        .await
+        .events
+        .iter()
+        .map(|e| e.latency_ms)
+        .collect();
+    assert_eq!(latencies, [30, 12]);
+}
+
+#[tokio::test]
 async fn documents_and_emails_are_idempotent() {
     let h = Harness::quiet().await;
     let (status, d1) = h.post("/v1/documents", document("doc-1")).await;

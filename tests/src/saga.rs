@@ -753,7 +753,11 @@ mod tests {
             events: entries
                 .into_iter()
                 .zip(1..)
-                .map(|(entry, seq)| AuditEvent { seq, entry })
+                .map(|(entry, seq)| AuditEvent {
+                    seq,
+                    entry,
+                    latency_ms: 0,
+                })
                 .collect(),
         }
     }

@@ -34,6 +34,11 @@ pub struct SagaBenchArgs {
     /// get the saga overhead; run the partners without jitter for an exact figure.
     #[arg(long, default_value_t = 250)]
     partner_latency_ms: u64,
+    /// The partners' base URL (e.g. `http://127.0.0.1:7900`): subtract each investment's own
+    /// payment and documents latency, read from their `GET /v1/audit`, instead of
+    /// `--partner-latency-ms`; exact with the latency jitter on.
+    #[arg(long)]
+    partners: Option<String>,
     /// Longest wait for one investment to reach its final status.
     #[arg(long, default_value_t = 120)]
     watch_timeout_s: u64,
@@ -111,93 +116,98 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             user_id: format!("investor-{n}"),
             amount: args.amount.clone(),
         };
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let sent_at_s = sent.duration_since(started).as_secs_f64();
-            let reply = clients.admission.submit(request.clone()).await;
-            let admission_us = sent.elapsed().as_micros() as u64;
-            let replied = Instant::now();
-            let investment = match reply {
-                Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
-                Err(status) => {
+        tasks.push((
+            request.request_id.clone(),
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let sent_at_s = sent.duration_since(started).as_secs_f64();
+                let reply = clients.admission.submit(request.clone()).await;
+                let admission_us = sent.elapsed().as_micros() as u64;
+                let replied = Instant::now();
+                let investment = match reply {
+                    Ok(reply) => reply.into_inner().investment.unwrap_or_default(),
+                    Err(status) => {
+                        return Watched {
+                            sent_at_s,
+                            admission_us,
+                            to_final_us: None,
+                            status: format!("error {:?}", status.code()),
+                        }
+                    }
+                };
+                if investment.status != pb::InvestmentStatus::Pending as i32 {
                     return Watched {
                         sent_at_s,
                         admission_us,
                         to_final_us: None,
-                        status: format!("error {:?}", status.code()),
-                    }
+                        status: "REJECTED".into(),
+                    };
                 }
-            };
-            if investment.status != pb::InvestmentStatus::Pending as i32 {
-                return Watched {
-                    sent_at_s,
-                    admission_us,
-                    to_final_us: None,
-                    status: "REJECTED".into(),
+                // A stream that breaks with UNAVAILABLE (a node's read barrier timing out while the
+                // cluster is slow) is opened again, as the client library does: the investment's
+                // fate is what is measured, not one stream's.
+                let watch = async {
+                    let mut attempts = 0;
+                    loop {
+                        attempts += 1;
+                        let opened = async {
+                            let mut stream = clients
+                                .admission
+                                .watch_investment(pb::WatchInvestmentRequest {
+                                    request_id: request.request_id.clone(),
+                                })
+                                .await?
+                                .into_inner();
+                            let mut last = None;
+                            while let Some(update) = stream.message().await? {
+                                last = Some(update.status);
+                            }
+                            Ok::<_, tonic::Status>(last)
+                        }
+                        .await;
+                        match opened {
+                            Err(status)
+                                if status.code() == tonic::Code::Unavailable && attempts < 10 =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(50 * attempts)).await
+                            }
+                            other => return other,
+                        }
+                    }
                 };
-            }
-            // A stream that breaks with UNAVAILABLE (a node's read barrier timing out while the
-            // cluster is slow) is opened again, as the client library does: the investment's
-            // fate is what is measured, not one stream's.
-            let watch = async {
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    let opened = async {
-                        let mut stream = clients
-                            .admission
-                            .watch_investment(pb::WatchInvestmentRequest {
-                                request_id: request.request_id.clone(),
-                            })
-                            .await?
-                            .into_inner();
-                        let mut last = None;
-                        while let Some(update) = stream.message().await? {
-                            last = Some(update.status);
+                match tokio::time::timeout(watch_timeout, watch).await {
+                    Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => {
+                        Watched {
+                            sent_at_s,
+                            admission_us,
+                            to_final_us: Some(replied.elapsed().as_micros() as u64),
+                            status: pb::InvestmentStatus::try_from(status)
+                                .map(|s| s.as_str_name())
+                                .unwrap_or("?")
+                                .to_owned(),
                         }
-                        Ok::<_, tonic::Status>(last)
                     }
-                    .await;
-                    match opened {
-                        Err(status)
-                            if status.code() == tonic::Code::Unavailable && attempts < 10 =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(50 * attempts)).await
-                        }
-                        other => return other,
-                    }
+                    Ok(Ok(_)) => Watched {
+                        sent_at_s,
+                        admission_us,
+                        to_final_us: None,
+                        status: "watch ended while PENDING".into(),
+                    },
+                    Ok(Err(status)) => Watched {
+                        sent_at_s,
+                        admission_us,
+                        to_final_us: None,
+                        status: format!("watch error {:?}", status.code()),
+                    },
+                    Err(_) => Watched {
+                        sent_at_s,
+                        admission_us,
+                        to_final_us: None,
+                        status: "not final within the watch timeout".into(),
+                    },
                 }
-            };
-            match tokio::time::timeout(watch_timeout, watch).await {
-                Ok(Ok(Some(status))) if status != pb::InvestmentStatus::Pending as i32 => Watched {
-                    sent_at_s,
-                    admission_us,
-                    to_final_us: Some(replied.elapsed().as_micros() as u64),
-                    status: pb::InvestmentStatus::try_from(status)
-                        .map(|s| s.as_str_name())
-                        .unwrap_or("?")
-                        .to_owned(),
-                },
-                Ok(Ok(_)) => Watched {
-                    sent_at_s,
-                    admission_us,
-                    to_final_us: None,
-                    status: "watch ended while PENDING".into(),
-                },
-                Ok(Err(status)) => Watched {
-                    sent_at_s,
-                    admission_us,
-                    to_final_us: None,
-                    status: format!("watch error {:?}", status.code()),
-                },
-                Err(_) => Watched {
-                    sent_at_s,
-                    admission_us,
-                    to_final_us: None,
-                    status: "not final within the watch timeout".into(),
-                },
-            }
-        }));
+            }),
+        ));
         if started.elapsed() > Duration::from_secs(args.duration_s + 5) {
             break;
         }
@@ -205,20 +215,36 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
     let submitted_in = started.elapsed().as_secs_f64();
     let (mut admission, mut to_final, mut overhead) = (histogram(), histogram(), histogram());
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
-    let partner_us = args.partner_latency_ms * 1_000;
+    let mut finished = Vec::with_capacity(tasks.len());
+    for (request_id, task) in tasks {
+        finished.push((request_id, task.await?));
+    }
+    // Read once every investment is final, so that the audit holds all of their calls.
+    let partner_ms = match &args.partners {
+        Some(url) => Some(partner_latencies(url).await?),
+        None => None,
+    };
+    let mut partner_latency_unknown = 0u64;
     // Investments whose overhead passed 50 ms, by the second of the run they were submitted in.
     let mut slow_by_second: BTreeMap<u64, u64> = BTreeMap::new();
-    for task in tasks {
-        let watched = task.await?;
+    for (request_id, watched) in finished {
         let _ = admission.record(watched.admission_us.max(1));
         if let Some(us) = watched.to_final_us {
             let _ = to_final.record(us.max(1));
-            if watched.status == "CONFIRMED" {
-                let over = us.saturating_sub(partner_us).max(1);
-                let _ = overhead.record(over);
-                if over > 50_000 {
-                    *slow_by_second.entry(watched.sent_at_s as u64).or_default() += 1;
+            let partner_us = match &partner_ms {
+                Some(of) => of.get(&request_id).map(|ms| ms * 1_000),
+                None => Some(args.partner_latency_ms * 1_000),
+            };
+            match partner_us {
+                Some(partner_us) if watched.status == "CONFIRMED" => {
+                    let over = us.saturating_sub(partner_us).max(1);
+                    let _ = overhead.record(over);
+                    if over > 50_000 {
+                        *slow_by_second.entry(watched.sent_at_s as u64).or_default() += 1;
+                    }
                 }
+                None if watched.status == "CONFIRMED" => partner_latency_unknown += 1,
+                _ => {}
             }
         }
         *statuses.entry(watched.status).or_default() += 1;
@@ -231,7 +257,8 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         "submitted": admission.len(), "submit_seconds": submitted_in, "rate_per_second": admission.len() as f64 / submitted_in,
         "endpoints": cli.endpoints, "statuses": statuses,
         "admission_ms": summary(&admission), "reply_to_final_ms": summary(&to_final),
-        "saga_overhead_ms": summary(&overhead), "partner_latency_ms_subtracted": args.partner_latency_ms,
+        "saga_overhead_ms": summary(&overhead), "partner_latency_ms_subtracted": if args.partners.is_some() { json!("per investment, from the partners' audit") } else { json!(args.partner_latency_ms) },
+        "confirmed_without_partner_latency": partner_latency_unknown,
         "over_50ms_by_submit_second": slow_by_second, "client_stalls_s_ms": client_stalls,
     });
     if cli.json {
@@ -245,6 +272,16 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         );
         println!("statuses: {statuses:?}");
         println!("overhead > 50 ms, by second of submission: {slow_by_second:?}");
+        match &args.partners {
+            Some(_) => println!(
+                "partners' latency subtracted per investment, from their audit \
+                 ({partner_latency_unknown} CONFIRMED without one)"
+            ),
+            None => println!(
+                "partners' latency subtracted: {} ms per investment",
+                args.partner_latency_ms
+            ),
+        }
         println!("load generator stalls (second, ms late): {client_stalls:?}");
         for (name, h) in [
             ("admission", &admission),
@@ -262,4 +299,35 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each request's own partner latency on the path to CONFIRMED (its charge plus its documents),
+/// in ms, from the partners' audit.
+async fn partner_latencies(url: &str) -> Result<std::collections::HashMap<String, u64>> {
+    let audit: serde_json::Value = reqwest::get(format!("{}/v1/audit", url.trim_end_matches('/')))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("reading the partners' audit")?
+        .json()
+        .await
+        .context("decoding the partners' audit")?;
+    let mut latencies = std::collections::HashMap::new();
+    for event in audit["events"].as_array().into_iter().flatten() {
+        let (Some(kind), Some(key), Some(latency_ms)) = (
+            event["kind"].as_str(),
+            event["key"].as_str(),
+            event["latency_ms"].as_u64(),
+        ) else {
+            continue;
+        };
+        let step = match kind {
+            "charge" => ":payment",
+            "document" => ":documents",
+            _ => continue,
+        };
+        if let Some(request_id) = key.strip_suffix(step) {
+            *latencies.entry(request_id.to_owned()).or_default() += latency_ms;
+        }
+    }
+    Ok(latencies)
 }
