@@ -51,7 +51,8 @@ pub struct Flags {
     /// Smallest election timeout; the largest is twice this.
     #[arg(long, env = "LEDGER_ELECTION_TIMEOUT_MS", default_value_t = 400)]
     pub election_timeout_ms: u64,
-    /// Build a snapshot (and purge the log behind it) every this many entries.
+    /// Build a snapshot (and purge the log behind it) every this many entries, plus
+    /// (node id mod 4) × 2% so that the replicas do not all snapshot at the same moment.
     #[arg(long, env = "LEDGER_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a snapshot, so slightly lagging followers need no snapshot.
