@@ -19,7 +19,7 @@ export LEDGER_METRICS_BASE_PORT=${LEDGER_METRICS_BASE_PORT:-9901}
 trap '"$root/scripts/cluster.sh" down --wipe >/dev/null' EXIT
 
 "$root/scripts/cluster.sh" up >/dev/null
-ledgerctl="$root/target/release/ledgerctl"
+ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
 all="127.0.0.1:$LEDGER_BASE_PORT,127.0.0.1:$((LEDGER_BASE_PORT + 1)),127.0.0.1:$((LEDGER_BASE_PORT + 2))"
 echo "== $clients clients, $count submits over $deals deals (the client library sends them to the leader)"
 "$ledgerctl" --endpoints "$all" bench --clients "$clients" --count "$count" --deals "$deals"

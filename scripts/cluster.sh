@@ -21,7 +21,7 @@ partners_port=${LEDGER_PARTNERS_PORT:-7700}
 metrics_port=${LEDGER_METRICS_BASE_PORT:-9801}
 export LEDGER_WORKER_THREADS=${LEDGER_WORKER_THREADS:-1}
 profile=${LEDGER_PROFILE:-release}
-bin=$root/target/$profile
+bin=${CARGO_TARGET_DIR:-$root/target}/$profile
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
