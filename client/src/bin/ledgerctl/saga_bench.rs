@@ -304,7 +304,15 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
 /// Each request's own partner latency on the path to CONFIRMED (its charge plus its documents),
 /// in ms, from the partners' audit.
 async fn partner_latencies(url: &str) -> Result<std::collections::HashMap<String, u64>> {
-    let audit: serde_json::Value = reqwest::get(format!("{}/v1/audit", url.trim_end_matches('/')))
+    // The partners run beside the cluster: straight there, never through a proxy.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building an HTTP client")?;
+    let audit: serde_json::Value = http
+        .get(format!("{}/v1/audit", url.trim_end_matches('/')))
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .context("reading the partners' audit")?
