@@ -33,7 +33,13 @@ echo
 # What the nodes saw of their own machine: fsyncs of the log over 50 ms (the disk) and late
 # timer wake-ups over 50 ms (CPU starvation), the usual causes of a tail.
 echo
+worst() { # largest "<field>=N" on the lines matching <pattern> (colours removed), 0 if none
+  grep "$1" "$3" | sed 's/\x1b\[[0-9;]*m//g' | grep -o "$2=[0-9]*" | cut -d= -f2 | sort -n |
+    tail -1 | grep . || echo 0
+}
 for log in "$LEDGER_CLUSTER_DIR"/node*.log; do
-  echo "$(basename "$log" .log): slow log fsyncs $(grep -c 'slow log fsync' "$log" || true)," \
-    "runtime stalls $(grep -c 'async runtime stalled' "$log" || true)"
+  echo "$(basename "$log" .log): slow log fsyncs $(grep -c 'slow log fsync' "$log" || true)" \
+    "(worst $(worst 'slow log fsync' flush_ms "$log") ms)," \
+    "runtime stalls $(grep -c 'async runtime stalled' "$log" || true)" \
+    "(worst $(worst 'async runtime stalled' late_ms "$log") ms)"
 done

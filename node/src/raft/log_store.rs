@@ -74,8 +74,7 @@ pub struct LogStore {
     flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
-/// Entries a background purge removes per sled batch: a batch blocks other writers while it
-/// applies, so appends wait for one small batch at most, never for the whole purge.
+/// Entries a background purge removes between two pauses.
 const PURGE_CHUNK: usize = 256;
 /// Pause between two purge batches. Removing 20,000 entries costs ~150-250 ms of CPU; in one go
 /// right after a snapshot (when every replica purges at once) that burst starved the nodes of
@@ -359,8 +358,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.log_id.index), seal(&entry));
         }
         // The write now (readers see the entries when this returns; sled can block the calling
-        // thread, so not on an async worker); the fsync later, shared with whatever else is
-        // appended meanwhile: openraft does not wait for the callback to append more.
+        // thread, so not on an async worker); the fsync by the flusher thread. openraft 0.9
+        // awaits the callback before its next command, so a group rarely holds more than this
+        // append, and the leader's own fsync is on the path of every commit.
         let logs = self.logs.clone();
         tokio::task::spawn_blocking(move || logs.apply_batch(batch))
             .await
@@ -449,11 +449,14 @@ fn remove_up_to(logs: &sled::Tree, index: u64, pause: Duration) -> sled::Result<
         if keys.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        // One by one in ascending order, not a `sled::Batch`: a batch takes sled's global write
+        // lock, which waits for any fsync in progress (ours, or sled's own background flush) and
+        // holds up every other reader and writer meanwhile, appends included. Nothing here needs
+        // the atomicity: a crash leaves the entries above some index, which the start-up check
+        // removes.
         for key in keys {
-            batch.remove(key);
+            logs.remove(key)?;
         }
-        logs.apply_batch(batch)?;
         // Pacing, not synchronisation: see PURGE_PAUSE.
         if !pause.is_zero() {
             std::thread::sleep(pause);
