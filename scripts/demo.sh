@@ -35,10 +35,11 @@ echo "== building and starting a 3-node cluster with the simulated partners"
 "$root/scripts/cluster.sh" up
 echo
 echo "== the rush"
-"${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl" --endpoints "$endpoints" demo \
+ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
+"$ledgerctl" --endpoints "$endpoints" demo \
   --partners-url "http://127.0.0.1:$partners_port" --plot "$root/demo.svg" ${args[@]+"${args[@]}"}
 echo
-"${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl" --endpoints "$endpoints" cluster status
+"$ledgerctl" --endpoints "$endpoints" cluster status
 if $keep; then
   echo
   echo "the cluster keeps running: scripts/cluster.sh status | down"

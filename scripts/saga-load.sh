@@ -26,10 +26,11 @@ sync
 all="127.0.0.1:$LEDGER_BASE_PORT,127.0.0.1:$((LEDGER_BASE_PORT + 1)),127.0.0.1:$((LEDGER_BASE_PORT + 2))"
 deals=$(( (rate * seconds + 199) / 200 + 1 ))
 echo "== $rate investments/s for $seconds s over all three nodes, $deals deals of 200 seats"
-"${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl" --endpoints "$all" saga-bench --rate "$rate" --duration-s "$seconds" \
+ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
+"$ledgerctl" --endpoints "$all" saga-bench --rate "$rate" --duration-s "$seconds" \
   --deals "$deals" --partners "http://127.0.0.1:$LEDGER_PARTNERS_PORT"
 echo
-"${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl" --endpoints "$all" cluster status
+"$ledgerctl" --endpoints "$all" cluster status
 # What the nodes saw of their own machine: fsyncs of the log over 50 ms (the disk) and late
 # timer wake-ups over 50 ms (CPU starvation), the usual causes of a tail.
 echo
