@@ -609,12 +609,10 @@ impl Client {
 
     /// Every deal, all pages.
     pub async fn deals(&self) -> Result<Vec<pb::Deal>, ClientError> {
-        let mut deals = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        all_pages(|page_token| async move {
             let request = pb::ListDealsRequest {
-                page_size: 1000,
-                page_token: page_token.clone(),
+                page_size: PAGE_SIZE,
+                page_token,
                 consistency: pb::Consistency::Linearizable as i32,
             };
             let page = self
@@ -622,12 +620,9 @@ impl Client {
                     node.admission.list_deals(request).await
                 })
                 .await?;
-            deals.extend(page.deals);
-            if page.next_page_token.is_empty() {
-                return Ok(deals);
-            }
-            page_token = page.next_page_token;
-        }
+            Ok((page.deals, page.next_page_token))
+        })
+        .await
     }
 
     /// A deal's investments in decision order, all pages.
@@ -635,13 +630,11 @@ impl Client {
         &self,
         deal_id: &str,
     ) -> Result<Vec<pb::Investment>, ClientError> {
-        let mut investments = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        all_pages(|page_token| async move {
             let request = pb::ListInvestmentsRequest {
                 deal_id: deal_id.to_owned(),
-                page_size: 1000,
-                page_token: page_token.clone(),
+                page_size: PAGE_SIZE,
+                page_token,
                 consistency: pb::Consistency::Linearizable as i32,
             };
             let page = self
@@ -649,12 +642,9 @@ impl Client {
                     node.admission.list_investments(request).await
                 })
                 .await?;
-            investments.extend(page.investments);
-            if page.next_page_token.is_empty() {
-                return Ok(investments);
-            }
-            page_token = page.next_page_token;
-        }
+            Ok((page.investments, page.next_page_token))
+        })
+        .await
     }
 
     /// A user's active investments.
@@ -908,4 +898,26 @@ fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ClientErr
 /// Locks a mutex, recovering from poisoning (the data are plain addresses and channels).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Items per page when the client reads a whole listing.
+const PAGE_SIZE: u32 = 1000;
+
+/// Reads a listing to its end: `page(token)` returns one page's items and the next page's token,
+/// empty after the last page.
+async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, ClientError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), ClientError>>,
+{
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (mut found, next) = page(page_token).await?;
+        items.append(&mut found);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        page_token = next;
+    }
 }
