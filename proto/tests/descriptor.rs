@@ -396,6 +396,8 @@ fn messages_match_the_contract() {
                 ("message_id", 20, Str),
                 ("notify_failed", 21, Bool),
                 ("refunded", 22, Bool),
+                ("cancelled_log_index", 23, U64),
+                ("cancelled_offset", 24, U32),
             ],
         ),
         ("StatusRequest", &[]),

@@ -63,6 +63,8 @@ fn investment() -> Investment {
         message_id: "msg_9".into(),
         notify_failed: true,
         refunded: true,
+        cancelled_log_index: 0,
+        cancelled_offset: 0,
     }
 }
 

@@ -65,7 +65,10 @@ const T0_MS: u64 = 1_790_000_000_000;
 /// The entries before the rush: three executors and the deals.
 fn opening() -> Vec<Entry> {
     let mut commands: Vec<Command> = (2..=3)
-        .map(|node_id| Command::ExecutorHeartbeat { node_id })
+        .map(|node_id| Command::ExecutorHeartbeat {
+            node_id,
+            applied_index: 0,
+        })
         .collect();
     commands.extend((0..DEALS).map(|d| {
         Command::CreateDeal(CreateDeal {

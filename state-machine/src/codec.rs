@@ -19,7 +19,9 @@ use crate::table::KeyedVec;
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// Version of the snapshot payload layout written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: executor heartbeats carry the replica's applied index, params bound executor lag
+/// and log time steps, sagas record where they were cancelled.
+pub const FORMAT_VERSION: u32 = 2;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()

@@ -44,6 +44,13 @@ pub struct Params {
     pub saga_deadline_ms: u64,
     /// Log time after its last heartbeat when an executor counts as gone and loses its sagas.
     pub executor_lease_ms: u64,
+    /// How far (in entries) an executor's replica may lag behind the entry carrying its
+    /// heartbeat for the heartbeat to renew its lease: a lease means "this replica is healthy
+    /// and caught up", since the executor learns of its sagas from its own replica.
+    pub executor_lag_max_entries: u64,
+    /// The most one entry may advance log time (`DESIGN.md` §4.3): a leader whose clock jumps
+    /// forward cannot expire every lease and deadline with one entry.
+    pub log_time_step_max_ms: u64,
 }
 
 impl Params {
@@ -51,6 +58,10 @@ impl Params {
     pub const SAGA_DEADLINE_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
     /// Bounds for [`Params::executor_lease_ms`]: 100 ms to 10 min.
     pub const EXECUTOR_LEASE_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+    /// Bounds for [`Params::executor_lag_max_entries`].
+    pub const EXECUTOR_LAG_MAX_ENTRIES_RANGE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+    /// Bounds for [`Params::log_time_step_max_ms`]: 100 ms to 1 hour.
+    pub const LOG_TIME_STEP_MAX_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
     /// Checks the bounds above.
     pub fn validate(&self) -> Result<(), CommandError> {
@@ -66,16 +77,33 @@ impl Params {
                 "must be between 100 and 600000",
             ));
         }
+        if !Params::EXECUTOR_LAG_MAX_ENTRIES_RANGE.contains(&self.executor_lag_max_entries) {
+            return Err(CommandError::invalid(
+                "executor_lag_max_entries",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !Params::LOG_TIME_STEP_MAX_MS_RANGE.contains(&self.log_time_step_max_ms) {
+            return Err(CommandError::invalid(
+                "log_time_step_max_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
         Ok(())
     }
 }
 
 impl Default for Params {
-    /// A 5-minute saga deadline (§4.4) and a 10-second executor lease.
+    /// A 5-minute saga deadline (§4.4), a 10-second executor lease renewed only by replicas at
+    /// most 1,000 entries behind, and log time advancing at most 5 s per entry (executors
+    /// heartbeat every 2.5 s by default, so a busy log never holds log time back, and one entry
+    /// cannot lapse a lease renewed on time).
     fn default() -> Params {
         Params {
             saga_deadline_ms: 300_000,
             executor_lease_ms: 10_000,
+            executor_lag_max_entries: 1_000,
+            log_time_step_max_ms: 5_000,
         }
     }
 }
@@ -97,6 +125,10 @@ pub enum Command {
     ExecutorHeartbeat {
         /// The executor's node.
         node_id: NodeId,
+        /// The last log index the executor's own replica had applied when it sent the heartbeat;
+        /// a replica further behind than [`Params::executor_lag_max_entries`] does not renew its
+        /// lease (it would not see new sagas in time).
+        applied_index: u64,
     },
     /// An executor leaves on purpose (graceful shutdown); its sagas move at once.
     ExecutorRetire {

@@ -134,6 +134,12 @@ pub enum Outcome {
     },
     /// The heartbeat renewed the executor's lease.
     HeartbeatRecorded,
+    /// The heartbeat came from a replica too far behind (`lag` entries behind the entry that
+    /// carried it); the lease was not renewed.
+    HeartbeatRefused {
+        /// Entries between the executor's applied index and the heartbeat's entry.
+        lag: u64,
+    },
     /// The executor is gone; its sagas moved.
     ExecutorRetired,
     /// The step result moved the saga on.

@@ -110,6 +110,9 @@ pub struct Saga {
     pub notify_failed: bool,
     /// Log time of the last change.
     pub updated_at_ms: u64,
+    /// Where the investment was cancelled, `(log_index, offset)` of the command that released
+    /// its seat and amount; lets anyone replay the capacity of a deal from its investments.
+    pub cancelled_at: Option<(u64, u32)>,
 }
 
 impl Saga {
@@ -128,6 +131,7 @@ impl Saga {
             message_id: None,
             notify_failed: false,
             updated_at_ms: now_ms,
+            cancelled_at: None,
         }
     }
 

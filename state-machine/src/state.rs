@@ -177,13 +177,13 @@ impl AdmissionState {
             return Err(EntryError::TooManyCommands(entry.commands.len()));
         }
         self.last_log_index = log_index;
-        self.now_ms = self.now_ms.max(entry.header.time_ms);
+        self.now_ms = advance_log_time(self.now_ms, entry.header.time_ms, &self.params);
         let ctx = Ctx {
             log_index,
             leader_id: entry.header.leader_id,
         };
         self.expire_leases(ctx.leader_id, events);
-        self.expire_deadlines(events);
+        self.expire_deadlines(ctx.leader_id, events);
         let mut results = Vec::with_capacity(entry.commands.len());
         for (offset, command) in entry.commands.iter().enumerate() {
             // ENTRY_COMMANDS_MAX keeps offsets within u32.
@@ -205,7 +205,14 @@ impl AdmissionState {
             Command::CreateDeal(create) => self.create_deal(create),
             Command::CloseDeal { deal_id } => self.close_deal(deal_id),
             Command::Submit(submit) => self.submit(ctx, offset, submit, events),
-            Command::ExecutorHeartbeat { node_id } => {
+            Command::ExecutorHeartbeat {
+                node_id,
+                applied_index,
+            } => {
+                let lag = ctx.log_index.saturating_sub(*applied_index);
+                if lag > self.params.executor_lag_max_entries {
+                    return Ok(Outcome::HeartbeatRefused { lag });
+                }
                 self.heartbeat(*node_id, ctx.leader_id, events);
                 Ok(Outcome::HeartbeatRecorded)
             }
@@ -213,7 +220,7 @@ impl AdmissionState {
                 self.executor_gone(*node_id, ctx.leader_id, events);
                 Ok(Outcome::ExecutorRetired)
             }
-            Command::RecordStep(record) => Ok(self.record_step(record, events)),
+            Command::RecordStep(record) => Ok(self.record_step(ctx, offset, record, events)),
             Command::AbortSaga { request_id, reason } => {
                 self.abort_saga(*request_id, reason, events)
             }
@@ -432,7 +439,7 @@ impl AdmissionState {
         }
     }
 
-    fn expire_deadlines(&mut self, events: &mut Vec<SagaEvent>) {
+    fn expire_deadlines(&mut self, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
         let now_ms = self.now_ms;
         while let Some(&Reverse((deadline_ms, inv_idx))) = self.sagas.deadlines.peek() {
             if deadline_ms > now_ms {
@@ -448,13 +455,33 @@ impl AdmissionState {
             // Skip index entries of sagas that moved on or whose deadline changed.
             if saga.step.is_compensable() && saga.deadline_ms == deadline_ms {
                 start_compensation(saga, CancelCause::DeadlineExceeded, None, now_ms);
+                // The owner let the deadline pass: whatever holds it up (a dead replica that
+                // still renews its lease, a stuck worker) may hold up the void too, and with it
+                // the seat. Another live executor takes the compensation, under a new epoch.
+                let owner = saga.assignee;
+                unindex(saga, inv_idx, &mut self.sagas);
+                assign_avoiding(
+                    saga,
+                    inv_idx,
+                    &self.executors,
+                    &mut self.sagas,
+                    leader_id,
+                    owner,
+                );
                 events.push(event_of(inv.request_id, inv.status, saga));
             }
         }
     }
 
-    fn record_step(&mut self, record: &RecordStep, events: &mut Vec<SagaEvent>) -> Outcome {
+    fn record_step(
+        &mut self,
+        ctx: &Ctx,
+        offset: u32,
+        record: &RecordStep,
+        events: &mut Vec<SagaEvent>,
+    ) -> Outcome {
         let now_ms = self.now_ms;
+        let position = (ctx.log_index, offset);
         let Some(inv_idx) = self.investments.position(&record.request_id) else {
             return Outcome::StepIgnored(IgnoreReason::UnknownInvestment);
         };
@@ -481,7 +508,9 @@ impl AdmissionState {
             }
             StepResult::PaymentDeclined { reason } => {
                 saga.cancel_cause = Some(CancelCause::PaymentDeclined);
-                cancel(inv_idx, inv, &mut self.deals, &mut self.holdings);
+                if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
+                    saga.cancelled_at = Some(position);
+                }
                 saga.enter(SagaStep::Notify, now_ms);
                 saga.last_error = Some(reason.as_str().into());
             }
@@ -495,7 +524,9 @@ impl AdmissionState {
             }
             StepResult::PaymentVoided { refunded } => {
                 saga.refunded = *refunded;
-                cancel(inv_idx, inv, &mut self.deals, &mut self.holdings);
+                if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
+                    saga.cancelled_at = Some(position);
+                }
                 // Keep what caused the compensation visible after the step change.
                 let cause_detail = saga.last_error.take();
                 saga.enter(SagaStep::Notify, now_ms);
@@ -628,15 +659,28 @@ pub(crate) fn assign(
     index: &mut SagaIndex,
     leader_id: NodeId,
 ) {
+    assign_avoiding(saga, inv_idx, executors, index, leader_id, None);
+}
+
+/// [`assign`], preferring any other live executor to `avoid` (which still gets the saga when
+/// it is the only one live).
+fn assign_avoiding(
+    saga: &mut Saga,
+    inv_idx: InvIdx,
+    executors: &BTreeMap<NodeId, Executor>,
+    index: &mut SagaIndex,
+    leader_id: NodeId,
+    avoid: Option<NodeId>,
+) {
     let chosen = executors
         .iter()
         .filter(|(_, executor)| executor.live)
         .map(|(&node_id, _)| {
             let load = index.by_executor.get(&node_id).map_or(0, BTreeSet::len);
-            (node_id == leader_id, load, node_id)
+            (Some(node_id) == avoid, node_id == leader_id, load, node_id)
         })
         .min()
-        .map(|(_, _, node_id)| node_id);
+        .map(|(_, _, _, node_id)| node_id);
     saga.assignee = chosen;
     saga.epoch += 1;
     match chosen {
@@ -689,15 +733,16 @@ fn confirm(inv: &mut Investment, deals: &mut KeyedVec<Deal>) {
     }
 }
 
-/// CANCELLED: the seat and the amount go back to the deal in the same step.
+/// CANCELLED: the seat and the amount go back to the deal in the same step. False when the
+/// investment was not PENDING (nothing to release).
 fn cancel(
     inv_idx: InvIdx,
     inv: &mut Investment,
     deals: &mut KeyedVec<Deal>,
     holdings: &mut HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
-) {
+) -> bool {
     if inv.status != Status::Pending {
-        return;
+        return false;
     }
     inv.status = Status::Cancelled;
     if let Some(deal) = deals.at_mut(inv.deal) {
@@ -711,6 +756,17 @@ fn cancel(
             holdings.remove(&inv.user);
         }
     }
+    true
+}
+
+/// Log time after an entry stamped `stamp_ms` (`DESIGN.md` §4.3): never backwards, and at most
+/// `log_time_step_max_ms` forwards, so that a leader whose clock jumps ahead cannot expire every
+/// lease and deadline with one entry. The first stamp ever seen sets log time as it is.
+fn advance_log_time(now_ms: u64, stamp_ms: u64, params: &Params) -> u64 {
+    if now_ms == 0 {
+        return stamp_ms;
+    }
+    now_ms.max(stamp_ms.min(now_ms.saturating_add(params.log_time_step_max_ms)))
 }
 
 impl Deal {

@@ -60,6 +60,9 @@ enum Op {
     },
     Heartbeat {
         node: NodeId,
+        /// The executor's replica reports having applied nothing: refused once the log is
+        /// longer than the lag bound.
+        lagging: bool,
     },
     Retire {
         node: NodeId,
@@ -82,6 +85,8 @@ enum Op {
     SetParams {
         deadline_ms: u64,
         lease_ms: u64,
+        lag_max: u64,
+        step_max_ms: u64,
     },
     /// A command that validation must refuse.
     Malformed {
@@ -119,15 +124,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..DEAL_IDS.len()).prop_map(|deal| Op::Close { deal }),
         12 => (request.clone(), 0..DEAL_IDS.len(), 0..USERS.len(), pick(AMOUNTS_CENTS))
             .prop_map(|(request, deal, user, amount)| Op::Submit { request, deal, user, amount }),
-        3 => (1u64..=4).prop_map(|node| Op::Heartbeat { node }),
+        3 => (1u64..=4, proptest::bool::weighted(0.2)).prop_map(|(node, lagging)| Op::Heartbeat { node, lagging }),
         1 => (1u64..=4).prop_map(|node| Op::Retire { node }),
         12 => (request.clone(), kind, fence).prop_map(|(request, kind, fence)| Op::Step { request, kind, fence }),
         1 => request.prop_map(|request| Op::Abort { request }),
         3 => prop_oneof![Just(0i64), Just(1), Just(999), Just(5_000), Just(10_000), Just(10_001), Just(300_000), Just(-20_000), Just(1_000_000_000)]
             .prop_map(|delta_ms| Op::Clock { delta_ms }),
         1 => (1u64..=4).prop_map(|node| Op::Leader { node }),
-        1 => (pick(&[1_000, 2_000, 300_000]), pick(&[100, 1_000, 10_000]))
-            .prop_map(|(deadline_ms, lease_ms)| Op::SetParams { deadline_ms, lease_ms }),
+        1 => (pick(&[1_000, 2_000, 300_000]), pick(&[100, 1_000, 10_000]), pick(&[1, 20, 1_000]), pick(&[100, 5_000, 3_600_000]))
+            .prop_map(|(deadline_ms, lease_ms, lag_max, step_max_ms)| Op::SetParams { deadline_ms, lease_ms, lag_max, step_max_ms }),
         1 => (0u8..4).prop_map(|which| Op::Malformed { which }),
     ]
 }
@@ -144,6 +149,8 @@ struct Model {
     investments: Vec<ModelInvestment>,
     now_ms: u64,
     deadline_ms: u64,
+    lag_max: u64,
+    step_max_ms: u64,
 }
 
 struct ModelInvestment {
@@ -168,7 +175,12 @@ impl Model {
     }
 
     fn tick(&mut self, time_ms: u64) {
-        self.now_ms = self.now_ms.max(time_ms);
+        // Log time never goes back, and one entry moves it at most `step_max_ms` on (§4.3).
+        self.now_ms = if self.now_ms == 0 {
+            time_ms
+        } else {
+            self.now_ms.max(time_ms.min(self.now_ms + self.step_max_ms))
+        };
         for inv in &mut self.investments {
             if matches!(inv.step, Some(SagaStep::Payment | SagaStep::Documents))
                 && inv.deadline_ms <= self.now_ms
@@ -332,6 +344,7 @@ fn malformed(which: u8) -> Command {
         _ => Command::SetParams(Params {
             saga_deadline_ms: 0,
             executor_lease_ms: 0,
+            ..Params::default()
         }),
     }
 }
@@ -342,6 +355,8 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
     let mut state = AdmissionState::new();
     let mut model = Model {
         deadline_ms: Params::default().saga_deadline_ms,
+        lag_max: Params::default().executor_lag_max_entries,
+        step_max_ms: Params::default().log_time_step_max_ms,
         ..Model::default()
     };
     let mut decisions: BTreeMap<u128, Decision> = BTreeMap::new();
@@ -380,7 +395,10 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 user_id: USERS[*user].into(),
                 amount: Money::from_cents(*amount),
             }),
-            Op::Heartbeat { node } => Command::ExecutorHeartbeat { node_id: *node },
+            Op::Heartbeat { node, lagging } => Command::ExecutorHeartbeat {
+                node_id: *node,
+                applied_index: if *lagging { 0 } else { log_index - 1 },
+            },
             Op::Retire { node } => Command::ExecutorRetire { node_id: *node },
             Op::Step {
                 request,
@@ -407,18 +425,28 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
             },
             Op::Clock { delta_ms } => {
                 time_ms = time_ms.saturating_add_signed(*delta_ms);
-                Command::ExecutorHeartbeat { node_id: 4 }
+                Command::ExecutorHeartbeat {
+                    node_id: 4,
+                    applied_index: log_index - 1,
+                }
             }
             Op::Leader { node } => {
                 leader_id = *node;
-                Command::ExecutorHeartbeat { node_id: *node }
+                Command::ExecutorHeartbeat {
+                    node_id: *node,
+                    applied_index: log_index - 1,
+                }
             }
             Op::SetParams {
                 deadline_ms,
                 lease_ms,
+                lag_max,
+                step_max_ms,
             } => Command::SetParams(Params {
                 saga_deadline_ms: *deadline_ms,
                 executor_lease_ms: *lease_ms,
+                executor_lag_max_entries: *lag_max,
+                log_time_step_max_ms: *step_max_ms,
             }),
             Op::Malformed { which } => malformed(*which),
         };
@@ -570,15 +598,25 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                     result
                 ),
             },
-            Op::SetParams { deadline_ms, .. } => {
+            Op::SetParams {
+                deadline_ms,
+                lag_max,
+                step_max_ms,
+                ..
+            } => {
                 prop_assert_eq!(&result, &Ok(Outcome::ParamsSet));
                 model.deadline_ms = *deadline_ms;
+                model.lag_max = *lag_max;
+                model.step_max_ms = *step_max_ms;
             }
             Op::Malformed { .. } => prop_assert!(
                 matches!(result, Err(CommandError::InvalidArgument { .. })),
                 "got {:?}",
                 result
             ),
+            Op::Heartbeat { lagging: true, .. } if log_index > model.lag_max => {
+                prop_assert_eq!(&result, &Ok(Outcome::HeartbeatRefused { lag: log_index }))
+            }
             Op::Heartbeat { .. } | Op::Clock { .. } | Op::Leader { .. } => {
                 prop_assert_eq!(&result, &Ok(Outcome::HeartbeatRecorded))
             }
@@ -688,7 +726,7 @@ proptest! {
     /// when time and leader stay the same.
     #[test]
     fn batching_never_changes_decisions(ops in proptest::collection::vec(op(), 1..100)) {
-        let ops: Vec<Op> = ops.into_iter().filter(|op| matches!(op, Op::Submit { .. } | Op::Create { .. } | Op::Close { .. } | Op::Heartbeat { .. })).collect();
+        let ops: Vec<Op> = ops.into_iter().filter(|op| matches!(op, Op::Submit { .. } | Op::Create { .. } | Op::Close { .. } | Op::Heartbeat { lagging: false, .. })).collect();
         let (single, entries) = run(&ops)?;
         let mut batched = AdmissionState::new();
         let batch = Entry {

@@ -275,6 +275,15 @@ fn malformed_commands_are_refused_and_change_nothing() {
         Command::SetParams(Params {
             saga_deadline_ms: 1,
             executor_lease_ms: 10_000,
+            ..Params::default()
+        }),
+        Command::SetParams(Params {
+            executor_lag_max_entries: 0,
+            ..Params::default()
+        }),
+        Command::SetParams(Params {
+            log_time_step_max_ms: 99,
+            ..Params::default()
         }),
         Command::AbortSaga {
             request_id: rid(1),

@@ -262,11 +262,14 @@ fn a_lapsed_lease_moves_sagas_and_fences_the_old_owner() {
     let old_owner = old.assignee.unwrap();
     let survivor = if old_owner == 2 { 3 } else { 2 };
 
-    // Only the survivor keeps heartbeating; after the lease the saga is moved to it.
+    // Only the survivor keeps heartbeating; after the lease the saga is moved to it. (One
+    // entry moves log time at most `log_time_step_max_ms`, hence three steps.)
     let lease = h.state.params().executor_lease_ms;
-    h.time_ms += lease / 2;
+    h.time_ms += lease * 2 / 5;
     h.heartbeat(survivor);
-    h.time_ms += lease / 2 + 1;
+    h.time_ms += lease * 2 / 5;
+    h.heartbeat(survivor);
+    h.time_ms += lease / 5 + 1;
     h.heartbeat(survivor);
     let new = h.saga(1);
     assert_eq!(new.assignee, Some(survivor));
@@ -419,6 +422,7 @@ fn params_travel_through_the_log() {
     let params = Params {
         saga_deadline_ms: 2_000,
         executor_lease_ms: 500,
+        ..Params::default()
     };
     assert_eq!(
         h.apply_one(Command::SetParams(params)),
@@ -438,7 +442,7 @@ fn params_travel_through_the_log() {
 #[test]
 fn operators_list_open_sagas_oldest_first_and_filter_the_stuck_ones() {
     let mut h = admitted();
-    h.time_ms += 30_000;
+    h.advance(30_000);
     h.heartbeat(2);
     h.heartbeat(3);
     h.submit(2, "d", "bob", "100");
@@ -496,4 +500,134 @@ fn operators_list_open_sagas_oldest_first_and_filter_the_stuck_ones() {
     assert_eq!(listed(&h, 0, false, 100), [rid(1), rid(2)]);
     let views = h.state.open_sagas(SagaFilter::default(), 100);
     assert_eq!(views[0], h.state.investment(rid(1)).unwrap());
+}
+
+#[test]
+fn cancellations_record_where_they_released_the_seat() {
+    let mut h = admitted();
+    h.record(
+        1,
+        StepResult::PaymentDeclined {
+            reason: "no funds".into(),
+        },
+    );
+    assert_eq!(h.saga(1).cancelled_at, Some((h.log_index, 0)));
+
+    h.submit(2, "d", "bob", "100");
+    h.record(2, paid("pay-2"));
+    h.apply_one(Command::AbortSaga {
+        request_id: rid(2),
+        reason: "operator".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        h.saga(2).cancelled_at,
+        None,
+        "compensating is not cancelled yet"
+    );
+    // Two commands in one entry: the void is the second, so its offset is 1.
+    let saga = h.saga(2);
+    let void = Command::RecordStep(RecordStep {
+        request_id: rid(2),
+        executor: saga.assignee.unwrap(),
+        epoch: saga.epoch,
+        result: StepResult::PaymentVoided { refunded: true },
+    });
+    h.apply(vec![
+        Command::CloseDeal {
+            deal_id: "x".into(),
+        },
+        void,
+    ]);
+    assert_eq!(h.status(2), Status::Cancelled);
+    assert_eq!(h.saga(2).cancelled_at, Some((h.log_index, 1)));
+    // A confirmed investment was never cancelled.
+    h.submit(3, "d", "cyd", "100");
+    h.record(3, paid("pay-3"));
+    h.record(3, documented("doc-3"));
+    assert_eq!(h.saga(3).cancelled_at, None);
+}
+
+#[test]
+fn a_clock_jumping_ahead_moves_log_time_one_bounded_step_per_entry() {
+    let mut h = admitted();
+    let step = h.state.params().log_time_step_max_ms;
+    let before = h.state.now_ms();
+    let deadline = h.saga(1).deadline_ms;
+    // A leader ten minutes ahead stamps two entries: log time moves one step per entry, so
+    // neither the executors' leases nor the saga's deadline pass.
+    h.time_ms += 600_000;
+    h.heartbeat(2);
+    assert_eq!(h.state.now_ms(), before + step);
+    h.heartbeat(3);
+    assert_eq!(h.state.now_ms(), before + 2 * step);
+    assert!(h.state.now_ms() < deadline);
+    assert_eq!(h.saga(1).step, SagaStep::Payment);
+    assert!(h.state.executors().iter().all(|e| e.live));
+    // A clock that jumps back only holds log time still.
+    let now = h.state.now_ms();
+    h.time_ms = T0_MS;
+    h.heartbeat(2);
+    assert_eq!(h.state.now_ms(), now);
+}
+
+#[test]
+fn a_heartbeat_from_a_replica_far_behind_does_not_renew_the_lease() {
+    let mut h = admitted();
+    let owner = h.saga(1).assignee.unwrap();
+    let other = if owner == 2 { 3 } else { 2 };
+    let lag_max = h.state.params().executor_lag_max_entries;
+    // The owner's replica stopped applying (its Raft died, or it fell far behind) while it still
+    // sends heartbeats through the leader: they carry its old applied index.
+    let stuck_at = h.log_index;
+    h.log_index += lag_max; // entries the stuck replica never applied
+    let lease = h.state.params().executor_lease_ms;
+    for _ in 0..3 {
+        h.time_ms += lease * 2 / 5;
+        let refused = h.apply_one(Command::ExecutorHeartbeat {
+            node_id: owner,
+            applied_index: stuck_at,
+        });
+        assert!(
+            matches!(refused, Ok(Outcome::HeartbeatRefused { lag }) if lag > lag_max),
+            "{refused:?}"
+        );
+        h.heartbeat(other);
+    }
+    assert_eq!(h.saga(1).assignee, Some(other), "the lease lapsed");
+    // Caught up again, the owner's heartbeat counts.
+    h.heartbeat(owner);
+    assert!(h.state.executors().iter().all(|e| e.live));
+}
+
+#[test]
+fn a_passed_deadline_hands_the_compensation_to_another_live_executor() {
+    let mut h = admitted();
+    let owner = h.saga(1).assignee.unwrap();
+    let other = if owner == 2 { 3 } else { 2 };
+    let epoch = h.saga(1).epoch;
+    let deadline = h.saga(1).deadline_ms;
+    // Both executors stay live (the owner renews its lease but never finishes the payment).
+    while h.time_ms < deadline {
+        h.time_ms = (h.time_ms + 2_500).min(deadline);
+        let applied_index = h.log_index;
+        let heartbeats = [2, 3].map(|node_id| Command::ExecutorHeartbeat {
+            node_id,
+            applied_index,
+        });
+        h.apply(heartbeats.to_vec());
+    }
+    let saga = h.saga(1);
+    assert_eq!(saga.step, SagaStep::Void);
+    assert_eq!(saga.assignee, Some(other));
+    assert!(saga.epoch > epoch, "the old owner is fenced");
+    assert!(h
+        .events
+        .iter()
+        .any(|e| e.request_id == rid(1) && e.executor == Some(other)));
+    // With the other executor gone, the owner is still better than nobody.
+    h.submit(2, "d", "bob", "100");
+    h.apply_one(Command::ExecutorRetire { node_id: other })
+        .unwrap();
+    assert_eq!(h.saga(1).assignee, Some(owner));
 }

@@ -444,6 +444,7 @@ mod tests {
                 message_id: None,
                 notify_failed: false,
                 updated_at_ms: 1,
+                cancelled_at: None,
             }),
         }
     }

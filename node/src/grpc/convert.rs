@@ -198,6 +198,10 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
         wire.message_id = saga.message_id.map(String::from).unwrap_or_default();
         wire.notify_failed = saga.notify_failed;
         wire.refunded = saga.refunded;
+        if let Some((log_index, offset)) = saga.cancelled_at {
+            wire.cancelled_log_index = log_index;
+            wire.cancelled_offset = offset;
+        }
     }
     wire
 }

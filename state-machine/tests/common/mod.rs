@@ -60,10 +60,20 @@ impl Harness {
             .expect("one result per command")
     }
 
-    /// Moves log time on and applies an empty entry so that what it makes due happens.
+    /// Moves log time on by `ms` and applies empty entries so that what it makes due happens;
+    /// one entry may advance log time only so far (`Params::log_time_step_max_ms`), so a long
+    /// step takes several entries, as it does in a live cluster.
     pub fn advance(&mut self, ms: u64) {
-        self.time_ms += ms;
-        self.apply(Vec::new());
+        let target = self.time_ms + ms;
+        loop {
+            let step = self.state.params().log_time_step_max_ms;
+            self.time_ms = target.min(self.state.now_ms() + step).max(self.time_ms);
+            self.apply(Vec::new());
+            if self.state.now_ms() >= target {
+                break;
+            }
+        }
+        self.time_ms = target;
     }
 
     pub fn create_deal(&mut self, deal_id: &str, amount: &str, max_investors: u32) {
@@ -80,7 +90,10 @@ impl Harness {
 
     pub fn heartbeat(&mut self, node_id: NodeId) {
         assert_eq!(
-            self.apply_one(Command::ExecutorHeartbeat { node_id }),
+            self.apply_one(Command::ExecutorHeartbeat {
+                node_id,
+                applied_index: self.log_index,
+            }),
             Ok(Outcome::HeartbeatRecorded)
         );
     }
