@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ledger_proto::pb::raft_client::RaftClient;
 use ledger_proto::pb::RaftRequest;
@@ -15,6 +16,19 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::raft::state_machine::Replica;
 use crate::raft::Raft;
+
+/// Longest wait for a command proposed by this node's executor ([`Node::propose_anywhere`]) to
+/// be committed and applied. A leader that silently stopped answering (a partition that drops
+/// packets, a frozen process) must not hold the executor's workers until TCP gives up: after
+/// this the caller re-reads its saga and proposes again, under the same epoch, which is harmless
+/// if the first one landed.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on node-to-node channels: a peer that stops answering them is dropped within
+/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`, failing the calls in flight on it, instead of after
+/// the kernel's TCP retransmission timeout (about 15 minutes).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Metadata marking a forwarded call, so that it is never forwarded twice (a node with a stale
 /// view of the leader answers `UNAVAILABLE` with its hint instead of starting a loop).
@@ -136,6 +150,9 @@ impl Node {
             .map_err(|e| ApiError::Internal(format!("peer address {addr:?}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(self.config.raft.connect_timeout())
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
@@ -147,8 +164,19 @@ impl Node {
     }
 
     /// Proposes a command from anywhere in the cluster: through the batcher on the leader, over
-    /// the internal `Raft.Propose` call from any other node. Used by the saga executor.
+    /// the internal `Raft.Propose` call from any other node. Used by the saga executor; gives up
+    /// after [`PROPOSE_TIMEOUT`] with an outcome the caller must treat as unknown.
     pub async fn propose_anywhere(&self, command: Command) -> Result<Proposed, ApiError> {
+        tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_anywhere_unbounded(command))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Timeout(format!(
+                    "proposal not applied within {PROPOSE_TIMEOUT:?}"
+                )))
+            })
+    }
+
+    async fn propose_anywhere_unbounded(&self, command: Command) -> Result<Proposed, ApiError> {
         let channel = match self.route(false)? {
             Route::Local => return self.propose(command).await,
             Route::Leader(channel) => channel,

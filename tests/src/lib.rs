@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod load;
 pub mod saga;
+pub mod signal;
 pub mod wait;
 
 pub use cluster::{ClusterOptions, TestCluster};

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use super::partners::{CallError, Partners};
-use crate::node::Node;
+use crate::node::{Node, Proposed};
 
 /// Tunables of the executor.
 #[derive(Clone, Debug)]
@@ -149,18 +149,66 @@ impl Executor {
         loop {
             let lease_ms = self.node.replica.read().state.params().executor_lease_ms;
             let period = Duration::from_millis((lease_ms / 4).clamp(50, 2_500));
-            let heartbeat = Command::ExecutorHeartbeat { node_id: self.me };
-            let wait = match self.node.propose_anywhere(heartbeat).await {
-                Ok(_) => period,
-                Err(error) => {
-                    // No leader yet (start-up, election): try again soon, so that sagas do not
-                    // wait a whole period for an executor.
-                    tracing::debug!(node_id = self.me, %error, "heartbeat not proposed");
+            let wait = match self.heartbeat() {
+                Err(why) => {
+                    tracing::debug!(node_id = self.me, why, "no heartbeat sent");
                     period.min(HEARTBEAT_RETRY)
                 }
+                Ok(heartbeat) => match self.node.propose_anywhere(heartbeat).await {
+                    Ok(Proposed {
+                        applied: Ok(Outcome::HeartbeatRefused { lag }),
+                        ..
+                    }) => {
+                        tracing::warn!(
+                            node_id = self.me,
+                            lag,
+                            "heartbeat refused: this replica is too far behind to take sagas"
+                        );
+                        period.min(HEARTBEAT_RETRY)
+                    }
+                    Ok(_) => period,
+                    Err(error) => {
+                        // No leader yet (start-up, election): try again soon, so that sagas do
+                        // not wait a whole period for an executor.
+                        tracing::debug!(node_id = self.me, %error, "heartbeat not proposed");
+                        period.min(HEARTBEAT_RETRY)
+                    }
+                },
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The heartbeat to send now, or why this node must not renew its lease: a lease promises
+    /// that this replica is healthy and caught up, since the executor learns of its sagas from
+    /// it. A stopped Raft or a node outside the membership cannot keep that promise; how far
+    /// behind the replica is, the state machine judges from the applied index it carries.
+    fn heartbeat(&self) -> Result<Command, &'static str> {
+        {
+            let metrics = self.node.raft.metrics();
+            let metrics = metrics.borrow();
+            if metrics.running_state.is_err() {
+                return Err("this node's Raft has stopped");
+            }
+            if metrics
+                .membership_config
+                .membership()
+                .get_node(&self.me)
+                .is_none()
+            {
+                return Err("this node is not a member of the cluster");
+            }
+        }
+        let applied_index = self
+            .node
+            .replica
+            .read()
+            .last_applied
+            .map_or(0, |log_id| log_id.index);
+        Ok(Command::ExecutorHeartbeat {
+            node_id: self.me,
+            applied_index,
+        })
     }
 
     fn ensure_worker(self: &Arc<Self>, request_id: RequestId) {
