@@ -198,6 +198,29 @@ impl Node {
         Ok(Proposed { log_index, applied })
     }
 
+    /// On the leader, refuses the heartbeat of an executor outside the membership: a removed
+    /// node may keep running and heartbeating (it still knows the old leader), but it no longer
+    /// receives the log, so it would never see the sagas its lease attracts.
+    pub fn check_proposal(&self, command: &Command) -> Result<(), ApiError> {
+        let Command::ExecutorHeartbeat { node_id, .. } = command else {
+            return Ok(());
+        };
+        let metrics = self.raft.metrics();
+        let member = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(node_id)
+            .is_some();
+        if member {
+            Ok(())
+        } else {
+            Err(ApiError::FailedPrecondition(format!(
+                "node {node_id} is not a member of the cluster; its executor heartbeat is refused"
+            )))
+        }
+    }
+
     /// Proposes many commands, decided in the given order (they may span several entries).
     pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<Proposed, ApiError>> {
         self.batcher.propose_all(commands).await

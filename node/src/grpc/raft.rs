@@ -79,6 +79,7 @@ impl pb::raft_server::Raft for RaftService {
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let command: ledger_state_machine::Command = self.open(request)?;
         command.validate().map_err(ApiError::from)?;
+        self.node.check_proposal(&command)?;
         // Only the leader proposes; a forwarded proposal is never forwarded again.
         let Route::Local = self.node.route(true)? else {
             return Err(
