@@ -4,12 +4,15 @@
 //! A snapshot is one file, `snapshot.bin` in the node's data folder: `crc32 ‖ bincode` of the
 //! openraft snapshot meta (last applied log id, membership) and the state's own snapshot bytes
 //! (`AdmissionState::encode_snapshot`). It is written to a temporary file, fsynced and renamed,
-//! so a crash leaves either the old or the new snapshot. On start the node loads it and openraft
-//! re-applies the committed log after it.
+//! so a crash leaves either the old or the new snapshot. openraft builds snapshots and installs
+//! the leader's concurrently, so each write has its own temporary file, and the file only moves
+//! forward: a write older than the stored snapshot is dropped (`SnapshotFiles`). On start the
+//! node loads it and openraft re-applies the committed log after it.
 
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ledger_state_machine::{codec, AdmissionState, RequestId, SagaEvent, StateDigest};
@@ -24,6 +27,11 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Prefix of the writers' temporary files, `snapshot.bin.tmp.<n>`; leftovers of a crash are
+/// removed on open.
+const SNAPSHOT_TMP_PREFIX: &str = "snapshot.bin.tmp";
+/// Numbers the temporary files, so no two writes in this process share one.
+static SNAPSHOT_TMP_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// The part of the replica that readers share with the applier.
 pub struct ReplicaState {
@@ -161,7 +169,7 @@ pub enum SnapshotLoadError {
 /// openraft's handle on the state machine.
 pub struct StateMachineStore {
     replica: Arc<Replica>,
-    dir: PathBuf,
+    files: Arc<SnapshotFiles>,
     events: Option<mpsc::UnboundedSender<SagaEvent>>,
 }
 
@@ -192,6 +200,12 @@ impl StateMachineStore {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
                 Err(error) => return Err(SnapshotLoadError::Io { path, error }),
             };
+        let files = SnapshotFiles::open(
+            dir,
+            loaded
+                .as_ref()
+                .map(|(file, _)| snapshot_position(&file.meta)),
+        );
         let inner = match loaded {
             Some((file, state)) => ReplicaState {
                 state,
@@ -212,7 +226,7 @@ impl StateMachineStore {
         });
         let store = StateMachineStore {
             replica: replica.clone(),
-            dir: dir.to_owned(),
+            files: Arc::new(files),
             events,
         };
         Ok((store, replica))
@@ -244,19 +258,93 @@ fn load_snapshot_file(bytes: &[u8]) -> Result<(SnapshotFile, AdmissionState), St
     Ok((file, state))
 }
 
-/// Writes the snapshot file atomically: temporary file, fsync, rename, fsync of the folder.
-/// How much of a snapshot file is written between two syncs (see [`write_snapshot_file`]).
+/// How much of a snapshot file is written between two syncs (see [`SnapshotFiles::write`]).
 const SNAPSHOT_WRITE_PIECE: usize = 256 * 1024;
 /// Pause after each piece: a snapshot is not urgent (the log still holds what it covers), the
 /// appends waiting behind its writes are.
 const SNAPSHOT_WRITE_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
-async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), StorageError> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+/// Where a snapshot stands in the log: the last index it covers (`None` for a snapshot of
+/// nothing, older than any other). Applied log ids all lie on one committed chain, so the index
+/// alone orders them.
+type SnapshotPosition = Option<u64>;
+
+fn snapshot_position(meta: &SnapshotMeta<u64, openraft::BasicNode>) -> SnapshotPosition {
+    meta.last_log_id.map(|id| id.index)
+}
+
+/// The snapshot file of one data folder, shared by the snapshot builder and `install_snapshot`,
+/// which openraft runs concurrently. Each write goes through its own temporary file (a shared
+/// one let two writers interleave bytes or rename each other's file away), and the rename is
+/// made under [`SnapshotFiles::stored`] only when the new snapshot is newer than the stored one,
+/// so an older snapshot finishing last never replaces a newer one.
+struct SnapshotFiles {
+    dir: PathBuf,
+    /// The position of the snapshot in `snapshot.bin`; `None` while there is no file.
+    stored: Mutex<Option<SnapshotPosition>>,
+}
+
+impl SnapshotFiles {
+    /// The snapshot file under `dir`, holding a snapshot at `stored` (`None`: no file). Removes
+    /// the temporary files of writes a crash interrupted.
+    fn open(dir: &Path, stored: Option<SnapshotPosition>) -> SnapshotFiles {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SNAPSHOT_TMP_PREFIX)
+                {
+                    // Best effort: a leftover only costs disk space.
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        SnapshotFiles {
+            dir: dir.to_owned(),
+            stored: Mutex::new(stored),
+        }
+    }
+
+    fn newer_than_stored(stored: Option<SnapshotPosition>, candidate: SnapshotPosition) -> bool {
+        stored.is_none_or(|stored| candidate > stored)
+    }
+
+    /// Stores `file` unless the stored snapshot is as new or newer; returns whether it did.
+    /// Atomic: temporary file, fsync, rename, fsync of the folder.
+    async fn write(self: &Arc<Self>, file: SnapshotFile) -> Result<bool, StorageError> {
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || files.write_blocking(&file))
+            .await
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+    }
+
+    fn write_blocking(&self, file: &SnapshotFile) -> std::io::Result<bool> {
+        let position = snapshot_position(&file.meta);
+        let stored = *self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Self::newer_than_stored(stored, position) {
+            return Ok(false);
+        }
+        let serial = SNAPSHOT_TMP_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{SNAPSHOT_TMP_PREFIX}.{serial}"));
+        let written = self.write_and_rename(file, position, &tmp);
+        if !matches!(written, Ok(true)) {
+            // Best effort: the file is ours alone, and a leftover goes on the next start.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    fn write_and_rename(
+        &self,
+        file: &SnapshotFile,
+        position: SnapshotPosition,
+        tmp: &Path,
+    ) -> std::io::Result<bool> {
         use std::io::Write;
-        let payload = codec::encode(&file);
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut out = std::fs::File::create(&tmp)?;
+        let payload = codec::encode(file);
+        let mut out = std::fs::File::create(tmp)?;
         out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
         // Written and synced a piece at a time: on ext4 (data=ordered) every other fsync on the
         // file system, such as the log's after each append, waits for dirty data like this file's
@@ -269,18 +357,23 @@ async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), Sto
             std::thread::sleep(SNAPSHOT_WRITE_PAUSE);
         }
         out.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(&dir)?.sync_all()
-    })
-    .await
-    .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
-    .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+        // Compare and replace under one lock: another writer may have stored a newer snapshot
+        // while this one was writing.
+        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Self::newer_than_stored(*stored, position) {
+            return Ok(false);
+        }
+        std::fs::rename(tmp, self.dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        *stored = Some(position);
+        Ok(true)
+    }
 }
 
 /// Builds snapshots from the live replica.
 pub struct SnapshotBuilder {
     replica: Arc<Replica>,
-    dir: PathBuf,
+    files: Arc<SnapshotFiles>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -313,15 +406,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        write_snapshot_file(
-            self.dir.clone(),
-            SnapshotFile {
+        let stored = self
+            .files
+            .write(SnapshotFile {
                 meta: meta.clone(),
                 data: data.clone(),
-            },
-        )
-        .await?;
+            })
+            .await?;
         tracing::info!(
+            stored,
             index = last_log_id.map_or(0, |id| id.index),
             bytes = data.len(),
             copy_ms = copied.as_millis() as u64,
@@ -390,7 +483,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             replica: self.replica.clone(),
-            dir: self.dir.clone(),
+            files: self.files.clone(),
         }
     }
 
@@ -406,14 +499,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let state = AdmissionState::decode_snapshot(&data)
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-        write_snapshot_file(
-            self.dir.clone(),
-            SnapshotFile {
+        let stored = self
+            .files
+            .write(SnapshotFile {
                 meta: meta.clone(),
                 data,
-            },
-        )
-        .await?;
+            })
+            .await?;
+        if !stored {
+            // openraft installs only snapshots newer than what this node applied; the file is
+            // newer still, so the next start loads that one.
+            tracing::warn!(index = ?meta.last_log_id, "installed snapshot not stored: a newer one is on disk");
+        }
         let applied_index = meta.last_log_id.map_or(0, |id| id.index);
         {
             let mut guard = self.replica.write();
@@ -427,7 +524,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let path = self.dir.join(SNAPSHOT_FILE);
+        let path = self.files.dir.join(SNAPSHOT_FILE);
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -438,5 +535,68 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+
+    fn snapshot_at(index: u64, bytes: usize) -> SnapshotFile {
+        SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("1-1-{index}"),
+            },
+            // Every byte names its writer, so a file mixing two writers' bytes is told apart.
+            data: vec![index as u8; bytes],
+        }
+    }
+
+    /// Postmortem: the builder and `install_snapshot` both wrote `snapshot.bin.tmp`; run
+    /// together, they interleaved bytes, renamed each other's file away, or let the older
+    /// snapshot, finishing last, replace the newer one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_snapshot_writes_leave_the_newest_intact() {
+        const WRITERS: u64 = 24;
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(SnapshotFiles::open(dir.path(), None));
+        // The older a snapshot, the larger: the oldest take longest and finish last.
+        let mut writers = tokio::task::JoinSet::new();
+        for index in 1..=WRITERS {
+            let files = files.clone();
+            let bytes = (WRITERS + 1 - index) as usize * 40 * 1024;
+            writers.spawn(async move { files.write(snapshot_at(index, bytes)).await });
+        }
+        while let Some(written) = writers.join_next().await {
+            written
+                .expect("the writer did not panic")
+                .expect("no write fails");
+        }
+
+        let bytes = std::fs::read(dir.path().join(SNAPSHOT_FILE)).expect("a snapshot file");
+        let file = read_snapshot_file(&bytes).expect("the stored file decodes");
+        assert_eq!(
+            file.meta.last_log_id.map(|id| id.index),
+            Some(WRITERS),
+            "the newest snapshot is the one stored"
+        );
+        assert_eq!(file.data, snapshot_at(WRITERS, 40 * 1024).data);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| name != SNAPSHOT_FILE)
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+        // An older snapshot written afterwards is dropped; a newer one replaces it.
+        assert!(!files.write(snapshot_at(3, 10)).await.unwrap());
+        assert!(files.write(snapshot_at(WRITERS + 1, 10)).await.unwrap());
+        let bytes = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let file = read_snapshot_file(&bytes).unwrap();
+        assert_eq!(file.meta.last_log_id.map(|id| id.index), Some(WRITERS + 1));
     }
 }
