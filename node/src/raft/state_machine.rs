@@ -128,6 +128,15 @@ impl Replica {
         }
     }
 
+    /// Wakes every registered watch: after a snapshot replaced the state, any investment may
+    /// have changed without a saga event saying so.
+    fn wake_all(&self) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for notify in watchers.values().flatten() {
+            notify.notify_one();
+        }
+    }
+
     /// The applied index and the state digest at that index, read together.
     pub fn digest(&self) -> (u64, StateDigest) {
         let guard = self.read();
@@ -519,6 +528,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             guard.membership = meta.last_membership.clone();
         }
         self.replica.applied.send_replace(applied_index);
+        // A snapshot carries no saga events: without this, a watch on an investment the
+        // snapshot changed would wait for a change this replica already has.
+        self.replica.wake_all();
         tracing::info!(index = applied_index, "snapshot installed");
         Ok(())
     }
@@ -554,6 +566,90 @@ mod tests {
             // Every byte names its writer, so a file mixing two writers' bytes is told apart.
             data: vec![index as u8; bytes],
         }
+    }
+
+    fn log_entry(index: u64, commands: Vec<ledger_state_machine::Command>) -> LogEntry {
+        LogEntry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(ledger_state_machine::Entry {
+                header: ledger_state_machine::EntryHeader {
+                    leader_id: 1,
+                    time_ms: 1_000 + index,
+                },
+                commands,
+            }),
+        }
+    }
+
+    /// Postmortem: `install_snapshot` woke no `WatchInvestment` watcher, so a follower that
+    /// caught up by snapshot kept its watchers waiting for a state it already had.
+    #[tokio::test]
+    async fn installing_a_snapshot_wakes_the_watchers() {
+        use ledger_state_machine::{Command, CreateDeal, Money, SagaStep, Submit};
+
+        let request_id = RequestId::parse("6f1c2b1e-8f3a-4c55-9a6e-0d1b2c3d4e5f").unwrap();
+        let admitted = vec![
+            log_entry(
+                1,
+                vec![Command::CreateDeal(CreateDeal {
+                    deal_id: "d".into(),
+                    amount: Money::parse("1000.00").unwrap(),
+                    max_investors: 10,
+                    min_ticket: None,
+                    max_ticket: None,
+                })],
+            ),
+            log_entry(
+                2,
+                vec![Command::Submit(Submit {
+                    request_id,
+                    deal_id: "d".into(),
+                    user_id: "ana".into(),
+                    amount: Money::parse("10.00").unwrap(),
+                })],
+            ),
+        ];
+        let aborted = log_entry(
+            3,
+            vec![Command::AbortSaga {
+                request_id,
+                reason: "test".into(),
+            }],
+        );
+
+        // Phase 1: a follower holds the investment, PENDING in PAYMENT, and a watch follows it.
+        let follower_dir = tempfile::tempdir().unwrap();
+        let (mut follower, replica) = StateMachineStore::open(follower_dir.path(), None).unwrap();
+        follower.apply(admitted.clone()).await.unwrap();
+        let step = |replica: &Replica| {
+            let view = replica.read().state.investment(request_id);
+            view.and_then(|v| v.saga).map(|saga| saga.step)
+        };
+        assert_eq!(step(&replica), Some(SagaStep::Payment));
+        let watch = replica.watch(request_id);
+
+        // Phase 2: the leader's state moved on (the saga is being compensated); the follower
+        // gets it as a snapshot, with no saga event.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (mut leader, _) = StateMachineStore::open(leader_dir.path(), None).unwrap();
+        leader.apply(admitted).await.unwrap();
+        leader.apply([aborted]).await.unwrap();
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        follower
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(step(&replica), Some(SagaStep::Void));
+
+        // Phase 3: the watch wakes up to read it.
+        tokio::time::timeout(std::time::Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the watch wakes after the snapshot is installed");
     }
 
     /// Postmortem: the builder and `install_snapshot` both wrote `snapshot.bin.tmp`; run
