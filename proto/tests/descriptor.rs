@@ -476,7 +476,12 @@ fn messages_match_the_contract() {
         ),
         (
             "RaftRequest",
-            &[("payload", 1, Bytes), ("cluster_id", 2, Str)],
+            &[
+                ("payload", 1, Bytes),
+                ("cluster_id", 2, Str),
+                ("target_node_id", 3, U64),
+                ("sender_node_id", 4, U64),
+            ],
         ),
         ("RaftReply", &[("payload", 1, Bytes), ("error", 2, Str)]),
     ];

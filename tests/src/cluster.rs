@@ -162,6 +162,11 @@ impl TestCluster {
         self.await_ready_or_move(id).await;
     }
 
+    /// The `--cluster-id` every node of this cluster runs with (Raft requests carry it).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     /// The folder holding every node's data and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
