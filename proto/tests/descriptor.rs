@@ -398,7 +398,7 @@ fn messages_match_the_contract() {
                 ("refunded", 22, Bool),
             ],
         ),
-        ("StatusRequest", &[]),
+        ("StatusRequest", &[("with_digest", 1, Bool)]),
         (
             "StatusResponse",
             &[

@@ -50,6 +50,11 @@ pub struct Replica {
     /// Wake-ups for readers following one investment, woken by its saga events, so a watch
     /// costs nothing while other investments change.
     watchers: Mutex<HashMap<RequestId, Vec<Arc<Notify>>>>,
+    /// The last digest computed and the applied index it is for: hashing the whole state takes
+    /// the read lock for as long as it runs, so many callers at one index hash it once.
+    digest_memo: Mutex<Option<(u64, StateDigest)>>,
+    /// How many times the whole state was hashed, for tests and diagnosis.
+    digests_computed: AtomicU64,
 }
 
 /// A registration returned by [`Replica::watch`]; dropping it unregisters.
@@ -137,13 +142,31 @@ impl Replica {
         }
     }
 
-    /// The applied index and the state digest at that index, read together.
+    /// The applied index and the state digest at that index, read together. Hashes the whole
+    /// state (under the read lock, so applies wait) only for an index not hashed before; a
+    /// replica's state at an applied index never changes, so the memo is exact.
     pub fn digest(&self) -> (u64, StateDigest) {
         let guard = self.read();
-        (
-            guard.last_applied.map_or(0, |id| id.index),
-            guard.state.digest(),
-        )
+        let index = guard.last_applied.map_or(0, |id| id.index);
+        // Held while hashing, so concurrent callers at this index wait for this hash.
+        let mut memo = self
+            .digest_memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((memo_index, digest)) = *memo {
+            if memo_index == index {
+                return (index, digest);
+            }
+        }
+        let digest = guard.state.digest();
+        self.digests_computed.fetch_add(1, Ordering::Relaxed);
+        *memo = Some((index, digest));
+        (index, digest)
+    }
+
+    /// How many times [`Replica::digest`] hashed the whole state.
+    pub fn digests_computed(&self) -> u64 {
+        self.digests_computed.load(Ordering::Relaxed)
     }
 }
 
@@ -232,6 +255,8 @@ impl StateMachineStore {
             inner: RwLock::new(inner),
             applied,
             watchers: Mutex::new(HashMap::new()),
+            digest_memo: Mutex::new(None),
+            digests_computed: AtomicU64::new(0),
         });
         let store = StateMachineStore {
             replica: replica.clone(),
@@ -650,6 +675,46 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), watch.changed())
             .await
             .expect("the watch wakes after the snapshot is installed");
+    }
+
+    /// Postmortem: every client's leader discovery asked every node for `Status`, which hashed
+    /// the whole state under the read lock each time; during a leader change that stalled
+    /// applies. Callers at one applied index now share one hash.
+    #[tokio::test]
+    async fn the_digest_is_computed_once_per_applied_index() {
+        use ledger_state_machine::{Command, CreateDeal, Money};
+
+        let create = |index: u64, deal_id: &str| {
+            log_entry(
+                index,
+                vec![Command::CreateDeal(CreateDeal {
+                    deal_id: deal_id.into(),
+                    amount: Money::parse("1000.00").unwrap(),
+                    max_investors: 10,
+                    min_ticket: None,
+                    max_ticket: None,
+                })],
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, replica) = StateMachineStore::open(dir.path(), None).unwrap();
+        store.apply([create(1, "a")]).await.unwrap();
+
+        // Many callers at one index: one hash, one answer.
+        let first = replica.digest();
+        for _ in 0..10 {
+            assert_eq!(replica.digest(), first);
+        }
+        assert_eq!(first.0, 1);
+        assert_eq!(replica.digests_computed(), 1);
+
+        // A new index is hashed again, and its digest differs.
+        store.apply([create(2, "b")]).await.unwrap();
+        let second = replica.digest();
+        assert_eq!(second.0, 2);
+        assert_ne!(second.1, first.1);
+        assert_eq!(replica.digest(), second);
+        assert_eq!(replica.digests_computed(), 2);
     }
 
     /// Postmortem: the builder and `install_snapshot` both wrote `snapshot.bin.tmp`; run
