@@ -262,7 +262,10 @@ impl Client {
                     .config
                     .attempt_timeout
                     .min(Duration::from_secs(2)),
-                services.cluster.status(pb::StatusRequest {}),
+                // No digest: hashing the state on every node at every rediscovery stalls them.
+                services
+                    .cluster
+                    .status(pb::StatusRequest { with_digest: false }),
             )
             .await;
             let status = match reply {
@@ -703,7 +706,7 @@ impl Client {
         self.retrying(
             Route::Node,
             Some(addr),
-            pb::StatusRequest {},
+            pb::StatusRequest { with_digest: true },
             |mut node, request| async move { node.cluster.status(request).await },
         )
         .await
@@ -711,16 +714,18 @@ impl Client {
         .map_err(Exhausted::into_unavailable)
     }
 
-    /// The leader's status.
+    /// The leader's status, without the state digest (see [`Client::statuses`]).
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
-        self.call(pb::StatusRequest {}, |mut node, request| async move {
+        let request = pb::StatusRequest { with_digest: false };
+        self.call(request, |mut node, request| async move {
             node.cluster.status(request).await
         })
         .await
     }
 
-    /// Every known member's status (and each seed's), in address order; a node that does not
-    /// answer within one attempt is reported as an error next to its address.
+    /// Every known member's status (and each seed's), with its state digest, in address order;
+    /// a node that does not answer within one attempt is reported as an error next to its
+    /// address.
     pub async fn statuses(&self) -> Vec<(String, Result<pb::StatusResponse, ClientError>)> {
         let _ = self.discover().await;
         let mut addrs = lock(&self.inner.members).clone();
@@ -738,7 +743,7 @@ impl Client {
                         .config
                         .attempt_timeout
                         .min(Duration::from_secs(2)),
-                    node.cluster.status(pb::StatusRequest {}),
+                    node.cluster.status(pb::StatusRequest { with_digest: true }),
                 )
                 .await
                 .map_err(|_| ClientError::Unavailable(format!("{addr}: no answer")))

@@ -110,7 +110,11 @@ pub async fn run(
         "storage checked"
     );
 
-    let network = Network::new(config.cluster_id.clone(), config.raft.connect_timeout());
+    let network = Network::new(
+        node_id,
+        config.cluster_id.clone(),
+        config.raft.connect_timeout(),
+    );
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config(&config)?),

@@ -70,6 +70,11 @@ async fn render(State(node): State<Arc<Node>>) -> String {
         "Index up to which the log was purged.",
         metrics.purged.map_or(0, |l| l.index),
     );
+    gauge(
+        "ledger_state_digests_computed",
+        "Times the whole state was hashed for a Status with_digest (once per applied index), since start.",
+        node.replica.digests_computed(),
+    );
     let (stalls, worst_stall_ms) = crate::stall::observed();
     gauge(
         "ledger_runtime_stalls",

@@ -177,15 +177,25 @@ impl Node {
     }
 
     async fn propose_anywhere_unbounded(&self, command: Command) -> Result<Proposed, ApiError> {
-        let channel = match self.route(false)? {
-            Route::Local => return self.propose(command).await,
-            Route::Leader(channel) => channel,
+        // `route`, but keeping the leader's id: the request names the node it is for, and a
+        // node that answers at that address as another node refuses it.
+        let (leader_id, addr) = match self.leader() {
+            (Some(id), _) if id == self.config.node_id => return self.propose(command).await,
+            (Some(id), Some(addr)) => (id, addr),
+            (leader_id, leader_addr) => {
+                return Err(ApiError::NoLeader {
+                    leader_id,
+                    leader_addr,
+                })
+            }
         };
-        let mut client = RaftClient::new(channel);
+        let mut client = RaftClient::new(self.channel(&addr)?);
         let reply = client
             .propose(RaftRequest {
                 payload: codec::encode(&command),
                 cluster_id: self.config.cluster_id.clone(),
+                target_node_id: leader_id,
+                sender_node_id: self.config.node_id,
             })
             .await
             .map_err(|status| ApiError::Unavailable(format!("leader: {}", status.message())))?

@@ -110,3 +110,66 @@ async fn a_log_without_its_vote_is_refused() {
         Err(CorruptLog::MissingVote)
     ));
 }
+
+/// Postmortem: the start-up check wanted only that a vote exists. A vote write lost under a
+/// newer term's entries (the disk's cache dropped it) left a node free to vote again in a term
+/// it had already voted in.
+#[tokio::test]
+async fn a_vote_older_than_the_last_entry_is_refused() {
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft-log");
+    let entry = |term: u64, index: u64| Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+        payload: EntryPayload::Blank,
+    };
+    let vote_record = || {
+        let db = when_released(|| sled::open(&path)).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.get("vote").unwrap().expect("a vote record")
+    };
+
+    // Phase 1: the node votes in term 1 and appends; the vote record is kept aside.
+    {
+        let (mut log, _) = LogStore::open(&path).unwrap();
+        log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+        log.blocking_append([entry(1, 1)]).await.unwrap();
+    }
+    let vote_of_term_1 = vote_record();
+
+    // Phase 2: it votes in term 2 and appends that term's entries; the log is consistent.
+    {
+        let (mut log, _) = when_released(|| LogStore::open(&path)).unwrap();
+        log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+        log.blocking_append([entry(2, 2), entry(2, 3)])
+            .await
+            .unwrap();
+    }
+    let (_, summary) = when_released(|| LogStore::open(&path)).expect("a consistent log opens");
+    assert_eq!(summary.last_index, Some(3));
+
+    // Phase 3: the term-2 vote write is lost (the term-1 record is back); the start-up check
+    // finds the vote behind the log.
+    {
+        let db = when_released(|| sled::open(&path)).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("vote", vote_of_term_1).unwrap();
+        db.flush().unwrap();
+    }
+    match when_released(|| LogStore::open(&path)) {
+        Err(
+            error @ CorruptLog::VoteBehindLog {
+                vote_term: 1,
+                index: 3,
+                entry_term: 2,
+            },
+        ) => {
+            let message = error.to_string();
+            assert!(message.contains("vote write was lost"), "{message}");
+        }
+        Err(other) => panic!("expected a vote behind the log, got {other:?}"),
+        Ok(_) => panic!("a log whose vote is older than its entries opened"),
+    }
+}

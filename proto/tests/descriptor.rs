@@ -400,7 +400,7 @@ fn messages_match_the_contract() {
                 ("cancelled_offset", 24, U32),
             ],
         ),
-        ("StatusRequest", &[]),
+        ("StatusRequest", &[("with_digest", 1, Bool)]),
         (
             "StatusResponse",
             &[
@@ -478,7 +478,12 @@ fn messages_match_the_contract() {
         ),
         (
             "RaftRequest",
-            &[("payload", 1, Bytes), ("cluster_id", 2, Str)],
+            &[
+                ("payload", 1, Bytes),
+                ("cluster_id", 2, Str),
+                ("target_node_id", 3, U64),
+                ("sender_node_id", 4, U64),
+            ],
         ),
         ("RaftReply", &[("payload", 1, Bytes), ("error", 2, Str)]),
     ];

@@ -334,8 +334,12 @@ fn cluster_and_raft_messages_roundtrip() {
     let request = RaftRequest {
         payload: vec![0, 1, 2, 255],
         cluster_id: "prod-eu".into(),
+        target_node_id: 3,
+        sender_node_id: 1,
     };
-    assert_eq!(roundtrip(&request).payload, [0, 1, 2, 255]);
+    let back = roundtrip(&request);
+    assert_eq!(back.payload, [0, 1, 2, 255]);
+    assert_eq!((back.target_node_id, back.sender_node_id), (3, 1));
     let reply = RaftReply {
         payload: vec![9; 1024],
         error: "higher vote".into(),

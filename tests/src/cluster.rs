@@ -162,6 +162,11 @@ impl TestCluster {
         self.await_ready_or_move(id).await;
     }
 
+    /// The `--cluster-id` every node of this cluster runs with (Raft requests carry it).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     /// The folder holding every node's data and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -209,9 +214,9 @@ impl TestCluster {
         .await
     }
 
-    /// Node `id`'s `Status`, or why it could not be read.
+    /// Node `id`'s `Status` with its state digest, or why it could not be read.
     pub async fn status(&self, id: u64) -> Result<pb::StatusResponse, String> {
-        status_of(&self.addr(id)).await
+        status_of(&self.addr(id), true).await
     }
 
     /// The nodes this cluster believes running whose process has exited on its own (a crash),
@@ -360,7 +365,7 @@ impl TestCluster {
                 async move {
                     let mut views = Vec::new();
                     for (id, addr) in &addrs {
-                        let status = status_of(addr).await?;
+                        let status = status_of(addr, true).await?;
                         views.push((*id, status.applied_index, status.state_digest));
                     }
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -539,7 +544,7 @@ impl TestCluster {
             let listening = std::fs::read_to_string(&out)
                 .map(|text| text.contains(&banner))
                 .unwrap_or(false);
-            if listening && status_of(&addr).await.is_ok() {
+            if listening && status_of(&addr, false).await.is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -582,15 +587,16 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
-/// `Status` of the node at `addr`, within [`STATUS_TIMEOUT`].
-async fn status_of(addr: &str) -> Result<pb::StatusResponse, String> {
+/// `Status` of the node at `addr` (with its state digest if `with_digest`), within
+/// [`STATUS_TIMEOUT`].
+async fn status_of(addr: &str, with_digest: bool) -> Result<pb::StatusResponse, String> {
     let call = async {
         let mut client = ledger_client::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         client
             .cluster
-            .status(pb::StatusRequest {})
+            .status(pb::StatusRequest { with_digest })
             .await
             .map(tonic::Response::into_inner)
             .map_err(|e| format!("Status of {addr}: {e}"))
@@ -604,7 +610,7 @@ async fn status_of(addr: &str) -> Result<pb::StatusResponse, String> {
 async fn agreed_leader(addrs: &[(u64, String)]) -> Result<u64, String> {
     let mut statuses = BTreeMap::new();
     for (id, addr) in addrs {
-        if let Ok(status) = status_of(addr).await {
+        if let Ok(status) = status_of(addr, false).await {
             statuses.insert(*id, status);
         }
     }

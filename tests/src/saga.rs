@@ -282,11 +282,14 @@ pub async fn wait_sagas_done(
         "every admitted investment CONFIRMED or CANCELLED with its saga DONE (I8)",
         || async move {
             let mut cluster = client.cluster.clone();
-            let status = tokio::time::timeout(READ_TIMEOUT, cluster.status(pb::StatusRequest {}))
-                .await
-                .map_err(|_| "Status timed out".to_owned())?
-                .map_err(|e| format!("Status: {e}"))?
-                .into_inner();
+            let status = tokio::time::timeout(
+                READ_TIMEOUT,
+                cluster.status(pb::StatusRequest { with_digest: false }),
+            )
+            .await
+            .map_err(|_| "Status timed out".to_owned())?
+            .map_err(|e| format!("Status: {e}"))?
+            .into_inner();
             let open: u32 = status.executors.iter().map(|e| e.open_sagas).sum();
             if open > 0 {
                 let per: Vec<(u64, bool, u32)> = status

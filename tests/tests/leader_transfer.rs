@@ -43,7 +43,7 @@ async fn leadership_moves_to_the_node_asked_for() {
                         let mut admin = observer.cluster.clone();
                         async move {
                             let status = admin
-                                .status(pb::StatusRequest {})
+                                .status(pb::StatusRequest { with_digest: false })
                                 .await
                                 .map_err(|e| e.to_string())?
                                 .into_inner();

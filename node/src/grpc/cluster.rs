@@ -122,10 +122,17 @@ fn role(state: ServerState) -> &'static str {
 impl pb::cluster_server::Cluster for ClusterService {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.node.raft.metrics().borrow().clone();
-        let (applied_index, digest) = self.node.replica.digest();
+        // The digest hashes the whole state: only when asked (leader discovery does not).
+        let (applied_index, state_digest) = if request.get_ref().with_digest {
+            let (index, digest) = self.node.replica.digest();
+            (index, digest.to_string())
+        } else {
+            let applied = self.node.replica.read().last_applied;
+            (applied.map_or(0, |id| id.index), String::new())
+        };
         let executors = self
             .node
             .replica
@@ -149,7 +156,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             // the leader's view of its followers is in `matched_index`.
             committed_index: applied_index,
             applied_index,
-            state_digest: digest.to_string(),
+            state_digest,
             members: self.members(),
             executors,
             role: role(metrics.state).to_owned(),

@@ -1,5 +1,6 @@
-//! The server half of the Raft transport (`raft/network.rs` is the client half): decodes
-//! openraft's RPCs, hands them to the local Raft, and encodes the reply or the Raft error.
+//! The server half of the Raft transport (`raft/network.rs` is the client half): refuses requests
+//! from another cluster or addressed to another node, decodes openraft's RPCs, hands them to the
+//! local Raft, and encodes the reply or the Raft error.
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ impl RaftService {
         RaftService { node }
     }
 
+    /// Checks that the request is for this node of this cluster, then decodes it; nothing
+    /// reaches Raft before that.
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
         let request = request.into_inner();
         if request.cluster_id != self.node.config.cluster_id {
@@ -31,6 +34,27 @@ impl RaftService {
                 theirs: request.cluster_id,
             }
             .into());
+        }
+        let me = self.node.config.node_id;
+        match request.target_node_id {
+            0 => {
+                return Err(ApiError::invalid(
+                    "target_node_id",
+                    "missing: a Raft request names the node it is for",
+                )
+                .into())
+            }
+            // Answering as another member would let one disk count twice toward a quorum.
+            target if target != me => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "Raft request from node {} for node {target} reached node {me}: this address \
+                     is node {me}'s, not node {target}'s; check the members' addresses \
+                     (--advertise)",
+                    request.sender_node_id
+                ))
+                .into())
+            }
+            _ => {}
         }
         codec::decode(&request.payload).map_err(|e| {
             ApiError::invalid("payload", format!("undecodable Raft message: {e}")).into()

@@ -5,7 +5,8 @@
 //! own write cache and it has known corruption reports after abrupt stops, so a record that does
 //! not check out is reported as corrupt instead of being used. [`LogStore::open`] also checks the
 //! whole log before the node starts (contiguous indices, nothing at or below the purge marker, a
-//! vote present whenever entries are), and the node refuses to serve on any finding.
+//! vote present whenever entries are, and its term at least the last entry's), and the node
+//! refuses to serve on any finding.
 //!
 //! Appends are written as one sled batch and flushed (`flush_async`, i.e. fsync) before openraft
 //! is told they are durable, so an entry counts towards a quorum only once it is on disk.
@@ -56,6 +57,21 @@ pub enum CorruptLog {
     /// Entries exist but no vote was ever saved: the vote record was lost.
     #[error("log holds entries but no vote")]
     MissingVote,
+    /// The saved vote is older than the log: a node saves the vote of a term before it accepts
+    /// that term's entries, so a vote write was lost. Voting from it could grant a second vote
+    /// in a term this node already voted in.
+    #[error(
+        "the saved vote (term {vote_term}) is older than log entry {index} (term {entry_term}): \
+         a vote write was lost"
+    )]
+    VoteBehindLog {
+        /// The saved vote's term.
+        vote_term: u64,
+        /// The last entry's (or the purge marker's) index.
+        index: u64,
+        /// Its term.
+        entry_term: u64,
+    },
 }
 
 /// The sled-backed log store. Cheap to clone (sled trees are shared handles); clones serve as
@@ -185,6 +201,8 @@ impl LogStore {
             purged_index: purged.map(|p| p.index),
             ..LogSummary::default()
         };
+        // The newest log id on disk: the last entry's, else the purge marker's.
+        let mut last_log_id = purged;
         for record in self.logs.iter() {
             let (key, value) = record?;
             let key_index = <[u8; 8]>::try_from(key.as_ref())
@@ -218,9 +236,19 @@ impl LogStore {
                 _ => {}
             }
             summary.last_index = Some(key_index);
+            last_log_id = Some(entry.log_id);
         }
         if summary.last_index.is_some() && vote.is_none() {
             return Err(CorruptLog::MissingVote);
+        }
+        if let (Some(vote), Some(last)) = (vote, last_log_id) {
+            if vote.leader_id.term < last.leader_id.term {
+                return Err(CorruptLog::VoteBehindLog {
+                    vote_term: vote.leader_id.term,
+                    index: last.index,
+                    entry_term: last.leader_id.term,
+                });
+            }
         }
         Ok(summary)
     }

@@ -2,8 +2,9 @@
 //! `admission.v1.Raft` gRPC service (`grpc/raft.rs` is the server half).
 //!
 //! Connections are made lazily and kept per peer; a peer that cannot be reached is reported as
-//! `Unreachable`, so openraft backs off instead of spinning. Every request carries the cluster id,
-//! and peers refuse requests from another cluster.
+//! `Unreachable`, so openraft backs off instead of spinning. Every request carries the cluster id
+//! and the ids of its sender and its target, and peers refuse requests from another cluster or
+//! addressed to another node.
 
 use std::time::Duration;
 
@@ -31,14 +32,16 @@ pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Makes one [`PeerClient`] per peer.
 #[derive(Clone)]
 pub struct Network {
+    node_id: u64,
     cluster_id: String,
     connect_timeout: Duration,
 }
 
 impl Network {
-    /// A network for the cluster named `cluster_id`.
-    pub fn new(cluster_id: String, connect_timeout: Duration) -> Network {
+    /// The network of node `node_id` in the cluster named `cluster_id`.
+    pub fn new(node_id: u64, cluster_id: String, connect_timeout: Duration) -> Network {
         Network {
+            node_id,
             cluster_id,
             connect_timeout,
         }
@@ -59,6 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .map_err(|e| e.to_string());
         PeerClient {
             target,
+            sender: self.node_id,
             cluster_id: self.cluster_id.clone(),
             client: channel.map(|channel| {
                 RaftClient::new(channel)
@@ -71,7 +75,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// The connection to one peer.
 pub struct PeerClient {
+    /// The peer's node id, named in every request so that whoever answers at its address
+    /// refuses a request meant for another node.
     target: u64,
+    /// This node's id.
+    sender: u64,
     cluster_id: String,
     /// `Err` when the peer's address is not a valid URI; every call then fails as unreachable.
     client: Result<RaftClient<Channel>, String>,
@@ -111,6 +119,8 @@ impl PeerClient {
         let mut grpc_request = tonic::Request::new(RaftRequest {
             payload: codec::encode(request),
             cluster_id: self.cluster_id.clone(),
+            target_node_id: self.target,
+            sender_node_id: self.sender,
         });
         grpc_request.set_timeout(option.hard_ttl());
         let reply = match call {

@@ -4,12 +4,15 @@
 //! A snapshot is one file, `snapshot.bin` in the node's data folder: `crc32 ‖ bincode` of the
 //! openraft snapshot meta (last applied log id, membership) and the state's own snapshot bytes
 //! (`AdmissionState::encode_snapshot`). It is written to a temporary file, fsynced and renamed,
-//! so a crash leaves either the old or the new snapshot. On start the node loads it and openraft
-//! re-applies the committed log after it.
+//! so a crash leaves either the old or the new snapshot. openraft builds snapshots and installs
+//! the leader's concurrently, so each write has its own temporary file, and the file only moves
+//! forward: a write older than the stored snapshot is dropped (`SnapshotFiles`). On start the
+//! node loads it and openraft re-applies the committed log after it.
 
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ledger_state_machine::{codec, AdmissionState, RequestId, SagaEvent, StateDigest};
@@ -24,6 +27,11 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// Prefix of the writers' temporary files, `snapshot.bin.tmp.<n>`; leftovers of a crash are
+/// removed on open.
+const SNAPSHOT_TMP_PREFIX: &str = "snapshot.bin.tmp";
+/// Numbers the temporary files, so no two writes in this process share one.
+static SNAPSHOT_TMP_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// The part of the replica that readers share with the applier.
 pub struct ReplicaState {
@@ -42,6 +50,11 @@ pub struct Replica {
     /// Wake-ups for readers following one investment, woken by its saga events, so a watch
     /// costs nothing while other investments change.
     watchers: Mutex<HashMap<RequestId, Vec<Arc<Notify>>>>,
+    /// The last digest computed and the applied index it is for: hashing the whole state takes
+    /// the read lock for as long as it runs, so many callers at one index hash it once.
+    digest_memo: Mutex<Option<(u64, StateDigest)>>,
+    /// How many times the whole state was hashed, for tests and diagnosis.
+    digests_computed: AtomicU64,
 }
 
 /// A registration returned by [`Replica::watch`]; dropping it unregisters.
@@ -120,13 +133,40 @@ impl Replica {
         }
     }
 
-    /// The applied index and the state digest at that index, read together.
+    /// Wakes every registered watch: after a snapshot replaced the state, any investment may
+    /// have changed without a saga event saying so.
+    fn wake_all(&self) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for notify in watchers.values().flatten() {
+            notify.notify_one();
+        }
+    }
+
+    /// The applied index and the state digest at that index, read together. Hashes the whole
+    /// state (under the read lock, so applies wait) only for an index not hashed before; a
+    /// replica's state at an applied index never changes, so the memo is exact.
     pub fn digest(&self) -> (u64, StateDigest) {
         let guard = self.read();
-        (
-            guard.last_applied.map_or(0, |id| id.index),
-            guard.state.digest(),
-        )
+        let index = guard.last_applied.map_or(0, |id| id.index);
+        // Held while hashing, so concurrent callers at this index wait for this hash.
+        let mut memo = self
+            .digest_memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((memo_index, digest)) = *memo {
+            if memo_index == index {
+                return (index, digest);
+            }
+        }
+        let digest = guard.state.digest();
+        self.digests_computed.fetch_add(1, Ordering::Relaxed);
+        *memo = Some((index, digest));
+        (index, digest)
+    }
+
+    /// How many times [`Replica::digest`] hashed the whole state.
+    pub fn digests_computed(&self) -> u64 {
+        self.digests_computed.load(Ordering::Relaxed)
     }
 }
 
@@ -161,7 +201,7 @@ pub enum SnapshotLoadError {
 /// openraft's handle on the state machine.
 pub struct StateMachineStore {
     replica: Arc<Replica>,
-    dir: PathBuf,
+    files: Arc<SnapshotFiles>,
     events: Option<mpsc::UnboundedSender<SagaEvent>>,
 }
 
@@ -192,6 +232,12 @@ impl StateMachineStore {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
                 Err(error) => return Err(SnapshotLoadError::Io { path, error }),
             };
+        let files = SnapshotFiles::open(
+            dir,
+            loaded
+                .as_ref()
+                .map(|(file, _)| snapshot_position(&file.meta)),
+        );
         let inner = match loaded {
             Some((file, state)) => ReplicaState {
                 state,
@@ -209,10 +255,12 @@ impl StateMachineStore {
             inner: RwLock::new(inner),
             applied,
             watchers: Mutex::new(HashMap::new()),
+            digest_memo: Mutex::new(None),
+            digests_computed: AtomicU64::new(0),
         });
         let store = StateMachineStore {
             replica: replica.clone(),
-            dir: dir.to_owned(),
+            files: Arc::new(files),
             events,
         };
         Ok((store, replica))
@@ -244,19 +292,93 @@ fn load_snapshot_file(bytes: &[u8]) -> Result<(SnapshotFile, AdmissionState), St
     Ok((file, state))
 }
 
-/// Writes the snapshot file atomically: temporary file, fsync, rename, fsync of the folder.
-/// How much of a snapshot file is written between two syncs (see [`write_snapshot_file`]).
+/// How much of a snapshot file is written between two syncs (see [`SnapshotFiles::write`]).
 const SNAPSHOT_WRITE_PIECE: usize = 256 * 1024;
 /// Pause after each piece: a snapshot is not urgent (the log still holds what it covers), the
 /// appends waiting behind its writes are.
 const SNAPSHOT_WRITE_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 
-async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), StorageError> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+/// Where a snapshot stands in the log: the last index it covers (`None` for a snapshot of
+/// nothing, older than any other). Applied log ids all lie on one committed chain, so the index
+/// alone orders them.
+type SnapshotPosition = Option<u64>;
+
+fn snapshot_position(meta: &SnapshotMeta<u64, openraft::BasicNode>) -> SnapshotPosition {
+    meta.last_log_id.map(|id| id.index)
+}
+
+/// The snapshot file of one data folder, shared by the snapshot builder and `install_snapshot`,
+/// which openraft runs concurrently. Each write goes through its own temporary file (a shared
+/// one let two writers interleave bytes or rename each other's file away), and the rename is
+/// made under [`SnapshotFiles::stored`] only when the new snapshot is newer than the stored one,
+/// so an older snapshot finishing last never replaces a newer one.
+struct SnapshotFiles {
+    dir: PathBuf,
+    /// The position of the snapshot in `snapshot.bin`; `None` while there is no file.
+    stored: Mutex<Option<SnapshotPosition>>,
+}
+
+impl SnapshotFiles {
+    /// The snapshot file under `dir`, holding a snapshot at `stored` (`None`: no file). Removes
+    /// the temporary files of writes a crash interrupted.
+    fn open(dir: &Path, stored: Option<SnapshotPosition>) -> SnapshotFiles {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SNAPSHOT_TMP_PREFIX)
+                {
+                    // Best effort: a leftover only costs disk space.
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        SnapshotFiles {
+            dir: dir.to_owned(),
+            stored: Mutex::new(stored),
+        }
+    }
+
+    fn newer_than_stored(stored: Option<SnapshotPosition>, candidate: SnapshotPosition) -> bool {
+        stored.is_none_or(|stored| candidate > stored)
+    }
+
+    /// Stores `file` unless the stored snapshot is as new or newer; returns whether it did.
+    /// Atomic: temporary file, fsync, rename, fsync of the folder.
+    async fn write(self: &Arc<Self>, file: SnapshotFile) -> Result<bool, StorageError> {
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || files.write_blocking(&file))
+            .await
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+    }
+
+    fn write_blocking(&self, file: &SnapshotFile) -> std::io::Result<bool> {
+        let position = snapshot_position(&file.meta);
+        let stored = *self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Self::newer_than_stored(stored, position) {
+            return Ok(false);
+        }
+        let serial = SNAPSHOT_TMP_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{SNAPSHOT_TMP_PREFIX}.{serial}"));
+        let written = self.write_and_rename(file, position, &tmp);
+        if !matches!(written, Ok(true)) {
+            // Best effort: the file is ours alone, and a leftover goes on the next start.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    fn write_and_rename(
+        &self,
+        file: &SnapshotFile,
+        position: SnapshotPosition,
+        tmp: &Path,
+    ) -> std::io::Result<bool> {
         use std::io::Write;
-        let payload = codec::encode(&file);
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut out = std::fs::File::create(&tmp)?;
+        let payload = codec::encode(file);
+        let mut out = std::fs::File::create(tmp)?;
         out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
         // Written and synced a piece at a time: on ext4 (data=ordered) every other fsync on the
         // file system, such as the log's after each append, waits for dirty data like this file's
@@ -269,18 +391,23 @@ async fn write_snapshot_file(dir: PathBuf, file: SnapshotFile) -> Result<(), Sto
             std::thread::sleep(SNAPSHOT_WRITE_PAUSE);
         }
         out.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(&dir)?.sync_all()
-    })
-    .await
-    .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
-    .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+        // Compare and replace under one lock: another writer may have stored a newer snapshot
+        // while this one was writing.
+        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Self::newer_than_stored(*stored, position) {
+            return Ok(false);
+        }
+        std::fs::rename(tmp, self.dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        *stored = Some(position);
+        Ok(true)
+    }
 }
 
 /// Builds snapshots from the live replica.
 pub struct SnapshotBuilder {
     replica: Arc<Replica>,
-    dir: PathBuf,
+    files: Arc<SnapshotFiles>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -313,15 +440,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        write_snapshot_file(
-            self.dir.clone(),
-            SnapshotFile {
+        let stored = self
+            .files
+            .write(SnapshotFile {
                 meta: meta.clone(),
                 data: data.clone(),
-            },
-        )
-        .await?;
+            })
+            .await?;
         tracing::info!(
+            stored,
             index = last_log_id.map_or(0, |id| id.index),
             bytes = data.len(),
             copy_ms = copied.as_millis() as u64,
@@ -390,7 +517,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             replica: self.replica.clone(),
-            dir: self.dir.clone(),
+            files: self.files.clone(),
         }
     }
 
@@ -406,14 +533,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let state = AdmissionState::decode_snapshot(&data)
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-        write_snapshot_file(
-            self.dir.clone(),
-            SnapshotFile {
+        let stored = self
+            .files
+            .write(SnapshotFile {
                 meta: meta.clone(),
                 data,
-            },
-        )
-        .await?;
+            })
+            .await?;
+        if !stored {
+            // openraft installs only snapshots newer than what this node applied; the file is
+            // newer still, so the next start loads that one.
+            tracing::warn!(index = ?meta.last_log_id, "installed snapshot not stored: a newer one is on disk");
+        }
         let applied_index = meta.last_log_id.map_or(0, |id| id.index);
         {
             let mut guard = self.replica.write();
@@ -422,12 +553,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             guard.membership = meta.last_membership.clone();
         }
         self.replica.applied.send_replace(applied_index);
+        // A snapshot carries no saga events: without this, a watch on an investment the
+        // snapshot changed would wait for a change this replica already has.
+        self.replica.wake_all();
         tracing::info!(index = applied_index, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let path = self.dir.join(SNAPSHOT_FILE);
+        let path = self.files.dir.join(SNAPSHOT_FILE);
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -438,5 +572,192 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+
+    fn snapshot_at(index: u64, bytes: usize) -> SnapshotFile {
+        SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("1-1-{index}"),
+            },
+            // Every byte names its writer, so a file mixing two writers' bytes is told apart.
+            data: vec![index as u8; bytes],
+        }
+    }
+
+    fn log_entry(index: u64, commands: Vec<ledger_state_machine::Command>) -> LogEntry {
+        LogEntry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(ledger_state_machine::Entry {
+                header: ledger_state_machine::EntryHeader {
+                    leader_id: 1,
+                    time_ms: 1_000 + index,
+                },
+                commands,
+            }),
+        }
+    }
+
+    /// Postmortem: `install_snapshot` woke no `WatchInvestment` watcher, so a follower that
+    /// caught up by snapshot kept its watchers waiting for a state it already had.
+    #[tokio::test]
+    async fn installing_a_snapshot_wakes_the_watchers() {
+        use ledger_state_machine::{Command, CreateDeal, Money, SagaStep, Submit};
+
+        let request_id = RequestId::parse("6f1c2b1e-8f3a-4c55-9a6e-0d1b2c3d4e5f").unwrap();
+        let admitted = vec![
+            log_entry(
+                1,
+                vec![Command::CreateDeal(CreateDeal {
+                    deal_id: "d".into(),
+                    amount: Money::parse("1000.00").unwrap(),
+                    max_investors: 10,
+                    min_ticket: None,
+                    max_ticket: None,
+                })],
+            ),
+            log_entry(
+                2,
+                vec![Command::Submit(Submit {
+                    request_id,
+                    deal_id: "d".into(),
+                    user_id: "ana".into(),
+                    amount: Money::parse("10.00").unwrap(),
+                })],
+            ),
+        ];
+        let aborted = log_entry(
+            3,
+            vec![Command::AbortSaga {
+                request_id,
+                reason: "test".into(),
+            }],
+        );
+
+        // Phase 1: a follower holds the investment, PENDING in PAYMENT, and a watch follows it.
+        let follower_dir = tempfile::tempdir().unwrap();
+        let (mut follower, replica) = StateMachineStore::open(follower_dir.path(), None).unwrap();
+        follower.apply(admitted.clone()).await.unwrap();
+        let step = |replica: &Replica| {
+            let view = replica.read().state.investment(request_id);
+            view.and_then(|v| v.saga).map(|saga| saga.step)
+        };
+        assert_eq!(step(&replica), Some(SagaStep::Payment));
+        let watch = replica.watch(request_id);
+
+        // Phase 2: the leader's state moved on (the saga is being compensated); the follower
+        // gets it as a snapshot, with no saga event.
+        let leader_dir = tempfile::tempdir().unwrap();
+        let (mut leader, _) = StateMachineStore::open(leader_dir.path(), None).unwrap();
+        leader.apply(admitted).await.unwrap();
+        leader.apply([aborted]).await.unwrap();
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        follower
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(step(&replica), Some(SagaStep::Void));
+
+        // Phase 3: the watch wakes up to read it.
+        tokio::time::timeout(std::time::Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the watch wakes after the snapshot is installed");
+    }
+
+    /// Postmortem: every client's leader discovery asked every node for `Status`, which hashed
+    /// the whole state under the read lock each time; during a leader change that stalled
+    /// applies. Callers at one applied index now share one hash.
+    #[tokio::test]
+    async fn the_digest_is_computed_once_per_applied_index() {
+        use ledger_state_machine::{Command, CreateDeal, Money};
+
+        let create = |index: u64, deal_id: &str| {
+            log_entry(
+                index,
+                vec![Command::CreateDeal(CreateDeal {
+                    deal_id: deal_id.into(),
+                    amount: Money::parse("1000.00").unwrap(),
+                    max_investors: 10,
+                    min_ticket: None,
+                    max_ticket: None,
+                })],
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, replica) = StateMachineStore::open(dir.path(), None).unwrap();
+        store.apply([create(1, "a")]).await.unwrap();
+
+        // Many callers at one index: one hash, one answer.
+        let first = replica.digest();
+        for _ in 0..10 {
+            assert_eq!(replica.digest(), first);
+        }
+        assert_eq!(first.0, 1);
+        assert_eq!(replica.digests_computed(), 1);
+
+        // A new index is hashed again, and its digest differs.
+        store.apply([create(2, "b")]).await.unwrap();
+        let second = replica.digest();
+        assert_eq!(second.0, 2);
+        assert_ne!(second.1, first.1);
+        assert_eq!(replica.digest(), second);
+        assert_eq!(replica.digests_computed(), 2);
+    }
+
+    /// Postmortem: the builder and `install_snapshot` both wrote `snapshot.bin.tmp`; run
+    /// together, they interleaved bytes, renamed each other's file away, or let the older
+    /// snapshot, finishing last, replace the newer one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_snapshot_writes_leave_the_newest_intact() {
+        const WRITERS: u64 = 24;
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(SnapshotFiles::open(dir.path(), None));
+        // The older a snapshot, the larger: the oldest take longest and finish last.
+        let mut writers = tokio::task::JoinSet::new();
+        for index in 1..=WRITERS {
+            let files = files.clone();
+            let bytes = (WRITERS + 1 - index) as usize * 40 * 1024;
+            writers.spawn(async move { files.write(snapshot_at(index, bytes)).await });
+        }
+        while let Some(written) = writers.join_next().await {
+            written
+                .expect("the writer did not panic")
+                .expect("no write fails");
+        }
+
+        let bytes = std::fs::read(dir.path().join(SNAPSHOT_FILE)).expect("a snapshot file");
+        let file = read_snapshot_file(&bytes).expect("the stored file decodes");
+        assert_eq!(
+            file.meta.last_log_id.map(|id| id.index),
+            Some(WRITERS),
+            "the newest snapshot is the one stored"
+        );
+        assert_eq!(file.data, snapshot_at(WRITERS, 40 * 1024).data);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| name != SNAPSHOT_FILE)
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+        // An older snapshot written afterwards is dropped; a newer one replaces it.
+        assert!(!files.write(snapshot_at(3, 10)).await.unwrap());
+        assert!(files.write(snapshot_at(WRITERS + 1, 10)).await.unwrap());
+        let bytes = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let file = read_snapshot_file(&bytes).unwrap();
+        assert_eq!(file.meta.last_log_id.map(|id| id.index), Some(WRITERS + 1));
     }
 }
