@@ -5,12 +5,13 @@
 //! handed to openraft in queue order (`client_write_ff` keeps submission order).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
+use crate::clock::LogClock;
 use crate::error::ApiError;
 use crate::node::Proposed;
 use crate::raft::Raft;
@@ -36,6 +37,7 @@ impl Batcher {
     pub fn start(
         raft: Raft,
         node_id: u64,
+        clock: Arc<LogClock>,
         batch_commands_max: usize,
         inflight_entries_max: usize,
         linger: Duration,
@@ -44,6 +46,7 @@ impl Batcher {
         tokio::spawn(run(
             raft,
             node_id,
+            clock,
             waiting,
             Limits {
                 batch_commands_max,
@@ -86,12 +89,6 @@ impl Batcher {
     }
 }
 
-fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// How the batcher shapes entries.
 struct Limits {
     batch_commands_max: usize,
@@ -99,7 +96,13 @@ struct Limits {
     linger: Duration,
 }
 
-async fn run(raft: Raft, node_id: u64, mut waiting: mpsc::Receiver<Waiting>, limits: Limits) {
+async fn run(
+    raft: Raft,
+    node_id: u64,
+    clock: Arc<LogClock>,
+    mut waiting: mpsc::Receiver<Waiting>,
+    limits: Limits,
+) {
     let Limits {
         batch_commands_max,
         inflight_entries_max,
@@ -149,7 +152,8 @@ async fn run(raft: Raft, node_id: u64, mut waiting: mpsc::Receiver<Waiting>, lim
         let entry = Entry {
             header: EntryHeader {
                 leader_id: node_id,
-                time_ms: wall_clock_ms(),
+                // The members' median time, not this node's clock alone (`clock.rs`).
+                time_ms: clock.stamp(),
             },
             commands,
         };

@@ -11,6 +11,7 @@
 //! shutdown future, so tests and the binary drive it the same way.
 
 pub mod batcher;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::batcher::Batcher;
+use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
@@ -110,10 +112,12 @@ pub async fn run(
         "storage checked"
     );
 
+    let clock = Arc::new(LogClock::default());
     let network = Network::new(
         node_id,
         config.cluster_id.clone(),
         config.raft.connect_timeout(),
+        clock.clone(),
     );
     let raft = Raft::new(
         node_id,
@@ -127,6 +131,7 @@ pub async fn run(
     let batcher = Batcher::start(
         raft.clone(),
         node_id,
+        clock,
         config.batch_commands_max,
         config.inflight_entries_max,
         config.batch_linger,

@@ -485,7 +485,14 @@ fn messages_match_the_contract() {
                 ("sender_node_id", 4, U64),
             ],
         ),
-        ("RaftReply", &[("payload", 1, Bytes), ("error", 2, Str)]),
+        (
+            "RaftReply",
+            &[
+                ("payload", 1, Bytes),
+                ("error", 2, Str),
+                ("clock_ms", 3, U64),
+            ],
+        ),
     ];
 
     let messages = messages();

@@ -87,6 +87,8 @@ struct NodeProc {
     child: Option<Child>,
     /// Output files (stdout, stderr) of every run, oldest first.
     logs: Vec<(PathBuf, PathBuf)>,
+    /// Extra environment for this node's next runs (e.g. a preloaded fake clock).
+    env: Vec<(String, String)>,
 }
 
 impl NodeProc {
@@ -453,8 +455,16 @@ impl TestCluster {
                 data_dir,
                 child: None,
                 logs: Vec::new(),
+                env: Vec::new(),
             },
         );
+    }
+
+    /// Sets an environment variable for node `id`'s next runs (restart it to take effect).
+    pub fn set_env(&mut self, id: u64, key: &str, value: impl Into<String>) {
+        let env = &mut self.node_mut(id).env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.into()));
     }
 
     /// Spawns node `id`'s process (one more run), with its output in files of the temp folder.
@@ -493,6 +503,7 @@ impl TestCluster {
                     .unwrap_or_else(|_| "info,openraft=warn,sled=warn,h2=warn".to_owned()),
             )
             .env("NO_COLOR", "1")
+            .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(File::create(&out).expect("create a stdout file"))
             .stderr(File::create(&err).expect("create a stderr file"));

@@ -65,14 +65,17 @@ impl RaftService {
 fn reply<T: Serialize, E: Serialize + Display>(
     result: Result<T, E>,
 ) -> Result<Response<RaftReply>, Status> {
+    let clock_ms = crate::clock::wall_clock_ms();
     Ok(Response::new(match result {
         Ok(value) => RaftReply {
             payload: codec::encode(&value),
             error: String::new(),
+            clock_ms,
         },
         Err(error) => RaftReply {
             payload: codec::encode(&error),
             error: error.to_string(),
+            clock_ms,
         },
     }))
 }

@@ -6,7 +6,8 @@
 //! and the ids of its sender and its target, and peers refuse requests from another cluster or
 //! addressed to another node.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ledger_proto::admission::v1::raft_client::RaftClient;
 use ledger_proto::admission::v1::{RaftReply, RaftRequest};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
+use crate::clock::{wall_clock_ms, LogClock};
 
 /// Largest gRPC message between nodes: room for a full AppendEntries batch.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -35,15 +37,23 @@ pub struct Network {
     node_id: u64,
     cluster_id: String,
     connect_timeout: Duration,
+    clock: Arc<LogClock>,
 }
 
 impl Network {
-    /// The network of node `node_id` in the cluster named `cluster_id`.
-    pub fn new(node_id: u64, cluster_id: String, connect_timeout: Duration) -> Network {
+    /// The network of node `node_id` in the cluster named `cluster_id`; the peers' clocks seen
+    /// in their replies go to `clock`.
+    pub fn new(
+        node_id: u64,
+        cluster_id: String,
+        connect_timeout: Duration,
+        clock: Arc<LogClock>,
+    ) -> Network {
         Network {
             node_id,
             cluster_id,
             connect_timeout,
+            clock,
         }
     }
 }
@@ -57,6 +67,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 endpoint
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true)
+                    .http2_keep_alive_interval(crate::node::KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(crate::node::KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .connect_lazy()
             })
             .map_err(|e| e.to_string());
@@ -64,6 +77,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             sender: self.node_id,
             cluster_id: self.cluster_id.clone(),
+            clock: self.clock.clone(),
             client: channel.map(|channel| {
                 RaftClient::new(channel)
                     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
@@ -83,6 +97,8 @@ pub struct PeerClient {
     cluster_id: String,
     /// `Err` when the peer's address is not a valid URI; every call then fails as unreachable.
     client: Result<RaftClient<Channel>, String>,
+    /// Where the peer's clock offset is recorded.
+    clock: Arc<LogClock>,
 }
 
 /// A transport failure, as openraft's error types want an `Error` to wrap.
@@ -123,12 +139,17 @@ impl PeerClient {
             sender_node_id: self.sender,
         });
         grpc_request.set_timeout(option.hard_ttl());
+        let (sent_wall_ms, sent) = (wall_clock_ms(), Instant::now());
         let reply = match call {
             Call::AppendEntries => client.append_entries(grpc_request).await,
             Call::Vote => client.vote(grpc_request).await,
             Call::InstallSnapshot => client.install_snapshot(grpc_request).await,
         };
-        let RaftReply { payload, error } = match reply {
+        let RaftReply {
+            payload,
+            error,
+            clock_ms,
+        } = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status)
                 if matches!(
@@ -142,6 +163,9 @@ impl PeerClient {
             }
             Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
+        self.clock
+            .peers
+            .record(self.target, clock_ms, sent_wall_ms, sent.elapsed());
         let undecodable = |e: codec::DecodeError| RPCError::Network(NetworkError::new(&e));
         if error.is_empty() {
             codec::decode(&payload).map_err(undecodable)
