@@ -333,7 +333,12 @@ fn messages_match_the_contract() {
         ),
         (
             "RequestError",
-            &[("code", 1, U32), ("message", 2, Str), ("field", 3, Str)],
+            &[
+                ("code", 1, U32),
+                ("message", 2, Str),
+                ("field", 3, Str),
+                ("outcome", 4, Enum("WriteOutcome")),
+            ],
         ),
         (
             "GetInvestmentRequest",
@@ -559,6 +564,14 @@ fn enums_match_the_contract() {
         (
             "MemberRole",
             &[("MEMBER_ROLE_UNSPECIFIED", 0), ("VOTER", 1), ("LEARNER", 2)],
+        ),
+        (
+            "WriteOutcome",
+            &[
+                ("WRITE_OUTCOME_UNSPECIFIED", 0),
+                ("WRITE_OUTCOME_NOT_PROPOSED", 1),
+                ("WRITE_OUTCOME_UNKNOWN", 2),
+            ],
         ),
     ];
 

@@ -12,6 +12,7 @@ use ledger_proto::pb::{
 };
 use ledger_proto::{
     CancelCause, Consistency, DealStatus, InvestmentStatus, MemberRole, RejectReason, SagaStep,
+    WriteOutcome,
 };
 use prost::Message;
 
@@ -209,7 +210,15 @@ fn submit_messages_and_batch_oneof_roundtrip() {
         code: tonic::Code::InvalidArgument as u32,
         message: "amount: has more than 2 fraction digits".into(),
         field: "amount".into(),
+        outcome: WriteOutcome::Unspecified as i32,
     };
+    let unknown = roundtrip(&RequestError {
+        code: tonic::Code::Unavailable as u32,
+        message: "outcome unknown".into(),
+        field: String::new(),
+        outcome: WriteOutcome::Unknown as i32,
+    });
+    assert_eq!(unknown.outcome(), WriteOutcome::Unknown);
     let results = SubmitBatchResponse {
         responses: vec![
             SubmitBatchResult {
