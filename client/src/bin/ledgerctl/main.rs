@@ -1,10 +1,14 @@
 //! `ledgerctl`: the operator CLI of the admission ledger. Every read command takes `--json`.
+//!
+//! Exit codes: 0 done; 1 failed; 2 bad usage; 3 outcome unknown (a write may or may not have
+//! taken effect: running the same command again is safe).
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ledger_client::{pb, Client, ClientConfig, Submission};
+use ledger_client::{pb, Client, ClientConfig, ClientError, Submission};
 use serde_json::json;
 
 mod bench;
@@ -102,6 +106,9 @@ enum ClusterCmd {
         members: Vec<String>,
     },
 }
+
+/// Exit code of a write whose outcome is unknown.
+const EXIT_OUTCOME_UNKNOWN: u8 = 3;
 
 #[derive(Subcommand)]
 enum MemberCmd {
@@ -240,22 +247,74 @@ enum SagaCmd {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(code) => code,
+        Err(error) => report(&cli, &error),
+    }
+}
+
+/// Prints a failed command's error (also as JSON on stdout with `--json`) and picks the exit
+/// code: an unknown outcome is told apart from a failure, since the write may have happened.
+fn report(cli: &Cli, error: &anyhow::Error) -> ExitCode {
+    let client_error = error.chain().find_map(|e| e.downcast_ref::<ClientError>());
+    let advice = match client_error {
+        Some(ClientError::OutcomeUnknown { request_id, .. }) => Some(format!(
+            "the request may or may not have been decided; `invest show {request_id}` tells, \
+             and submitting it again with --request-id {request_id} is safe (a request id is \
+             decided once)"
+        )),
+        Some(ClientError::OperationOutcomeUnknown { operation, .. }) => Some(format!(
+            "{operation} may or may not have taken effect; running the same command again is \
+             safe, or check with `cluster status`, `deal show` or `saga show`"
+        )),
+        _ => None,
+    };
+    if cli.json {
+        let mut value = json!({
+            "code": client_error.map_or("ERROR", ClientError::code_name),
+            "message": format!("{error:#}"),
+        });
+        match client_error {
+            Some(ClientError::OutcomeUnknown {
+                request_id, waited, ..
+            }) => {
+                value["outcome"] = json!("unknown");
+                value["request_id"] = json!(request_id);
+                value["waited_ms"] = json!(waited.as_millis() as u64);
+            }
+            Some(ClientError::OperationOutcomeUnknown {
+                operation, waited, ..
+            }) => {
+                value["outcome"] = json!("unknown");
+                value["operation"] = json!(operation);
+                value["waited_ms"] = json!(waited.as_millis() as u64);
+            }
+            _ => {}
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "error": value })).unwrap_or_default()
+        );
+    }
+    match advice {
+        Some(advice) => {
+            eprintln!("ledgerctl: OUTCOME UNKNOWN: {error:#}\nledgerctl: {advice}");
+            ExitCode::from(EXIT_OUTCOME_UNKNOWN)
+        }
+        None => {
             eprintln!("ledgerctl: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: &Cli) -> Result<()> {
-    match &cli.command {
+async fn run(cli: &Cli) -> Result<ExitCode> {
+    let done = match &cli.command {
         Top::Cluster(ClusterCmd::Status) => cluster_status(cli).await,
         Top::Cluster(ClusterCmd::Init { members }) => cluster_init(cli, members).await,
-        Top::Member(cmd) => member(cli, cmd).await,
+        Top::Member(cmd) => return member(cli, cmd).await,
         Top::Leader(LeaderCmd::Transfer { node_id }) => {
             let client = cli.client().await?;
             let leader = client.transfer_leader(*node_id).await?;
@@ -302,7 +361,8 @@ async fn run(cli: &Cli) -> Result<()> {
         Top::Bench(args) => bench::run(cli, args).await,
         Top::SagaBench(args) => saga_bench::saga_bench(cli, args).await,
         Top::Demo(args) => demo::run(cli, args).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Prints `value` with `--json`, else the text line.
@@ -383,7 +443,7 @@ async fn member_addr(client: &Client, node_id: u64) -> Result<String> {
         .with_context(|| format!("node {node_id} is not a member"))
 }
 
-async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
+async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
     let client = cli.client().await?;
     let reply = match cmd {
         MemberCmd::AddLearner { node_id, addr } => client.add_learner(*node_id, addr).await?,
@@ -431,7 +491,8 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
                 members_line(&reply.members)
             )
         },
-    )
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
