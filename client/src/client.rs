@@ -748,7 +748,8 @@ impl Client {
     }
 
     /// Starts the documented compensation of a stuck saga (void the payment, then CANCELLED
-    /// with cause ABORTED); `reason` goes into the saga's record. Refused with
+    /// with cause ABORTED); `reason` goes into the saga's record. Once an operator's
+    /// compensation took effect, asking again answers the investment. Refused with
     /// [`ClientError::Conflict`] when the saga is no longer compensable.
     pub async fn compensate_saga(
         &self,
@@ -846,25 +847,68 @@ impl Client {
         .map_err(|exhausted| exhausted.into_write_error(&operation))
     }
 
-    /// Adds a learner; returns once it has caught up with the leader's log.
-    pub async fn add_learner(
+    /// Adds a learner and waits, within the client's deadline, for it to catch up:
+    /// [`Client::add_learner_waiting`] with [`ClientConfig::deadline`].
+    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<LearnerAdded, ClientError> {
+        self.add_learner_waiting(node_id, addr, self.inner.config.deadline)
+            .await
+    }
+
+    /// Adds node `node_id` at `addr` as a learner, then waits up to `catch_up` for it to catch
+    /// up with the leader's log. Adding is retried until the client's deadline and is
+    /// idempotent (a learner already there is not proposed again); if it may or may not have
+    /// happened, [`ClientError::OperationOutcomeUnknown`]. Once the learner is in, the wait
+    /// cannot fail the call: a learner still behind at the end is `Ok` with
+    /// [`LearnerAdded::caught_up`] false and its progress.
+    pub async fn add_learner_waiting(
         &self,
         node_id: u64,
         addr: &str,
-    ) -> Result<pb::MembershipResponse, ClientError> {
+        catch_up: Duration,
+    ) -> Result<LearnerAdded, ClientError> {
         let request = pb::AddLearnerRequest {
             node_id,
             addr: addr.to_owned(),
+            catch_up_wait_ms: 0,
         };
-        self.write(
-            &format!("AddLearner {node_id} at {addr}"),
-            request,
-            |mut node, request| async move { node.cluster.add_learner(request).await },
-        )
-        .await
+        let add_learner =
+            |mut node: Services, request| async move { node.cluster.add_learner(request).await };
+        let mut reply = self
+            .write(
+                &format!("AddLearner {node_id} at {addr}"),
+                request.clone(),
+                add_learner,
+            )
+            .await?;
+        let until = Instant::now() + catch_up;
+        // Ask again, letting the leader wait for the catch-up within one attempt; the learner
+        // is in, so nothing is proposed again.
+        while !reply.caught_up {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let attempt = self.inner.config.attempt_timeout.min(left);
+            let wait = attempt - attempt / 4;
+            let request = pb::AddLearnerRequest {
+                catch_up_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                ..request.clone()
+            };
+            match self
+                .retrying_until(Route::Leader, None, request, until, add_learner)
+                .await
+            {
+                Ok((next, _)) => reply = next,
+                Err(Exhausted::Definite(error)) => return Err(error),
+                // Out of time: the learner is in, report how far it got.
+                Err(Exhausted::TimedOut { .. }) => break,
+            }
+        }
+        Ok(LearnerAdded::new(node_id, reply))
     }
 
     /// Sets the voters (joint consensus); with `retain`, removed voters stay as learners.
+    /// Asking for the voters already in force proposes nothing.
     pub async fn change_membership(
         &self,
         voters: &[u64],
@@ -907,6 +951,43 @@ impl Client {
         .await
         .map(|(reply, _)| reply.snapshot_index)
         .map_err(|exhausted| exhausted.into_write_error(&operation))
+    }
+}
+
+/// A learner in the membership, and how far it had caught up when
+/// [`Client::add_learner_waiting`] returned.
+#[derive(Clone, Debug)]
+pub struct LearnerAdded {
+    /// The learner's id.
+    pub node_id: u64,
+    /// The log index of the membership entry that holds it.
+    pub log_index: u64,
+    /// The membership as the leader last reported it.
+    pub members: Vec<pb::Member>,
+    /// Whether the learner's log had reached [`LearnerAdded::catch_up_index`]. False means
+    /// added and still catching up, not a failure: do not promote it yet.
+    pub caught_up: bool,
+    /// The last log index the leader knew the learner to hold.
+    pub matched_index: u64,
+    /// The leader's last log index when it last checked: what the learner has to reach.
+    pub catch_up_index: u64,
+}
+
+impl LearnerAdded {
+    fn new(node_id: u64, reply: pb::MembershipResponse) -> LearnerAdded {
+        let matched_index = reply
+            .members
+            .iter()
+            .find(|m| m.node_id == node_id)
+            .map_or(0, |m| m.matched_index);
+        LearnerAdded {
+            node_id,
+            log_index: reply.log_index,
+            members: reply.members,
+            caught_up: reply.caught_up,
+            matched_index,
+            catch_up_index: reply.catch_up_index,
+        }
     }
 }
 

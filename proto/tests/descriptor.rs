@@ -444,7 +444,11 @@ fn messages_match_the_contract() {
         ("MemberAddr", &[("node_id", 1, U64), ("addr", 2, Str)]),
         (
             "AddLearnerRequest",
-            &[("node_id", 1, U64), ("addr", 2, Str)],
+            &[
+                ("node_id", 1, U64),
+                ("addr", 2, Str),
+                ("catch_up_wait_ms", 3, U32),
+            ],
         ),
         (
             "ChangeMembershipRequest",
@@ -452,7 +456,13 @@ fn messages_match_the_contract() {
         ),
         (
             "MembershipResponse",
-            &[("members", 1, Repeated("Member")), ("log_index", 2, U64)],
+            &[
+                ("members", 1, Repeated("Member")),
+                ("log_index", 2, U64),
+                ("changed", 3, Bool),
+                ("catch_up_index", 4, U64),
+                ("caught_up", 5, Bool),
+            ],
         ),
         ("TransferLeaderRequest", &[("to", 1, U64)]),
         ("TransferLeaderResponse", &[("leader_id", 1, U64)]),

@@ -304,19 +304,26 @@ fn cluster_and_raft_messages_roundtrip() {
             },
         ],
     });
-    roundtrip(&AddLearnerRequest {
+    let add = roundtrip(&AddLearnerRequest {
         node_id: 3,
         addr: "127.0.0.1:7003".into(),
+        catch_up_wait_ms: 5_000,
     });
+    assert_eq!(add.catch_up_wait_ms, 5_000);
     let change = roundtrip(&ChangeMembershipRequest {
         voters: vec![1, 2, 3],
         retain: true,
     });
     assert_eq!(change.voters, [1, 2, 3]);
-    roundtrip(&MembershipResponse {
+    let membership = roundtrip(&MembershipResponse {
         members: vec![member],
         log_index: 101,
+        changed: false,
+        catch_up_index: 120,
+        caught_up: true,
     });
+    assert!(!membership.changed && membership.caught_up);
+    assert_eq!(membership.catch_up_index, 120);
     roundtrip(&TransferLeaderRequest { to: 2 });
     roundtrip(&TriggerSnapshotResponse { snapshot_index: 77 });
 
