@@ -313,12 +313,31 @@ impl Client {
     /// Runs `call` with a copy of `request` against the leader (or `addr`), retrying retryable
     /// failures until the deadline; every attempt sends the same request. Returns the reply and
     /// the attempts it took, the definite error, or the last retryable failure when time ran
-    /// out.
+    /// out (and whether any attempt may have written).
     async fn retrying<R, T, F, Fut>(
         &self,
         route: Route,
         addr: Option<&str>,
         request: R,
+        call: F,
+    ) -> Result<(T, u32), Exhausted>
+    where
+        R: Clone,
+        F: FnMut(Services, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.inner.config.deadline;
+        self.retrying_until(route, addr, request, deadline, call)
+            .await
+    }
+
+    /// [`Client::retrying`] until `deadline` rather than the configured one.
+    async fn retrying_until<R, T, F, Fut>(
+        &self,
+        route: Route,
+        addr: Option<&str>,
+        request: R,
+        deadline: Instant,
         mut call: F,
     ) -> Result<(T, u32), Exhausted>
     where
@@ -327,9 +346,11 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = Instant::now();
-        let deadline = started + self.inner.config.deadline;
         let mut delays = self.backoff();
         let mut attempts = 0u32;
+        // Whether any failed attempt may have taken effect: then running out of time leaves
+        // a write's outcome unknown, not "nothing written".
+        let mut may_have_written = false;
         loop {
             attempts += 1;
             let target = match (route, addr) {
@@ -353,7 +374,9 @@ impl Client {
                             Failure::Retry {
                                 leader_hint,
                                 message,
+                                may_have_written: written,
                             } => {
+                                may_have_written |= written;
                                 if route == Route::Leader {
                                     // Follow the hint, or forget a leader that failed us.
                                     *lock(&self.inner.leader) = leader_hint;
@@ -361,7 +384,9 @@ impl Client {
                                 format!("{target}: {message}")
                             }
                         },
+                        // The request may have arrived and be waiting for its entry to commit.
                         Err(_) => {
+                            may_have_written = true;
                             if route == Route::Leader {
                                 *lock(&self.inner.leader) = None;
                             }
@@ -370,20 +395,25 @@ impl Client {
                     }
                 }
             };
+            // Another attempt only if it gets a quarter of its usual time: one cut shorter
+            // would rarely be answered, and one that times out leaves a write's outcome unknown.
+            let shortest = self.inner.config.attempt_timeout / 4;
             match delays.next() {
-                Some(delay) if Instant::now() + delay < deadline => tokio::time::sleep(delay).await,
+                Some(delay) if Instant::now() + delay + shortest <= deadline => {
+                    tokio::time::sleep(delay).await
+                }
                 _ => {
                     return Err(Exhausted::TimedOut {
                         waited: started.elapsed(),
                         last_error: message,
+                        may_have_written,
                     })
                 }
             }
         }
     }
 
-    /// [`Client::retrying`] on the leader, for calls whose only failure past the deadline is
-    /// "unavailable" (everything but `Submit`).
+    /// [`Client::retrying`] on the leader for a read: past the deadline, "unavailable".
     async fn call<R, T, F, Fut>(&self, request: R, call: F) -> Result<T, ClientError>
     where
         R: Clone,
@@ -394,6 +424,25 @@ impl Client {
             .await
             .map(|(reply, _)| reply)
             .map_err(Exhausted::into_unavailable)
+    }
+
+    /// [`Client::retrying`] on the leader for an operator write, named by `operation` in an
+    /// unknown outcome.
+    async fn write<R, T, F, Fut>(
+        &self,
+        operation: &str,
+        request: R,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        R: Clone,
+        F: FnMut(Services, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.retrying(Route::Leader, None, request, call)
+            .await
+            .map(|(reply, _)| reply)
+            .map_err(|exhausted| exhausted.into_write_error(operation))
     }
 
     /// Submits one request, retrying with the same request id until the deadline.
@@ -424,6 +473,7 @@ impl Client {
         &self,
         submissions: &[Submission],
     ) -> Result<Vec<Result<Decision, ClientError>>, ClientError> {
+        let started = Instant::now();
         let request = pb::SubmitBatchRequest {
             requests: submissions.iter().map(Submission::to_request).collect(),
         };
@@ -445,9 +495,11 @@ impl Client {
         Ok(reply
             .responses
             .into_iter()
-            .map(|result| match result.result {
+            .zip(submissions)
+            .map(|(result, submission)| match result.result {
                 Some(pb::submit_batch_result::Result::Response(reply)) => decision(reply, attempts),
                 Some(pb::submit_batch_result::Result::Error(error)) => {
+                    let outcome = error.outcome();
                     let status = tonic::Status::new(
                         tonic::Code::from_i32(error.code as i32),
                         if error.field.is_empty() {
@@ -458,7 +510,17 @@ impl Client {
                     );
                     Err(match classify(&status) {
                         Failure::Definite(error) => error,
-                        Failure::Retry { message, .. } => ClientError::Unavailable(message),
+                        // Only the node's "not proposed" promises the request was not decided.
+                        Failure::Retry { message, .. }
+                            if outcome == pb::WriteOutcome::NotProposed =>
+                        {
+                            ClientError::Unavailable(message)
+                        }
+                        Failure::Retry { message, .. } => ClientError::OutcomeUnknown {
+                            request_id: submission.request_id.clone(),
+                            waited: started.elapsed(),
+                            last_error: message,
+                        },
                     })
                 }
                 None => Err(ClientError::Other {
@@ -556,6 +618,7 @@ impl Client {
             Failure::Retry {
                 leader_hint,
                 message,
+                ..
             } => {
                 *lock(&self.inner.leader) = leader_hint;
                 ClientError::Unavailable(message)
@@ -575,26 +638,30 @@ impl Client {
         .await
     }
 
-    /// Creates a deal. A retry after a lost reply can answer [`ClientError::Conflict`] (the
-    /// deal exists): compare with [`Client::deal`] if that matters.
+    /// Creates a deal. Creating it again with the same terms answers the deal (so a retry after
+    /// a lost reply succeeds); with other terms, [`ClientError::Conflict`]. Past the deadline,
+    /// [`ClientError::OperationOutcomeUnknown`] if the deal may have been created.
     pub async fn create_deal(
         &self,
         request: pb::CreateDealRequest,
     ) -> Result<pb::Deal, ClientError> {
-        self.call(request, |mut node, request| async move {
+        let operation = format!("CreateDeal {}", request.deal_id);
+        self.write(&operation, request, |mut node, request| async move {
             node.admission.create_deal(request).await
         })
         .await
     }
 
-    /// Closes a deal to new requests; sagas in flight finish.
+    /// Closes a deal to new requests (again: no change); sagas in flight finish.
     pub async fn close_deal(&self, deal_id: &str) -> Result<pb::Deal, ClientError> {
         let request = pb::CloseDealRequest {
             deal_id: deal_id.to_owned(),
         };
-        self.call(request, |mut node, request| async move {
-            node.admission.close_deal(request).await
-        })
+        self.write(
+            &format!("CloseDeal {deal_id}"),
+            request,
+            |mut node, request| async move { node.admission.close_deal(request).await },
+        )
         .await
     }
 
@@ -684,7 +751,8 @@ impl Client {
     }
 
     /// Starts the documented compensation of a stuck saga (void the payment, then CANCELLED
-    /// with cause ABORTED); `reason` goes into the saga's record. Refused with
+    /// with cause ABORTED); `reason` goes into the saga's record. Once an operator's
+    /// compensation took effect, asking again answers the investment. Refused with
     /// [`ClientError::Conflict`] when the saga is no longer compensable.
     pub async fn compensate_saga(
         &self,
@@ -695,9 +763,11 @@ impl Client {
             request_id: request_id.to_owned(),
             reason: reason.to_owned(),
         };
-        self.call(request, |mut node, request| async move {
-            node.cluster.compensate_saga(request).await
-        })
+        self.write(
+            &format!("CompensateSaga {request_id}"),
+            request,
+            |mut node, request| async move { node.cluster.compensate_saga(request).await },
+        )
         .await
     }
 
@@ -770,6 +840,7 @@ impl Client {
                 .collect(),
         };
         let seed = self.inner.config.seeds[0].clone();
+        let operation = format!("Init through {seed}");
         self.retrying(
             Route::Node,
             Some(&seed),
@@ -778,26 +849,71 @@ impl Client {
         )
         .await
         .map(|_| ())
-        .map_err(Exhausted::into_unavailable)
+        .map_err(|exhausted| exhausted.into_write_error(&operation))
     }
 
-    /// Adds a learner; returns once it has caught up with the leader's log.
-    pub async fn add_learner(
+    /// Adds a learner and waits, within the client's deadline, for it to catch up:
+    /// [`Client::add_learner_waiting`] with [`ClientConfig::deadline`].
+    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<LearnerAdded, ClientError> {
+        self.add_learner_waiting(node_id, addr, self.inner.config.deadline)
+            .await
+    }
+
+    /// Adds node `node_id` at `addr` as a learner, then waits up to `catch_up` for it to catch
+    /// up with the leader's log. Adding is retried until the client's deadline and is
+    /// idempotent (a learner already there is not proposed again); if it may or may not have
+    /// happened, [`ClientError::OperationOutcomeUnknown`]. Once the learner is in, the wait
+    /// cannot fail the call: a learner still behind at the end is `Ok` with
+    /// [`LearnerAdded::caught_up`] false and its progress.
+    pub async fn add_learner_waiting(
         &self,
         node_id: u64,
         addr: &str,
-    ) -> Result<pb::MembershipResponse, ClientError> {
+        catch_up: Duration,
+    ) -> Result<LearnerAdded, ClientError> {
         let request = pb::AddLearnerRequest {
             node_id,
             addr: addr.to_owned(),
+            catch_up_wait_ms: 0,
         };
-        self.call(request, |mut node, request| async move {
-            node.cluster.add_learner(request).await
-        })
-        .await
+        let add_learner =
+            |mut node: Services, request| async move { node.cluster.add_learner(request).await };
+        let mut reply = self
+            .write(
+                &format!("AddLearner {node_id} at {addr}"),
+                request.clone(),
+                add_learner,
+            )
+            .await?;
+        let until = Instant::now() + catch_up;
+        // Ask again, letting the leader wait for the catch-up within one attempt; the learner
+        // is in, so nothing is proposed again.
+        while !reply.caught_up {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let attempt = self.inner.config.attempt_timeout.min(left);
+            let wait = attempt - attempt / 4;
+            let request = pb::AddLearnerRequest {
+                catch_up_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                ..request.clone()
+            };
+            match self
+                .retrying_until(Route::Leader, None, request, until, add_learner)
+                .await
+            {
+                Ok((next, _)) => reply = next,
+                Err(Exhausted::Definite(error)) => return Err(error),
+                // Out of time: the learner is in, report how far it got.
+                Err(Exhausted::TimedOut { .. }) => break,
+            }
+        }
+        Ok(LearnerAdded::new(node_id, reply))
     }
 
     /// Sets the voters (joint consensus); with `retain`, removed voters stay as learners.
+    /// Asking for the voters already in force proposes nothing.
     pub async fn change_membership(
         &self,
         voters: &[u64],
@@ -807,16 +923,19 @@ impl Client {
             voters: voters.to_vec(),
             retain,
         };
-        self.call(request, |mut node, request| async move {
-            node.cluster.change_membership(request).await
-        })
+        self.write(
+            &format!("ChangeMembership to voters {voters:?}"),
+            request,
+            |mut node, request| async move { node.cluster.change_membership(request).await },
+        )
         .await
     }
 
     /// Hands leadership to node `to`; returns the new leader's id.
     pub async fn transfer_leader(&self, to: u64) -> Result<u64, ClientError> {
         let reply = self
-            .call(
+            .write(
+                &format!("TransferLeader to {to}"),
                 pb::TransferLeaderRequest { to },
                 |mut node, request| async move { node.cluster.transfer_leader(request).await },
             )
@@ -827,6 +946,7 @@ impl Client {
 
     /// Makes the node at `addr` build a snapshot now; returns the index it covers.
     pub async fn trigger_snapshot(&self, addr: &str) -> Result<u64, ClientError> {
+        let operation = format!("TriggerSnapshot on {addr}");
         self.retrying(
             Route::Node,
             Some(addr),
@@ -835,7 +955,44 @@ impl Client {
         )
         .await
         .map(|(reply, _)| reply.snapshot_index)
-        .map_err(Exhausted::into_unavailable)
+        .map_err(|exhausted| exhausted.into_write_error(&operation))
+    }
+}
+
+/// A learner in the membership, and how far it had caught up when
+/// [`Client::add_learner_waiting`] returned.
+#[derive(Clone, Debug)]
+pub struct LearnerAdded {
+    /// The learner's id.
+    pub node_id: u64,
+    /// The log index of the membership entry that holds it.
+    pub log_index: u64,
+    /// The membership as the leader last reported it.
+    pub members: Vec<pb::Member>,
+    /// Whether the learner's log had reached [`LearnerAdded::catch_up_index`]. False means
+    /// added and still catching up, not a failure: do not promote it yet.
+    pub caught_up: bool,
+    /// The last log index the leader knew the learner to hold.
+    pub matched_index: u64,
+    /// The leader's last log index when it last checked: what the learner has to reach.
+    pub catch_up_index: u64,
+}
+
+impl LearnerAdded {
+    fn new(node_id: u64, reply: pb::MembershipResponse) -> LearnerAdded {
+        let matched_index = reply
+            .members
+            .iter()
+            .find(|m| m.node_id == node_id)
+            .map_or(0, |m| m.matched_index);
+        LearnerAdded {
+            node_id,
+            log_index: reply.log_index,
+            members: reply.members,
+            caught_up: reply.caught_up,
+            matched_index,
+            catch_up_index: reply.catch_up_index,
+        }
     }
 }
 
@@ -845,23 +1002,50 @@ enum Exhausted {
     TimedOut {
         waited: Duration,
         last_error: String,
+        /// Some attempt may have taken effect (see [`classify`]).
+        may_have_written: bool,
     },
 }
 
 impl Exhausted {
+    /// For reads (and writes known not to have been written).
     fn into_unavailable(self) -> ClientError {
         match self {
             Exhausted::Definite(error) => error,
-            Exhausted::TimedOut { waited, last_error } => {
-                ClientError::Unavailable(format!("gave up after {waited:?}: {last_error}"))
-            }
+            Exhausted::TimedOut {
+                waited, last_error, ..
+            } => ClientError::Unavailable(format!("gave up after {waited:?}: {last_error}")),
         }
     }
 
+    /// For an operator write: unknown unless every attempt is known to have written nothing.
+    fn into_write_error(self, operation: &str) -> ClientError {
+        match self {
+            Exhausted::TimedOut {
+                waited,
+                last_error,
+                may_have_written: true,
+            } => ClientError::OperationOutcomeUnknown {
+                operation: operation.to_owned(),
+                waited,
+                last_error,
+            },
+            Exhausted::TimedOut {
+                waited, last_error, ..
+            } => ClientError::Unavailable(format!(
+                "{operation} not done, nothing was written; gave up after {waited:?}: {last_error}"
+            )),
+            Exhausted::Definite(error) => error,
+        }
+    }
+
+    /// For a submission: always unknown past the deadline (see `docs/decisions.md`).
     fn into_outcome_unknown(self, request_id: &str) -> ClientError {
         match self {
             Exhausted::Definite(error) => error,
-            Exhausted::TimedOut { waited, last_error } => ClientError::OutcomeUnknown {
+            Exhausted::TimedOut {
+                waited, last_error, ..
+            } => ClientError::OutcomeUnknown {
                 request_id: request_id.to_owned(),
                 waited,
                 last_error,
@@ -924,5 +1108,251 @@ where
             return Ok(items);
         }
         page_token = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client against a fake `Cluster` service on loopback that answers every write with
+    //! a chosen failure: what the caller is told once the deadline passes.
+
+    use std::collections::VecDeque;
+    use std::net::SocketAddr;
+
+    use ledger_proto::pb::cluster_server::{Cluster, ClusterServer};
+    use tonic::transport::server::TcpIncoming;
+    use tonic::{Code, Request, Response, Status};
+
+    use super::*;
+    use crate::error::{NOT_PROPOSED, OUTCOME_KEY};
+
+    /// How the fake answers one write.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        /// `UNAVAILABLE` with `x-ledger-outcome: <value>`, or without the key.
+        Unavailable(Option<&'static str>),
+        /// No answer within the client's attempt timeout.
+        Hang,
+    }
+
+    struct Fake {
+        addr: String,
+        /// Answers to the writes, in turn; the last one repeats.
+        answers: Mutex<VecDeque<Answer>>,
+    }
+
+    impl Fake {
+        async fn fail(&self) -> Status {
+            let answer = {
+                let mut answers = lock(&self.answers);
+                if answers.len() > 1 {
+                    answers.pop_front()
+                } else {
+                    answers.front().copied()
+                }
+            };
+            match answer.expect("an answer") {
+                Answer::Unavailable(outcome) => {
+                    let mut status = Status::unavailable("no luck");
+                    if let Some(outcome) = outcome {
+                        status
+                            .metadata_mut()
+                            .insert(OUTCOME_KEY, outcome.parse().unwrap());
+                    }
+                    status
+                }
+                Answer::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Status::internal("woke up")
+                }
+            }
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Cluster for Fake {
+        async fn status(
+            &self,
+            _: Request<pb::StatusRequest>,
+        ) -> Result<Response<pb::StatusResponse>, Status> {
+            Ok(Response::new(pb::StatusResponse {
+                node_id: 1,
+                leader_id: Some(1),
+                members: vec![pb::Member {
+                    node_id: 1,
+                    addr: self.addr.clone(),
+                    role: pb::MemberRole::Voter as i32,
+                    matched_index: 0,
+                }],
+                ..Default::default()
+            }))
+        }
+        async fn init(
+            &self,
+            _: Request<pb::InitRequest>,
+        ) -> Result<Response<pb::InitResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn add_learner(
+            &self,
+            _: Request<pb::AddLearnerRequest>,
+        ) -> Result<Response<pb::MembershipResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn change_membership(
+            &self,
+            _: Request<pb::ChangeMembershipRequest>,
+        ) -> Result<Response<pb::MembershipResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn transfer_leader(
+            &self,
+            _: Request<pb::TransferLeaderRequest>,
+        ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn trigger_snapshot(
+            &self,
+            _: Request<pb::TriggerSnapshotRequest>,
+        ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn list_sagas(
+            &self,
+            _: Request<pb::ListSagasRequest>,
+        ) -> Result<Response<pb::ListSagasResponse>, Status> {
+            Err(self.fail().await)
+        }
+        async fn compensate_saga(
+            &self,
+            _: Request<pb::CompensateSagaRequest>,
+        ) -> Result<Response<pb::Investment>, Status> {
+            Err(self.fail().await)
+        }
+    }
+
+    /// A client of a fake node answering `answers`, with a deadline of a fraction of a second.
+    async fn client_of(answers: &[Answer]) -> Client {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let addr = incoming.local_addr().expect("local address").to_string();
+        let fake = Fake {
+            addr: addr.clone(),
+            answers: Mutex::new(answers.iter().copied().collect()),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ClusterServer::new(fake))
+                .serve_with_incoming(incoming),
+        );
+        Client::unconnected(quick([addr])).expect("client")
+    }
+
+    fn quick<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> ClientConfig {
+        let mut config = ClientConfig::new(seeds);
+        config.deadline = Duration::from_millis(400);
+        config.attempt_timeout = Duration::from_millis(100);
+        config.backoff_min = Duration::from_millis(5);
+        config.backoff_max = Duration::from_millis(20);
+        config
+    }
+
+    async fn compensate(answers: &[Answer]) -> ClientError {
+        let client = client_of(answers).await;
+        client
+            .compensate_saga("4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e", "test")
+            .await
+            .expect_err("every attempt fails")
+    }
+
+    #[tokio::test]
+    async fn a_write_only_refused_before_proposing_is_unavailable() {
+        let error = compensate(&[Answer::Unavailable(Some(NOT_PROPOSED))]).await;
+        assert!(matches!(error, ClientError::Unavailable(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_may_have_been_proposed_has_an_unknown_outcome_naming_it() {
+        let cases: [&[Answer]; 4] = [
+            // The node says so.
+            &[Answer::Unavailable(Some("unknown"))],
+            // No marker (a broken connection, a forwarding node, a proxy): proves nothing.
+            &[Answer::Unavailable(None)],
+            // No answer in time: the request may be waiting for its entry to commit.
+            &[Answer::Hang],
+            // Once an attempt may have written, later "not proposed" refusals do not undo it.
+            &[
+                Answer::Unavailable(Some("unknown")),
+                Answer::Unavailable(Some(NOT_PROPOSED)),
+            ],
+        ];
+        for answers in cases {
+            match compensate(answers).await {
+                ClientError::OperationOutcomeUnknown { operation, .. } => assert_eq!(
+                    operation, "CompensateSaga 4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e",
+                    "{answers:?}"
+                ),
+                other => panic!("{answers:?}: expected an unknown outcome, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_operator_write_reports_its_unknown_outcome_and_reads_stay_unavailable() {
+        let client = client_of(&[Answer::Unavailable(Some("unknown"))]).await;
+        let unknown = |result: Result<(), ClientError>, name: &str| match result {
+            Err(ClientError::OperationOutcomeUnknown { operation, .. }) => {
+                assert!(operation.starts_with(name), "{operation}")
+            }
+            other => panic!("{name}: expected an unknown outcome, got {other:?}"),
+        };
+        unknown(
+            client.add_learner(4, "127.0.0.1:1").await.map(|_| ()),
+            "AddLearner 4",
+        );
+        unknown(
+            client.change_membership(&[1, 2], false).await.map(|_| ()),
+            "ChangeMembership",
+        );
+        unknown(
+            client.transfer_leader(2).await.map(|_| ()),
+            "TransferLeader",
+        );
+        unknown(client.init(&[(1, "x:1".into())]).await, "Init");
+        let read = client.list_sagas(None, false, 10).await;
+        assert!(
+            matches!(read, Err(ClientError::Unavailable(_))),
+            "a read changes nothing: {read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_never_established_wrote_nothing() {
+        // A port with nobody listening: every attempt fails to connect.
+        let closed: SocketAddr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("local address")
+        };
+        let client = Client::unconnected(quick([closed.to_string()])).expect("client");
+        let error = client
+            .trigger_snapshot(&closed.to_string())
+            .await
+            .expect_err("nobody listens");
+        assert!(matches!(error, ClientError::Unavailable(_)), "{error:?}");
+
+        // The same, one status at a time.
+        let mut node = client.node(&closed.to_string()).expect("channel");
+        let status = node
+            .cluster
+            .trigger_snapshot(pb::TriggerSnapshotRequest {})
+            .await
+            .expect_err("nobody listens");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(matches!(
+            classify(&status),
+            Failure::Retry {
+                may_have_written: false,
+                ..
+            }
+        ));
     }
 }

@@ -18,16 +18,37 @@ pub enum ClientError {
     /// The named deal, investment or user is unknown.
     #[error("not found: {0}")]
     NotFound(String),
-    /// No node could serve the call before the deadline; nothing was written.
+    /// No node could serve the call before the deadline. For a write this also means nothing
+    /// was written: every attempt was refused before anything was proposed (the node said
+    /// "not proposed": no leader, shutting down) or never reached a node (no connection). A
+    /// write that may have taken effect is [`ClientError::OutcomeUnknown`] (submissions) or
+    /// [`ClientError::OperationOutcomeUnknown`] (other writes) instead, never this.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
     /// A `Submit` may or may not have been decided: every attempt until the deadline failed
     /// without a definite answer. Look the request up later by its id (`GetInvestment`); a
-    /// retry with the same id can never admit twice.
+    /// retry with the same id can never admit twice. Inside a `SubmitBatch` result, the node
+    /// said the request was proposed but it could not learn whether it was decided.
     #[error("outcome unknown for request {request_id} after {waited:?}: {last_error}")]
     OutcomeUnknown {
         /// The request's id.
         request_id: String,
+        /// How long the client tried.
+        waited: Duration,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// A write other than a submission (`CreateDeal`, `CloseDeal`, `CompensateSaga`,
+    /// `AddLearner`, `ChangeMembership`, `TransferLeader`, `Init`, `TriggerSnapshot`) may or
+    /// may not have taken effect: an attempt reached a node that may have proposed it (it
+    /// timed out, its connection broke, or the node said the outcome is unknown) and no later
+    /// attempt got a definite answer before the deadline. These writes are idempotent on the
+    /// ledger, so repeating the same call is safe; or read the ledger to see whether it
+    /// happened.
+    #[error("outcome of {operation} unknown after {waited:?}: {last_error}")]
+    OperationOutcomeUnknown {
+        /// The write, with its arguments (`"CreateDeal seed-round"`).
+        operation: String,
         /// How long the client tried.
         waited: Duration,
         /// The last failure seen.
@@ -62,11 +83,21 @@ impl ClientError {
             ClientError::Conflict(_) => "CONFLICT",
             ClientError::NotFound(_) => "NOT_FOUND",
             ClientError::Unavailable(_) => "UNAVAILABLE",
-            ClientError::OutcomeUnknown { .. } => "OUTCOME_UNKNOWN",
+            ClientError::OutcomeUnknown { .. } | ClientError::OperationOutcomeUnknown { .. } => {
+                "OUTCOME_UNKNOWN"
+            }
             ClientError::NotFinal { .. } => "NOT_FINAL",
             ClientError::Other { .. } => "OTHER",
             ClientError::Config(_) => "CONFIG",
         }
+    }
+
+    /// Whether the call may or may not have taken effect (either unknown-outcome variant).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ClientError::OutcomeUnknown { .. } | ClientError::OperationOutcomeUnknown { .. }
+        )
     }
 }
 
@@ -78,6 +109,8 @@ pub(crate) enum Failure {
     Retry {
         leader_hint: Option<String>,
         message: String,
+        /// Whether a write sent in this attempt may have taken effect.
+        may_have_written: bool,
     },
 }
 
@@ -85,6 +118,10 @@ pub(crate) enum Failure {
 /// going away, connection errors), `DEADLINE_EXCEEDED` and `CANCELLED` (the attempt's own
 /// timeout), `UNKNOWN`, `INTERNAL`, `ABORTED` and `RESOURCE_EXHAUSTED` (transient on a
 /// replicated service). Everything else is the server's definite answer.
+///
+/// A retried failure may have written something unless the node said `not-proposed`
+/// ([`OUTCOME_KEY`]) or the connection was never established: a status without the marker
+/// (from a broken connection, a forwarding node, a proxy) proves nothing.
 pub(crate) fn classify(status: &tonic::Status) -> Failure {
     let message = status.message().to_owned();
     match status.code() {
@@ -109,17 +146,84 @@ pub(crate) fn classify(status: &tonic::Status) -> Failure {
                 .filter(|addr| !addr.is_empty())
                 .map(str::to_owned),
             message: format!("{:?}: {message}", status.code()),
+            may_have_written: match status.metadata().get(OUTCOME_KEY).map(|v| v.to_str()) {
+                Some(Ok(NOT_PROPOSED)) => false,
+                Some(_) => true,
+                None => !never_connected(status),
+            },
         },
         code => Failure::Definite(ClientError::Other { code, message }),
     }
 }
 
+/// Whether the status comes from failing to open a connection, so no request left the client.
+fn never_connected(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// The response metadata key under which nodes name the leader's address.
 pub const LEADER_ADDR_KEY: &str = "x-leader-addr";
+/// The response metadata key under which a node says whether a failed write may still take
+/// effect: [`NOT_PROPOSED`] or `unknown`.
+pub const OUTCOME_KEY: &str = "x-ledger-outcome";
+/// [`OUTCOME_KEY`]'s value when the node proposed nothing.
+pub const NOT_PROPOSED: &str = "not-proposed";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn marked(code: Code, outcome: Option<&str>) -> tonic::Status {
+        let mut status = tonic::Status::new(code, "failed");
+        if let Some(outcome) = outcome {
+            status
+                .metadata_mut()
+                .insert(OUTCOME_KEY, outcome.parse().unwrap());
+        }
+        status
+    }
+
+    fn may_have_written(status: &tonic::Status) -> bool {
+        match classify(status) {
+            Failure::Retry {
+                may_have_written, ..
+            } => may_have_written,
+            Failure::Definite(error) => panic!("{status:?} is retryable, got {error:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_nodes_not_proposed_says_a_failed_attempt_wrote_nothing() {
+        assert!(!may_have_written(&marked(
+            Code::Unavailable,
+            Some(NOT_PROPOSED)
+        )));
+        assert!(may_have_written(&marked(
+            Code::Unavailable,
+            Some("unknown")
+        )));
+        // Unmarked: from a broken connection, a forwarding node or a proxy.
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Internal,
+            Code::Aborted,
+            Code::ResourceExhausted,
+        ] {
+            assert!(may_have_written(&marked(code, None)), "{code:?}");
+        }
+        // An unreadable or unexpected value proves nothing either.
+        assert!(may_have_written(&marked(Code::Unavailable, Some("maybe"))));
+    }
 
     #[test]
     fn definite_codes_are_not_retried_and_retryable_ones_carry_the_hint() {
@@ -145,6 +249,13 @@ mod tests {
             classify(&tonic::Status::deadline_exceeded("slow")),
             Failure::Retry {
                 leader_hint: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&tonic::Status::deadline_exceeded("slow")),
+            Failure::Retry {
+                may_have_written: true,
                 ..
             }
         ));

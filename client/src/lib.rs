@@ -37,8 +37,10 @@ mod client;
 mod error;
 pub mod plot;
 
-pub use client::{is_final, status_of, Client, ClientConfig, Decision, Services, Submission};
-pub use error::{ClientError, LEADER_ADDR_KEY};
+pub use client::{
+    is_final, status_of, Client, ClientConfig, Decision, LearnerAdded, Services, Submission,
+};
+pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};
 pub use ledger_proto::pb;
 
 /// Largest message accepted from a node (a full page or batch).

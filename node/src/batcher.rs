@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
+use openraft::raft::ClientWriteResponse;
+use openraft::BasicNode;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::clock::LogClock;
 use crate::error::ApiError;
 use crate::node::Proposed;
-use crate::raft::Raft;
+use crate::raft::{Raft, TypeConfig};
 
 /// Commands waiting for a batch; beyond this, callers wait for room (backpressure).
 const QUEUE_COMMANDS_MAX: usize = 65_536;
@@ -63,10 +65,8 @@ impl Batcher {
         self.queue
             .send(Waiting { command, reply })
             .await
-            .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?;
-        result
-            .await
-            .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?
+            .map_err(|_| not_queued())?;
+        result.await.unwrap_or_else(|_| Err(reply_lost()))
     }
 
     /// Queues all `commands` back to back, so they are decided in this order, and waits for all.
@@ -79,14 +79,23 @@ impl Batcher {
         }
         let mut results = Vec::with_capacity(pending.len());
         for (queued, result) in pending {
-            let shutting_down = || ApiError::Unavailable("the node is shutting down".into());
-            results.push(match (queued, result.await) {
-                (true, Ok(result)) => result,
-                _ => Err(shutting_down()),
+            results.push(match queued {
+                false => Err(not_queued()),
+                true => result.await.unwrap_or_else(|_| Err(reply_lost())),
             });
         }
         results
     }
+}
+
+/// The batching task is gone before taking the command: nothing was proposed.
+fn not_queued() -> ApiError {
+    ApiError::Unavailable("the node is shutting down".into())
+}
+
+/// The batching task dropped a command's reply: it stopped, possibly after proposing it.
+fn reply_lost() -> ApiError {
+    ApiError::outcome_unknown("the node is shutting down")
 }
 
 /// How the batcher shapes entries.
@@ -159,50 +168,147 @@ async fn run(
         };
         let receiver = match raft.client_write_ff(entry).await {
             Ok(receiver) => receiver,
+            // The entry never reached openraft's core: nothing was proposed.
             Err(fatal) => {
-                fail_all(replies, || ApiError::Unavailable(fatal.to_string()));
+                for reply in replies {
+                    let _ = reply.send(Err(ApiError::Unavailable(fatal.to_string())));
+                }
                 continue;
             }
         };
         let applied = applied.clone();
         tokio::spawn(async move {
-            let outcome = receiver.await;
+            let outcome = receiver.await.ok();
             drop(permit);
             applied.notify_waiters();
-            match outcome {
-                Ok(Ok(response)) => {
-                    let log_index = response.log_id.index;
-                    let mut results = response.data.results.into_iter();
-                    for reply in replies {
-                        let result = match results.next() {
-                            Some(applied) => Ok(Proposed { log_index, applied }),
-                            None => Err(ApiError::Internal(format!(
-                                "entry {log_index} returned fewer results than commands"
-                            ))),
-                        };
-                        let _ = reply.send(result);
-                    }
-                }
-                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
-                    fail_all(replies, || ApiError::NoLeader {
-                        leader_id: forward.leader_id,
-                        leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-                    })
-                }
-                Ok(Err(other)) => fail_all(replies, || ApiError::Internal(other.to_string())),
-                // The responder was dropped: leadership was lost before the entry committed. The
-                // entry may still commit under the next leader, so the outcome is unknown.
-                Err(_) => fail_all(replies, || ApiError::NoLeader {
-                    leader_id: None,
-                    leader_addr: None,
-                }),
+            let results = settle(outcome, replies.len());
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         });
     }
 }
 
-fn fail_all(replies: Vec<Reply>, error: impl Fn() -> ApiError) {
-    for reply in replies {
-        let _ = reply.send(Err(error()));
+/// What openraft said about an entry handed to `client_write_ff`: its apply result, an error, or
+/// nothing (`None`: the responder was dropped).
+type WriteOutcome =
+    Option<Result<ClientWriteResponse<TypeConfig>, ClientWriteError<u64, BasicNode>>>;
+
+/// The result of each of the entry's `commands` commands, in order. Once `client_write_ff`
+/// accepted the entry, only an apply result is definite: anything else leaves the outcome
+/// unknown, since the entry may have been appended (and replicated) already.
+fn settle(outcome: WriteOutcome, commands: usize) -> Vec<Result<Proposed, ApiError>> {
+    let fail = |error: &dyn Fn() -> ApiError| (0..commands).map(|_| Err(error())).collect();
+    match outcome {
+        Some(Ok(response)) => {
+            let log_index = response.log_id.index;
+            let mut results = response.data.results.into_iter();
+            (0..commands)
+                .map(|_| match results.next() {
+                    Some(applied) => Ok(Proposed { log_index, applied }),
+                    None => Err(ApiError::Internal(format!(
+                        "entry {log_index} returned fewer results than commands"
+                    ))),
+                })
+                .collect()
+        }
+        // Either openraft refused the entry before appending it (this node had just stopped
+        // leading), or the entry was appended and later cut from this node's log by a new
+        // leader. The two look the same here, and a cut entry can still commit if another node
+        // that holds it wins a later election: unknown.
+        Some(Err(ClientWriteError::ForwardToLeader(forward))) => {
+            let leader_addr = forward.leader_node.map(|n| n.addr);
+            fail(&|| ApiError::OutcomeUnknown {
+                reason: "this node lost the leadership before the entry committed".into(),
+                leader_id: forward.leader_id,
+                leader_addr: leader_addr.clone(),
+            })
+        }
+        Some(Err(other)) => fail(&|| ApiError::Internal(other.to_string())),
+        // openraft keeps a responder until its index is applied or cut, so a dropped one means
+        // its Raft stopped (the node is shutting down) with the entry possibly appended.
+        None => fail(&|| ApiError::outcome_unknown("the node stopped before the entry committed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::ForwardToLeader;
+    use openraft::{CommittedLeaderId, LogId};
+    use tonic::Code;
+
+    use super::*;
+    use crate::grpc::status::{LEADER_ADDR_KEY, OUTCOME_KEY};
+    use crate::raft::ApplyReply;
+
+    fn outcome_marker(error: ApiError) -> (Code, Option<String>, Option<String>) {
+        let status = tonic::Status::from(error);
+        let get = |key| {
+            status
+                .metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (status.code(), get(OUTCOME_KEY), get(LEADER_ADDR_KEY))
+    }
+
+    /// Postmortem (defect h): an entry accepted by `client_write_ff` whose responder then
+    /// reported ForwardToLeader, or was dropped, used to fail as `NoLeader`, which told clients
+    /// "nothing was proposed", although the entry may still commit under the next leader.
+    #[test]
+    fn an_entry_accepted_then_not_confirmed_has_an_unknown_outcome() {
+        let forwarded: WriteOutcome =
+            Some(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
+                leader_id: Some(2),
+                leader_node: Some(BasicNode {
+                    addr: "127.0.0.1:7002".into(),
+                }),
+            })));
+        let results = settle(forwarded, 3);
+        assert_eq!(results.len(), 3, "one result per command");
+        for result in results {
+            let error = result.expect_err("no result without an apply");
+            assert!(
+                matches!(error, ApiError::OutcomeUnknown { .. }),
+                "{error:?}"
+            );
+            assert_eq!(
+                outcome_marker(error),
+                (
+                    Code::Unavailable,
+                    Some("unknown".into()),
+                    Some("127.0.0.1:7002".into())
+                ),
+                "retryable, marked unknown, with the new leader's address"
+            );
+        }
+
+        let dropped = settle(None, 2);
+        assert_eq!(dropped.len(), 2);
+        for result in dropped {
+            let error = result.expect_err("no result without an apply");
+            assert_eq!(
+                outcome_marker(error),
+                (Code::Unavailable, Some("unknown".into()), None)
+            );
+        }
+    }
+
+    #[test]
+    fn an_applied_entry_answers_each_command_and_flags_missing_results() {
+        let response = ClientWriteResponse::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 9),
+            data: ApplyReply {
+                results: vec![Ok(ledger_state_machine::Outcome::DealClosed)],
+            },
+            membership: None,
+        };
+        let results = settle(Some(Ok(response)), 2);
+        match &results[0] {
+            Ok(proposed) => assert_eq!(proposed.log_index, 9),
+            Err(error) => panic!("first command: {error:?}"),
+        }
+        assert!(matches!(results[1], Err(ApiError::Internal(_))));
     }
 }

@@ -23,8 +23,9 @@ pub enum ApiError {
     /// The thing asked for does not exist; `NOT_FOUND`.
     #[error("{0} not found")]
     NotFound(String),
-    /// No leader is known, or this node just lost leadership; `UNAVAILABLE`, retryable, with the
+    /// No leader is known, or this node is not the leader; `UNAVAILABLE`, retryable, with the
     /// leader's id and address in the `x-leader-id` / `x-leader-addr` metadata when known.
+    /// Raised only before anything was proposed, so it tells the client "not proposed".
     #[error("no leader available{}", hint_text(.leader_id, .leader_addr))]
     NoLeader {
         /// The leader's id, if known.
@@ -32,10 +33,26 @@ pub enum ApiError {
         /// The leader's address, if known.
         leader_addr: Option<String>,
     },
-    /// The node is shutting down or its Raft stopped; `UNAVAILABLE`, retry elsewhere.
+    /// The node is shutting down or its Raft stopped; `UNAVAILABLE`, retry elsewhere. For a
+    /// write, raised only before anything was proposed ("not proposed"); a write that may have
+    /// been proposed fails with [`ApiError::OutcomeUnknown`] instead.
     #[error("node unavailable: {0}")]
     Unavailable(String),
-    /// The operation did not finish in time; its outcome is unknown; `DEADLINE_EXCEEDED`.
+    /// A write was proposed but this node cannot tell whether its entry committed (it lost the
+    /// leadership, its Raft stopped, or the entry was cut from its log, which does not prove that
+    /// another node's copy will not commit): it may still take effect. `UNAVAILABLE` (retryable:
+    /// every write is idempotent) marked "outcome unknown", with the leader hint when known.
+    #[error("outcome unknown: {reason}{}", hint_text(.leader_id, .leader_addr))]
+    OutcomeUnknown {
+        /// What happened.
+        reason: String,
+        /// The leader's id, if known.
+        leader_id: Option<u64>,
+        /// The leader's address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The operation did not finish in time; its outcome is unknown; `DEADLINE_EXCEEDED`,
+    /// marked "outcome unknown".
     #[error("timed out: {0}")]
     Timeout(String),
     /// The cluster is not in a state that allows this; `FAILED_PRECONDITION`.
@@ -64,6 +81,15 @@ fn hint_text(leader_id: &Option<u64>, leader_addr: &Option<String>) -> String {
 }
 
 impl ApiError {
+    /// An [`ApiError::OutcomeUnknown`] without a leader hint.
+    pub fn outcome_unknown(reason: impl Into<String>) -> ApiError {
+        ApiError::OutcomeUnknown {
+            reason: reason.into(),
+            leader_id: None,
+            leader_addr: None,
+        }
+    }
+
     /// An `INVALID_ARGUMENT` for `field`.
     pub fn invalid(field: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> ApiError {
         ApiError::InvalidArgument {

@@ -57,4 +57,5 @@ pub use admission::v1::raft_client::RaftClient;
 pub use admission::v1::raft_server::{Raft, RaftServer};
 pub use admission::v1::{
     CancelCause, Consistency, DealStatus, InvestmentStatus, MemberRole, RejectReason, SagaStep,
+    WriteOutcome,
 };

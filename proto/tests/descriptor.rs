@@ -333,7 +333,12 @@ fn messages_match_the_contract() {
         ),
         (
             "RequestError",
-            &[("code", 1, U32), ("message", 2, Str), ("field", 3, Str)],
+            &[
+                ("code", 1, U32),
+                ("message", 2, Str),
+                ("field", 3, Str),
+                ("outcome", 4, Enum("WriteOutcome")),
+            ],
         ),
         (
             "GetInvestmentRequest",
@@ -441,7 +446,11 @@ fn messages_match_the_contract() {
         ("MemberAddr", &[("node_id", 1, U64), ("addr", 2, Str)]),
         (
             "AddLearnerRequest",
-            &[("node_id", 1, U64), ("addr", 2, Str)],
+            &[
+                ("node_id", 1, U64),
+                ("addr", 2, Str),
+                ("catch_up_wait_ms", 3, U32),
+            ],
         ),
         (
             "ChangeMembershipRequest",
@@ -449,7 +458,13 @@ fn messages_match_the_contract() {
         ),
         (
             "MembershipResponse",
-            &[("members", 1, Repeated("Member")), ("log_index", 2, U64)],
+            &[
+                ("members", 1, Repeated("Member")),
+                ("log_index", 2, U64),
+                ("changed", 3, Bool),
+                ("catch_up_index", 4, U64),
+                ("caught_up", 5, Bool),
+            ],
         ),
         ("TransferLeaderRequest", &[("to", 1, U64)]),
         ("TransferLeaderResponse", &[("leader_id", 1, U64)]),
@@ -573,6 +588,14 @@ fn enums_match_the_contract() {
         (
             "MemberRole",
             &[("MEMBER_ROLE_UNSPECIFIED", 0), ("VOTER", 1), ("LEARNER", 2)],
+        ),
+        (
+            "WriteOutcome",
+            &[
+                ("WRITE_OUTCOME_UNSPECIFIED", 0),
+                ("WRITE_OUTCOME_NOT_PROPOSED", 1),
+                ("WRITE_OUTCOME_UNKNOWN", 2),
+            ],
         ),
     ];
 

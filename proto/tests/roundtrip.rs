@@ -12,6 +12,7 @@ use ledger_proto::pb::{
 };
 use ledger_proto::{
     CancelCause, Consistency, DealStatus, InvestmentStatus, MemberRole, RejectReason, SagaStep,
+    WriteOutcome,
 };
 use prost::Message;
 
@@ -211,7 +212,15 @@ fn submit_messages_and_batch_oneof_roundtrip() {
         code: tonic::Code::InvalidArgument as u32,
         message: "amount: has more than 2 fraction digits".into(),
         field: "amount".into(),
+        outcome: WriteOutcome::Unspecified as i32,
     };
+    let unknown = roundtrip(&RequestError {
+        code: tonic::Code::Unavailable as u32,
+        message: "outcome unknown".into(),
+        field: String::new(),
+        outcome: WriteOutcome::Unknown as i32,
+    });
+    assert_eq!(unknown.outcome(), WriteOutcome::Unknown);
     let results = SubmitBatchResponse {
         responses: vec![
             SubmitBatchResult {
@@ -297,19 +306,26 @@ fn cluster_and_raft_messages_roundtrip() {
             },
         ],
     });
-    roundtrip(&AddLearnerRequest {
+    let add = roundtrip(&AddLearnerRequest {
         node_id: 3,
         addr: "127.0.0.1:7003".into(),
+        catch_up_wait_ms: 5_000,
     });
+    assert_eq!(add.catch_up_wait_ms, 5_000);
     let change = roundtrip(&ChangeMembershipRequest {
         voters: vec![1, 2, 3],
         retain: true,
     });
     assert_eq!(change.voters, [1, 2, 3]);
-    roundtrip(&MembershipResponse {
+    let membership = roundtrip(&MembershipResponse {
         members: vec![member],
         log_index: 101,
+        changed: false,
+        catch_up_index: 120,
+        caught_up: true,
     });
+    assert!(!membership.changed && membership.caught_up);
+    assert_eq!(membership.catch_up_index, 120);
     roundtrip(&TransferLeaderRequest { to: 2 });
     roundtrip(&TriggerSnapshotResponse { snapshot_index: 77 });
 
@@ -343,8 +359,11 @@ fn cluster_and_raft_messages_roundtrip() {
     let reply = RaftReply {
         payload: vec![9; 1024],
         error: "higher vote".into(),
+        clock_ms: 1_795_000_000_000,
     };
-    assert_eq!(roundtrip(&reply).error, "higher vote");
+    let back = roundtrip(&reply);
+    assert_eq!(back.error, "higher vote");
+    assert_eq!(back.clock_ms, 1_795_000_000_000);
 }
 
 #[test]

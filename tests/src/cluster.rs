@@ -252,6 +252,29 @@ impl TestCluster {
         let _ = child.wait();
     }
 
+    /// Freezes node `id` with SIGSTOP, as a long pause would (a stalled VM, a swapped-out
+    /// process): it keeps its sockets and its state, and answers nothing until
+    /// [`TestCluster::resume`]. [`Drop`] still kills it.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// Lets node `id`, frozen by [`TestCluster::pause`], run again (SIGCONT).
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: libc::c_int) {
+        let pid = self
+            .pid(id)
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on a child this cluster spawned and has not reaped yet, so the pid
+        // cannot have been reused.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} to node {id} (pid {pid}) failed");
+    }
+
     /// Stops node `id` with SIGTERM (graceful) and waits for it to exit; kills it if it does not
     /// exit in time, and panics then, since a graceful stop must work.
     pub async fn stop(&mut self, id: u64) {

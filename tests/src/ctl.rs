@@ -11,6 +11,8 @@ use crate::binary::ledgerctl_binary;
 pub struct CtlOutput {
     /// Whether it exited with success.
     pub success: bool,
+    /// Its exit code (`None` if a signal ended it).
+    pub code: Option<i32>,
     /// What it printed on stdout.
     pub stdout: String,
     /// What it printed on stderr.
@@ -90,6 +92,7 @@ impl CtlRun {
         };
         CtlOutput {
             success: status.success(),
+            code: status.code(),
             stdout: std::fs::read_to_string(self.out.path()).unwrap_or_default(),
             stderr: std::fs::read_to_string(self.err.path()).unwrap_or_default(),
         }

@@ -140,6 +140,7 @@ async fn learner_promotion_and_voter_removal() {
             .add_learner(pb::AddLearnerRequest {
                 node_id: 4,
                 addr: cluster.addr(4),
+                catch_up_wait_ms: 10_000,
             })
             .await
             .expect("AddLearner(4)")

@@ -212,24 +212,9 @@ impl pb::admission_server::Admission for AdmissionService {
                 pb::SubmitBatchResult {
                     result: Some(match result {
                         Ok(response) => pb::submit_batch_result::Result::Response(response),
-                        Err(error) => {
-                            let field = match &error {
-                                ApiError::InvalidArgument { field, .. } => field.to_string(),
-                                ApiError::Command(
-                                    ledger_state_machine::CommandError::InvalidArgument {
-                                        field,
-                                        ..
-                                    },
-                                ) => field.to_string(),
-                                _ => String::new(),
-                            };
-                            let status = Status::from(error);
-                            pb::submit_batch_result::Result::Error(pb::RequestError {
-                                code: status.code() as u32,
-                                message: status.message().to_owned(),
-                                field,
-                            })
-                        }
+                        Err(error) => pb::submit_batch_result::Result::Error(
+                            super::status::request_error(error),
+                        ),
                     }),
                 }
             })

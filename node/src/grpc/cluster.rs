@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_proto::pb::{self, cluster_client::ClusterClient};
-use ledger_state_machine::{CommandError, InvestmentView, Outcome, SagaStep};
+use ledger_state_machine::{CancelCause, CommandError, InvestmentView, Outcome, SagaStep};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -17,8 +17,12 @@ use super::convert;
 use crate::error::ApiError;
 use crate::node::{forwarded, is_forwarded, Node, Route};
 
-/// How long `TransferLeader` and `TriggerSnapshot` wait for their effect.
+/// How long `TransferLeader` and `TriggerSnapshot` wait for their effect, and a repeated
+/// membership change for the entry already proposed to commit.
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
+
+/// Longest `AddLearner` waits for the learner to catch up (`catch_up_wait_ms` is capped here).
+pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// Sagas `ListSagas` returns when the request's `limit` is 0.
 pub const LIST_SAGAS_LIMIT_DEFAULT: usize = 100;
@@ -61,6 +65,66 @@ impl ClusterService {
             })
             .collect()
     }
+
+    /// Waits until the membership entry at `log_index` is applied (hence committed) while this
+    /// node leads. A membership found already in force may still be uncommitted: a retry must
+    /// not call it done before it is.
+    async fn membership_committed(&self, log_index: u64) -> Result<(), ApiError> {
+        let me = self.node.config.node_id;
+        let metrics = self
+            .node
+            .raft
+            .wait(Some(WAIT_FOR_EFFECT))
+            .metrics(
+                |m| applied_index(m) >= log_index || m.current_leader != Some(me),
+                "membership entry applied",
+            )
+            .await
+            .map_err(|e| {
+                ApiError::outcome_unknown(format!(
+                    "the membership entry at {log_index} has not committed yet: {e}"
+                ))
+            })?;
+        if applied_index(&metrics) >= log_index {
+            Ok(())
+        } else {
+            Err(ApiError::outcome_unknown(format!(
+                "this node lost the leadership before the membership entry at {log_index} \
+                 committed"
+            )))
+        }
+    }
+
+    /// Waits at most `wait` for `node_id`'s log to reach `target` on this leader's view;
+    /// returns whether it did.
+    async fn caught_up(&self, node_id: u64, target: u64, wait: Duration) -> bool {
+        if node_id == self.node.config.node_id {
+            return true;
+        }
+        let reached = |m: &RaftMetrics<u64, BasicNode>| matched_index(m, node_id) >= target;
+        if wait.is_zero() {
+            return reached(&self.node.raft.metrics().borrow());
+        }
+        self.node
+            .raft
+            .wait(Some(wait))
+            .metrics(reached, "learner caught up")
+            .await
+            .is_ok()
+    }
+}
+
+fn applied_index(metrics: &RaftMetrics<u64, BasicNode>) -> u64 {
+    metrics.last_applied.map_or(0, |l| l.index)
+}
+
+/// The last log index the leader knows `node_id` holds; 0 if unknown.
+fn matched_index(metrics: &RaftMetrics<u64, BasicNode>, node_id: u64) -> u64 {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&node_id).copied().flatten())
+        .map_or(0, |l| l.index)
 }
 
 fn client(channel: Channel) -> ClusterClient<Channel> {
@@ -70,10 +134,21 @@ fn client(channel: Channel) -> ClusterClient<Channel> {
         .max_encoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
 }
 
-/// `FAILED_PRECONDITION` with a plain explanation when `view` has nothing left to compensate.
-/// Decisions never change and sagas never return to PAYMENT or DOCUMENTS, so a refusal read
-/// from any replica, however stale, is final.
-fn compensable(view: &InvestmentView) -> Result<(), ApiError> {
+/// What `CompensateSaga` does for an investment as a replica shows it.
+#[derive(Debug, PartialEq, Eq)]
+enum Compensation {
+    /// Propose `AbortSaga`.
+    Start,
+    /// An operator's compensation already took effect (cause ABORTED): a retry, or a repeated
+    /// command. Answer the investment and propose nothing.
+    Started,
+}
+
+/// Whether `view`'s saga can be compensated, or `FAILED_PRECONDITION` with a plain explanation
+/// when there is nothing left to compensate. Decisions never change and sagas never return to
+/// PAYMENT or DOCUMENTS (nor lose their cancel cause), so an answer read from any replica,
+/// however stale, other than `Start` is final.
+fn compensable(view: &InvestmentView) -> Result<Compensation, ApiError> {
     let id = view.request_id;
     let status = view.status.as_str();
     let Some(saga) = &view.saga else {
@@ -81,10 +156,13 @@ fn compensable(view: &InvestmentView) -> Result<(), ApiError> {
             "investment {id} was {status} and has no saga to compensate"
         )));
     };
+    if saga.cancel_cause == Some(CancelCause::Aborted) {
+        return Ok(Compensation::Started);
+    }
     let step = saga.step.as_str().to_uppercase();
     let cause = saga.cancel_cause.map_or("", |c| c.as_str());
     match saga.step {
-        SagaStep::Payment | SagaStep::Documents => Ok(()),
+        SagaStep::Payment | SagaStep::Documents => Ok(Compensation::Start),
         SagaStep::Void => Err(ApiError::FailedPrecondition(format!(
             "the saga of investment {id} is already being compensated (cause {cause}, step {step})"
         ))),
@@ -95,16 +173,22 @@ fn compensable(view: &InvestmentView) -> Result<(), ApiError> {
     }
 }
 
+/// A membership change that openraft did not confirm. A refusal of the change itself comes
+/// before anything is appended; the rest may come after (see `batcher::settle`): unknown.
 fn write_error(error: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ApiError {
     match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => ApiError::NoLeader {
-            leader_id: forward.leader_id,
-            leader_addr: forward.leader_node.map(|n| n.addr),
-        },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ApiError::OutcomeUnknown {
+                reason: "this node lost the leadership before the membership change committed"
+                    .into(),
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|n| n.addr),
+            }
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             ApiError::FailedPrecondition(e.to_string())
         }
-        RaftError::Fatal(fatal) => ApiError::Unavailable(fatal.to_string()),
+        RaftError::Fatal(fatal) => ApiError::outcome_unknown(fatal.to_string()),
     }
 }
 
@@ -194,19 +278,31 @@ impl pb::cluster_server::Cluster for ClusterService {
                 ApiError::invalid("members", "must include the node receiving Init").into(),
             );
         }
-        self.node
-            .raft
-            .initialize(nodes)
-            .await
-            .map_err(|error| match error {
-                RaftError::APIError(InitializeError::NotAllowed(e)) => {
-                    ApiError::FailedPrecondition(format!("already initialized: {e}"))
-                }
-                RaftError::APIError(InitializeError::NotInMembers(e)) => {
-                    ApiError::invalid("members", e.to_string())
-                }
-                RaftError::Fatal(fatal) => ApiError::Unavailable(fatal.to_string()),
-            })?;
+        let result = self.node.raft.initialize(nodes.clone()).await;
+        match result {
+            Ok(()) => {}
+            // A retry of the Init that took effect: the membership asked for is the one here.
+            Err(RaftError::APIError(InitializeError::NotAllowed(_)))
+                if self
+                    .node
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .nodes()
+                    .eq(nodes.iter()) => {}
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                return Err(
+                    ApiError::FailedPrecondition(format!("already initialized: {e}")).into(),
+                )
+            }
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
+                return Err(ApiError::invalid("members", e.to_string()).into())
+            }
+            Err(RaftError::Fatal(fatal)) => {
+                return Err(ApiError::outcome_unknown(fatal.to_string()).into())
+            }
+        }
         Ok(Response::new(pb::InitResponse {}))
     }
 
@@ -214,7 +310,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let pb::AddLearnerRequest { node_id, addr } = request.get_ref().clone();
+        let pb::AddLearnerRequest {
+            node_id,
+            addr,
+            catch_up_wait_ms,
+        } = request.get_ref().clone();
         if node_id == 0 || addr.is_empty() {
             return Err(
                 ApiError::invalid("node_id", "a learner needs a node_id ≥ 1 and an addr").into(),
@@ -223,16 +323,56 @@ impl pb::cluster_server::Cluster for ClusterService {
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
             return client(channel).add_learner(forwarded(request)).await;
         }
-        // Blocking: returns once the learner has caught up with the log.
-        let response = self
+        // openraft would append another membership entry for a node already there (and keep
+        // its old address): a retry proposes nothing instead.
+        let (present, membership_index) = {
+            let metrics = self.node.raft.metrics().borrow().clone();
+            let membership = &metrics.membership_config;
+            let present = membership
+                .membership()
+                .get_node(&node_id)
+                .map(|n| n.addr.clone());
+            (present, membership.log_id().map_or(0, |l| l.index))
+        };
+        let (log_index, changed) = match present {
+            Some(existing) if existing == addr => {
+                self.membership_committed(membership_index).await?;
+                (membership_index, false)
+            }
+            Some(existing) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "node {node_id} is already a member, at {existing}; remove it before adding \
+                     it at another address"
+                ))
+                .into())
+            }
+            None => {
+                // Not blocking: openraft's blocking form waits for the catch-up without a bound,
+                // and a slow catch-up is not a failed add.
+                let response = self
+                    .node
+                    .raft
+                    .add_learner(node_id, BasicNode { addr }, false)
+                    .await
+                    .map_err(write_error)?;
+                (response.log_id.index, true)
+            }
+        };
+        let catch_up_index = self
             .node
             .raft
-            .add_learner(node_id, BasicNode { addr }, true)
-            .await
-            .map_err(write_error)?;
+            .metrics()
+            .borrow()
+            .last_log_index
+            .unwrap_or(0);
+        let wait = Duration::from_millis(u64::from(catch_up_wait_ms)).min(CATCH_UP_WAIT_MAX);
+        let caught_up = self.caught_up(node_id, catch_up_index, wait).await;
         Ok(Response::new(pb::MembershipResponse {
             members: self.members(),
-            log_index: response.log_id.index,
+            log_index,
+            changed,
+            catch_up_index,
+            caught_up,
         }))
     }
 
@@ -248,6 +388,23 @@ impl pb::cluster_server::Cluster for ClusterService {
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
             return client(channel).change_membership(forwarded(request)).await;
         }
+        // openraft would append the same membership again: a retry, or a promotion repeated,
+        // proposes nothing once these voters are in force (not a joint configuration).
+        let in_force = {
+            let metrics = self.node.raft.metrics().borrow().clone();
+            let membership = &metrics.membership_config;
+            let configs = membership.membership().get_joint_config();
+            (configs.len() == 1 && configs[0] == voters)
+                .then(|| membership.log_id().map_or(0, |l| l.index))
+        };
+        if let Some(log_index) = in_force {
+            self.membership_committed(log_index).await?;
+            return Ok(Response::new(pb::MembershipResponse {
+                members: self.members(),
+                log_index,
+                ..Default::default()
+            }));
+        }
         let response = self
             .node
             .raft
@@ -257,6 +414,8 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(pb::MembershipResponse {
             members: self.members(),
             log_index: response.log_id.index,
+            changed: true,
+            ..Default::default()
         }))
     }
 
@@ -266,6 +425,10 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let to = request.get_ref().to;
         let me = self.node.config.node_id;
+        // A retry of a transfer that took effect: no new election.
+        if self.node.leader().0 == Some(to) {
+            return Ok(Response::new(pb::TransferLeaderResponse { leader_id: to }));
+        }
         if to == me {
             // openraft 0.9 has no transfer call: this node campaigns. The first campaign makes
             // the old leader step down (higher term), but followers still inside the old
@@ -356,10 +519,13 @@ impl pb::cluster_server::Cluster for ClusterService {
         request: Request<pb::CompensateSagaRequest>,
     ) -> Result<Response<pb::Investment>, Status> {
         let (request_id, command) = convert::compensate_saga(request.get_ref())?;
-        // A refusal the local replica already shows is final: no need to forward or propose.
+        // What the local replica already shows is final unless it is "start": no need to
+        // forward or propose.
         let local = self.node.replica.read().state.investment(request_id);
-        if let Some(view) = &local {
-            compensable(view)?;
+        if let Some(view) = local {
+            if compensable(&view)? == Compensation::Started {
+                return Ok(Response::new(convert::investment(view)));
+            }
         }
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).compensate_saga(forwarded(request)).await,
@@ -373,10 +539,14 @@ impl pb::cluster_server::Cluster for ClusterService {
                             ApiError::Internal(format!("AbortSaga applied as {other:?}")).into(),
                         )
                     }
-                    // The same refusal, explained from the investment as it now stands.
+                    // Explained from the investment as it now stands: an earlier attempt's
+                    // compensation that committed meanwhile is this call's success.
                     Err(error @ CommandError::NotCompensable { .. }) => {
-                        let explained = view.as_ref().and_then(|v| compensable(v).err());
-                        return Err(explained.unwrap_or(ApiError::Command(error)).into());
+                        match view.as_ref().map(compensable) {
+                            Some(Ok(Compensation::Started)) => {}
+                            Some(Err(explained)) => return Err(explained.into()),
+                            _ => return Err(ApiError::Command(error).into()),
+                        }
                     }
                     Err(error) => return Err(ApiError::Command(error).into()),
                 }
@@ -427,6 +597,15 @@ mod tests {
     use super::*;
 
     fn view(status: InvestmentStatus, step: Option<SagaStep>) -> InvestmentView {
+        let cause = (step == Some(SagaStep::Void)).then_some(CancelCause::DeadlineExceeded);
+        view_with_cause(status, step, cause)
+    }
+
+    fn view_with_cause(
+        status: InvestmentStatus,
+        step: Option<SagaStep>,
+        cancel_cause: Option<CancelCause>,
+    ) -> InvestmentView {
         InvestmentView {
             request_id: RequestId::from_u128(7).unwrap(),
             deal_id: "d".into(),
@@ -444,7 +623,7 @@ mod tests {
                 deadline_ms: 300_001,
                 attempts: 0,
                 last_error: None,
-                cancel_cause: (step == SagaStep::Void).then_some(CancelCause::Aborted),
+                cancel_cause,
                 payment_id: None,
                 refunded: false,
                 document_id: None,
@@ -466,8 +645,12 @@ mod tests {
     #[test]
     fn only_pending_sagas_in_payment_or_documents_are_compensable() {
         use InvestmentStatus::*;
-        assert!(compensable(&view(Pending, Some(SagaStep::Payment))).is_ok());
-        assert!(compensable(&view(Pending, Some(SagaStep::Documents))).is_ok());
+        for step in [SagaStep::Payment, SagaStep::Documents] {
+            assert!(matches!(
+                compensable(&view(Pending, Some(step))),
+                Ok(Compensation::Start)
+            ));
+        }
 
         let rejected = refusal(&view(Rejected, None));
         assert!(
@@ -476,7 +659,7 @@ mod tests {
         );
         let voiding = refusal(&view(Pending, Some(SagaStep::Void)));
         assert!(
-            voiding.contains("already being compensated (cause ABORTED, step VOID)"),
+            voiding.contains("already being compensated (cause DEADLINE_EXCEEDED, step VOID)"),
             "{voiding}"
         );
         let confirmed = refusal(&view(Confirmed, Some(SagaStep::Notify)));
@@ -489,6 +672,36 @@ mod tests {
             cancelled.contains("already CANCELLED (saga step DONE)"),
             "{cancelled}"
         );
+    }
+
+    #[test]
+    fn an_operators_compensation_that_took_effect_is_answered_again_not_refused() {
+        use InvestmentStatus::*;
+        let aborted = Some(CancelCause::Aborted);
+        // Still voiding, and already cancelled (the e-mail going out, or done).
+        for (status, step) in [
+            (Pending, SagaStep::Void),
+            (Cancelled, SagaStep::Notify),
+            (Cancelled, SagaStep::Done),
+        ] {
+            assert!(
+                matches!(
+                    compensable(&view_with_cause(status, Some(step), aborted)),
+                    Ok(Compensation::Started)
+                ),
+                "{status:?} in {step:?}"
+            );
+        }
+        // Cancelled for another cause: not this command's doing, still refused.
+        let declined = view_with_cause(
+            Cancelled,
+            Some(SagaStep::Done),
+            Some(CancelCause::PaymentDeclined),
+        );
+        assert!(matches!(
+            compensable(&declined),
+            Err(ApiError::FailedPrecondition(_))
+        ));
     }
 
     #[test]

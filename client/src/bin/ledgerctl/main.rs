@@ -1,10 +1,15 @@
 //! `ledgerctl`: the operator CLI of the admission ledger. Every read command takes `--json`.
+//!
+//! Exit codes: 0 done; 1 failed; 2 bad usage; 3 outcome unknown (a write may or may not have
+//! taken effect: running the same command again is safe); 4 learner added but still catching
+//! up (`member add-learner`).
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ledger_client::{pb, Client, ClientConfig, Submission};
+use ledger_client::{pb, Client, ClientConfig, ClientError, Submission};
 use serde_json::json;
 
 mod bench;
@@ -103,14 +108,23 @@ enum ClusterCmd {
     },
 }
 
+/// Exit code of a write whose outcome is unknown.
+const EXIT_OUTCOME_UNKNOWN: u8 = 3;
+/// Exit code of `member add-learner` when the learner was added but is still catching up.
+const EXIT_STILL_CATCHING_UP: u8 = 4;
+
 #[derive(Subcommand)]
 enum MemberCmd {
-    /// Add a node as a learner; returns once it has caught up.
+    /// Add a node as a learner; returns once it has caught up, or, after --catch-up-timeout-s,
+    /// says it was added and is still catching up (exit code 4). Repeating it is safe.
     AddLearner {
         /// The new node's id.
         node_id: u64,
         /// Its address (`host:port`), as the other nodes reach it.
         addr: String,
+        /// Longest wait for the learner to catch up once added, in seconds.
+        #[arg(long, default_value_t = 120)]
+        catch_up_timeout_s: u64,
     },
     /// Make a learner a voter.
     Promote {
@@ -240,22 +254,74 @@ enum SagaCmd {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(code) => code,
+        Err(error) => report(&cli, &error),
+    }
+}
+
+/// Prints a failed command's error (also as JSON on stdout with `--json`) and picks the exit
+/// code: an unknown outcome is told apart from a failure, since the write may have happened.
+fn report(cli: &Cli, error: &anyhow::Error) -> ExitCode {
+    let client_error = error.chain().find_map(|e| e.downcast_ref::<ClientError>());
+    let advice = match client_error {
+        Some(ClientError::OutcomeUnknown { request_id, .. }) => Some(format!(
+            "the request may or may not have been decided; `invest show {request_id}` tells, \
+             and submitting it again with --request-id {request_id} is safe (a request id is \
+             decided once)"
+        )),
+        Some(ClientError::OperationOutcomeUnknown { operation, .. }) => Some(format!(
+            "{operation} may or may not have taken effect; running the same command again is \
+             safe, or check with `cluster status`, `deal show` or `saga show`"
+        )),
+        _ => None,
+    };
+    if cli.json {
+        let mut value = json!({
+            "code": client_error.map_or("ERROR", ClientError::code_name),
+            "message": format!("{error:#}"),
+        });
+        match client_error {
+            Some(ClientError::OutcomeUnknown {
+                request_id, waited, ..
+            }) => {
+                value["outcome"] = json!("unknown");
+                value["request_id"] = json!(request_id);
+                value["waited_ms"] = json!(waited.as_millis() as u64);
+            }
+            Some(ClientError::OperationOutcomeUnknown {
+                operation, waited, ..
+            }) => {
+                value["outcome"] = json!("unknown");
+                value["operation"] = json!(operation);
+                value["waited_ms"] = json!(waited.as_millis() as u64);
+            }
+            _ => {}
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "error": value })).unwrap_or_default()
+        );
+    }
+    match advice {
+        Some(advice) => {
+            eprintln!("ledgerctl: OUTCOME UNKNOWN: {error:#}\nledgerctl: {advice}");
+            ExitCode::from(EXIT_OUTCOME_UNKNOWN)
+        }
+        None => {
             eprintln!("ledgerctl: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: &Cli) -> Result<()> {
-    match &cli.command {
+async fn run(cli: &Cli) -> Result<ExitCode> {
+    let done = match &cli.command {
         Top::Cluster(ClusterCmd::Status) => cluster_status(cli).await,
         Top::Cluster(ClusterCmd::Init { members }) => cluster_init(cli, members).await,
-        Top::Member(cmd) => member(cli, cmd).await,
+        Top::Member(cmd) => return member(cli, cmd).await,
         Top::Leader(LeaderCmd::Transfer { node_id }) => {
             let client = cli.client().await?;
             let leader = client.transfer_leader(*node_id).await?;
@@ -302,7 +368,8 @@ async fn run(cli: &Cli) -> Result<()> {
         Top::Bench(args) => bench::run(cli, args).await,
         Top::SagaBench(args) => saga_bench::saga_bench(cli, args).await,
         Top::Demo(args) => demo::run(cli, args).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Prints `value` with `--json`, else the text line.
@@ -383,10 +450,49 @@ async fn member_addr(client: &Client, node_id: u64) -> Result<String> {
         .with_context(|| format!("node {node_id} is not a member"))
 }
 
-async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
+async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
     let client = cli.client().await?;
     let reply = match cmd {
-        MemberCmd::AddLearner { node_id, addr } => client.add_learner(*node_id, addr).await?,
+        MemberCmd::AddLearner {
+            node_id,
+            addr,
+            catch_up_timeout_s,
+        } => {
+            let added = client
+                .add_learner_waiting(*node_id, addr, Duration::from_secs(*catch_up_timeout_s))
+                .await?;
+            let progress = format!(
+                "matched {} of {}",
+                added.matched_index, added.catch_up_index
+            );
+            print_or_json(
+                cli,
+                json!({
+                    "node_id": node_id, "added": true, "caught_up": added.caught_up,
+                    "matched_index": added.matched_index, "catch_up_index": added.catch_up_index,
+                    "log_index": added.log_index,
+                    "members": added.members.iter().map(member_json).collect::<Vec<_>>(),
+                }),
+                || match added.caught_up {
+                    true => format!(
+                        "node {node_id} is a learner (membership entry {}) and has caught up \
+                         ({progress}); members: {}",
+                        added.log_index,
+                        members_line(&added.members)
+                    ),
+                    false => format!(
+                        "node {node_id} was added as a learner (membership entry {}) but is \
+                         still catching up ({progress}) after {catch_up_timeout_s} s; watch \
+                         `cluster status` and promote it only once it has caught up",
+                        added.log_index
+                    ),
+                },
+            )?;
+            return Ok(match added.caught_up {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(EXIT_STILL_CATCHING_UP),
+            });
+        }
         MemberCmd::Promote { node_id } | MemberCmd::Remove { node_id } => {
             let status = client.status().await?;
             let member = status.members.iter().find(|m| m.node_id == *node_id);
@@ -400,17 +506,20 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
                 MemberCmd::Promote { .. } => {
                     match member {
                         None => bail!("node {node_id} is not a member: add it as a learner first"),
-                        Some(m) if m.role == pb::MemberRole::Voter as i32 => {
-                            bail!("node {node_id} is already a voter")
-                        }
+                        // Already promoted (a repeated command): the node proposes nothing and
+                        // says so.
+                        Some(m) if m.role == pb::MemberRole::Voter as i32 => {}
                         Some(_) => voters.push(*node_id),
                     }
                     true
                 }
                 _ => {
-                    if member.is_none() {
-                        bail!("node {node_id} is not a member");
+                    // `ChangeMembership` names voters only: a learner would stay.
+                    if member.is_some_and(|m| m.role == pb::MemberRole::Learner as i32) {
+                        bail!("node {node_id} is a learner; removing learners is not supported");
                     }
+                    // Not a member (already removed, by a repeated command): the voters stay
+                    // as they are, and the node proposes nothing and says so.
                     voters.retain(|v| v != node_id);
                     if voters.is_empty() {
                         bail!("node {node_id} is the last voter");
@@ -423,15 +532,21 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<()> {
     };
     print_or_json(
         cli,
-        json!({"log_index": reply.log_index, "members": reply.members.iter().map(member_json).collect::<Vec<_>>()}),
+        json!({"log_index": reply.log_index, "changed": reply.changed, "members": reply.members.iter().map(member_json).collect::<Vec<_>>()}),
         || {
             format!(
-                "members at log index {}: {}",
+                "members at log index {}{}: {}",
                 reply.log_index,
+                if reply.changed {
+                    ""
+                } else {
+                    " (already in force, nothing changed)"
+                },
                 members_line(&reply.members)
             )
         },
-    )
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
