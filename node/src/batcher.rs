@@ -11,7 +11,7 @@ use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use openraft::BasicNode;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 
 use crate::clock::LogClock;
 use crate::error::ApiError;
@@ -32,6 +32,20 @@ struct Waiting {
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
+    /// How many [`Hold`]s are alive; while any is, no new entry is proposed.
+    holds: Arc<watch::Sender<u32>>,
+}
+
+/// While alive, the batcher proposes no new entry (commands queue up, in order); dropped, it
+/// goes on. A leadership transfer holds the log still so that its target can catch up fully.
+pub struct Hold {
+    holds: Arc<watch::Sender<u32>>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.holds.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Batcher {
@@ -45,18 +59,28 @@ impl Batcher {
         linger: Duration,
     ) -> Batcher {
         let (queue, waiting) = mpsc::channel(QUEUE_COMMANDS_MAX);
+        let holds = Arc::new(watch::Sender::new(0));
         tokio::spawn(run(
             raft,
             node_id,
             clock,
             waiting,
+            holds.subscribe(),
             Limits {
                 batch_commands_max,
                 inflight_entries_max,
                 linger,
             },
         ));
-        Batcher { queue }
+        Batcher { queue, holds }
+    }
+
+    /// Stops proposing new entries until the returned [`Hold`] is dropped.
+    pub fn hold(&self) -> Hold {
+        self.holds.send_modify(|n| *n += 1);
+        Hold {
+            holds: self.holds.clone(),
+        }
     }
 
     /// Queues `command` and waits for its result.
@@ -110,6 +134,7 @@ async fn run(
     node_id: u64,
     clock: Arc<LogClock>,
     mut waiting: mpsc::Receiver<Waiting>,
+    mut holds: watch::Receiver<u32>,
     limits: Limits,
 ) {
     let Limits {
@@ -121,6 +146,10 @@ async fn run(
     // Signalled whenever an entry leaves the pipeline, to end a linger.
     let applied = Arc::new(Notify::new());
     while let Some(first) = waiting.recv().await {
+        // Held (a leadership transfer): nothing new goes to the log meanwhile.
+        if holds.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
         // Wait for room in the pipeline before draining, so that a full pipeline grows batches.
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;

@@ -158,6 +158,11 @@ impl Node {
         Ok(channel)
     }
 
+    /// Stops this node's batcher from proposing new entries while the guard lives.
+    pub fn hold_writes(&self) -> crate::batcher::Hold {
+        self.batcher.hold()
+    }
+
     /// Proposes a command through the leader's batcher; only call when [`Route::Local`].
     pub async fn propose(&self, command: Command) -> Result<Proposed, ApiError> {
         self.batcher.propose(command).await

@@ -20,6 +20,8 @@ use crate::node::{forwarded, is_forwarded, Node, Route};
 /// How long `TransferLeader` and `TriggerSnapshot` wait for their effect, and a repeated
 /// membership change for the entry already proposed to commit.
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
+/// How long a leadership transfer waits, with new entries held back, for its target to catch up.
+const CATCH_UP_FOR_TRANSFER: Duration = Duration::from_secs(3);
 
 /// Longest `AddLearner` waits for the learner to catch up (`catch_up_wait_ms` is capped here).
 pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -125,6 +127,89 @@ fn matched_index(metrics: &RaftMetrics<u64, BasicNode>, node_id: u64) -> u64 {
         .as_ref()
         .and_then(|r| r.get(&node_id).copied().flatten())
         .map_or(0, |l| l.index)
+}
+
+impl ClusterService {
+    /// This node campaigns until it leads (bounded). The first campaign makes the old leader step
+    /// down (higher term), but followers still inside the old leader's lease refuse their votes;
+    /// campaigning again once a few heartbeat periods passed (before their own election timers
+    /// fire) wins.
+    async fn campaign(&self) -> Result<(), ApiError> {
+        let me = self.node.config.node_id;
+        let retry = Duration::from_millis(self.node.config.raft.heartbeat_ms * 3);
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_EFFECT;
+        loop {
+            self.node
+                .raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let won = self
+                .node
+                .raft
+                .wait(Some(retry))
+                .metrics(|m| m.current_leader == Some(me), "campaign")
+                .await
+                .is_ok();
+            if won || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// On the leader: holds new entries back, waits until voter `to` has the whole log, then
+    /// asks it to campaign. The hold ends when this returns (the new leader takes the writes).
+    async fn hand_over(
+        &self,
+        to: u64,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<(), ApiError> {
+        let addr = {
+            let metrics = self.node.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            if !membership.voter_ids().any(|id| id == to) {
+                return Err(ApiError::invalid("to", format!("node {to} is not a voter")));
+            }
+            membership.get_node(&to).map(|n| n.addr.clone())
+        };
+        let addr =
+            addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} has no address")))?;
+        let _hold = self.node.hold_writes();
+        // Entries already handed to openraft still get appended; wait for the target to match
+        // the leader's last entry. If it cannot within the bound, campaign anyway: the target
+        // may still win once it catches up.
+        let caught_up = self
+            .node
+            .raft
+            .wait(Some(CATCH_UP_FOR_TRANSFER))
+            .metrics(
+                |m| {
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&to))
+                        .and_then(|l| l.map(|l| l.index));
+                    matched.is_some() && matched == m.last_log_index
+                },
+                "transfer target caught up",
+            )
+            .await
+            .is_ok();
+        if !caught_up {
+            tracing::warn!(
+                to,
+                "transfer target not caught up in time; it campaigns anyway"
+            );
+        }
+        let channel = self.node.channel(&addr)?;
+        client(channel)
+            .transfer_leader(forwarded(request))
+            .await
+            .map_err(ApiError::Forwarded)?;
+        Ok(())
+    }
 }
 
 fn client(channel: Channel) -> ClusterClient<Channel> {
@@ -429,50 +514,19 @@ impl pb::cluster_server::Cluster for ClusterService {
         if self.node.leader().0 == Some(to) {
             return Ok(Response::new(pb::TransferLeaderResponse { leader_id: to }));
         }
-        if to == me {
-            // openraft 0.9 has no transfer call: this node campaigns. The first campaign makes
-            // the old leader step down (higher term), but followers still inside the old
-            // leader's lease refuse their votes; campaigning again once a few heartbeat periods
-            // passed (before their own election timers fire) wins.
-            let retry = Duration::from_millis(self.node.config.raft.heartbeat_ms * 3);
-            let deadline = tokio::time::Instant::now() + WAIT_FOR_EFFECT;
-            loop {
-                self.node
-                    .raft
-                    .trigger()
-                    .elect()
-                    .await
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                let won = self
-                    .node
-                    .raft
-                    .wait(Some(retry))
-                    .metrics(|m| m.current_leader == Some(me), "campaign")
-                    .await
-                    .is_ok();
-                if won || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
+        // openraft 0.9 has no transfer call. The leader holds its log still and waits until the
+        // target has every entry, then asks the target to campaign: with a log as long as
+        // anyone's, it can win (under load, a target a few entries behind lost every election
+        // to the old leader). A target asked directly goes through the leader first.
+        let forwarded_here = is_forwarded(&request);
+        match (to == me, self.node.route(forwarded_here)) {
+            (true, _) if forwarded_here => self.campaign().await?,
+            (_, Ok(Route::Leader(channel))) => {
+                return client(channel).transfer_leader(forwarded(request)).await;
             }
-        } else if !is_forwarded(&request) {
-            let addr = {
-                let metrics = self.node.raft.metrics().borrow().clone();
-                let node = metrics
-                    .membership_config
-                    .membership()
-                    .get_node(&to)
-                    .cloned();
-                node.map(|n| n.addr)
-            };
-            let addr =
-                addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} is not a member")))?;
-            let channel = self.node.channel(&addr)?;
-            client(channel).transfer_leader(forwarded(request)).await?;
-        } else {
-            return Err(ApiError::FailedPrecondition(format!(
-                "forwarded transfer reached node {me}, not {to}"
-            ))
-            .into());
+            (true, _) => self.campaign().await?, // no leader to ask: campaign at once
+            (false, Ok(Route::Local)) => self.hand_over(to, request).await?,
+            (false, Err(error)) => return Err(error.into()),
         }
         let metrics = self
             .node
