@@ -24,7 +24,8 @@ pub fn faketime_library() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The `LD_PRELOAD` shim that delays `fsync` and `fdatasync` by the number of milliseconds in
+/// The `LD_PRELOAD` shim that delays `fsync`, `fdatasync` and `sync_file_range` (what sled's
+/// log uses) by the number of milliseconds in
 /// the file named by `LJP_SLOW_FSYNC_FILE` (re-read at most every 100 ms; 0 or absent: no delay).
 const SLOW_FSYNC_C: &str = r#"
 #define _GNU_SOURCE
@@ -82,6 +83,15 @@ int fdatasync(int fd) {
     if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     slow_down();
     return real(fd);
+}
+
+/* sled writes its log with pwrite + sync_file_range(WAIT_AFTER), not fsync. */
+int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags) {
+    static int (*real)(int, off64_t, off64_t, unsigned int) = NULL;
+    if (real == NULL)
+        real = (int (*)(int, off64_t, off64_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
+    slow_down();
+    return real(fd, offset, nbytes, flags);
 }
 "#;
 

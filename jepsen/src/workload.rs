@@ -429,9 +429,21 @@ async fn read_deal(
     }
 }
 
-/// A failed call: definite (`fail`) only for codes that promise nothing happened; everything
-/// else (unavailable, timeouts, transport errors, internal errors) may have taken effect.
+/// A failed call: definite (`fail`) only for codes that promise nothing happened, or a node's
+/// explicit word that it proposed nothing (`x-ledger-outcome: not-proposed`); everything else
+/// (unavailable, timeouts, transport errors, internal errors) may have taken effect.
 fn failure(status: &tonic::Status) -> OpResult {
+    let not_proposed = status
+        .metadata()
+        .get("x-ledger-outcome")
+        .and_then(|v| v.to_str().ok())
+        == Some("not-proposed");
+    if not_proposed {
+        return OpResult::Fail {
+            code: code_name(status.code()).to_owned(),
+            message: status.message().to_owned(),
+        };
+    }
     match status.code() {
         Code::InvalidArgument
         | Code::AlreadyExists
