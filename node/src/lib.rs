@@ -11,6 +11,7 @@
 //! shutdown future, so tests and the binary drive it the same way.
 
 pub mod batcher;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -611,7 +611,9 @@ fn decide(
     if holdings.iter().any(|&(deal, _)| deal == deal_idx) {
         return Verdict::Rejected(RejectReason::DuplicateInvestor);
     }
-    if deal.counters.investor_count >= terms.max_investors {
+    if deal.counters.investor_count >= terms.max_investors
+        && !cfg!(feature = "sabotage-skip-seat-check")
+    {
         return Verdict::Rejected(RejectReason::InvestorLimitReached);
     }
     match deal.counters.reserved.checked_add(amount) {

@@ -1,0 +1,80 @@
+//! What the `ledger-node` binary does: flags, logging, the listener, signals; everything else
+//! is [`crate::run`]. A module of the library so that the test-only `ledger-node-sabotaged`
+//! binary is the same program.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crate::config::{Flags, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// The whole binary.
+pub fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = flags.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(node_main(flags)),
+        Err(error) => {
+            eprintln!("ledger-node: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn node_main(flags: Flags) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn"));
+    match flags.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match serve(flags).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("ledger-node: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(flags: Flags) -> anyhow::Result<()> {
+    let config = flags.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Scripts and tests read this line to learn the port when they pass port 0.
+    println!(
+        "ledger-node {} listening on {}",
+        config.node_id,
+        listener.local_addr()?
+    );
+    crate::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
