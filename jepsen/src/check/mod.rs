@@ -23,6 +23,11 @@ mod summary;
 mod timeline;
 mod verdict;
 
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
+
 pub use idempotence::IndefiniteCounts;
 pub use liveness::LIVENESS_WINDOW_US;
 pub use money::MoneyCounts;
