@@ -125,7 +125,7 @@ fn report_step(
     out: &mut Violations,
     message: impl FnOnce(&str) -> String,
 ) {
-    let rid = index.rids.get(step.inv).copied().flatten();
+    let rid = index.rid_at(step.inv);
     let request = request_at(index, step.inv);
     out.report(|| {
         Violation::new(message(&format!("request {request}")))

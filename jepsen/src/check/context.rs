@@ -5,6 +5,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ledger_state_machine::RequestId;
 
@@ -15,6 +16,36 @@ use crate::history::{
 
 /// A request id as the UUID's 128 bits: request ids are compared as UUIDs, not as text.
 pub(crate) type Rid = u128;
+
+/// A map keyed by request id. Request ids are UUIDs chosen by the harness, not by an adversary,
+/// so a multiplicative hash is enough, and several times cheaper than SipHash over a million
+/// lookups.
+pub(crate) type RidMap<V> = HashMap<Rid, V, BuildHasherDefault<RidHasher>>;
+
+/// Folds the 128 bits and multiplies by an odd constant (as FxHash does).
+#[derive(Default)]
+pub(crate) struct RidHasher(u64);
+
+impl Hasher for RidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u128(&mut self, word: u128) {
+        self.write_u64(word as u64);
+        self.write_u64((word >> 64) as u64);
+    }
+}
 
 /// Parses a request id; `None` for text that is not a UUID (no real request has such an id).
 pub(crate) fn parse_rid(text: &str) -> Option<Rid> {
@@ -138,64 +169,72 @@ fn describe(admitted: bool, reason: Option<&str>, pos: Pos) -> String {
 #[derive(Debug)]
 pub(crate) struct FinalIndex<'a> {
     pub(crate) node: &'a NodeFinal,
-    by_rid: HashMap<Rid, usize>,
+    by_rid: RidMap<usize>,
     /// Investments whose request id appeared earlier in the same list: decided twice (I4).
     pub(crate) duplicates: Vec<usize>,
     /// Investments whose request id is not a UUID.
     pub(crate) unparsed: Vec<usize>,
-    /// The parsed request id of each investment, in list order.
-    pub(crate) rids: Vec<Option<Rid>>,
+    /// The parsed request id of each investment, in list order; `None` for the unparsed and
+    /// the duplicates, so that every request counts once.
+    primary: Vec<Option<Rid>>,
 }
 
 impl<'a> FinalIndex<'a> {
     pub(crate) fn new(node: &'a NodeFinal) -> FinalIndex<'a> {
         let mut index = FinalIndex {
             node,
-            by_rid: HashMap::with_capacity(node.investments.len()),
+            by_rid: RidMap::with_capacity_and_hasher(node.investments.len(), Default::default()),
             duplicates: Vec::new(),
             unparsed: Vec::new(),
-            rids: Vec::with_capacity(node.investments.len()),
+            primary: Vec::with_capacity(node.investments.len()),
         };
         for (at, inv) in node.investments.iter().enumerate() {
             let rid = parse_rid(&inv.request_id);
-            index.rids.push(rid);
-            match rid {
-                None => index.unparsed.push(at),
+            let primary = match rid {
+                None => {
+                    index.unparsed.push(at);
+                    None
+                }
                 // The first occurrence is the decision; later ones are duplicates.
                 Some(rid) => match index.by_rid.entry(rid) {
-                    Entry::Occupied(_) => index.duplicates.push(at),
+                    Entry::Occupied(_) => {
+                        index.duplicates.push(at);
+                        None
+                    }
                     Entry::Vacant(slot) => {
                         slot.insert(at);
+                        Some(rid)
                     }
                 },
-            }
+            };
+            index.primary.push(primary);
         }
         index
     }
 
     pub(crate) fn get(&self, rid: Rid) -> Option<&'a FinalInvestment> {
-        self.by_rid
-            .get(&rid)
-            .and_then(|&at| self.node.investments.get(at))
+        self.position(rid)
+            .and_then(|at| self.node.investments.get(at))
     }
 
-    /// Whether the investment at `at` is the one counted for its request id (not a duplicate,
-    /// not unparsed).
-    pub(crate) fn is_primary(&self, at: usize) -> bool {
-        self.rids
-            .get(at)
-            .copied()
-            .flatten()
-            .is_some_and(|rid| self.by_rid.get(&rid) == Some(&at))
+    /// Where the list holds the request's decision.
+    pub(crate) fn position(&self, rid: Rid) -> Option<usize> {
+        self.by_rid.get(&rid).copied()
     }
 
-    /// The investments counted for their request id, with their positions in the list.
-    pub(crate) fn primaries(&self) -> impl Iterator<Item = (usize, &'a FinalInvestment)> + '_ {
+    /// The request id of the investment at `at`, if it is parsed and not a duplicate.
+    pub(crate) fn rid_at(&self, at: usize) -> Option<Rid> {
+        self.primary.get(at).copied().flatten()
+    }
+
+    /// The investments counted for their request id: `(position in the list, request, it)`.
+    pub(crate) fn primaries(&self) -> impl Iterator<Item = (usize, Rid, &'a FinalInvestment)> + '_ {
         self.node
             .investments
             .iter()
+            .zip(&self.primary)
             .enumerate()
-            .filter(|&(at, _)| self.is_primary(at))
+            .filter_map(|(at, (inv, rid))| Some((at, (*rid)?, inv)))
     }
 }
 
@@ -293,6 +332,17 @@ impl RealTime {
     }
 }
 
+/// A `Submit` op with what the checks ask about it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Submitted<'a> {
+    pub(crate) op: &'a Op,
+    pub(crate) call: SubmitCall<'a>,
+    /// Its request id, if a UUID.
+    pub(crate) rid: Option<Rid>,
+    /// What the reference final state holds for that request id.
+    pub(crate) recorded: Option<&'a FinalInvestment>,
+}
+
 /// Everything the checks share.
 #[derive(Debug)]
 pub(crate) struct Context<'a> {
@@ -301,6 +351,11 @@ pub(crate) struct Context<'a> {
     pub(crate) reference: Option<FinalIndex<'a>>,
     /// The workload's deals by id.
     pub(crate) deals: HashMap<&'a str, &'a DealTerms>,
+    /// The request id of every op (`None` for reads and ids that are not UUIDs), parsed once.
+    op_rids: Vec<Option<Rid>>,
+    /// Where the reference holds each op's request (`None` when it does not): looked up once
+    /// for all the checks.
+    op_recorded: Vec<Option<usize>>,
     /// `(request, position in history)` of every `Submit` with a UUID request id, by request.
     by_request: Vec<(Rid, usize)>,
     pub(crate) real_time: RealTime,
@@ -316,14 +371,19 @@ impl<'a> Context<'a> {
             .rev()
             .max_by_key(|node| node.applied_index)
             .map(FinalIndex::new);
-        let mut by_request: Vec<(Rid, usize)> = input
+        let op_rids: Vec<Option<Rid>> = input
             .history
             .iter()
+            .map(|op| SubmitCall::of(op).and_then(|call| parse_rid(call.request_id)))
+            .collect();
+        let op_recorded = op_rids
+            .iter()
+            .map(|rid| reference.as_ref()?.position((*rid)?))
+            .collect();
+        let mut by_request: Vec<(Rid, usize)> = op_rids
+            .iter()
             .enumerate()
-            .filter_map(|(at, op)| {
-                let call = SubmitCall::of(op)?;
-                Some((parse_rid(call.request_id)?, at))
-            })
+            .filter_map(|(at, rid)| Some(((*rid)?, at)))
             .collect();
         by_request.sort_unstable();
         Context {
@@ -334,6 +394,8 @@ impl<'a> Context<'a> {
                 .iter()
                 .map(|d| (d.deal_id.as_str(), d))
                 .collect(),
+            op_rids,
+            op_recorded,
             by_request,
             real_time: RealTime::new(&input.history),
             clock_error: clock_error(&input.history),
@@ -342,6 +404,26 @@ impl<'a> Context<'a> {
 
     pub(crate) fn op(&self, at: usize) -> Option<&'a Op> {
         self.input.history.get(at)
+    }
+
+    /// The `Submit` ops, in history order.
+    pub(crate) fn submits(&self) -> impl Iterator<Item = Submitted<'a>> + '_ {
+        let recorded = |at: &Option<usize>| {
+            let reference = self.reference.as_ref()?;
+            reference.node.investments.get((*at)?)
+        };
+        self.input
+            .history
+            .iter()
+            .zip(self.op_rids.iter().zip(&self.op_recorded))
+            .filter_map(move |(op, (rid, at))| {
+                Some(Submitted {
+                    op,
+                    call: SubmitCall::of(op)?,
+                    rid: *rid,
+                    recorded: recorded(at),
+                })
+            })
     }
 
     /// The `Submit` ops of a request, in history order.

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{ok_decision, parse_rid, Context, FinalIndex, Rid, SubmitCall};
+use super::context::{ok_decision, Context, Rid, SubmitCall, Submitted};
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{FinalInvestment, Op, OpResult};
 
@@ -14,26 +14,27 @@ use crate::history::{FinalInvestment, Op, OpResult};
 const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
 
 pub(super) fn check(ctx: &Context<'_>) -> CheckResult {
-    let Some(reference) = &ctx.reference else {
+    if ctx.reference.is_none() {
         return CheckResult::new(
             CheckName::Idempotence,
             Verdict::unknown("no node's final state was read"),
         );
     };
     let mut out = Violations::new();
-    for op in &ctx.input.history {
-        check_op(ctx, op, reference, &mut out);
+    for submitted in ctx.submits() {
+        check_op(ctx, submitted, &mut out);
     }
     check_decided_once(ctx, &mut out);
     CheckResult::new(CheckName::Idempotence, out.into_verdict())
 }
 
-fn check_op(ctx: &Context<'_>, op: &Op, reference: &FinalIndex<'_>, out: &mut Violations) {
-    let Some(call) = SubmitCall::of(op) else {
-        return;
-    };
-    let rid = parse_rid(call.request_id);
-    let recorded = rid.and_then(|rid| reference.get(rid));
+fn check_op(ctx: &Context<'_>, submitted: Submitted<'_>, out: &mut Violations) {
+    let Submitted {
+        op,
+        call,
+        rid,
+        recorded,
+    } = submitted;
     let problem = match (&op.result, recorded) {
         (OpResult::Ok(_), Some(inv)) if !call.same_payload(inv) => Some(format!(
             "ok reply for a payload ({}) other than the recorded one ({})",
@@ -122,13 +123,15 @@ pub struct IndefiniteCounts {
 }
 
 pub(crate) fn count_indefinite(ctx: &Context<'_>) -> Option<IndefiniteCounts> {
-    let reference = ctx.reference.as_ref()?;
+    ctx.reference.as_ref()?;
     let mut counts = IndefiniteCounts::default();
-    for op in &ctx.input.history {
-        let (OpResult::Info { .. }, Some(call)) = (&op.result, SubmitCall::of(op)) else {
+    for Submitted {
+        op, call, recorded, ..
+    } in ctx.submits()
+    {
+        if !matches!(op.result, OpResult::Info { .. }) {
             continue;
-        };
-        let recorded = parse_rid(call.request_id).and_then(|rid| reference.get(rid));
+        }
         if recorded.is_some_and(|inv| call.same_payload(inv)) {
             counts.took_effect += 1;
         } else {

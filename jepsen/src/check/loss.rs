@@ -1,11 +1,11 @@
 //! No loss (I6): every acknowledged decision is in every node's final state, unchanged; and
 //! determinism (I9): equal state digests at equal applied index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::context::{
-    describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
-    SubmitCall,
+    describe_final, describe_reply, ok_decision, same_decision, Context, FinalIndex, SubmitCall,
+    Submitted,
 };
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{CheckInput, Decision, NodeFinal, Op};
@@ -22,14 +22,22 @@ pub(super) fn check_no_loss(ctx: &Context<'_>) -> CheckResult {
     }
     let mut out = Violations::new();
     for node in &ctx.input.finals {
-        check_node(ctx, node, &mut out);
+        check_deals_present(ctx, node, &mut out);
+    }
+    for group in identical_finals(&ctx.input.finals) {
+        check_decisions(ctx, &group, &mut out);
     }
     CheckResult::new(CheckName::NoLoss, out.into_verdict())
 }
 
-fn check_node(ctx: &Context<'_>, node: &NodeFinal, out: &mut Violations) {
+fn check_deals_present(ctx: &Context<'_>, node: &NodeFinal, out: &mut Violations) {
+    let held: HashSet<&str> = node
+        .deals
+        .iter()
+        .map(|d| d.terms.deal_id.as_str())
+        .collect();
     for deal in &ctx.input.deals {
-        if !node.deals.iter().any(|d| d.terms.deal_id == deal.deal_id) {
+        if !held.contains(deal.deal_id.as_str()) {
             out.report(|| {
                 Violation::new(format!(
                     "node {} lacks deal {} of the workload",
@@ -38,15 +46,63 @@ fn check_node(ctx: &Context<'_>, node: &NodeFinal, out: &mut Violations) {
             });
         }
     }
-    let index = FinalIndex::new(node);
-    for op in &ctx.input.history {
-        let (Some(reply), Some(call)) = (ok_decision(op), SubmitCall::of(op)) else {
+}
+
+/// Nodes holding the very same investments, grouped (after convergence, usually all of them
+/// in one group): each group is checked once, which matters with a million decisions.
+fn identical_finals(finals: &[NodeFinal]) -> Vec<Vec<&NodeFinal>> {
+    let mut groups: Vec<Vec<&NodeFinal>> = Vec::new();
+    for node in finals {
+        let same = groups.iter_mut().find(|group| {
+            group
+                .first()
+                .is_some_and(|n| n.investments == node.investments)
+        });
+        match same {
+            Some(group) => group.push(node),
+            None => groups.push(vec![node]),
+        }
+    }
+    groups
+}
+
+fn check_decisions(ctx: &Context<'_>, group: &[&NodeFinal], out: &mut Violations) {
+    let Some(&first) = group.first() else {
+        return;
+    };
+    let built;
+    let index = match &ctx.reference {
+        Some(reference) if std::ptr::eq(reference.node, first) => reference,
+        _ => {
+            built = FinalIndex::new(first);
+            &built
+        }
+    };
+    // "node 2 lacks", "nodes 1, 3 lack".
+    let nodes = |singular: &str, plural: &str| {
+        let ids: Vec<String> = group.iter().map(|n| n.node_id.to_string()).collect();
+        match ids.len() {
+            1 => format!("node {} {singular}", ids.join("")),
+            _ => format!("nodes {} {plural}", ids.join(", ")),
+        }
+    };
+    let is_reference = ctx
+        .reference
+        .as_ref()
+        .is_some_and(|reference| std::ptr::eq(reference.node, first));
+    for submitted in ctx.submits() {
+        let Submitted { op, call, rid, .. } = submitted;
+        let Some(reply) = ok_decision(op) else {
             continue;
         };
         if !kept_in_final(ctx, call, reply) {
             continue;
         }
-        let found = parse_rid(call.request_id).and_then(|rid| index.get(rid));
+        let found = if is_reference {
+            submitted.recorded
+        } else {
+            rid.and_then(|rid| index.get(rid))
+        };
         match found {
             Some(inv) if same_decision(reply, inv) => {}
             Some(inv) => out.report(|| {
@@ -54,8 +110,8 @@ fn check_node(ctx: &Context<'_>, node: &NodeFinal, out: &mut Violations) {
                     op,
                     call,
                     format!(
-                        "node {} holds request {} {}, but its reply said {}",
-                        node.node_id,
+                        "{} request {} {}, but its reply said {}",
+                        nodes("holds", "hold"),
                         call.request_id,
                         describe_final(inv),
                         describe_reply(reply)
@@ -67,8 +123,8 @@ fn check_node(ctx: &Context<'_>, node: &NodeFinal, out: &mut Violations) {
                     op,
                     call,
                     format!(
-                        "node {} lacks request {}, acknowledged as {}",
-                        node.node_id,
+                        "{} request {}, acknowledged as {}",
+                        nodes("lacks", "lack"),
                         call.request_id,
                         describe_reply(reply)
                     ),

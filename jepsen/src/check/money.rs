@@ -9,12 +9,12 @@
 //! PENDING investments mean the run did not quiesce (the liveness check reports them); their
 //! net must still be 0 or the amount.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use ledger_partners::{AuditEntry, AuditLog, ChargeStatus};
 use serde::{Deserialize, Serialize};
 
-use super::context::{parse_rid, Context, FinalIndex, Rid};
+use super::context::{parse_rid, Context, FinalIndex, Rid, RidMap};
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{FinalInvestment, InvStatus};
 
@@ -72,8 +72,8 @@ struct DocumentBook<'a> {
 /// The audit, grouped by request.
 #[derive(Debug, Default)]
 pub(crate) struct Books<'a> {
-    payments: HashMap<Rid, PaymentBook<'a>>,
-    documents: HashMap<Rid, DocumentBook<'a>>,
+    payments: RidMap<PaymentBook<'a>>,
+    documents: RidMap<DocumentBook<'a>>,
     /// `(seq, key)` of payment or document events whose key names no request.
     foreign: Vec<(u64, &'a str)>,
     /// `(seq, key)` of events whose amount is not a whole number of cents.
@@ -170,9 +170,8 @@ impl<'a> Books<'a> {
         let orphans = reference.map_or(0, |index| {
             index
                 .primaries()
-                .filter(|(_, inv)| inv.status == InvStatus::Cancelled)
-                .filter(|(at, _)| {
-                    index.rids[*at].is_some_and(|rid| self.documents.contains_key(&rid))
+                .filter(|(_, rid, inv)| {
+                    inv.status == InvStatus::Cancelled && self.documents.contains_key(rid)
                 })
                 .count() as u64
         });
@@ -281,10 +280,7 @@ fn check_investments(
 ) {
     let no_payment = PaymentBook::default();
     let no_documents = DocumentBook::default();
-    for (at, inv) in reference.primaries() {
-        let Some(rid) = reference.rids.get(at).copied().flatten() else {
-            continue;
-        };
+    for (_, rid, inv) in reference.primaries() {
         let payment = books.payments.get(&rid).unwrap_or(&no_payment);
         let documents = books.documents.get(&rid).unwrap_or(&no_documents);
         for problem in payment_problems(inv, payment)
@@ -359,15 +355,14 @@ fn check_deals(
     reference: &FinalIndex<'_>,
     out: &mut Violations,
 ) {
-    let mut net_by_deal: BTreeMap<&str, i128> = BTreeMap::new();
-    for (at, inv) in reference.primaries() {
-        let Some(rid) = reference.rids.get(at).copied().flatten() else {
-            continue;
-        };
+    let mut net_by_deal: HashMap<&str, i128> = HashMap::new();
+    for (_, rid, inv) in reference.primaries() {
         if let Some(book) = books.payments.get(&rid) {
             *net_by_deal.entry(inv.deal_id.as_str()).or_default() += book.net_cents();
         }
     }
+    let mut net_by_deal: Vec<(&str, i128)> = net_by_deal.into_iter().collect();
+    net_by_deal.sort_unstable();
     for (deal_id, net) in net_by_deal {
         let Some(terms) = ctx.deals.get(deal_id) else {
             continue;

@@ -15,7 +15,8 @@ use ledger_state_machine::{
 };
 
 use super::context::{
-    describe_final, describe_reply, ok_decision, same_decision, Context, FinalIndex, Pos,
+    describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
+    Pos, Submitted,
 };
 use super::verdict::{CheckName, CheckResult, Violation, Violations};
 use crate::history::{DealTerms, FinalInvestment, InvStatus};
@@ -151,52 +152,49 @@ pub(super) fn check(ctx: &Context<'_>) -> CheckResult {
 /// I4: a request id is decided once.
 fn report_duplicates(ctx: &Context<'_>, index: &FinalIndex<'_>, out: &mut Violations) {
     for &at in &index.duplicates {
-        let (Some(inv), Some(Some(rid))) = (index.node.investments.get(at), index.rids.get(at))
-        else {
+        let Some(inv) = index.node.investments.get(at) else {
             continue;
         };
+        let rid = parse_rid(&inv.request_id);
         out.report(|| {
             Violation::new(format!(
                 "node {} holds request {} twice (decided more than once)",
                 index.node.node_id, inv.request_id
             ))
-            .ops(ctx.ok_ops_of(*rid))
+            .ops(rid.map(|rid| ctx.ok_ops_of(rid)).unwrap_or_default())
             .requests([inv.request_id.as_str()])
         });
     }
 }
 
-/// Every ok reply names the decision the final state holds for its request. Replies whose
+/// Every ok reply names the decision the reference holds for its request. Replies whose
 /// request is absent are the no-loss check's business.
 fn compare_replies(ctx: &Context<'_>, index: &FinalIndex<'_>, out: &mut Violations) {
-    let by_pos = positions(index);
-    for (rid, group) in ctx.requests() {
-        let Some(inv) = index.get(rid) else {
+    // Built at the first mismatch only: a valid run never needs it.
+    let mut by_pos: Option<Vec<(Pos, usize)>> = None;
+    for Submitted { op, recorded, .. } in ctx.submits() {
+        let (Some(reply), Some(inv)) = (ok_decision(op), recorded) else {
             continue;
         };
-        for op in group.iter().filter_map(|&(_, at)| ctx.op(at)) {
-            let Some(reply) = ok_decision(op) else {
-                continue;
-            };
-            if same_decision(reply, inv) {
-                continue;
-            }
-            out.report(|| {
-                let there = holder(&by_pos, index, Pos::of_reply(reply), &inv.request_id);
-                Violation::new(format!(
-                    "reply to {} says {}, but the final state has it {}{}",
-                    inv.request_id,
-                    describe_reply(reply),
-                    describe_final(inv),
-                    there.map_or(String::new(), |other| format!(
-                        "; {} holds {other}",
-                        Pos::of_reply(reply)
-                    )),
-                ))
-                .ops([op.index])
-                .requests([inv.request_id.as_str()])
-            });
+        if same_decision(reply, inv) {
+            continue;
         }
+        let by_pos = by_pos.get_or_insert_with(|| positions(index));
+        out.report(|| {
+            let there = holder(by_pos, index, Pos::of_reply(reply), &inv.request_id);
+            Violation::new(format!(
+                "reply to {} says {}, but the final state has it {}{}",
+                inv.request_id,
+                describe_reply(reply),
+                describe_final(inv),
+                there.map_or(String::new(), |other| format!(
+                    "; {} holds {other}",
+                    Pos::of_reply(reply)
+                )),
+            ))
+            .ops([op.index])
+            .requests([inv.request_id.as_str()])
+        });
     }
 }
 
@@ -204,7 +202,7 @@ fn compare_replies(ctx: &Context<'_>, index: &FinalIndex<'_>, out: &mut Violatio
 fn positions(index: &FinalIndex<'_>) -> Vec<(Pos, usize)> {
     let mut by_pos: Vec<(Pos, usize)> = index
         .primaries()
-        .map(|(at, inv)| (Pos::of_decision(inv), at))
+        .map(|(at, _, inv)| (Pos::of_decision(inv), at))
         .collect();
     by_pos.sort_unstable();
     by_pos
@@ -286,9 +284,9 @@ fn place(
         return Err(ReplayError::NotAUuid(text));
     }
     let mut placed = Vec::with_capacity(index.node.investments.len());
-    for (at, inv) in index.primaries() {
-        let request_id = RequestId::parse(&inv.request_id)
-            .map_err(|_| ReplayError::NotAUuid(inv.request_id.clone()))?;
+    for (at, rid, inv) in index.primaries() {
+        let request_id = RequestId::from_u128(rid)
+            .ok_or_else(|| ReplayError::NotAUuid(inv.request_id.clone()))?;
         let decided = Pos::of_decision(inv);
         check_position(inv, decided)?;
         placed.push(Placed {

@@ -77,21 +77,28 @@ pub(super) fn summarize(
     let Some(reference) = &ctx.reference else {
         return summary;
     };
-    for (_, inv) in reference.primaries() {
-        let unnamed = || "UNSPECIFIED".to_owned();
+    // Counted by borrowed name, owned only at the end: a million rejections, a handful of
+    // reasons.
+    let mut rejected: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut cancelled: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, _, inv) in reference.primaries() {
         match inv.status {
-            InvStatus::Rejected => {
-                let reason = inv.reject_reason.clone().unwrap_or_else(unnamed);
-                *summary.rejected.entry(reason).or_default() += 1;
-            }
-            InvStatus::Cancelled => {
-                let cause = inv.cancel_cause.clone().unwrap_or_else(unnamed);
-                *summary.cancelled.entry(cause).or_default() += 1;
-            }
+            InvStatus::Rejected => *rejected.entry(name(&inv.reject_reason)).or_default() += 1,
+            InvStatus::Cancelled => *cancelled.entry(name(&inv.cancel_cause)).or_default() += 1,
             InvStatus::Confirmed => summary.confirmed += 1,
             InvStatus::Pending => summary.pending += 1,
         }
         summary.admitted += u64::from(inv.status != InvStatus::Rejected);
     }
+    summary.rejected = owned(rejected);
+    summary.cancelled = owned(cancelled);
     summary
+}
+
+fn name(reason: &Option<String>) -> &str {
+    reason.as_deref().unwrap_or("UNSPECIFIED")
+}
+
+fn owned(counts: BTreeMap<&str, u64>) -> BTreeMap<String, u64> {
+    counts.into_iter().map(|(k, n)| (k.to_owned(), n)).collect()
 }

@@ -61,7 +61,7 @@ pub(crate) struct Timelines<'a> {
 impl<'a> Timelines<'a> {
     pub(crate) fn build(index: &FinalIndex<'a>) -> Result<Timelines<'a>, TimelineError> {
         let mut deals: HashMap<&'a str, DealLine> = HashMap::new();
-        for (at, inv) in index.primaries() {
+        for (at, _, inv) in index.primaries() {
             if !is_admitted(inv) {
                 continue;
             }
