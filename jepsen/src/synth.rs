@@ -9,7 +9,7 @@
 //! would under concurrency, yet the history is linearizable by construction. Some submits end
 //! `Info`: half of those still took effect. At the end every saga runs to DONE.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use ledger_partners::{AuditLog, Books, ChargeRequest, DocumentRequest, EmailRequest, VoidStatus};
 use ledger_state_machine::{
@@ -83,8 +83,11 @@ const FIRST_REQUEST: RequestId =
         Some(id) => id,
         None => panic!("the first request id is not nil"),
     };
-/// Saga step results per entry while clients are still submitting.
-const SAGA_STEPS_PER_ENTRY: usize = 3;
+/// How many of the oldest open sagas may take a step in an entry while clients still submit.
+const SAGA_WINDOW: usize = 8;
+/// Saga steps per entry once clients are done (an entry holds at most `ENTRY_COMMANDS_MAX`).
+const DRAIN_STEPS_PER_ENTRY: usize = 10_000;
+const DRAIN_ENTRIES_MAX: usize = 100_000;
 const UNKNOWN_DEAL: &str = "deal-never-created";
 
 /// SplitMix64: small, seedable, good enough to pick test data.
@@ -137,8 +140,8 @@ struct Run<'c> {
     books: Books,
     deals: Vec<DealTerms>,
     requests: Vec<Request>,
-    /// Admitted investments whose saga is not DONE, in decision order.
-    open_sagas: Vec<RequestId>,
+    /// Admitted investments whose saga is not DONE, in the order they are next looked at.
+    open_sagas: VecDeque<RequestId>,
     cancelled_at: HashMap<RequestId, (u64, u32)>,
     ops: Vec<Op>,
     digests: Vec<DigestSample>,
@@ -168,7 +171,7 @@ impl<'c> Run<'c> {
             books: Books::new(),
             deals,
             requests: Vec::new(),
-            open_sagas: Vec::new(),
+            open_sagas: VecDeque::new(),
             cancelled_at: HashMap::new(),
             ops: Vec::new(),
             digests: Vec::new(),
@@ -210,7 +213,11 @@ impl<'c> Run<'c> {
 
     /// Runs every open saga to DONE.
     fn drain(&mut self) {
-        while !self.open_sagas.is_empty() {
+        // Bounded, in case a step is refused for ever.
+        for _ in 0..DRAIN_ENTRIES_MAX {
+            if self.open_sagas.is_empty() {
+                break;
+            }
             self.log_index += 1;
             let mut commands = Vec::new();
             let steps = self.saga_steps(&mut commands, true);
@@ -235,7 +242,7 @@ impl<'c> Run<'c> {
             }) = result
             {
                 if decision.verdict == Verdict::Pending {
-                    self.open_sagas.push(decision.request_id);
+                    self.open_sagas.push_back(decision.request_id);
                 }
             }
         }
@@ -304,7 +311,10 @@ impl<'c> Run<'c> {
             Some(terms) if !unknown_deal => terms.deal_id.clone(),
             _ => UNKNOWN_DEAL.to_owned(),
         };
-        let ticket_max = (self.config.deal_amount_cents / 3).max(2);
+        // Tickets average the deal's amount over its seats: both limits bind now and then.
+        let ticket_max = (self.config.deal_amount_cents * 2
+            / u64::from(self.config.max_investors.max(1)))
+        .max(2);
         Request {
             id: RequestId::from_u128(self.next_request).unwrap_or(FIRST_REQUEST),
             deal_id,
@@ -313,17 +323,27 @@ impl<'c> Run<'c> {
         }
     }
 
-    /// Appends saga step results (a few at random, or one for every open saga when `everyone`),
-    /// the partners doing the work first. Returns the request and offset of each.
+    /// Appends saga step results (for a few open sagas at random, or for every open saga up to
+    /// a bound when `everyone`), the partners doing the work first. Returns the request and offset of each.
+    /// Sagas are taken from the front of the queue and put back at its end while open, so a
+    /// round looks at a bounded window however many sagas are open.
     fn saga_steps(
         &mut self,
         commands: &mut Vec<Command>,
         everyone: bool,
     ) -> Vec<(RequestId, usize)> {
         let mut steps = Vec::new();
-        let mut still_open = Vec::with_capacity(self.open_sagas.len());
-        let open = std::mem::take(&mut self.open_sagas);
-        for id in open {
+        // Each saga at most once per entry, and entries within what one may hold.
+        let window = if everyone {
+            DRAIN_STEPS_PER_ENTRY
+        } else {
+            SAGA_WINDOW
+        }
+        .min(self.open_sagas.len());
+        for _ in 0..window {
+            let Some(id) = self.open_sagas.pop_front() else {
+                break;
+            };
             let Some(view) = self.state.investment(id) else {
                 continue;
             };
@@ -333,9 +353,8 @@ impl<'c> Run<'c> {
             if saga.step == SagaStep::Done {
                 continue;
             }
-            still_open.push(id);
-            let picked = everyone || (steps.len() < SAGA_STEPS_PER_ENTRY && self.rng.chance(40));
-            if !picked {
+            self.open_sagas.push_back(id);
+            if !everyone && !self.rng.chance(40) {
                 continue;
             }
             let result = self.perform(&view, saga.step);
@@ -347,7 +366,6 @@ impl<'c> Run<'c> {
             }));
             steps.push((id, commands.len() - 1));
         }
-        self.open_sagas = still_open;
         steps
     }
 
