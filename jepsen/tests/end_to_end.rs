@@ -187,3 +187,72 @@ fn verdicts_round_trip_as_json() {
     let back: Verdicts = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, verdicts);
 }
+
+/// SplitMix64, to mangle runs reproducibly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One random damage to a run: a field set to an extreme or odd value.
+fn mangle(input: &mut CheckInput, rng: &mut Rng) {
+    let extremes = [0, 1, u64::MAX, u64::MAX / 2, 7];
+    let extreme = extremes[rng.below(extremes.len())];
+    let n = input.history.len();
+    let op = &mut input.history[rng.below(n)];
+    match rng.below(10) {
+        0 => op.invoke_us = extreme,
+        1 => op.complete_us = extreme,
+        2 => {
+            if let OpResult::Ok(Reply::Submitted(d)) = &mut op.result {
+                d.log_index = extreme;
+                d.offset = extreme as u32;
+            }
+        }
+        3 => {
+            if let OpResult::Ok(Reply::Deal(read)) = &mut op.result {
+                read.investor_count = u32::MAX;
+                read.reserved_cents = extreme;
+            }
+        }
+        _ => {
+            let node = rng.below(input.finals.len());
+            let final_state = &mut input.finals[node];
+            let len = final_state.investments.len();
+            let inv = &mut final_state.investments[rng.below(len)];
+            match rng.below(6) {
+                0 => inv.log_index = extreme,
+                1 => inv.cancelled_at = Some((extreme, extreme as u32)),
+                2 => inv.amount_cents = extreme,
+                3 => inv.request_id = "not-a-uuid".into(),
+                4 => inv.status = InvStatus::Cancelled,
+                _ => inv.deal_id = String::new(),
+            }
+        }
+    }
+}
+
+#[test]
+fn mangled_runs_never_panic() {
+    let mut rng = Rng(42);
+    for seed in 0..40 {
+        let mut input = run(seed);
+        for _ in 0..=rng.below(5) {
+            mangle(&mut input, &mut rng);
+        }
+        let verdicts = check(&input);
+        // Anything but a panic; the report renders whatever was found.
+        assert!(!render_text(&verdicts).is_empty());
+    }
+}

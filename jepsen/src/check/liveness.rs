@@ -1,7 +1,8 @@
 //! Liveness (I8): within [`LIVENESS_WINDOW_US`] after the last fault healed there is one
 //! leader, every saga is terminal and a fresh submit succeeds. Something that did not happen
 //! is a violation only if the harness waited the whole window for it; otherwise the verdict is
-//! unknown.
+//! unknown. PENDING investments left in the final state are noted, not judged: whether the
+//! final state was read before or after the sagas ended is the harness's to say (`stuck`).
 
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::Liveness;
@@ -9,8 +10,17 @@ use crate::history::Liveness;
 /// How long after healing the cluster has to recover (120 s).
 pub const LIVENESS_WINDOW_US: u64 = 120_000_000;
 
-pub(super) fn check(liveness: &Liveness) -> CheckResult {
-    let result = |verdict| CheckResult::new(CheckName::Liveness, verdict);
+pub(super) fn check(liveness: &Liveness, pending_in_final: Option<u64>) -> CheckResult {
+    let note = pending_in_final
+        .filter(|&n| n > 0)
+        .map(|n| format!("the reference final state still holds {n} PENDING investments"));
+    let result = |verdict| {
+        let result = CheckResult::new(CheckName::Liveness, verdict);
+        match &note {
+            Some(note) => result.with_note(note.clone()),
+            None => result,
+        }
+    };
     if liveness.waited_us == 0 && liveness.leader_us.is_none() {
         return result(Verdict::unknown("the harness did not observe liveness"));
     }

@@ -52,6 +52,8 @@ pub fn check(input: &CheckInput) -> Verdicts {
     };
     let books = input.audit.as_ref().map(money::Books::new);
     let indefinite = idempotence::count_indefinite(&ctx);
+    let money_counts = books.as_ref().map(|b| b.counts(ctx.reference.as_ref()));
+    let summary = summary::summarize(&ctx, money_counts, indefinite);
     let checks = vec![
         replay::check(&ctx),
         order::check(&ctx),
@@ -60,10 +62,12 @@ pub fn check(input: &CheckInput) -> Verdicts {
         loss::check_no_loss(&ctx),
         loss::check_digests(input),
         money::check(&ctx, books.as_ref()),
-        liveness::check(&input.liveness),
+        liveness::check(
+            &input.liveness,
+            ctx.reference.is_some().then_some(summary.pending),
+        ),
         idempotence::check(&ctx),
-        idempotence::check_indefinite(indefinite.as_ref()),
+        idempotence::check_indefinite(summary.indefinite.as_ref()),
     ];
-    let money = books.as_ref().map(|b| b.counts(ctx.reference.as_ref()));
-    Verdicts::new(checks, summary::summarize(&ctx, money, indefinite))
+    Verdicts::new(checks, summary)
 }

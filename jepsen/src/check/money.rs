@@ -7,7 +7,8 @@
 //! (the documents partner cannot void): counted as an orphan, not a violation.
 //!
 //! PENDING investments mean the run did not quiesce (the liveness check reports them); their
-//! net must still be 0 or the amount.
+//! net must still be 0 or the amount. Without an audit (no executors in the run) the verdict is
+//! `Unknown`: nothing was checked, and saying so beats a `Valid` that checked nothing.
 
 use std::collections::HashMap;
 

@@ -64,6 +64,19 @@ fn no_leader_yet_but_a_short_wait_is_unknown() {
 }
 
 #[test]
+fn pending_investments_in_the_final_state_are_noted() {
+    let mut h = Hist::new();
+    h.admit("ana", 1_000, (2, 0));
+    let verdicts = check(&h.input());
+    let liveness = verdicts.get(CheckName::Liveness).expect("runs");
+    assert_eq!(liveness.verdict, Verdict::Valid);
+    assert_eq!(
+        liveness.note.as_deref(),
+        Some("the reference final state still holds 1 PENDING investments")
+    );
+}
+
+#[test]
 fn nothing_observed_is_unknown() {
     assert!(matches!(
         liveness_verdict(Liveness::default()),
