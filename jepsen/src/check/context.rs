@@ -371,21 +371,7 @@ impl<'a> Context<'a> {
             .rev()
             .max_by_key(|node| node.applied_index)
             .map(FinalIndex::new);
-        let op_rids: Vec<Option<Rid>> = input
-            .history
-            .iter()
-            .map(|op| SubmitCall::of(op).and_then(|call| parse_rid(call.request_id)))
-            .collect();
-        let op_recorded = op_rids
-            .iter()
-            .map(|rid| reference.as_ref()?.position((*rid)?))
-            .collect();
-        let mut by_request: Vec<(Rid, usize)> = op_rids
-            .iter()
-            .enumerate()
-            .filter_map(|(at, rid)| Some(((*rid)?, at)))
-            .collect();
-        by_request.sort_unstable();
+        let requests = RequestIndex::new(&input.history, reference.as_ref());
         Context {
             input,
             reference,
@@ -394,9 +380,9 @@ impl<'a> Context<'a> {
                 .iter()
                 .map(|d| (d.deal_id.as_str(), d))
                 .collect(),
-            op_rids,
-            op_recorded,
-            by_request,
+            op_rids: requests.op_rids,
+            op_recorded: requests.op_recorded,
+            by_request: requests.by_request,
             real_time: RealTime::new(&input.history),
             clock_error: clock_error(&input.history),
         }
@@ -447,7 +433,38 @@ impl<'a> Context<'a> {
     pub(crate) fn requests(&self) -> impl Iterator<Item = (Rid, &[(Rid, usize)])> + '_ {
         self.by_request
             .chunk_by(|a, b| a.0 == b.0)
-            .map(|group| (group[0].0, group))
+            .filter_map(|group| Some((group.first()?.0, group)))
+    }
+}
+
+/// The history's request ids, parsed and looked up in the reference once.
+struct RequestIndex {
+    op_rids: Vec<Option<Rid>>,
+    op_recorded: Vec<Option<usize>>,
+    by_request: Vec<(Rid, usize)>,
+}
+
+impl RequestIndex {
+    fn new(history: &[Op], reference: Option<&FinalIndex<'_>>) -> RequestIndex {
+        let op_rids: Vec<Option<Rid>> = history
+            .iter()
+            .map(|op| SubmitCall::of(op).and_then(|call| parse_rid(call.request_id)))
+            .collect();
+        let op_recorded = op_rids
+            .iter()
+            .map(|rid| reference?.position((*rid)?))
+            .collect();
+        let mut by_request: Vec<(Rid, usize)> = op_rids
+            .iter()
+            .enumerate()
+            .filter_map(|(at, rid)| Some(((*rid)?, at)))
+            .collect();
+        by_request.sort_unstable();
+        RequestIndex {
+            op_rids,
+            op_recorded,
+            by_request,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use super::context::{
     describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
     Pos, Submitted,
 };
-use super::verdict::{CheckName, CheckResult, Violation, Violations};
+use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{DealTerms, FinalInvestment, InvStatus};
 
 /// The only executor of the replay: every saga is assigned to it, with epoch 1.
@@ -134,7 +134,7 @@ pub(super) fn check(ctx: &Context<'_>) -> CheckResult {
     let Some(reference) = &ctx.reference else {
         return CheckResult::new(
             CheckName::Replay,
-            super::verdict::Verdict::unknown("no node's final state was read"),
+            Verdict::unknown("no node's final state was read"),
         );
     };
     let mut out = Violations::new();
