@@ -8,7 +8,9 @@
 //! final state, the digests seen and the partners' audit.
 //!
 //! - [`history`]: the recorded operations and final reads, the checker's input;
-//! - [`check`]: the checker;
+//! - [`check`]: the checker, which turns a [`history::CheckInput`] into verdicts on I1–I9;
+//! - [`synth`]: valid synthetic runs made with a real state machine, to test and time the
+//!   checker without a cluster;
 //! - [`net`], [`cgroup`], [`procs`], [`world`]: the network, CPU quotas, processes, the cluster;
 //! - [`nemesis`]: the faults and their schedule; [`workload`]: the clients; [`observer`]: status
 //!   sampling; [`report`]: statistics and the plot; [`run`]: one run from start to report.
@@ -23,5 +25,6 @@ pub mod procs;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod synth;
 pub mod workload;
 pub mod world;
