@@ -40,6 +40,8 @@ pub enum Family {
     Partners,
     /// All of the above, rotating every ~10 s.
     Mixed,
+    /// Partitions, kills and pauses, rotating every ~10 s: the short run in CI.
+    Quick,
 }
 
 impl Family {
@@ -76,6 +78,14 @@ impl Family {
             Family::Snapshot => vec![SnapshotCatchUp],
             Family::Disk => vec![SlowDiskLeader { ms: 150 }, SlowDiskFollower { ms: 150 }],
             Family::Partners => vec![PartnersOutage, PartnersSlow, PartnersLostReplies],
+            Family::Quick => vec![
+                IsolateLeader,
+                KillLeader,
+                PauseLeader,
+                MajorityMinority,
+                KillFollower,
+                IsolateFollower,
+            ],
             Family::Mixed => [
                 Family::Partition,
                 Family::Crash,
@@ -216,7 +226,7 @@ pub fn schedule(family: Family, seed: u64, total: Duration) -> Vec<Window> {
     if faults.is_empty() {
         return Vec::new();
     }
-    let mixed = family == Family::Mixed;
+    let mixed = matches!(family, Family::Mixed | Family::Quick);
     let gap = Duration::from_secs(if mixed { 2 } else { 8 });
     let mut rng = Rng::new(seed ^ (family as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut windows = Vec::new();

@@ -142,8 +142,9 @@ impl DealBook {
     }
 }
 
-/// A batch of `count` deal terms named `d{batch}-{n}`: mostly 10 seats with amounts that bind
-/// (some with ticket bounds), every fifth one 200 seats.
+/// A batch of `count` deal terms named `d{batch}-{n}`: mostly 10 seats, half of them with an
+/// amount that binds before the seats do (some with ticket bounds), every fifth one 200 seats;
+/// so that both capacity rules (seats, amount) turn requests away.
 pub fn deal_batch(batch: u64, count: usize, rng: &mut Rng) -> Vec<DealTerms> {
     (0..count)
         .map(|n| {
@@ -151,16 +152,18 @@ pub fn deal_batch(batch: u64, count: usize, rng: &mut Rng) -> Vec<DealTerms> {
             if n % 5 == 4 {
                 DealTerms {
                     deal_id,
-                    amount_cents: 100_000_000, // 1,000,000.00
+                    amount_cents: 1_000_000_000, // 10,000,000.00: the 200 seats bind first
                     max_investors: 200,
                     min_ticket_cents: None,
                     max_ticket_cents: None,
                 }
             } else {
                 let bounded = rng.percent(30);
+                let amount_binds = n % 2 == 0;
                 DealTerms {
                     deal_id,
-                    amount_cents: 1_000_000, // 10,000.00
+                    // 10,000.00 fills after ~6 tickets; 1,000,000.00 never does before 10 seats.
+                    amount_cents: if amount_binds { 1_000_000 } else { 100_000_000 },
                     max_investors: 10,
                     min_ticket_cents: bounded.then_some(20_000),
                     max_ticket_cents: bounded.then_some(200_000),
