@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use crate::config::{Flags, LogFormat};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// The whole binary.
