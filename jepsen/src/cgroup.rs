@@ -103,7 +103,10 @@ pub fn cleanup_leftovers() -> Vec<String> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(PREFIX) && fs::remove_dir(entry.path()).is_ok() {
+            if name.starts_with(PREFIX)
+                && !crate::net::owned_by_live_run(&name)
+                && fs::remove_dir(entry.path()).is_ok()
+            {
                 removed.push(format!("cgroup {}", entry.path().display()));
             }
         }

@@ -94,6 +94,9 @@ impl Net {
         if tag.len() > 10 {
             bail!("run tag {tag:?} too long for interface names");
         }
+        // Claim the tag: another run's cleanup leaves alone what a live harness owns.
+        std::fs::write(owner_file(&tag), std::process::id().to_string())
+            .context("write the run's owner file")?;
         let mut net = Net {
             bridge: format!("{tag}b"),
             gateway: Ipv4Addr::new(198, 18, subnet, 1),
@@ -211,7 +214,34 @@ impl Net {
             let _ = sh("ip", &["netns", "del", &host.netns]);
         }
         let _ = sh("ip", &["link", "del", &self.bridge]);
+        let _ = std::fs::remove_file(owner_file(&self.tag));
     }
+}
+
+/// Where a run records the pid of the harness that owns its tag.
+fn owner_file(tag: &str) -> std::path::PathBuf {
+    std::path::Path::new("/run").join(format!("{tag}.owner"))
+}
+
+/// `ljp` plus the run's 4-character tag, from any name a run gives (`ljpab12-n1`, `ljpab12v0`).
+fn tag_of(name: &str) -> Option<&str> {
+    name.get(..PREFIX.len() + 4)
+        .filter(|t| t.starts_with(PREFIX))
+}
+
+/// Whether a live harness still owns what carries this name (another run going on now).
+pub fn owned_by_live_run(name: &str) -> bool {
+    let Some(tag) = tag_of(name) else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string(owner_file(tag)) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<libc::pid_t>() else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    pid != 0 && pid != std::process::id() as libc::pid_t && unsafe { libc::kill(pid, 0) } == 0
 }
 
 impl Drop for Net {
@@ -253,15 +283,16 @@ pub fn set_rules_in(netns: &str, drop_from: &[Ipv4Addr], drop_to: &[Ipv4Addr]) -
 }
 
 /// Removes namespaces, links and cgroups whose names start with [`PREFIX`]: what earlier runs
-/// left behind (a run killed with SIGKILL cannot clean up after itself). Processes still inside
-/// such namespaces were started by an earlier run of this harness; they are killed by pid first.
-/// Returns what was removed.
+/// left behind (a run killed with SIGKILL cannot clean up after itself). What a live harness
+/// owns (its pid in `/run/<tag>.owner`) is left alone, so two runs on one machine do not tear
+/// each other down. Processes still inside an orphaned namespace were started by an earlier
+/// run of this harness; they are killed by pid first. Returns what was removed.
 pub fn cleanup_leftovers() -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let namespaces = sh("ip", &["netns", "list"]).unwrap_or_default();
     for line in namespaces.lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        if !name.starts_with(PREFIX) {
+        if !name.starts_with(PREFIX) || owned_by_live_run(name) {
             continue;
         }
         if let Ok(pids) = sh("ip", &["netns", "pids", name]) {
@@ -286,7 +317,10 @@ pub fn cleanup_leftovers() -> Result<Vec<String>> {
             continue;
         };
         let name = name.split('@').next().unwrap_or(name);
-        if name.starts_with(PREFIX) && sh("ip", &["link", "del", name]).is_ok() {
+        if name.starts_with(PREFIX)
+            && !owned_by_live_run(name)
+            && sh("ip", &["link", "del", name]).is_ok()
+        {
             removed.push(format!("link {name}"));
         }
     }

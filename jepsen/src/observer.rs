@@ -40,6 +40,10 @@ pub struct StatusSample {
     pub snapshot_index: u64,
     /// The voters it knows.
     pub voters: Vec<u64>,
+    /// Its log time (`ListSagas.now_ms`), if it answered.
+    pub log_time_ms: Option<u64>,
+    /// The harness's own wall clock (never faked) when it asked, Unix ms.
+    pub wall_ms: u64,
 }
 
 /// What the observer collected.
@@ -96,6 +100,20 @@ pub async fn sample(
     client: &mut ClusterClient<Channel>,
     recorder: &Recorder,
 ) -> Option<StatusSample> {
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut sagas = tonic::Request::new(pb::ListSagasRequest {
+        limit: 1,
+        consistency: pb::Consistency::Stale as i32,
+        ..Default::default()
+    });
+    sagas.set_timeout(Duration::from_secs(1));
+    let log_time_ms =
+        match tokio::time::timeout(Duration::from_millis(1_500), client.list_sagas(sagas)).await {
+            Ok(Ok(reply)) => Some(reply.into_inner().now_ms),
+            _ => None,
+        };
     let mut request = tonic::Request::new(pb::StatusRequest { with_digest: true });
     request.set_timeout(Duration::from_secs(1));
     let status = tokio::time::timeout(Duration::from_millis(1_500), client.status(request))
@@ -118,6 +136,8 @@ pub async fn sample(
             .filter(|m| m.role == pb::MemberRole::Voter as i32)
             .map(|m| m.node_id)
             .collect(),
+        log_time_ms,
+        wall_ms,
     })
 }
 

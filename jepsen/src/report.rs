@@ -80,6 +80,10 @@ pub struct Stats {
     pub snapshot_builds: u64,
     /// Faults that could not be applied.
     pub faults_failed: u64,
+    /// The largest distance seen between a node's log time and the harness's real clock, ms
+    /// (log time is the leader's stamp, so some lag is normal; ten minutes is a skewed clock
+    /// leaking into it).
+    pub log_time_drift_max_ms: u64,
 }
 
 fn in_window(at_us: u64, faults: &[FaultRecord]) -> bool {
@@ -160,6 +164,11 @@ pub fn stats(
         })
         .sum();
     stats.faults_failed = faults.iter().filter(|f| f.error.is_some()).count() as u64;
+    stats.log_time_drift_max_ms = samples
+        .iter()
+        .filter_map(|s| s.log_time_ms.map(|t| t.abs_diff(s.wall_ms)))
+        .max()
+        .unwrap_or(0);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -752,13 +752,14 @@ fn write_report(
         ));
     }
     md.push_str(&format!(
-        "\n## Cluster\n\n- terms with a leader: {}; leader changes seen: {}\n- membership changes: {}\n- snapshots built: {}, installed: {}\n- faults that could not be applied: {}\n- liveness after healing: {}\n\n",
+        "\n## Cluster\n\n- terms with a leader: {}; leader changes seen: {}\n- membership changes: {}\n- snapshots built: {}, installed: {}\n- faults that could not be applied: {}\n- largest distance between a node's log time and the real clock: {:.1} s\n- liveness after healing: {}\n\n",
         stats.leader_terms,
         stats.leader_changes,
         stats.membership_changes,
         stats.snapshot_builds,
         stats.snapshot_installs,
         stats.faults_failed,
+        stats.log_time_drift_max_ms as f64 / 1_000.0,
         liveness_text(&input.liveness),
     ));
     md.push_str("## Faults applied\n\n| from s | to s | fault | what |\n|---|---|---|---|\n");
