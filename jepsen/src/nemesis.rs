@@ -708,23 +708,8 @@ async fn membership(
     };
     if grow {
         let slot = *rng.pick(&free).context("no free slot")?;
-        let id = world.wipe(slot)?;
-        world.spawn(slot)?;
-        world.await_serving(slot, Duration::from_secs(30)).await?;
-        world.refresh_targets();
-        let addr = world.slots[slot].addr();
-        client
-            .add_learner(id, &addr)
-            .await
-            .with_context(|| format!("add learner {id}"))?;
-        lines.push(format!("added learner {id}"));
-        let mut voters = voter_ids.clone();
-        voters.push(id);
-        client
-            .change_membership(&voters, false)
-            .await
-            .with_context(|| format!("promote {id}"))?;
-        lines.push(format!("promoted {id}"));
+        let id = join_wiped(world, &client, slot, &voter_ids).await?;
+        lines.push(format!("added learner {id}, promoted {id}"));
         return Ok(lines.join(", "));
     }
     let victim_id = match fault {
@@ -753,25 +738,45 @@ async fn membership(
         world.kill(slot);
         world.refresh_targets();
         if *fault == Fault::ReplaceWiped {
-            let id = world.wipe(slot)?;
-            world.spawn(slot)?;
-            world.await_serving(slot, Duration::from_secs(30)).await?;
-            world.refresh_targets();
-            let addr = world.slots[slot].addr();
-            client
-                .add_learner(id, &addr)
-                .await
-                .with_context(|| format!("add wiped node back as {id}"))?;
-            let mut voters = voters.clone();
-            voters.push(id);
-            client
-                .change_membership(&voters, false)
-                .await
-                .with_context(|| format!("promote {id}"))?;
-            lines.push(format!("wiped and re-added as {id}"));
+            let id = join_wiped(world, &client, slot, &voters).await?;
+            lines.push(format!("wiped it, added learner {id}, promoted {id}"));
         }
     }
     Ok(lines.join(", "))
+}
+
+/// Wipes `slot`, starts it under a fresh id, adds it as a learner, waits for it to catch up
+/// (bounded), and promotes it beside `voters`, the way an operator adds a machine: one change
+/// at a time, each committed before the next. Returns the new id.
+async fn join_wiped(
+    world: &mut World,
+    client: &Client,
+    slot: usize,
+    voters: &[u64],
+) -> Result<u64> {
+    let id = world.wipe(slot)?;
+    world.spawn(slot)?;
+    world.await_serving(slot, Duration::from_secs(30)).await?;
+    world.refresh_targets();
+    let addr = world.slots[slot].addr();
+    let added = client
+        .add_learner_waiting(id, &addr, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("add learner {id}"))?;
+    if !added.caught_up {
+        bail!(
+            "learner {id} added but still catching up ({} of {}); not promoted",
+            added.matched_index,
+            added.catch_up_index
+        );
+    }
+    let mut voters = voters.to_vec();
+    voters.push(id);
+    client
+        .change_membership(&voters, false)
+        .await
+        .with_context(|| format!("promote {id}"))?;
+    Ok(id)
 }
 
 /// Undoes what [`apply`] did: restarts, thaws, lifts limits, resets clocks and disks, removes

@@ -157,7 +157,7 @@ pub fn stats(
         .iter()
         .filter(|f| f.error.is_none())
         .map(|f| {
-            ["added learner", "promoted", "removed", "re-added"]
+            ["added learner", "promoted", "removed"]
                 .iter()
                 .map(|word| f.description.matches(word).count() as u64)
                 .sum::<u64>()

@@ -1,22 +1,24 @@
-//! A small seeded generator (SplitMix64): a seed replays the same schedule and the same choices.
+//! Seeded choices for schedules, workloads and synthetic runs: `rand`'s `StdRng` from a `u64`
+//! seed, with the few helpers the harness uses. A seed replays the same choices with the same
+//! build.
 
-/// SplitMix64.
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng as _, RngCore, SeedableRng};
+
+/// A seeded generator.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(StdRng);
 
 impl Rng {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(StdRng::seed_from_u64(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `low..high`; `low` when the range is empty.
@@ -24,7 +26,7 @@ impl Rng {
         if high <= low {
             return low;
         }
-        low + self.next_u64() % (high - low)
+        self.0.random_range(low..high)
     }
 
     /// True with probability `percent` / 100.
@@ -34,24 +36,19 @@ impl Rng {
 
     /// A random element.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        if items.is_empty() {
-            return None;
-        }
-        items.get(self.range(0, items.len() as u64) as usize)
+        items.choose(&mut self.0)
     }
 
-    /// Shuffles in place (Fisher–Yates).
+    /// Shuffles in place.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.range(0, i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
+        items.shuffle(&mut self.0);
     }
 
-    /// A version-4 style UUID.
+    /// A version-4 UUID.
     pub fn uuid(&mut self) -> String {
-        let bits = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
-        uuid::Builder::from_random_bytes(bits.to_be_bytes())
+        let mut bytes = [0u8; 16];
+        self.0.fill_bytes(&mut bytes);
+        uuid::Builder::from_random_bytes(bytes)
             .into_uuid()
             .to_string()
     }

@@ -9,6 +9,7 @@
 //! would under concurrency, yet the history is linearizable by construction. Some submits end
 //! `Info`: half of those still took effect. At the end every saga runs to DONE.
 
+use crate::rng::Rng;
 use std::collections::{HashMap, VecDeque};
 
 use ledger_partners::{AuditLog, Books, ChargeRequest, DocumentRequest, EmailRequest, VoidStatus};
@@ -90,32 +91,6 @@ const DRAIN_STEPS_PER_ENTRY: usize = 10_000;
 const DRAIN_ENTRIES_MAX: usize = 100_000;
 const UNKNOWN_DEAL: &str = "deal-never-created";
 
-/// SplitMix64: small, seedable, good enough to pick test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// A request a client made, kept for resubmits.
 #[derive(Clone, Debug)]
 struct Request {
@@ -166,7 +141,7 @@ impl<'c> Run<'c> {
         let _ = state.apply_entry(1, &setup_entry(&deals), &mut Vec::new());
         Run {
             config,
-            rng: Rng(config.seed),
+            rng: Rng::new(config.seed),
             state,
             books: Books::new(),
             deals,
@@ -185,15 +160,15 @@ impl<'c> Run<'c> {
         self.log_index += 1;
         let mut commands = Vec::new();
         let mut pending = Vec::new();
-        let clients = 1 + self.rng.below(self.config.batch_max as u64);
+        let clients = 1 + self.rng.range(0, self.config.batch_max as u64);
         for _ in 0..clients {
-            if self.rng.chance(15) {
+            if self.rng.percent(15) {
                 pending.push(self.read_call());
             } else {
                 let (command, call) = self.submit_call();
-                let info = self.rng.chance(8);
+                let info = self.rng.percent(8);
                 // Half the indefinite submits never reached the log.
-                let offset = if info && self.rng.chance(50) {
+                let offset = if info && self.rng.percent(50) {
                     None
                 } else {
                     commands.push(command);
@@ -250,7 +225,7 @@ impl<'c> Run<'c> {
     }
 
     fn read_call(&mut self) -> Pending {
-        let deal = self.rng.below(self.deals.len() as u64) as usize;
+        let deal = self.rng.range(0, self.deals.len() as u64) as usize;
         Pending {
             call: Call::ReadDeal {
                 deal_id: self
@@ -266,7 +241,7 @@ impl<'c> Run<'c> {
     /// A fresh request (now and then for a deal that does not exist), or a resubmit of an
     /// earlier one with the same or another payload.
     fn submit_call(&mut self) -> (Command, Call) {
-        let roll = self.rng.below(100);
+        let roll = self.rng.range(0, 100);
         let (request, resubmit) = match roll {
             0..=9 if !self.requests.is_empty() => (self.earlier_request(), true),
             10..=14 if !self.requests.is_empty() => {
@@ -297,7 +272,7 @@ impl<'c> Run<'c> {
     }
 
     fn earlier_request(&mut self) -> Request {
-        let at = self.rng.below(self.requests.len() as u64) as usize;
+        let at = self.rng.range(0, self.requests.len() as u64) as usize;
         self.requests
             .get(at)
             .cloned()
@@ -306,7 +281,7 @@ impl<'c> Run<'c> {
 
     fn fresh_request(&mut self, unknown_deal: bool) -> Request {
         self.next_request += 1;
-        let deal = self.rng.below(self.deals.len() as u64) as usize;
+        let deal = self.rng.range(0, self.deals.len() as u64) as usize;
         let deal_id = match self.deals.get(deal) {
             Some(terms) if !unknown_deal => terms.deal_id.clone(),
             _ => UNKNOWN_DEAL.to_owned(),
@@ -318,8 +293,8 @@ impl<'c> Run<'c> {
         Request {
             id: RequestId::from_u128(self.next_request).unwrap_or(FIRST_REQUEST),
             deal_id,
-            user_id: format!("user-{}", self.rng.below(self.config.users as u64)),
-            amount_cents: 50 + self.rng.below(ticket_max),
+            user_id: format!("user-{}", self.rng.range(0, self.config.users as u64)),
+            amount_cents: 50 + self.rng.range(0, ticket_max),
         }
     }
 
@@ -354,7 +329,7 @@ impl<'c> Run<'c> {
                 continue;
             }
             self.open_sagas.push_back(id);
-            if !everyone && !self.rng.chance(40) {
+            if !everyone && !self.rng.percent(40) {
                 continue;
             }
             let result = self.perform(&view, saga.step);
@@ -375,7 +350,7 @@ impl<'c> Run<'c> {
         let amount = view.amount.to_decimal();
         match step {
             SagaStep::Payment => {
-                let decline = self.rng.chance(15);
+                let decline = self.rng.percent(15);
                 let charge = ChargeRequest {
                     idempotency_key: key("payment"),
                     user_id: view.user_id.clone(),
@@ -393,7 +368,7 @@ impl<'c> Run<'c> {
                 }
             }
             SagaStep::Documents => {
-                if self.rng.chance(8) {
+                if self.rng.percent(8) {
                     return StepResult::DocumentsFailed {
                         error: "documents partner down".into(),
                     };
@@ -461,12 +436,12 @@ impl<'c> Run<'c> {
             Call::ReadDeal { .. } => moment_us + 500,
             Call::Submit { .. } => moment_us,
         };
-        let invoke_us = moment_us - self.rng.below(SPREAD_US);
-        let complete_us = moment_us + self.rng.below(SPREAD_US);
+        let invoke_us = moment_us - self.rng.range(0, SPREAD_US);
+        let complete_us = moment_us + self.rng.range(0, SPREAD_US);
         self.ops.push(Op {
             index: 0,
             worker: 0,
-            node: 1 + self.rng.below(self.config.nodes.max(1)),
+            node: 1 + self.rng.range(0, self.config.nodes.max(1)),
             invoke_us,
             complete_us,
             call: pending.call,

@@ -337,53 +337,36 @@ async fn submit(
     request: &Sent,
     resubmit: bool,
 ) -> Op {
-    let (index, invoke_us) = recorder.invoke();
-    let mut call = tonic::Request::new(pb::SubmitRequest {
+    let mut rpc = tonic::Request::new(pb::SubmitRequest {
         request_id: request.request_id.clone(),
         deal_id: request.deal_id.clone(),
         user_id: request.user_id.clone(),
         amount: money(request.amount_cents),
     });
-    call.set_timeout(OP_TIMEOUT);
-    let reply =
-        tokio::time::timeout(OP_TIMEOUT + Duration::from_millis(500), client.submit(call)).await;
-    let result = match reply {
-        Ok(Ok(reply)) => {
-            let reply = reply.into_inner();
-            let investment = reply.investment.unwrap_or_default();
-            let rejected = investment.status == pb::InvestmentStatus::Rejected as i32;
-            OpResult::Ok(Reply::Submitted(Decision {
-                log_index: reply.log_index,
-                offset: reply.offset,
-                admitted: !rejected,
-                reject_reason: rejected.then(|| {
-                    pb::RejectReason::try_from(investment.reject_reason)
-                        .map(|r| r.as_str_name().to_owned())
-                        .unwrap_or_else(|_| format!("{}", investment.reject_reason))
-                }),
-                replayed: reply.replayed,
-            }))
-        }
-        Ok(Err(status)) => failure(&status),
-        Err(_) => OpResult::Info {
-            error: format!("no reply within {OP_TIMEOUT:?}"),
-        },
+    rpc.set_timeout(OP_TIMEOUT);
+    let call = Call::Submit {
+        request_id: request.request_id.clone(),
+        deal_id: request.deal_id.clone(),
+        user_id: request.user_id.clone(),
+        amount_cents: request.amount_cents,
+        resubmit,
     };
-    Op {
-        index,
-        worker,
-        node,
-        invoke_us,
-        complete_us: recorder.now_us(),
-        call: Call::Submit {
-            request_id: request.request_id.clone(),
-            deal_id: request.deal_id.clone(),
-            user_id: request.user_id.clone(),
-            amount_cents: request.amount_cents,
-            resubmit,
-        },
-        result,
-    }
+    recorded(recorder, worker, node, call, client.submit(rpc), |reply| {
+        let investment = reply.investment.unwrap_or_default();
+        let rejected = investment.status == pb::InvestmentStatus::Rejected as i32;
+        Reply::Submitted(Decision {
+            log_index: reply.log_index,
+            offset: reply.offset,
+            admitted: !rejected,
+            reject_reason: rejected.then(|| {
+                pb::RejectReason::try_from(investment.reject_reason)
+                    .map(|r| r.as_str_name().to_owned())
+                    .unwrap_or_else(|_| format!("{}", investment.reject_reason))
+            }),
+            replayed: reply.replayed,
+        })
+    })
+    .await
 }
 
 async fn read_deal(
@@ -393,27 +376,38 @@ async fn read_deal(
     mut client: AdmissionClient<Channel>,
     deal_id: &str,
 ) -> Op {
-    let (index, invoke_us) = recorder.invoke();
-    let mut call = tonic::Request::new(pb::GetDealRequest {
+    let mut rpc = tonic::Request::new(pb::GetDealRequest {
         deal_id: deal_id.to_owned(),
         consistency: pb::Consistency::Linearizable as i32,
     });
-    call.set_timeout(OP_TIMEOUT);
-    let reply = tokio::time::timeout(
-        OP_TIMEOUT + Duration::from_millis(500),
-        client.get_deal(call),
-    )
-    .await;
-    let result = match reply {
-        Ok(Ok(deal)) => {
-            let deal = deal.into_inner();
-            OpResult::Ok(Reply::Deal(DealRead {
-                investor_count: deal.investor_count,
-                reserved_cents: cents(&deal.reserved_amount).unwrap_or(u64::MAX),
-                confirmed_count: deal.confirmed_count,
-                confirmed_cents: cents(&deal.confirmed_amount).unwrap_or(u64::MAX),
-            }))
-        }
+    rpc.set_timeout(OP_TIMEOUT);
+    let call = Call::ReadDeal {
+        deal_id: deal_id.to_owned(),
+    };
+    recorded(recorder, worker, node, call, client.get_deal(rpc), |deal| {
+        Reply::Deal(DealRead {
+            investor_count: deal.investor_count,
+            reserved_cents: cents(&deal.reserved_amount).unwrap_or(u64::MAX),
+            confirmed_count: deal.confirmed_count,
+            confirmed_cents: cents(&deal.confirmed_amount).unwrap_or(u64::MAX),
+        })
+    })
+    .await
+}
+
+/// Invokes `rpc` (not started until awaited here, so the invocation time is right), bounded by
+/// [`OP_TIMEOUT`], and records its outcome.
+async fn recorded<T>(
+    recorder: &Recorder,
+    worker: u32,
+    node: u64,
+    call: Call,
+    rpc: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    reply: impl FnOnce(T) -> Reply,
+) -> Op {
+    let (index, invoke_us) = recorder.invoke();
+    let result = match tokio::time::timeout(OP_TIMEOUT + Duration::from_millis(500), rpc).await {
+        Ok(Ok(answer)) => OpResult::Ok(reply(answer.into_inner())),
         Ok(Err(status)) => failure(&status),
         Err(_) => OpResult::Info {
             error: format!("no reply within {OP_TIMEOUT:?}"),
@@ -425,9 +419,7 @@ async fn read_deal(
         node,
         invoke_us,
         complete_us: recorder.now_us(),
-        call: Call::ReadDeal {
-            deal_id: deal_id.to_owned(),
-        },
+        call,
         result,
     }
 }
