@@ -22,6 +22,8 @@ use crate::node::{forwarded, is_forwarded, Node, Route};
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
 /// How long a leadership transfer waits, with new entries held back, for its target to catch up.
 const CATCH_UP_FOR_TRANSFER: Duration = Duration::from_secs(3);
+/// How long the other voters hold their own elections back while a target campaigns.
+const STAND_ASIDE_FOR: Duration = Duration::from_secs(3);
 
 /// Longest `AddLearner` waits for the learner to catch up (`catch_up_wait_ms` is capped here).
 pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -158,21 +160,46 @@ impl ClusterService {
         }
     }
 
-    /// On the leader: holds new entries back, waits until voter `to` has the whole log, then
-    /// asks it to campaign. The hold ends when this returns (the new leader takes the writes).
+    /// A voter other than the target, asked by the leader's hand-over: no election of its own
+    /// for [`STAND_ASIDE_FOR`], so that the target's campaign meets no competitor. Always ends by
+    /// itself, so a hand-over that fails cannot leave the cluster without candidates.
+    fn stand_aside(&self) {
+        let node = self.node.clone();
+        node.raft.runtime_config().elect(false);
+        tokio::spawn(async move {
+            tokio::time::sleep(STAND_ASIDE_FOR).await;
+            node.raft.runtime_config().elect(true);
+        });
+    }
+
+    /// On the leader. openraft 0.9 has no TimeoutNow, and a voter refuses any vote while it
+    /// heard from a leader within the lease (the longest election timeout), so the target's
+    /// campaign only works once the leader has gone quiet, and it must not race the others:
+    /// 1. new entries are held back and the target catches up with the whole log;
+    /// 2. the other voters stand aside (no elections of their own for a moment);
+    /// 3. this leader stops its heartbeats and elections;
+    /// 4. the target campaigns until it wins (the leases lapse within an election timeout).
+    ///
+    /// Heartbeats, elections and writes come back when this returns, whatever happened.
     async fn hand_over(
         &self,
         to: u64,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<(), ApiError> {
-        let addr = {
+        let (addr, others) = {
             let metrics = self.node.raft.metrics();
             let metrics = metrics.borrow();
             let membership = metrics.membership_config.membership();
             if !membership.voter_ids().any(|id| id == to) {
                 return Err(ApiError::invalid("to", format!("node {to} is not a voter")));
             }
-            membership.get_node(&to).map(|n| n.addr.clone())
+            let me = self.node.config.node_id;
+            let others: Vec<String> = membership
+                .voter_ids()
+                .filter(|&id| id != to && id != me)
+                .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+                .collect();
+            (membership.get_node(&to).map(|n| n.addr.clone()), others)
         };
         let addr =
             addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} has no address")))?;
@@ -203,12 +230,49 @@ impl ClusterService {
                 "transfer target not caught up in time; it campaigns anyway"
             );
         }
+        for other in others {
+            let ask = Request::new(pb::TransferLeaderRequest { to });
+            let asked = match self.node.channel(&other) {
+                Ok(channel) => tokio::time::timeout(
+                    Duration::from_secs(1),
+                    client(channel).transfer_leader(forwarded(ask)),
+                )
+                .await
+                .map_err(|_| "no answer".to_owned())
+                .and_then(|r| r.map(|_| ()).map_err(|s| s.message().to_owned())),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = asked {
+                tracing::warn!(voter = %other, %error, "could not ask a voter to stand aside");
+            }
+        }
+        let _quiet = Quiet::new(&self.node);
         let channel = self.node.channel(&addr)?;
         client(channel)
             .transfer_leader(forwarded(request))
             .await
             .map_err(ApiError::Forwarded)?;
         Ok(())
+    }
+}
+
+/// While alive, this node sends no heartbeats and starts no election (a leader handing over).
+struct Quiet<'a> {
+    node: &'a Node,
+}
+
+impl<'a> Quiet<'a> {
+    fn new(node: &'a Node) -> Quiet<'a> {
+        node.raft.runtime_config().heartbeat(false);
+        node.raft.runtime_config().elect(false);
+        Quiet { node }
+    }
+}
+
+impl Drop for Quiet<'_> {
+    fn drop(&mut self) {
+        self.node.raft.runtime_config().heartbeat(true);
+        self.node.raft.runtime_config().elect(true);
     }
 }
 
@@ -514,13 +578,17 @@ impl pb::cluster_server::Cluster for ClusterService {
         if self.node.leader().0 == Some(to) {
             return Ok(Response::new(pb::TransferLeaderResponse { leader_id: to }));
         }
-        // openraft 0.9 has no transfer call. The leader holds its log still and waits until the
-        // target has every entry, then asks the target to campaign: with a log as long as
-        // anyone's, it can win (under load, a target a few entries behind lost every election
-        // to the old leader). A target asked directly goes through the leader first.
+        // openraft 0.9 has no transfer call (no TimeoutNow): see `hand_over`. A target asked
+        // directly goes through the leader first.
         let forwarded_here = is_forwarded(&request);
+        let leads = self.node.leader().0 == Some(me);
         match (to == me, self.node.route(forwarded_here)) {
             (true, _) if forwarded_here => self.campaign().await?,
+            // The leader's hand-over asks the other voters to stand aside for a moment.
+            (false, _) if forwarded_here && !leads => {
+                self.stand_aside();
+                return Ok(Response::new(pb::TransferLeaderResponse { leader_id: to }));
+            }
             (_, Ok(Route::Leader(channel))) => {
                 return client(channel).transfer_leader(forwarded(request)).await;
             }
