@@ -2,14 +2,17 @@
 //! change.
 //!
 //! Payments are held back (a payment outage) while streams open on every node for every
-//! investment, so each stream starts at PENDING/PAYMENT; leadership then moves to another node;
-//! then the outage ends and the sagas run to CONFIRMED with fast partners. Every stream, on the
-//! old leader, the new one or the third node, must go on after the change: no state twice, none
-//! out of order (log time, saga steps), and end after CONFIRMED with the ids the saga recorded.
+//! investment, so each stream starts at PENDING/PAYMENT. The leader is then frozen (SIGSTOP)
+//! until the others elect a new one, and thawed. Then the outage ends and the sagas run to
+//! CONFIRMED with fast partners, so the DOCUMENTS and CONFIRMED/NOTIFY states last only a log
+//! round trip or two. Every stream, on the old leader, the new one or the third node, must go on
+//! after the change: no state twice, none out of order (log time, saga steps), and end after
+//! CONFIRMED with the ids the saga recorded.
 
 use std::time::Duration;
 
 use ledger_tests::saga::{self, SagaCluster};
+use ledger_tests::signal::Frozen;
 use ledger_tests::{bounded, pb, NodeClients, Rng};
 use tokio::sync::oneshot;
 
@@ -104,27 +107,29 @@ async fn every_state_is_streamed_in_order_across_a_leader_change() {
             );
         }
 
-        // Leadership moves while every stream is open.
+        // Leadership moves while every stream is open: the leader is frozen (SIGSTOP) until the
+        // two others elect one of themselves, then thawed, deposed. Its own streams must carry
+        // on as a follower's.
         let old_leader = saga.cluster.leader().await;
-        let to = saga
+        let others: Vec<u64> = saga
             .cluster
             .running()
             .into_iter()
-            .find(|&id| id != old_leader)
-            .expect("a follower");
-        let reply = clients[0]
-            .cluster
-            .clone()
-            .transfer_leader(pb::TransferLeaderRequest { to })
-            .await
-            .expect("TransferLeader")
-            .into_inner();
-        assert_eq!(reply.leader_id, to);
+            .filter(|&id| id != old_leader)
+            .collect();
+        let frozen = Frozen::stop(saga.cluster.pid(old_leader).expect("the leader runs"));
         let new_leader = saga
             .cluster
-            .wait_new_leader(old_leader, Duration::from_secs(20))
+            .wait_leader_among(&others, old_leader, Duration::from_secs(20))
             .await;
-        assert_eq!(new_leader, to);
+        frozen.thaw();
+        assert_eq!(
+            saga.cluster
+                .wait_new_leader(old_leader, Duration::from_secs(20))
+                .await,
+            new_leader,
+            "the thawed node follows the new leader"
+        );
 
         // Payments go through now; the sagas run to CONFIRMED under the new leader.
         saga.set_faults(saga::quiet_faults(0x3a7c));
