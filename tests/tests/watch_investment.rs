@@ -1,5 +1,5 @@
-//! `WatchInvestment` streams an investment's states in order, and a stream survives a leader
-//! change.
+//! `WatchInvestment` streams every state of an investment in order, not only the last one, and
+//! a stream survives a leader change.
 //!
 //! Payments are held back (a payment outage) while streams open on every node for every
 //! investment, so each stream starts at PENDING/PAYMENT. The leader is then frozen (SIGSTOP)
@@ -7,7 +7,8 @@
 //! CONFIRMED with fast partners, so the DOCUMENTS and CONFIRMED/NOTIFY states last only a log
 //! round trip or two. Every stream, on the old leader, the new one or the third node, must go on
 //! after the change: no state twice, none out of order (log time, saga steps), and end after
-//! CONFIRMED with the ids the saga recorded.
+//! CONFIRMED with the ids the saga recorded. And every stream must show every state: PAYMENT,
+//! then DOCUMENTS, then CONFIRMED at NOTIFY.
 
 use std::time::Duration;
 
@@ -67,6 +68,19 @@ fn step_rank(step: pb::SagaStep) -> u8 {
         pb::SagaStep::Notify => 4,
         pb::SagaStep::Done => 5,
     }
+}
+
+/// `(status, step)` of each message, with repeats of the same pair folded (retries at one step
+/// change `attempts` and `last_error`, which are states too, but not milestones).
+fn milestones(seen: &[pb::Investment]) -> Vec<(pb::InvestmentStatus, pb::SagaStep)> {
+    let mut out: Vec<(pb::InvestmentStatus, pb::SagaStep)> = Vec::new();
+    for inv in seen {
+        let pair = (inv.status(), inv.saga_step());
+        if out.last() != Some(&pair) {
+            out.push(pair);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +198,30 @@ async fn every_state_is_streamed_in_order_across_a_leader_change() {
         eprintln!(
             "{} streams, {messages} messages; leadership moved from {old_leader} to \
              {new_leader} with every stream open",
+            all_seen.len()
+        );
+
+        // And every state: each saga went PAYMENT → DOCUMENTS → CONFIRMED (at NOTIFY), each in
+        // its own log entry, so each stream must show all three, not just the latest state at
+        // the moment it looked. (The NOTIFY → DONE change after CONFIRMED is past the end of the
+        // stream.)
+        use pb::{InvestmentStatus as S, SagaStep as Step};
+        let expected = vec![
+            (S::Pending, Step::Payment),
+            (S::Pending, Step::Documents),
+            (S::Confirmed, Step::Notify),
+        ];
+        type Streamed<'a> = (u64, &'a str, Vec<(S, Step)>);
+        let skipped: Vec<Streamed> = all_seen
+            .iter()
+            .map(|(id, node, seen)| (*node, id.as_str(), milestones(seen)))
+            .filter(|(_, _, got)| *got != expected)
+            .collect();
+        assert!(
+            skipped.is_empty(),
+            "{} of {} streams skipped states (expected {expected:?}); (node, request, streamed): \
+             {skipped:#?}",
+            skipped.len(),
             all_seen.len()
         );
     })
