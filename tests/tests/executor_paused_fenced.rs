@@ -126,10 +126,17 @@ async fn a_paused_executor_loses_its_sagas_and_its_late_results_are_ignored() {
             "the woken executor's late results to be proposed and ignored",
             || async {
                 let lines = saga.cluster.latest_log_lines(victim, "step result ignored");
-                if lines.iter().any(|l| l.contains("StaleEpoch")) {
-                    Ok(lines.len())
+                let stale = lines.iter().filter(|l| l.contains("StaleEpoch")).count();
+                if stale > 0 {
+                    Ok(stale)
                 } else {
-                    Err(format!("{lines:?}"))
+                    // The reasons seen so far, e.g. `reason=WrongStep`: ignored, but not fenced.
+                    let reasons: BTreeMap<&str, usize> =
+                        lines.iter().fold(BTreeMap::new(), |mut m, l| {
+                            *m.entry(l.rsplit(' ').next().unwrap_or("")).or_default() += 1;
+                            m
+                        });
+                    Err(format!("no stale-epoch refusal; ignored for {reasons:?}"))
                 }
             },
         )
