@@ -305,6 +305,14 @@ impl TestCluster {
     /// Starts node `id` again on the same port and data folder (it rejoins by itself), and waits
     /// until it answers `Status`.
     pub async fn restart(&mut self, id: u64) {
+        if let Err(why) = self.try_restart(id).await {
+            panic!("node {id} did not restart: {why}");
+        }
+    }
+
+    /// [`TestCluster::restart`], for a node that may refuse to start: `Err` carries how the
+    /// process exited and everything it printed (the process is reaped then).
+    pub async fn try_restart(&mut self, id: u64) -> Result<(), String> {
         assert!(
             self.node(id).child.is_none(),
             "node {id} is still running; kill or stop it first"
@@ -313,13 +321,13 @@ impl TestCluster {
         loop {
             self.spawn(id);
             match self.await_ready(id).await {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 // The old process's port may linger briefly; the port must stay the same.
                 Err(StartFailure::AddrInUse) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(StartFailure::AddrInUse) => panic!("node {id}: port still in use"),
-                Err(StartFailure::Other(why)) => panic!("node {id} did not restart: {why}"),
+                Err(StartFailure::Other(why)) => return Err(why),
             }
         }
     }
@@ -352,6 +360,37 @@ impl TestCluster {
                 }
             }
         })
+        .await
+    }
+
+    /// Waits until every node of `ids` names the same leader, other than `old`, which itself
+    /// reports the `leader` role; returns it. For when `old` is frozen (and so cannot answer,
+    /// which [`TestCluster::wait_new_leader`] would count as disagreeing).
+    pub async fn wait_leader_among(&self, ids: &[u64], old: u64, timeout: Duration) -> u64 {
+        let addrs: Vec<(u64, String)> = ids.iter().map(|&id| (id, self.addr(id))).collect();
+        wait_until(
+            timeout,
+            &format!("nodes {ids:?} to agree on a leader other than {old}"),
+            || {
+                let addrs = addrs.clone();
+                async move {
+                    let mut views = Vec::new();
+                    for (id, addr) in &addrs {
+                        let status = status_of(addr, false).await?;
+                        views.push((*id, status.leader_id, status.role));
+                    }
+                    let leader = views[0].1.filter(|&l| l != old);
+                    let agreed = views.iter().all(|(_, l, _)| *l == leader);
+                    let leads = views
+                        .iter()
+                        .any(|(id, l, role)| Some(*id) == *l && role == "leader");
+                    match leader {
+                        Some(leader) if agreed && leads => Ok(leader),
+                        _ => Err(format!("(node, leader, role): {views:?}")),
+                    }
+                }
+            },
+        )
         .await
     }
 
@@ -436,6 +475,28 @@ impl TestCluster {
                 }
             }
         }
+    }
+
+    /// The lines of node `id`'s latest run's output (stdout, then stderr) that contain `needle`.
+    pub fn latest_log_lines(&self, id: u64, needle: &str) -> Vec<String> {
+        let Some((out, err)) = self.node(id).logs.last() else {
+            return Vec::new();
+        };
+        [out, err]
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter(|line| line.contains(needle))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Node `id`'s data folder (`--data-dir`), which survives its restarts.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.node(id).data_dir.clone()
     }
 
     /// Whether the output of node `id`'s latest run contains `needle`.

@@ -1,6 +1,8 @@
 //! Concurrent submissions through every node of a 3-node cluster are decided once, first come
 //! first served, within each deal's limits (I1–I5), and every replica ends with the same state
-//! (I9).
+//! (I9). Retries must not hide failures: a submission sent to a follower is forwarded and
+//! answered with the leader's decision on its first attempt, and in this fault-free run no
+//! request needs a second attempt.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +19,10 @@ const USERS: u64 = 1_200;
 const RESUBMIT_AT_ONCE_PERCENT: u64 = 10;
 /// Requests resubmitted again after the load, concurrently.
 const RESUBMIT_AFTERWARDS: usize = 300;
+/// A deal for the submissions sent to followers with a single attempt.
+const FORWARD_DEAL: &str = "forwarded";
+/// Single-attempt submissions per follower.
+const FORWARDED_PER_FOLLOWER: usize = 10;
 
 /// The deals, with the ticket sizes (cents) their requests use.
 struct DealPlan {
@@ -73,6 +79,46 @@ async fn concurrent_submissions_through_all_nodes() {
                 .create_deal(plan.create.clone())
                 .await
                 .unwrap_or_else(|e| panic!("create {}: {e}", plan.create.deal_id));
+        }
+
+        // A submission sent to a follower, with no retry, is forwarded and answered with the
+        // decision the leader recorded.
+        let leader = cluster.leader().await;
+        load::create_deal(&nodes[0], FORWARD_DEAL, "1000000.00", 1_000).await;
+        let leader_node = &nodes[ids.iter().position(|&id| id == leader).expect("a member")];
+        let once = RetryPolicy {
+            attempts: 1,
+            budget: load::ATTEMPT_TIMEOUT,
+        };
+        for (n, _) in ids.iter().enumerate().filter(|(_, &id)| id != leader) {
+            for k in 0..FORWARDED_PER_FOLLOWER {
+                let request = pb::SubmitRequest {
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    deal_id: FORWARD_DEAL.into(),
+                    user_id: format!("forwarded-{n}-{k}"),
+                    amount: money(10_000),
+                };
+                let ack = load::submit_retrying(&nodes, n, request, once)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("a submission to follower {} failed at once: {e}", ids[n])
+                    });
+                assert!(
+                    ack.decision().admitted() && !ack.response.replayed,
+                    "{ack:?}"
+                );
+                let recorded = leader_node
+                    .admission
+                    .clone()
+                    .get_investment(pb::GetInvestmentRequest {
+                        request_id: ack.request.request_id.clone(),
+                        consistency: pb::Consistency::Linearizable as i32,
+                    })
+                    .await
+                    .expect("the leader knows the forwarded request")
+                    .into_inner();
+                assert_eq!(ack.decision(), load::Decision::of(&recorded));
+            }
         }
 
         // The plan: random deals, repeat users (so DUPLICATE_INVESTOR happens), random tickets.
@@ -179,6 +225,18 @@ async fn concurrent_submissions_through_all_nodes() {
         for task in later {
             resubmits.extend(task.await.expect("a resubmission task panicked"));
         }
+        // No fault was injected, so no attempt may have failed: a retry here would hide one.
+        let retried: Vec<(&str, &[tonic::Code])> = originals
+            .iter()
+            .chain(&resubmits)
+            .filter(|ack| ack.attempts > 1)
+            .map(|ack| (ack.request.request_id.as_str(), ack.retried_on.as_slice()))
+            .collect();
+        assert!(
+            retried.is_empty(),
+            "{} requests needed retries in a fault-free run: {retried:?}",
+            retried.len()
+        );
 
         // The final state, read linearizably (through a different node for each deal): I1–I3,
         // the sequential replay of the rules (I5), and every reply's decision listed (I4).
