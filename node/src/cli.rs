@@ -36,9 +36,11 @@ async fn node_main(flags: Flags) -> ExitCode {
     }
     match serve(flags).await {
         Ok(()) => ExitCode::SUCCESS,
+        // Plain display: every start error already names its cause (the alternate form would
+        // repeat it, once from the message and once from the source chain).
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("ledger-node: {error:#}");
+            tracing::error!("{error}");
+            eprintln!("ledger-node: {error}");
             ExitCode::FAILURE
         }
     }

@@ -273,19 +273,38 @@ impl pb::admission_server::Admission for AdmissionService {
         tokio::spawn(async move {
             let watch = node.replica.watch(request_id);
             let mut applied = node.replica.applied_index();
-            let mut last_sent: Option<pb::Investment> = None;
+            // Every state, in log order: those the replica captured for this watch as it applied
+            // entries (several may come at once), else, after a snapshot install or at the
+            // start, the replica's current state. A state at or below the last index sent is
+            // not sent again, so nothing goes backwards.
+            let mut last: Option<(u64, pb::Investment)> = None;
+            let mut first = true;
             loop {
-                let view = node.replica.read().state.investment(request_id);
-                let present = view.is_some();
-                if let Some(view) = view {
+                let captured = watch.states();
+                let mut states = Vec::with_capacity(captured.len() + 1);
+                let mut present = !captured.is_empty();
+                if first || captured.is_empty() {
+                    let replica = node.replica.read();
+                    let index = replica.last_applied.map_or(0, |id| id.index);
+                    let view = replica.state.investment(request_id);
+                    drop(replica);
+                    present |= view.is_some();
+                    states.extend(view.map(|view| (index, view)));
+                }
+                first = false;
+                states.extend(captured);
+                for (index, view) in states {
+                    if last.as_ref().is_some_and(|(sent, _)| index <= *sent) {
+                        continue;
+                    }
                     let terminal = view.status != InvestmentStatus::Pending;
                     let wire = convert::investment(view);
-                    if last_sent.as_ref() != Some(&wire) {
-                        if sender.send(Ok(wire.clone())).await.is_err() {
-                            return;
-                        }
-                        last_sent = Some(wire);
+                    if last.as_ref().map(|(_, sent)| sent) != Some(&wire)
+                        && sender.send(Ok(wire.clone())).await.is_err()
+                    {
+                        return;
                     }
+                    last = Some((index, wire));
                     if terminal {
                         return;
                     }

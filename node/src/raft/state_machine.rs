@@ -9,13 +9,15 @@
 //! forward: a write older than the stored snapshot is dropped (`SnapshotFiles`). On start the
 //! node loads it and openraft re-applies the committed log after it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use ledger_state_machine::{codec, AdmissionState, RequestId, SagaEvent, StateDigest};
+use ledger_state_machine::{
+    codec, AdmissionState, InvestmentView, RequestId, SagaEvent, StateDigest,
+};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
@@ -47,9 +49,13 @@ pub struct ReplicaState {
 pub struct Replica {
     inner: RwLock<ReplicaState>,
     applied: watch::Sender<u64>,
-    /// Wake-ups for readers following one investment, woken by its saga events, so a watch
-    /// costs nothing while other investments change.
-    watchers: Mutex<HashMap<RequestId, Vec<Arc<Notify>>>>,
+    /// Readers following one investment: each gets the investment's state after every entry
+    /// that changed it (captured while applying, so none is skipped when a replica applies
+    /// several entries at once or the reader wakes late) and a wake-up; a watch costs nothing
+    /// while other investments change.
+    watchers: Mutex<HashMap<RequestId, Vec<Arc<WatchSlot>>>>,
+    /// How many watches are registered: applying looks at `watchers` only when some are.
+    watching: AtomicUsize,
     /// The last digest computed and the applied index it is for: hashing the whole state takes
     /// the read lock for as long as it runs, so many callers at one index hash it once.
     digest_memo: Mutex<Option<(u64, StateDigest)>>,
@@ -57,18 +63,41 @@ pub struct Replica {
     digests_computed: AtomicU64,
 }
 
+/// States queued for one watch before it reads them; beyond this the oldest go (a reader that
+/// far behind still gets the latest states, in order).
+const WATCH_QUEUE_MAX: usize = 256;
+
+/// One registered watch: its wake-up and the states captured for it, oldest first.
+#[derive(Default)]
+struct WatchSlot {
+    notify: Notify,
+    /// `(log index after which the state held, the state)`.
+    states: Mutex<VecDeque<(u64, InvestmentView)>>,
+}
+
 /// A registration returned by [`Replica::watch`]; dropping it unregisters.
 pub struct InvestmentWatch<'a> {
     replica: &'a Replica,
     request_id: RequestId,
-    notify: Arc<Notify>,
+    slot: Arc<WatchSlot>,
 }
 
 impl InvestmentWatch<'_> {
     /// Completes after the investment's saga changed (or at once if it changed since the last
     /// call).
     pub async fn changed(&self) {
-        self.notify.notified().await;
+        self.slot.notify.notified().await;
+    }
+
+    /// The states captured since the last call, in log order, each with the log index after
+    /// which it held. Empty after a snapshot install (read the replica then).
+    pub fn states(&self) -> Vec<(u64, InvestmentView)> {
+        self.slot
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect()
     }
 }
 
@@ -80,11 +109,12 @@ impl Drop for InvestmentWatch<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = watchers.get_mut(&self.request_id) {
-            list.retain(|n| !Arc::ptr_eq(n, &self.notify));
+            list.retain(|slot| !Arc::ptr_eq(slot, &self.slot));
             if list.is_empty() {
                 watchers.remove(&self.request_id);
             }
         }
+        self.replica.watching.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -106,17 +136,46 @@ impl Replica {
     /// Follows one investment's saga: register before reading, then await
     /// [`InvestmentWatch::changed`] between reads, and no change is missed.
     pub fn watch(&self, request_id: RequestId) -> InvestmentWatch<'_> {
-        let notify = Arc::new(Notify::new());
+        let slot = Arc::new(WatchSlot::default());
+        self.watching.fetch_add(1, Ordering::Relaxed);
         self.watchers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(request_id)
             .or_default()
-            .push(notify.clone());
+            .push(slot.clone());
         InvestmentWatch {
             replica: self,
             request_id,
-            notify,
+            slot,
+        }
+    }
+
+    /// While applying (write lock held): queues, for every watch of an investment that
+    /// `events` name, its state after the entry at `log_index`.
+    fn capture(&self, state: &AdmissionState, log_index: u64, events: &[SagaEvent]) {
+        if events.is_empty() || self.watching.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for event in events {
+            let Some(slots) = watchers.get(&event.request_id) else {
+                continue;
+            };
+            let Some(view) = state.investment(event.request_id) else {
+                continue;
+            };
+            for slot in slots {
+                let mut states = slot.states.lock().unwrap_or_else(PoisonError::into_inner);
+                // One entry may name an investment twice; its state after the entry is one.
+                if states.back().is_some_and(|(index, _)| *index == log_index) {
+                    continue;
+                }
+                if states.len() == WATCH_QUEUE_MAX {
+                    states.pop_front();
+                }
+                states.push_back((log_index, view.clone()));
+            }
         }
     }
 
@@ -126,9 +185,9 @@ impl Replica {
             return;
         }
         for event in events {
-            for notify in watchers.get(&event.request_id).into_iter().flatten() {
+            for slot in watchers.get(&event.request_id).into_iter().flatten() {
                 // Stores a permit when the watcher is not waiting yet: no lost wake-up.
-                notify.notify_one();
+                slot.notify.notify_one();
             }
         }
     }
@@ -137,8 +196,8 @@ impl Replica {
     /// have changed without a saga event saying so.
     fn wake_all(&self) {
         let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
-        for notify in watchers.values().flatten() {
-            notify.notify_one();
+        for slot in watchers.values().flatten() {
+            slot.notify.notify_one();
         }
     }
 
@@ -255,6 +314,7 @@ impl StateMachineStore {
             inner: RwLock::new(inner),
             applied,
             watchers: Mutex::new(HashMap::new()),
+            watching: AtomicUsize::new(0),
             digest_memo: Mutex::new(None),
             digests_computed: AtomicU64::new(0),
         });
@@ -487,10 +547,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let reply = match entry.payload {
                     EntryPayload::Blank => ApplyReply::default(),
                     EntryPayload::Normal(batch) => {
+                        let before = events.len();
                         let results = guard
                             .state
                             .apply_entry(entry.log_id.index, &batch, &mut events)
                             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
+                        self.replica
+                            .capture(&guard.state, entry.log_id.index, &events[before..]);
                         ApplyReply { results }
                     }
                     EntryPayload::Membership(membership) => {
@@ -675,6 +738,115 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), watch.changed())
             .await
             .expect("the watch wakes after the snapshot is installed");
+    }
+
+    /// Postmortem (found by tests/tests/watch_investment.rs): a watch read the replica when it
+    /// woke, so a replica applying several entries at once (a follower catching up, a busy
+    /// leader) or a watcher waking late streamed only the last state, skipping the ones between.
+    /// Every state is now captured for the watch as its entry applies.
+    #[tokio::test]
+    async fn a_watch_gets_every_state_of_entries_applied_together() {
+        use ledger_state_machine::{
+            Command, CreateDeal, Money, RecordStep, SagaStep, Status, StepResult, Submit,
+        };
+
+        let request_id = RequestId::parse("6f1c2b1e-8f3a-4c55-9a6e-0d1b2c3d4e5f").unwrap();
+        let step = |epoch: u64, result: StepResult| {
+            Command::RecordStep(RecordStep {
+                request_id,
+                executor: 2,
+                epoch,
+                result,
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, replica) = StateMachineStore::open(dir.path(), None).unwrap();
+        store
+            .apply([
+                log_entry(
+                    1,
+                    vec![
+                        Command::ExecutorHeartbeat {
+                            node_id: 2,
+                            applied_index: 0,
+                        },
+                        Command::CreateDeal(CreateDeal {
+                            deal_id: "d".into(),
+                            amount: Money::parse("1000.00").unwrap(),
+                            max_investors: 10,
+                            min_ticket: None,
+                            max_ticket: None,
+                        }),
+                    ],
+                ),
+                log_entry(
+                    2,
+                    vec![Command::Submit(Submit {
+                        request_id,
+                        deal_id: "d".into(),
+                        user_id: "ana".into(),
+                        amount: Money::parse("10.00").unwrap(),
+                    })],
+                ),
+            ])
+            .await
+            .unwrap();
+        let watch = replica.watch(request_id);
+        // Three entries applied in one call, as a follower catching up does.
+        let epoch = replica
+            .read()
+            .state
+            .investment(request_id)
+            .unwrap()
+            .saga
+            .unwrap()
+            .epoch;
+        store
+            .apply([
+                log_entry(
+                    3,
+                    vec![step(
+                        epoch,
+                        StepResult::PaymentSucceeded {
+                            payment_id: "pay".into(),
+                        },
+                    )],
+                ),
+                log_entry(
+                    4,
+                    vec![step(
+                        epoch,
+                        StepResult::DocumentsGenerated {
+                            document_id: "doc".into(),
+                        },
+                    )],
+                ),
+                log_entry(
+                    5,
+                    vec![step(
+                        epoch,
+                        StepResult::NotifySent {
+                            message_id: "msg".into(),
+                        },
+                    )],
+                ),
+            ])
+            .await
+            .unwrap();
+        let seen: Vec<(u64, Status, SagaStep)> = watch
+            .states()
+            .into_iter()
+            .map(|(index, view)| (index, view.status, view.saga.unwrap().step))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (3, Status::Pending, SagaStep::Documents),
+                (4, Status::Confirmed, SagaStep::Notify),
+                (5, Status::Confirmed, SagaStep::Done),
+            ]
+        );
+        assert!(watch.states().is_empty(), "each state is handed out once");
     }
 
     /// Postmortem: every client's leader discovery asked every node for `Status`, which hashed
