@@ -25,6 +25,7 @@ pub mod procs;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod summary;
 pub mod synth;
 pub mod workload;
 pub mod world;

@@ -66,6 +66,11 @@ enum Command {
     },
     /// Removes namespaces, links and cgroups left by interrupted runs.
     Cleanup,
+    /// Prints one Markdown table row per run folder (for docs/JEPSEN.md).
+    Table {
+        /// Run folders.
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn beside_me(name: &str) -> PathBuf {
@@ -111,6 +116,16 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
+        Command::Table { dirs } => {
+            println!("{}", ledger_jepsen::summary::HEADER);
+            for dir in dirs {
+                match ledger_jepsen::summary::row(&dir) {
+                    Ok(row) => println!("{row}"),
+                    Err(error) => eprintln!("{}: {error:#}", dir.display()),
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Check { dir } => {
             let input: CheckInput = match std::fs::read(dir.join("check-input.json"))
                 .map_err(anyhow::Error::from)

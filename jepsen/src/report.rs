@@ -57,8 +57,10 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
-/// What the report says besides the checker's verdicts.
+/// What the report says besides the checker's verdicts. Fields missing from an older run's
+/// `stats.json` read as zero.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Submits.
     pub submits: Counts,
