@@ -384,6 +384,17 @@ fn cut(world: &World, side_a: &[usize], side_b: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Cuts member `victim` from every other member.
+fn isolate(world: &World, view: &View, victim: usize) -> Result<()> {
+    let rest: Vec<usize> = view
+        .members
+        .iter()
+        .copied()
+        .filter(|&i| i != victim)
+        .collect();
+    cut(world, &[victim], &rest)
+}
+
 fn operator(world: &World, view: &View) -> Result<Client> {
     let seeds: Vec<String> = view
         .members
@@ -418,13 +429,7 @@ pub async fn apply(world: &mut World, fault: &Fault, rng: &mut Rng) -> Result<Ap
             } else {
                 follower.context("no follower")?
             };
-            let rest: Vec<usize> = view
-                .members
-                .iter()
-                .copied()
-                .filter(|&i| i != victim)
-                .collect();
-            cut(world, &[victim], &rest)?;
+            isolate(world, &view, victim)?;
             applied.net = true;
             applied.description = format!("isolated node {}", world.slots[victim].id);
         }
@@ -689,13 +694,7 @@ async fn membership(
             .filter(|&i| Some(i) != view.leader)
             .collect();
         if let Some(&victim) = rng.pick(&followers) {
-            let rest: Vec<usize> = view
-                .members
-                .iter()
-                .copied()
-                .filter(|&i| i != victim)
-                .collect();
-            cut(world, &[victim], &rest)?;
+            isolate(world, view, victim)?;
             applied.net = true;
             lines.push(format!("isolated node {}", world.slots[victim].id));
         }
