@@ -56,6 +56,8 @@ pub struct Replica {
     watchers: Mutex<HashMap<RequestId, Vec<Arc<WatchSlot>>>>,
     /// How many watches are registered: applying looks at `watchers` only when some are.
     watching: AtomicUsize,
+    /// Signalled when a snapshot replaced the whole state (no saga events say what changed).
+    replaced: Notify,
     /// The last digest computed and the applied index it is for: hashing the whole state takes
     /// the read lock for as long as it runs, so many callers at one index hash it once.
     digest_memo: Mutex<Option<(u64, StateDigest)>>,
@@ -126,6 +128,11 @@ impl Replica {
 
     fn write(&self) -> RwLockWriteGuard<'_, ReplicaState> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Completes when a snapshot next replaces the whole state (register before reading).
+    pub fn replaced(&self) -> tokio::sync::futures::Notified<'_> {
+        self.replaced.notified()
     }
 
     /// The index of the last applied entry, updated after every applied batch.
@@ -315,6 +322,7 @@ impl StateMachineStore {
             applied,
             watchers: Mutex::new(HashMap::new()),
             watching: AtomicUsize::new(0),
+            replaced: Notify::new(),
             digest_memo: Mutex::new(None),
             digests_computed: AtomicU64::new(0),
         });
@@ -619,6 +627,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // A snapshot carries no saga events: without this, a watch on an investment the
         // snapshot changed would wait for a change this replica already has.
         self.replica.wake_all();
+        self.replica.replaced.notify_waiters();
         tracing::info!(index = applied_index, "snapshot installed");
         Ok(())
     }

@@ -125,7 +125,11 @@ impl Executor {
     async fn run(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<SagaEvent>) {
         let mut sweep = tokio::time::interval(SWEEP_PERIOD);
         let heartbeats = tokio::spawn(self.clone().heartbeats());
+        let replica = self.node.replica.clone();
         loop {
+            // A snapshot install replaces the state without saga events: sweep at once then,
+            // rather than at the next period.
+            let replaced = replica.replaced();
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) if event.executor == Some(self.me) && event.step != SagaStep::Done => {
@@ -134,15 +138,19 @@ impl Executor {
                     Some(_) => {}
                     None => break,
                 },
-                _ = sweep.tick() => {
-                    let mine = self.node.replica.read().state.executor_sagas(self.me);
-                    for saga in mine {
-                        self.ensure_worker(saga.request_id);
-                    }
-                }
+                _ = sweep.tick() => self.sweep(),
+                () = replaced => self.sweep(),
             }
         }
         heartbeats.abort();
+    }
+
+    /// Starts a worker for every saga this replica assigns here that has none.
+    fn sweep(self: &Arc<Self>) {
+        let mine = self.node.replica.read().state.executor_sagas(self.me);
+        for saga in mine {
+            self.ensure_worker(saga.request_id);
+        }
     }
 
     async fn heartbeats(self: Arc<Self>) {
