@@ -451,6 +451,10 @@ async fn liveness(
                 live.probe_ok_us = Some(recorder.now_us());
             }
         }
+        if live.leader_us.is_some() && live.sagas_terminal_us.is_none() && !config.executors {
+            // No executors, no sagas run: admissions stay PENDING by design.
+            live.sagas_terminal_us = live.leader_us;
+        }
         if live.leader_us.is_some() && live.sagas_terminal_us.is_none() {
             match pending(operator, deals).await {
                 Ok(list) if list.is_empty() => live.sagas_terminal_us = Some(recorder.now_us()),
