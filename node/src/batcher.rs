@@ -191,7 +191,7 @@ async fn run(
             header: EntryHeader {
                 leader_id: node_id,
                 // The members' median time, not this node's clock alone (`clock.rs`).
-                time_ms: clock.stamp(),
+                time_ms: clock.stamp(voters(&raft)),
             },
             commands,
         };
@@ -226,6 +226,16 @@ type WriteOutcome =
 /// The result of each of the entry's `commands` commands, in order. Once `client_write_ff`
 /// accepted the entry, only an apply result is definite: anything else leaves the outcome
 /// unknown, since the entry may have been appended (and replicated) already.
+/// How many voters the membership this node knows has.
+fn voters(raft: &Raft) -> usize {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .count()
+}
+
 fn settle(outcome: WriteOutcome, commands: usize) -> Vec<Result<Proposed, ApiError>> {
     let fail = |error: &dyn Fn() -> ApiError| (0..commands).map(|_| Err(error())).collect();
     match outcome {

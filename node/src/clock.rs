@@ -1,23 +1,27 @@
-//! The leader's clock for entry timestamps (`DESIGN.md` §4.3): its wall clock, corrected by the
-//! median of the members' clock offsets, so that one node whose clock jumps cannot drag log
-//! time with it.
+//! The leader's clock for entry timestamps (`DESIGN.md` §4.3): the members' median wall clock,
+//! so that one node whose clock jumps cannot drag log time with it.
 //!
-//! Every Raft reply carries the replying node's wall clock (`RaftReply.clock_ms`); the leader's
-//! Raft client ([`crate::raft::network`]) turns each into an offset against its own clock at
-//! the middle of the round trip, per peer. Stamps are `wall + median(0, offsets of peers heard
-//! from lately)`: a leader whose clock is ten minutes ahead sees its followers ten minutes
-//! behind and stamps the true time; a follower whose clock is off is outvoted. The state
-//! machine bounds how far one entry may move log time anyway
-//! (`Params::log_time_step_max_ms`); this keeps log time right in the first place, and keeps it
-//! moving when a leader's clock jumps back.
+//! Every Raft reply carries the replying node's wall clock (`RaftReply.clock_ms`). The leader's
+//! Raft client ([`crate::raft::network`]) records, per peer, that clock minus this node's
+//! *monotonic* clock at the middle of the round trip. The time estimate is then
+//! `monotonic now + median(own wall − monotonic, each fresh peer's reading)`: every vote is
+//! relative to the monotonic clock, which never jumps, so when this node's wall clock jumps
+//! only its own vote moves and the median holds. A leader ten minutes ahead is outvoted by its
+//! two followers; a follower that is off is outvoted by the others.
+//!
+//! A new leader has heard no replies yet (followers send none): until a majority of the voters'
+//! clocks is known, it stamps `min(own wall clock, log time extrapolated from the last entry it
+//! applied)`, so a leader whose clock is ahead cannot carry log time forward, and one whose clock
+//! is behind only holds it still for a moment (the state machine's log time never goes back).
+//! The state machine also bounds how far one entry may move log time
+//! (`Params::log_time_step_max_ms`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Offsets older than this are not counted: the peer may have gone, or its clock moved since.
-const OFFSET_FRESH_FOR: Duration = Duration::from_secs(5);
+/// Readings older than this are not counted: the peer may have gone, or its clock moved since.
+const READING_FRESH_FOR: Duration = Duration::from_secs(5);
 
 /// The local wall clock in Unix milliseconds.
 pub fn wall_clock_ms() -> u64 {
@@ -26,83 +30,102 @@ pub fn wall_clock_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The peers' clock offsets as this node measured them.
-#[derive(Debug, Default)]
-pub struct PeerClocks {
-    offsets: Mutex<HashMap<u64, (i64, Instant)>>,
+/// Milliseconds of the monotonic clock since this process first asked.
+fn mono_ms(at: Instant) -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    at.saturating_duration_since(start).as_millis() as i64
+        - start.saturating_duration_since(at).as_millis() as i64
 }
 
-impl PeerClocks {
-    /// Records a reply from `peer`: its clock said `peer_clock_ms` for a request sent when the
-    /// local wall clock said `sent_wall_ms`, answered after `round_trip`.
-    pub fn record(&self, peer: u64, peer_clock_ms: u64, sent_wall_ms: u64, round_trip: Duration) {
+/// What this node knows of the other clocks and of log time.
+#[derive(Debug, Default)]
+pub struct LogClock {
+    /// Per peer: its wall clock minus our monotonic clock, and when that was measured.
+    readings: Mutex<HashMap<u64, (i64, Instant)>>,
+    /// The largest log time this replica applied, and when it first saw it.
+    log_time: Mutex<Option<(u64, Instant)>>,
+}
+
+impl LogClock {
+    /// Records a reply from `peer` whose wall clock said `peer_clock_ms`, for a request sent at
+    /// `sent` (monotonic) and answered at `answered`.
+    pub fn record(&self, peer: u64, peer_clock_ms: u64, sent: Instant, answered: Instant) {
         if peer_clock_ms == 0 {
             return; // a peer that does not report its clock
         }
-        let middle = sent_wall_ms.saturating_add(round_trip.as_millis() as u64 / 2);
-        let offset = peer_clock_ms as i64 - middle as i64;
-        self.offsets
+        let middle = sent + answered.saturating_duration_since(sent) / 2;
+        let reading = peer_clock_ms as i64 - mono_ms(middle);
+        self.readings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer, (offset, Instant::now()));
+            .insert(peer, (reading, answered));
     }
 
-    /// The median of this node's offset (0) and the fresh offsets of its peers; of the two
-    /// middle values of an even count, the one closer to 0 (trusting the local clock on a tie).
-    pub fn consensus_offset_ms(&self) -> i64 {
-        let mut offsets: Vec<i64> = vec![0];
-        offsets.extend(
-            self.offsets
+    /// Notes the log time of the entries this replica just applied.
+    pub fn observe_log_time(&self, log_time_ms: u64) {
+        let mut seen = self.log_time.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.is_none_or(|(ms, _)| log_time_ms > ms) {
+            *seen = Some((log_time_ms, Instant::now()));
+        }
+    }
+
+    /// The timestamp for an entry proposed now by a leader of `voters` voters.
+    pub fn stamp(&self, voters: usize) -> u64 {
+        self.stamp_at(wall_clock_ms(), Instant::now(), voters)
+    }
+
+    fn stamp_at(&self, wall_ms: u64, now: Instant, voters: usize) -> u64 {
+        let own = wall_ms as i64 - mono_ms(now);
+        let mut votes = vec![own];
+        votes.extend(
+            self.readings
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .values()
-                .filter(|(_, at)| at.elapsed() < OFFSET_FRESH_FOR)
-                .map(|(offset, _)| *offset),
+                .filter(|(_, at)| now.saturating_duration_since(*at) < READING_FRESH_FOR)
+                .map(|(reading, _)| *reading),
         );
-        median_toward_zero(&mut offsets)
+        if voters <= 1 {
+            return wall_ms; // nobody to ask
+        }
+        // At least three clocks (two against one is a tie, which would trust this node's own),
+        // and a majority of the voters' clocks.
+        if votes.len() >= 3 && votes.len() * 2 > voters {
+            let median = median_toward(&mut votes, own);
+            return (mono_ms(now) + median).max(0) as u64;
+        }
+        // Not enough clocks known yet (a new leader): never ahead of the log's own time.
+        let extrapolated = self
+            .log_time
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|(ms, seen)| {
+                ms.saturating_add(now.saturating_duration_since(seen).as_millis() as u64)
+            });
+        extrapolated.map_or(wall_ms, |log_ms| wall_ms.min(log_ms))
+    }
+
+    /// How far a stamp made now is from this node's wall clock, in ms (for diagnosis).
+    pub fn offset_ms(&self, voters: usize) -> i64 {
+        let (wall, now) = (wall_clock_ms(), Instant::now());
+        self.stamp_at(wall, now, voters) as i64 - wall as i64
     }
 }
 
-fn median_toward_zero(values: &mut [i64]) -> i64 {
+/// The median; of the two middle values of an even count, the one closer to `own` (trusting
+/// the local clock on a tie).
+fn median_toward(values: &mut [i64], own: i64) -> i64 {
     values.sort_unstable();
     let n = values.len();
-    if n == 0 {
-        return 0;
-    }
     if n % 2 == 1 {
         return values[n / 2];
     }
     let (low, high) = (values[n / 2 - 1], values[n / 2]);
-    if low.unsigned_abs() <= high.unsigned_abs() {
+    if low.abs_diff(own) <= high.abs_diff(own) {
         low
     } else {
         high
-    }
-}
-
-/// Stamps entries on the leader: corrected wall clock, never below an earlier stamp.
-#[derive(Debug, Default)]
-pub struct LogClock {
-    /// The peers' offsets.
-    pub peers: PeerClocks,
-    last_stamp: AtomicU64,
-}
-
-impl LogClock {
-    /// The timestamp for an entry proposed now.
-    pub fn stamp(&self) -> u64 {
-        self.stamp_at(wall_clock_ms())
-    }
-
-    fn stamp_at(&self, wall_ms: u64) -> u64 {
-        let corrected = wall_ms.saturating_add_signed(self.peers.consensus_offset_ms());
-        let previous = self.last_stamp.fetch_max(corrected, Ordering::AcqRel);
-        previous.max(corrected)
-    }
-
-    /// The correction applied to the local clock now, in ms (for operators' metrics).
-    pub fn offset_ms(&self) -> i64 {
-        self.peers.consensus_offset_ms()
     }
 }
 
@@ -110,74 +133,92 @@ impl LogClock {
 mod tests {
     use super::*;
 
-    const MINUTES_10: i64 = 600_000;
+    const MINUTES_10: u64 = 600_000;
+    const REAL: u64 = 1_800_000_000_000;
 
-    fn clock_with(offsets: &[(u64, i64)]) -> LogClock {
+    /// A clock whose peers' wall clocks read `REAL + offset` at `now`.
+    fn clock_with(now: Instant, peers: &[(u64, i64)]) -> LogClock {
         let clock = LogClock::default();
-        for &(peer, offset) in offsets {
-            let sent = 1_000_000_000_000u64;
-            clock.peers.record(
-                peer,
-                sent.saturating_add_signed(offset),
-                sent,
-                Duration::ZERO,
-            );
+        for &(peer, offset) in peers {
+            clock.record(peer, REAL.saturating_add_signed(offset), now, now);
         }
         clock
     }
 
     #[test]
     fn a_leader_ten_minutes_ahead_stamps_the_majoritys_time() {
-        // Both followers see the leader's clock ten minutes ahead of theirs.
-        let clock = clock_with(&[(2, -MINUTES_10), (3, -MINUTES_10 + 3)]);
-        let wall = 1_800_000_000_000;
-        assert_eq!(clock.stamp_at(wall), wall - MINUTES_10 as u64 + 3);
+        let now = Instant::now();
+        let clock = clock_with(now, &[(2, 0), (3, 3)]);
+        assert_eq!(clock.stamp_at(REAL + MINUTES_10, now, 3), REAL + 3);
+    }
+
+    #[test]
+    fn a_jump_of_the_leaders_own_clock_after_the_readings_is_outvoted_at_once() {
+        // The peers were read when the leader's clock was right; then it jumps two hours.
+        let now = Instant::now();
+        let clock = clock_with(now, &[(2, 0), (3, 0)]);
+        let later = now + Duration::from_millis(50);
+        // Within a millisecond: the monotonic clock is read in whole milliseconds.
+        let near = |stamp: u64| stamp.abs_diff(REAL + 50) <= 1;
+        assert!(near(clock.stamp_at(REAL + 50 + 7_200_000, later, 3)));
+        // And back an hour: still the real time, not an hour ago.
+        assert!(near(clock.stamp_at(REAL + 50 - 3_600_000, later, 3)));
     }
 
     #[test]
     fn one_follower_off_is_outvoted() {
-        let clock = clock_with(&[(2, MINUTES_10), (3, 2)]);
-        assert_eq!(clock.offset_ms(), 2);
-        let clock = clock_with(&[(2, -7_200_000), (3, 0), (4, 1), (5, MINUTES_10)]);
-        assert_eq!(clock.offset_ms(), 0);
+        let now = Instant::now();
+        let clock = clock_with(now, &[(2, MINUTES_10 as i64), (3, 2)]);
+        assert_eq!(clock.stamp_at(REAL, now, 3), REAL + 2);
+        let clock = clock_with(now, &[(2, -7_200_000), (3, 0), (4, 1), (5, 600_000)]);
+        assert_eq!(clock.stamp_at(REAL, now, 5), REAL);
     }
 
     #[test]
-    fn a_tie_trusts_the_local_clock_and_stamps_never_go_back() {
-        let clock = clock_with(&[(2, -MINUTES_10)]);
-        assert_eq!(clock.offset_ms(), 0, "one peer against me: keep my clock");
-        let wall = 1_800_000_000_000;
-        assert_eq!(clock.stamp_at(wall), wall);
-        // The local clock jumps back an hour: stamps hold still instead of going back.
-        assert_eq!(clock.stamp_at(wall - 3_600_000), wall);
+    fn a_new_leader_without_readings_is_never_ahead_of_the_log() {
+        let now = Instant::now();
+        let clock = LogClock::default();
+        clock.observe_log_time(REAL);
+        // Its own clock two hours ahead: the log's time, extrapolated, wins.
+        let later = now + Duration::from_millis(100);
+        let stamp = clock.stamp_at(REAL + 7_200_000, later, 3);
+        assert!(stamp <= REAL + 1_000, "{stamp}");
+        // Its clock right: its clock.
+        assert_eq!(clock.stamp_at(REAL + 10, later, 3), REAL + 10);
+        // One reading besides its own is a tie, not a majority: still the fallback.
+        clock.record(2, REAL + 100, later, later);
+        let stamp = clock.stamp_at(REAL + 7_200_000, later, 3);
+        assert!(stamp <= REAL + 1_000, "{stamp}");
+        // Both followers heard: the median.
+        clock.record(3, REAL + 100, later, later);
+        assert_eq!(clock.stamp_at(REAL + 7_200_000, later, 3), REAL + 100);
     }
 
     #[test]
     fn stale_or_silent_peers_do_not_count() {
+        let now = Instant::now();
         let clock = LogClock::default();
-        clock.peers.record(2, 0, 1_000, Duration::ZERO);
-        assert_eq!(clock.offset_ms(), 0);
-        clock
-            .peers
-            .offsets
-            .lock()
-            .unwrap()
-            .insert(3, (-MINUTES_10, Instant::now() - OFFSET_FRESH_FOR));
-        clock
-            .peers
-            .offsets
-            .lock()
-            .unwrap()
-            .insert(4, (-MINUTES_10, Instant::now() - OFFSET_FRESH_FOR));
-        assert_eq!(clock.offset_ms(), 0);
+        clock.record(2, 0, now, now);
+        clock.record(3, REAL - MINUTES_10, now, now);
+        let much_later = now + READING_FRESH_FOR + Duration::from_secs(1);
+        clock.observe_log_time(REAL);
+        // The only reading is stale: the fallback applies, not the old reading.
+        let stamp = clock.stamp_at(REAL, much_later, 3);
+        assert_eq!(stamp, REAL);
     }
 
     #[test]
     fn the_round_trip_is_split_in_the_middle() {
-        let peers = PeerClocks::default();
-        // Sent at 1,000, answered after 40 ms, the peer said 1,020: in step with us.
-        peers.record(2, 1_020, 1_000, Duration::from_millis(40));
-        peers.record(3, 1_020, 1_000, Duration::from_millis(40));
-        assert_eq!(peers.consensus_offset_ms(), 0);
+        let sent = Instant::now();
+        let answered = sent + Duration::from_millis(40);
+        let clock = LogClock::default();
+        // The peer read REAL + 20 at the middle of the round trip, when our wall clock read
+        // REAL + 20 too: in step with us.
+        let middle = sent + Duration::from_millis(20);
+        let own_at_middle = REAL as i64 + 20 - mono_ms(middle);
+        clock.record(2, REAL + 20, sent, answered);
+        clock.record(3, REAL + 20, sent, answered);
+        let readings = clock.readings.lock().unwrap();
+        assert!(readings.values().all(|(r, _)| *r == own_at_middle));
     }
 }

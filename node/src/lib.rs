@@ -103,7 +103,9 @@ pub async fn run(
         }
         false => (None, None),
     };
-    let (state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
+    let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
+    let clock = Arc::new(LogClock::default());
+    state_machine.set_log_clock(clock.clone());
     tracing::info!(
         node_id,
         first_index = ?summary.first_index,
@@ -113,7 +115,6 @@ pub async fn run(
         "storage checked"
     );
 
-    let clock = Arc::new(LogClock::default());
     let network = Network::new(
         node_id,
         config.cluster_id.clone(),

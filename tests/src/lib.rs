@@ -19,6 +19,7 @@ pub mod binary;
 pub mod check;
 pub mod cluster;
 pub mod ctl;
+pub mod faketime;
 pub mod load;
 pub mod saga;
 pub mod signal;

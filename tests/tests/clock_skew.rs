@@ -12,12 +12,11 @@
 //! Needs libfaketime (Debian: `faketime`): skipped with a message when it is missing, a failure
 //! when `CI=true`.
 
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ledger_partners::Latency;
 use ledger_tests::saga::{self, SagaCluster};
-use ledger_tests::{bounded, pb, wait_until, Rng};
+use ledger_tests::{bounded, faketime, pb, wait_until, Rng};
 
 const COUNT: usize = 10;
 /// Entries written under the skewed leader: 150 × 5 s would be 12.5 minutes of log time.
@@ -25,46 +24,6 @@ const NOISE: usize = 150;
 const AHEAD_S: u64 = 600;
 /// How far log time may sit from the real clock (replication, batching and a loaded machine).
 const TOLERANCE_MS: u64 = 30_000;
-
-fn faketime() -> Option<PathBuf> {
-    let found = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/faketime/libfaketimeMT.so.1",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libfaketime is missing (apt-get install faketime); .ci/run installs it"
-        );
-        eprintln!("skipped: libfaketime is not installed (apt-get install faketime)");
-    }
-    found
-}
-
-fn real_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Log time as the leader's replica has it (`ListSagas.now_ms`, read linearizably through
-/// `node`).
-async fn log_time(saga: &SagaCluster, node: u64) -> Result<u64, String> {
-    let mut client = saga.cluster.client(node).await;
-    let call = client.cluster.list_sagas(pb::ListSagasRequest {
-        limit: 1,
-        ..Default::default()
-    });
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(Ok(reply)) => Ok(reply.into_inner().now_ms),
-        Ok(Err(status)) => Err(format!("ListSagas: {status}")),
-        Err(_) => Err("ListSagas timed out".into()),
-    }
-}
 
 async fn transfer(saga: &SagaCluster, to: u64) {
     let mut client = saga.cluster.client(to).await;
@@ -77,7 +36,7 @@ async fn transfer(saga: &SagaCluster, to: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_ten_minutes_ahead_neither_expires_sagas_nor_stalls_log_time() {
-    let Some(library) = faketime() else {
+    let Some(library) = faketime::library() else {
         return;
     };
     bounded(Duration::from_secs(240), async {
@@ -90,13 +49,13 @@ async fn a_leader_ten_minutes_ahead_neither_expires_sagas_nor_stalls_log_time() 
         // Node 3 comes back ten minutes ahead (the monotonic clock stays real, as when NTP
         // steps a machine's clock).
         let clock_file = saga.cluster.dir().join("clock-3");
-        std::fs::write(&clock_file, format!("+{AHEAD_S}")).expect("write the clock file");
-        saga.cluster
-            .set_env(3, "LD_PRELOAD", library.to_string_lossy());
-        saga.cluster
-            .set_env(3, "FAKETIME_TIMESTAMP_FILE", clock_file.to_string_lossy());
-        saga.cluster.set_env(3, "FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        saga.cluster.set_env(3, "FAKETIME_CACHE_DURATION", "1");
+        faketime::preload(
+            &mut saga.cluster,
+            3,
+            &library,
+            &clock_file,
+            &format!("+{AHEAD_S}"),
+        );
         saga.cluster.stop(3).await;
         saga.cluster.restart(3).await;
         saga.wait_executors_live(&[1, 2, 3]).await;
@@ -126,8 +85,10 @@ async fn a_leader_ten_minutes_ahead_neither_expires_sagas_nor_stalls_log_time() 
                 .await
                 .expect("a rejection is a decision");
         }
-        let under_skew = log_time(&saga, 3).await.expect("log time");
-        let drift = under_skew.abs_diff(real_now_ms());
+        let under_skew = faketime::log_time(&saga.cluster, 3)
+            .await
+            .expect("log time");
+        let drift = under_skew.abs_diff(faketime::real_now_ms());
         assert!(
             drift < TOLERANCE_MS,
             "log time is {drift} ms away from the real clock under a leader {AHEAD_S} s ahead"
@@ -150,12 +111,14 @@ async fn a_leader_ten_minutes_ahead_neither_expires_sagas_nor_stalls_log_time() 
 
         // Back to a node with the right clock: log time keeps moving.
         transfer(&saga, 1).await;
-        let back = log_time(&saga, 1).await.expect("log time");
+        let back = faketime::log_time(&saga.cluster, 1)
+            .await
+            .expect("log time");
         wait_until(
             Duration::from_secs(30),
             "log time moving on under a leader with the right clock",
             || async {
-                let now = log_time(&saga, 1).await?;
+                let now = faketime::log_time(&saga.cluster, 1).await?;
                 if now >= back + 3_000 {
                     Ok(())
                 } else {

@@ -26,7 +26,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
-use crate::clock::{wall_clock_ms, LogClock};
+use crate::clock::LogClock;
 
 /// Largest gRPC message between nodes: room for a full AppendEntries batch.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -139,7 +139,7 @@ impl PeerClient {
             sender_node_id: self.sender,
         });
         grpc_request.set_timeout(option.hard_ttl());
-        let (sent_wall_ms, sent) = (wall_clock_ms(), Instant::now());
+        let sent = Instant::now();
         let reply = match call {
             Call::AppendEntries => client.append_entries(grpc_request).await,
             Call::Vote => client.vote(grpc_request).await,
@@ -164,8 +164,7 @@ impl PeerClient {
             Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
         self.clock
-            .peers
-            .record(self.target, clock_ms, sent_wall_ms, sent.elapsed());
+            .record(self.target, clock_ms, sent, Instant::now());
         let undecodable = |e: codec::DecodeError| RPCError::Network(NetworkError::new(&e));
         if error.is_empty() {
             codec::decode(&payload).map_err(undecodable)

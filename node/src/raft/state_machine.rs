@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
+use crate::clock::LogClock;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 /// Prefix of the writers' temporary files, `snapshot.bin.tmp.<n>`; leftovers of a crash are
@@ -269,6 +270,8 @@ pub struct StateMachineStore {
     replica: Arc<Replica>,
     files: Arc<SnapshotFiles>,
     events: Option<mpsc::UnboundedSender<SagaEvent>>,
+    /// Told the log time of what this replica applies (a new leader's fallback clock).
+    clock: Option<Arc<LogClock>>,
 }
 
 fn sm_error(verb: ErrorVerb, error: impl std::fmt::Display) -> StorageError {
@@ -330,8 +333,16 @@ impl StateMachineStore {
             replica: replica.clone(),
             files: Arc::new(files),
             events,
+            clock: None,
         };
         Ok((store, replica))
+    }
+
+    /// Tells `clock` the log time of every entry and snapshot this replica applies, starting
+    /// with what it holds now.
+    pub fn set_log_clock(&mut self, clock: Arc<LogClock>) {
+        clock.observe_log_time(self.replica.read().state.now_ms());
+        self.clock = Some(clock);
     }
 }
 
@@ -550,6 +561,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut events = Vec::new();
         let applied_index = {
             let mut guard = self.replica.write();
+            let clock = self.clock.clone();
             for entry in entries {
                 let _span = tracing::debug_span!("apply", log_index = entry.log_id.index).entered();
                 let reply = match entry.payload {
@@ -571,6 +583,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 guard.last_applied = Some(entry.log_id);
                 replies.push(reply);
+            }
+            if let Some(clock) = clock {
+                clock.observe_log_time(guard.state.now_ms());
             }
             guard.last_applied.map_or(0, |id| id.index)
         };
@@ -628,6 +643,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // snapshot changed would wait for a change this replica already has.
         self.replica.wake_all();
         self.replica.replaced.notify_waiters();
+        if let Some(clock) = &self.clock {
+            clock.observe_log_time(self.replica.read().state.now_ms());
+        }
         tracing::info!(index = applied_index, "snapshot installed");
         Ok(())
     }
