@@ -36,7 +36,7 @@ async fn a_leader_whose_clock_jumps_two_hours_keeps_log_time_real() {
         }
         let leader = cluster.leader().await;
         let client = cluster.client(leader).await;
-        let mut rng = Rng::new(0xc10c_2);
+        let mut rng = Rng::new(0xc10c2);
         // Some entries first, so that the leader has read its followers' clocks.
         for n in 0..20 {
             write(&client, &mut rng, n)
