@@ -203,6 +203,17 @@ pub struct DigestSample {
     pub digest: String,
 }
 
+/// A node's log time next to the harness's own (real) clock, sampled during the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTimeSample {
+    /// The node.
+    pub node_id: u64,
+    /// The harness's wall clock when it asked, Unix ms (never faked).
+    pub wall_ms: u64,
+    /// The node's log time then (`ListSagas.now_ms`), Unix ms.
+    pub log_time_ms: u64,
+}
+
 /// What the harness saw after the last fault was healed (I8).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Liveness {
@@ -236,4 +247,7 @@ pub struct CheckInput {
     pub audit: Option<ledger_partners::AuditLog>,
     /// Liveness after healing.
     pub liveness: Liveness,
+    /// Log time against the real clock during the run (absent in older recordings).
+    #[serde(default)]
+    pub log_times: Vec<LogTimeSample>,
 }

@@ -61,6 +61,21 @@ impl Observations {
             .clone()
     }
 
+    /// Each node's log time next to the harness's clock, for the checker.
+    pub fn log_times(&self) -> Vec<crate::history::LogTimeSample> {
+        self.samples()
+            .into_iter()
+            .filter_map(|s| {
+                s.log_time_ms
+                    .map(|log_time_ms| crate::history::LogTimeSample {
+                        node_id: s.node_id,
+                        wall_ms: s.wall_ms,
+                        log_time_ms,
+                    })
+            })
+            .collect()
+    }
+
     /// The `(node, applied index, digest)` triples, for the checker.
     pub fn digests(&self) -> Vec<DigestSample> {
         self.samples()

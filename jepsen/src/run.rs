@@ -258,6 +258,7 @@ async fn drive(
         digests: observations.digests(),
         audit,
         liveness,
+        log_times: observations.log_times(),
     };
     log(
         started,

@@ -531,6 +531,14 @@ impl<'c> Run<'c> {
                 stuck: Vec::new(),
                 waited_us: 3_000_000,
             },
+            // The synthetic log runs on the real clock: one sample per node, in step.
+            log_times: (1..=self.config.nodes)
+                .map(|node_id| crate::history::LogTimeSample {
+                    node_id,
+                    wall_ms: 1_800_000_000_000,
+                    log_time_ms: 1_800_000_000_000,
+                })
+                .collect(),
         }
     }
 

@@ -13,6 +13,7 @@ mod capacity;
 mod context;
 mod idempotence;
 mod liveness;
+mod log_time;
 mod loss;
 mod money;
 mod order;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use idempotence::IndefiniteCounts;
 pub use liveness::LIVENESS_WINDOW_US;
+pub use log_time::{LOG_TIME_AHEAD_MAX_MS, LOG_TIME_BEHIND_MAX_MS};
 pub use money::MoneyCounts;
 pub use render::render_text;
 pub use summary::{OpCounts, Summary};
@@ -68,6 +70,7 @@ pub fn check(input: &CheckInput) -> Verdicts {
         ),
         idempotence::check(&ctx),
         idempotence::check_indefinite(summary.indefinite.as_ref()),
+        log_time::check(&input.log_times),
     ];
     Verdicts::new(checks, summary)
 }

@@ -250,6 +250,13 @@ impl Hist {
                 .collect(),
             audit: Some(self.audit()),
             liveness: healthy_liveness(),
+            log_times: (1..=3)
+                .map(|node_id| crate::history::LogTimeSample {
+                    node_id,
+                    wall_ms: 1_800_000_000_000,
+                    log_time_ms: 1_800_000_000_000 - 50,
+                })
+                .collect(),
         }
     }
 

@@ -34,6 +34,8 @@ pub enum CheckName {
     Idempotence,
     /// Operations with an unknown outcome, resolved against the final state (a count).
     Indefinite,
+    /// Log time stayed with the real clock (`DESIGN.md` §4.3), whatever the nodes' clocks did.
+    LogTime,
 }
 
 impl CheckName {
@@ -50,6 +52,7 @@ impl CheckName {
             CheckName::Liveness => "liveness",
             CheckName::Idempotence => "idempotence",
             CheckName::Indefinite => "indefinite",
+            CheckName::LogTime => "log time",
         }
     }
 
@@ -65,6 +68,7 @@ impl CheckName {
             CheckName::Liveness => "I8",
             CheckName::Idempotence => "I4, W4",
             CheckName::Indefinite => "W5",
+            CheckName::LogTime => "§4.3",
         }
     }
 }

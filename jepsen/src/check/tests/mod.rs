@@ -4,6 +4,7 @@
 mod capacity;
 mod idempotence;
 mod liveness;
+mod log_time;
 mod loss;
 mod money;
 mod odd_input;
