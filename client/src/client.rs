@@ -246,7 +246,10 @@ impl Client {
         })
     }
 
-    /// Asks the known members, then the seeds, for the leader; remembers it and the members.
+    /// Asks the known members and the seeds, all at once, for the leader; remembers it and the
+    /// members. When they disagree, the leader named in the highest term wins: a leader cut off
+    /// from its peers still believes it leads (openraft 0.9 has no check-quorum), and a client
+    /// that can reach it must not keep sending it what it can no longer commit.
     pub async fn discover(&self) -> Result<String, ClientError> {
         let mut candidates = lock(&self.inner.members).clone();
         for seed in &self.inner.config.seeds {
@@ -254,51 +257,66 @@ impl Client {
                 candidates.push(seed.clone());
             }
         }
-        let mut last_error = String::from("no node answered");
+        let timeout = self
+            .inner
+            .config
+            .attempt_timeout
+            .min(Duration::from_secs(2));
+        let mut asked = tokio::task::JoinSet::new();
         for addr in candidates {
             let mut services = self.node(&addr)?;
-            let reply = tokio::time::timeout(
-                self.inner
-                    .config
-                    .attempt_timeout
-                    .min(Duration::from_secs(2)),
+            asked.spawn(async move {
                 // No digest: hashing the state on every node at every rediscovery stalls them.
-                services
+                let call = services
                     .cluster
-                    .status(pb::StatusRequest { with_digest: false }),
-            )
-            .await;
-            let status = match reply {
-                Ok(Ok(reply)) => reply.into_inner(),
-                Ok(Err(status)) => {
-                    last_error = format!("{addr}: {}", status.message());
-                    continue;
-                }
-                Err(_) => {
-                    last_error = format!("{addr}: no answer");
-                    continue;
-                }
-            };
-            let leader = status.leader_id.and_then(|id| {
-                status
-                    .members
-                    .iter()
-                    .find(|m| m.node_id == id)
-                    .map(|m| m.addr.clone())
+                    .status(pb::StatusRequest { with_digest: false });
+                let reply = match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(reply)) => Ok(reply.into_inner()),
+                    Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
+                    Err(_) => Err(format!("{addr}: no answer")),
+                };
+                (addr, reply)
             });
-            if !status.members.is_empty() {
-                *lock(&self.inner.members) =
-                    status.members.iter().map(|m| m.addr.clone()).collect();
-            }
-            match leader {
-                Some(leader) => {
-                    *lock(&self.inner.leader) = Some(leader.clone());
-                    return Ok(leader);
+        }
+        let mut last_error = String::from("no node answered");
+        let mut best: Option<pb::StatusResponse> = None;
+        while let Some(joined) = asked.join_next().await {
+            let Ok((addr, reply)) = joined else {
+                continue;
+            };
+            match reply {
+                Ok(status) if status.leader_id.is_some() => {
+                    if best.as_ref().is_none_or(|b| status.term > b.term) {
+                        best = Some(status);
+                    }
                 }
-                None => last_error = format!("{addr}: no leader known"),
+                Ok(_) => last_error = format!("{addr}: no leader known"),
+                Err(error) => last_error = error,
             }
         }
-        Err(ClientError::Unavailable(last_error))
+        let Some(status) = best else {
+            return Err(ClientError::Unavailable(last_error));
+        };
+        if !status.members.is_empty() {
+            *lock(&self.inner.members) = status.members.iter().map(|m| m.addr.clone()).collect();
+        }
+        let leader = status.leader_id.and_then(|id| {
+            status
+                .members
+                .iter()
+                .find(|m| m.node_id == id)
+                .map(|m| m.addr.clone())
+        });
+        match leader {
+            Some(leader) => {
+                *lock(&self.inner.leader) = Some(leader.clone());
+                Ok(leader)
+            }
+            None => Err(ClientError::Unavailable(format!(
+                "node {} is named leader but has no address in the membership",
+                status.leader_id.unwrap_or_default()
+            ))),
+        }
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> {
@@ -1139,6 +1157,8 @@ mod tests {
         addr: String,
         /// Answers to the writes, in turn; the last one repeats.
         answers: Mutex<VecDeque<Answer>>,
+        /// What `Status` says, when not the default (node 1, leading, alone).
+        status: Option<pb::StatusResponse>,
     }
 
     impl Fake {
@@ -1175,6 +1195,9 @@ mod tests {
             &self,
             _: Request<pb::StatusRequest>,
         ) -> Result<Response<pb::StatusResponse>, Status> {
+            if let Some(status) = &self.status {
+                return Ok(Response::new(status.clone()));
+            }
             Ok(Response::new(pb::StatusResponse {
                 node_id: 1,
                 leader_id: Some(1),
@@ -1238,6 +1261,7 @@ mod tests {
         let fake = Fake {
             addr: addr.clone(),
             answers: Mutex::new(answers.iter().copied().collect()),
+            status: None,
         };
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -1254,6 +1278,58 @@ mod tests {
         config.backoff_min = Duration::from_millis(5);
         config.backoff_max = Duration::from_millis(20);
         config
+    }
+
+    /// A fake node at its own address answering `Status` with `status(addr)`.
+    async fn node_saying(status: impl FnOnce(&str) -> pb::StatusResponse) -> String {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let addr = incoming.local_addr().expect("local address").to_string();
+        let fake = Fake {
+            addr: addr.clone(),
+            answers: Mutex::new(VecDeque::from([Answer::Hang])),
+            status: Some(status(&addr)),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ClusterServer::new(fake))
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+
+    /// Postmortem (found by jepsen/tests/partitioned_leader_sagas.rs): a leader cut off from its
+    /// peers still says it leads, and discovery took the first node that named a leader, so a
+    /// client that could reach the old leader kept reading from it (refused: no quorum) while a
+    /// new leader served the others. The leader of the highest term wins now.
+    #[tokio::test]
+    async fn discovery_prefers_the_leader_of_the_highest_term() {
+        let member = |node_id: u64, addr: &str| pb::Member {
+            node_id,
+            addr: addr.to_owned(),
+            role: pb::MemberRole::Voter as i32,
+            matched_index: 0,
+        };
+        let new_leader = node_saying(|addr| pb::StatusResponse {
+            node_id: 3,
+            leader_id: Some(3),
+            term: 2,
+            members: vec![member(3, addr)],
+            ..Default::default()
+        })
+        .await;
+        let old = new_leader.clone();
+        let old_leader = node_saying(move |addr| pb::StatusResponse {
+            node_id: 1,
+            leader_id: Some(1),
+            term: 1,
+            members: vec![member(1, addr), member(3, &old)],
+            ..Default::default()
+        })
+        .await;
+        // The old leader first, as a seed list or a member list may well put it.
+        let client =
+            Client::unconnected(quick([old_leader.clone(), new_leader.clone()])).expect("client");
+        assert_eq!(client.discover().await.expect("a leader"), new_leader);
     }
 
     async fn compensate(answers: &[Answer]) -> ClientError {

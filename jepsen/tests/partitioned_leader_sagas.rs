@@ -28,11 +28,11 @@ async fn sagas_end_while_the_leader_is_partitioned_away() {
     }
     let node_bin = common::build("ledger-node", "ledger-node", &[]);
     let partners_bin = common::build("ledger-partners", "ledger-partners", &[]);
-    let dir = tempfile_dir();
+    let dir = RunDir::new();
     let settings = Settings {
         node_bin,
         partners_bin,
-        dir: dir.clone(),
+        dir: dir.0.clone(),
         voters: 3,
         spares: 0,
         executors: true,
@@ -45,17 +45,28 @@ async fn sagas_end_while_the_leader_is_partitioned_away() {
     let mut world = World::start(settings, &tag, 250)
         .await
         .expect("start the cluster");
-    let outcome = tokio::time::timeout(Duration::from_secs(150), scenario(&mut world)).await;
-    world.stop_all();
-    drop(world);
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome.expect("the scenario finished in time");
+    // Dropped in reverse order, also while a failed assertion unwinds: the world (processes,
+    // network) first, then its folder.
+    tokio::time::timeout(Duration::from_secs(150), scenario(&mut world))
+        .await
+        .expect("the scenario finished in time");
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ljp-partitioned-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a folder for the run");
-    dir
+/// The run's folder, removed when dropped.
+struct RunDir(std::path::PathBuf);
+
+impl RunDir {
+    fn new() -> RunDir {
+        let dir = std::env::temp_dir().join(format!("ljp-partitioned-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder for the run");
+        RunDir(dir)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn scenario(world: &mut World) {
