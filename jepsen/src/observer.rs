@@ -124,9 +124,10 @@ pub async fn sample(
         ..Default::default()
     });
     sagas.set_timeout(Duration::from_secs(1));
+    // A node that has applied nothing yet (a new learner) has no log time: 0 is not a reading.
     let log_time_ms =
         match tokio::time::timeout(Duration::from_millis(1_500), client.list_sagas(sagas)).await {
-            Ok(Ok(reply)) => Some(reply.into_inner().now_ms),
+            Ok(Ok(reply)) => Some(reply.into_inner().now_ms).filter(|&ms| ms > 0),
             _ => None,
         };
     let mut request = tonic::Request::new(pb::StatusRequest { with_digest: true });

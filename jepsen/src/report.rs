@@ -168,7 +168,11 @@ pub fn stats(
     stats.faults_failed = faults.iter().filter(|f| f.error.is_some()).count() as u64;
     stats.log_time_drift_max_ms = samples
         .iter()
-        .filter_map(|s| s.log_time_ms.map(|t| t.abs_diff(s.wall_ms)))
+        .filter_map(|s| {
+            s.log_time_ms
+                .filter(|&t| t > 0)
+                .map(|t| t.abs_diff(s.wall_ms))
+        })
         .max()
         .unwrap_or(0);
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -23,7 +23,8 @@ pub(super) fn check(samples: &[LogTimeSample]) -> CheckResult {
     }
     let mut out = Violations::new();
     let (mut ahead_max, mut behind_max) = (0u64, 0u64);
-    for sample in samples {
+    // Log time 0 is a replica that has applied nothing yet (a new learner), not a reading.
+    for sample in samples.iter().filter(|s| s.log_time_ms > 0) {
         let ahead = sample.log_time_ms.saturating_sub(sample.wall_ms);
         let behind = sample.wall_ms.saturating_sub(sample.log_time_ms);
         ahead_max = ahead_max.max(ahead);

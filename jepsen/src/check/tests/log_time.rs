@@ -62,6 +62,13 @@ fn the_bounds_are_the_documented_ones() {
 }
 
 #[test]
+fn a_replica_that_applied_nothing_yet_is_not_a_reading() {
+    // A learner just added: log time 0 until its first entry or snapshot.
+    let samples = vec![sample(1, REAL, REAL), sample(6, REAL, 0)];
+    assert_eq!(verdict_with(samples), Verdict::Valid);
+}
+
+#[test]
 fn no_samples_is_unknown() {
     assert!(matches!(verdict_with(Vec::new()), Verdict::Unknown { .. }));
 }
