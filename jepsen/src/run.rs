@@ -242,7 +242,7 @@ async fn drive(
     );
     let mut all_deals = vec![probe];
     all_deals.extend(deals.all());
-    let finals = final_reads(world, &all_deals, &recorder, &observations).await?;
+    let finals = final_reads(world, &all_deals).await?;
     stop.store(true, Ordering::Relaxed);
     let _ = observer.await;
     let audit = if config.executors {
@@ -532,12 +532,7 @@ async fn pending(operator: &Client, deals: &DealBook) -> Result<Vec<String>> {
 
 /// W2: every running member's state, read (STALE, from that node) once all of them report the
 /// same applied index.
-async fn final_reads(
-    world: &World,
-    deals: &[DealTerms],
-    recorder: &Recorder,
-    observations: &Observations,
-) -> Result<Vec<NodeFinal>> {
+async fn final_reads(world: &World, deals: &[DealTerms]) -> Result<Vec<NodeFinal>> {
     let members: Vec<usize> = world.running();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Heartbeats keep appending entries; wait for a moment when every node is at one index.
@@ -558,7 +553,6 @@ async fn final_reads(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _ = (recorder, observations);
     let mut finals = Vec::new();
     for (i, status) in statuses {
         let addr = world.slots[i].addr();
