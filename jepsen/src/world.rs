@@ -448,12 +448,13 @@ pub async fn connect(addr: &str) -> Result<NodeClients> {
 
 /// One node's `Status` (bounded), with the state digest when `digest`.
 pub async fn status(addr: &str, digest: bool) -> Result<pb::StatusResponse> {
-    let _ = digest;
     let call = async {
         let mut client = connect(addr).await?;
         let reply = client
             .cluster
-            .status(pb::StatusRequest::default())
+            .status(pb::StatusRequest {
+                with_digest: digest,
+            })
             .await
             .with_context(|| format!("Status of {addr}"))?;
         Ok::<_, anyhow::Error>(reply.into_inner())
