@@ -58,6 +58,10 @@ pub struct Flags {
     /// Entries kept in the log behind a snapshot, so slightly lagging followers need no snapshot.
     #[arg(long, env = "LEDGER_LOG_KEEP_ENTRIES", default_value_t = 2_000)]
     pub log_keep_entries: u64,
+    /// Largest snapshot, in MiB, this node accepts from a leader: a chunk reaching past it is
+    /// refused (the receive buffer would otherwise grow to any offset a peer names).
+    #[arg(long, env = "LEDGER_SNAPSHOT_MAX_MIB", default_value_t = 1_024)]
+    pub snapshot_max_mib: u64,
     /// Most commands the leader puts in one log entry.
     #[arg(long, env = "LEDGER_BATCH_COMMANDS_MAX", default_value_t = 1_024)]
     pub batch_commands_max: usize,
@@ -131,6 +135,8 @@ pub struct RaftTuning {
     pub snapshot_every_entries: u64,
     /// Entries kept behind a snapshot.
     pub log_keep_entries: u64,
+    /// Largest snapshot accepted from a leader, in bytes.
+    pub snapshot_bytes_max: u64,
 }
 
 impl RaftTuning {
@@ -152,6 +158,9 @@ impl Flags {
         }
         if self.snapshot_every_entries == 0 {
             return bad("--snapshot-every-entries must be 1 or more".into());
+        }
+        if !(1..=1 << 20).contains(&self.snapshot_max_mib) {
+            return bad("--snapshot-max-mib must be between 1 and 1048576 (1 TiB)".into());
         }
         if !(1..=ledger_state_machine::ENTRY_COMMANDS_MAX).contains(&self.batch_commands_max) {
             return bad(format!(
@@ -190,6 +199,7 @@ impl Flags {
                 election_timeout_ms: self.election_timeout_ms,
                 snapshot_every_entries: self.snapshot_every_entries,
                 log_keep_entries: self.log_keep_entries,
+                snapshot_bytes_max: self.snapshot_max_mib << 20,
             },
             batch_commands_max: self.batch_commands_max,
             inflight_entries_max: self.inflight_entries_max,

@@ -96,5 +96,12 @@ async fn render(State(node): State<Arc<Node>>) -> String {
         "Executors with a live lease.",
         executors_live as u64,
     );
+    let refused = node.raft_refused.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP ledger_raft_refused_total Raft messages refused before reaching Raft (another \
+         cluster, another target, undecodable, overflowing numbers, oversized snapshot chunks).\n\
+         # TYPE ledger_raft_refused_total counter\nledger_raft_refused_total{{node_id=\"{id}\"}} {refused}"
+    );
     out
 }

@@ -2,6 +2,7 @@
 //! the routing of writes and linearizable reads to the leader.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -77,6 +78,8 @@ pub struct Node {
     pub replica: Arc<Replica>,
     batcher: Batcher,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Raft messages refused before they reached Raft (`ledger_raft_refused_total`).
+    pub raft_refused: AtomicU64,
 }
 
 impl Node {
@@ -88,6 +91,7 @@ impl Node {
             replica,
             batcher,
             channels: Mutex::new(HashMap::new()),
+            raft_refused: AtomicU64::new(0),
         }
     }
 

@@ -1,18 +1,28 @@
 //! The server half of the Raft transport (`raft/network.rs` is the client half): refuses requests
-//! from another cluster or addressed to another node, decodes openraft's RPCs, hands them to the
+//! from another cluster or addressed to another node, decodes openraft's RPCs, refuses terms and
+//! indexes that would overflow and snapshot chunks past the size limit, hands the rest to the
 //! local Raft, and encodes the reply or the Raft error.
 
 use std::fmt::Display;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ledger_proto::pb::{self, RaftReply, RaftRequest};
 use ledger_state_machine::codec;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::config::RaftTuning;
 use crate::error::ApiError;
 use crate::node::{Node, Route};
+use crate::raft::{LogId, TypeConfig};
+
+/// Terms and log indexes above this are refused. openraft adds to them (the next term, the next
+/// index): a vote for term `u64::MAX` would be persisted, then wrap or panic at the next
+/// election, an outage that survives restarts. No honest cluster reaches 2^62 of either.
+pub const RAFT_NUMBER_MAX: u64 = 1 << 62;
 
 /// The internal `admission.v1.Raft` service.
 pub struct RaftService {
@@ -25,15 +35,31 @@ impl RaftService {
         RaftService { node }
     }
 
-    /// Checks that the request is for this node of this cluster, then decodes it; nothing
-    /// reaches Raft before that.
-    fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<T, Status> {
+    /// Checks that the request is for this node of this cluster, decodes it and checks its
+    /// numbers; nothing reaches Raft before that. A refusal is logged and counted.
+    fn open<T: DeserializeOwned + PeerMessage>(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<T, Status> {
         let request = request.into_inner();
+        let sender = request.sender_node_id;
+        self.admit(request)
+            .and_then(|message: T| {
+                message.check(&self.node.config.raft)?;
+                Ok(message)
+            })
+            .map_err(|error| {
+                self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sender, %error, "refused a Raft message");
+                error.into()
+            })
+    }
+
+    fn admit<T: DeserializeOwned>(&self, request: RaftRequest) -> Result<T, ApiError> {
         if request.cluster_id != self.node.config.cluster_id {
             return Err(ApiError::ForeignCluster {
                 theirs: request.cluster_id,
-            }
-            .into());
+            });
         }
         let me = self.node.config.node_id;
         match request.target_node_id {
@@ -41,8 +67,7 @@ impl RaftService {
                 return Err(ApiError::invalid(
                     "target_node_id",
                     "missing: a Raft request names the node it is for",
-                )
-                .into())
+                ))
             }
             // Answering as another member would let one disk count twice toward a quorum.
             target if target != me => {
@@ -51,14 +76,84 @@ impl RaftService {
                      is node {me}'s, not node {target}'s; check the members' addresses \
                      (--advertise)",
                     request.sender_node_id
-                ))
-                .into())
+                )))
             }
             _ => {}
         }
-        codec::decode(&request.payload).map_err(|e| {
-            ApiError::invalid("payload", format!("undecodable Raft message: {e}")).into()
-        })
+        codec::decode(&request.payload)
+            .map_err(|e| ApiError::invalid("payload", format!("undecodable Raft message: {e}")))
+    }
+}
+
+/// What a peer's message must satisfy before openraft sees it.
+trait PeerMessage {
+    fn check(&self, limits: &RaftTuning) -> Result<(), ApiError>;
+}
+
+fn bounded(field: &'static str, value: u64) -> Result<(), ApiError> {
+    if value > RAFT_NUMBER_MAX {
+        return Err(ApiError::invalid(
+            field,
+            format!("{value} is beyond {RAFT_NUMBER_MAX}, where Raft's arithmetic would overflow"),
+        ));
+    }
+    Ok(())
+}
+
+fn bounded_log_id(field: &'static str, log_id: Option<&LogId>) -> Result<(), ApiError> {
+    match log_id {
+        Some(log_id) => {
+            bounded(field, log_id.leader_id.term)?;
+            bounded(field, log_id.index)
+        }
+        None => Ok(()),
+    }
+}
+
+impl PeerMessage for VoteRequest<u64> {
+    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
+        bounded("vote.term", self.vote.leader_id.term)?;
+        bounded_log_id("last_log_id", self.last_log_id.as_ref())
+    }
+}
+
+impl PeerMessage for AppendEntriesRequest<TypeConfig> {
+    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
+        bounded("vote.term", self.vote.leader_id.term)?;
+        bounded_log_id("prev_log_id", self.prev_log_id.as_ref())?;
+        bounded_log_id("leader_commit", self.leader_commit.as_ref())?;
+        self.entries
+            .iter()
+            .try_for_each(|entry| bounded_log_id("entries.log_id", Some(&entry.log_id)))
+    }
+}
+
+impl PeerMessage for InstallSnapshotRequest<TypeConfig> {
+    fn check(&self, limits: &RaftTuning) -> Result<(), ApiError> {
+        bounded("vote.term", self.vote.leader_id.term)?;
+        bounded_log_id("meta.last_log_id", self.meta.last_log_id.as_ref())?;
+        // openraft writes the chunk at `offset` into an in-memory buffer, zero-filling any gap.
+        let end = self.offset.checked_add(self.data.len() as u64);
+        match end {
+            Some(end) if end <= limits.snapshot_bytes_max => Ok(()),
+            _ => Err(ApiError::invalid(
+                "offset",
+                format!(
+                    "a snapshot chunk at {} of {} bytes reaches past the {} bytes this node \
+                     accepts (--snapshot-max-mib)",
+                    self.offset,
+                    self.data.len(),
+                    limits.snapshot_bytes_max
+                ),
+            )),
+        }
+    }
+}
+
+/// `Propose` checks its command against the state and the sender (`check_proposal`) instead.
+impl PeerMessage for ledger_state_machine::Command {
+    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
+        Ok(())
     }
 }
 
