@@ -9,6 +9,7 @@
 //! - [`wait::wait_until`] polls a condition within a bounded time;
 //! - [`load`] submits with retries under the same request id, and records send/receive instants;
 //! - [`check`] reads a deal's investments and checks the invariants I1–I5 against them;
+//! - [`raft`] sends forged messages to a node's internal `Raft` service;
 //! - [`saga`] runs nodes with saga executors against an in-process partner simulator, waits until
 //!   every saga is over (I8) and checks the investments against the partners' audit (I7).
 //!
@@ -21,6 +22,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod faketime;
 pub mod load;
+pub mod raft;
 pub mod saga;
 pub mod signal;
 pub mod wait;

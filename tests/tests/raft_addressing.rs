@@ -9,50 +9,14 @@ use std::time::Duration;
 
 use ledger_node::raft::TypeConfig;
 use ledger_state_machine::codec;
+use ledger_tests::raft::{assert_refused, raft_client, raft_request};
 use ledger_tests::{bounded, pb, wait_until, ClusterOptions, TestCluster};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LogId, Vote};
-use pb::raft_client::RaftClient;
 use tonic::Code;
 
 /// How long a node answering for two members is watched campaigning.
 const ELECTIONS_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn raft_client(addr: &str) -> RaftClient<tonic::transport::Channel> {
-    RaftClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
-}
-
-fn raft_request(cluster_id: &str, payload: Vec<u8>, target: u64, sender: u64) -> pb::RaftRequest {
-    pb::RaftRequest {
-        payload,
-        cluster_id: cluster_id.to_owned(),
-        target_node_id: target,
-        sender_node_id: sender,
-    }
-}
-
-/// Asserts that `result` is a refusal with `code` whose message contains every one of `words`.
-fn assert_refused<T: std::fmt::Debug>(
-    what: &str,
-    result: Result<T, tonic::Status>,
-    code: Code,
-    words: &[&str],
-) {
-    let status = match result {
-        Ok(reply) => panic!("{what} was accepted: {reply:?}"),
-        Err(status) => status,
-    };
-    assert_eq!(status.code(), code, "{what}: {status:?}");
-    for word in words {
-        assert!(
-            status.message().contains(word),
-            "{what}: the message {:?} does not name {word:?}",
-            status.message()
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raft_request_for_another_node_is_refused() {

@@ -9,35 +9,17 @@ use std::time::Duration;
 
 use ledger_node::raft::TypeConfig;
 use ledger_state_machine::codec;
-use ledger_tests::{bounded, pb, ClusterOptions, TestCluster};
+use ledger_tests::raft::{assert_refused, raft_client, raft_request};
+use ledger_tests::{bounded, ClusterOptions, TestCluster};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
-use pb::raft_client::RaftClient;
 use tonic::Code;
 
 /// Each node here accepts snapshots of at most 1 MiB.
 const SNAPSHOT_MAX_MIB: u64 = 1;
 
-fn raft_request(cluster_id: &str, payload: Vec<u8>, target: u64, sender: u64) -> pb::RaftRequest {
-    pb::RaftRequest {
-        payload,
-        cluster_id: cluster_id.to_owned(),
-        target_node_id: target,
-        sender_node_id: sender,
-    }
-}
-
 fn assert_invalid<T: std::fmt::Debug>(what: &str, result: Result<T, tonic::Status>, field: &str) {
-    let status = match result {
-        Ok(reply) => panic!("{what} was accepted: {reply:?}"),
-        Err(status) => status,
-    };
-    assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
-    assert!(
-        status.message().contains(field),
-        "{what}: the message {:?} does not name {field:?}",
-        status.message()
-    );
+    assert_refused(what, result, Code::InvalidArgument, &[field]);
 }
 
 fn snapshot_chunk(
@@ -70,9 +52,7 @@ async fn overflowing_terms_and_oversized_snapshot_chunks_are_refused() {
         let before = cluster.status(receiver).await.expect("status");
         let cluster_id = cluster.cluster_id().to_owned();
         let addr = cluster.addr(receiver);
-        let mut client = RaftClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let mut client = raft_client(&addr).await;
         let send = |payload: Vec<u8>| raft_request(&cluster_id, payload, receiver, leader);
 
         // Phase 1: a vote in term u64::MAX.
