@@ -20,6 +20,9 @@ trap '"$root/scripts/cluster.sh" down --wipe >/dev/null' EXIT
 
 "$root/scripts/cluster.sh" up >/dev/null
 ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
+# The operator credentials `cluster.sh up` made (mutual TLS).
+# shellcheck source=/dev/null
+. "${LEDGER_CLUSTER_DIR:-$root/.cluster}/ledgerctl.env"
 all="127.0.0.1:$LEDGER_BASE_PORT,127.0.0.1:$((LEDGER_BASE_PORT + 1)),127.0.0.1:$((LEDGER_BASE_PORT + 2))"
 echo "== $clients clients, $count submits over $deals deals (the client library sends them to the leader)"
 "$ledgerctl" --endpoints "$all" bench --clients "$clients" --count "$count" --deals "$deals"

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # A local admission-ledger cluster on 127.0.0.1, with the simulated partners.
 #
-#   scripts/cluster.sh up [-n N]   build, start N nodes (default 3) and the partners, initialize,
-#                                  wait for a leader, print the endpoints
+#   scripts/cluster.sh up [-n N] [--insecure]
+#                                  build, start N nodes (default 3) and the partners, initialize,
+#                                  wait for a leader, print the endpoints. Mutual TLS by default,
+#                                  with throwaway certificates and tokens made in $dir/certs
+#                                  (`ledgerctl certs`); --insecure: plaintext, no identity checks
+#                                  (development only). `source $dir/ledgerctl.env` sets up
+#                                  ledgerctl as the operator `local`.
 #   scripts/cluster.sh status      role, term, applied index and digest of every node
 #   scripts/cluster.sh down [--wipe]  stop exactly the processes `up` started (recorded pids);
 #                                  --wipe also deletes the data folder
@@ -42,10 +47,11 @@ wait_for_line() { # file pattern seconds
 }
 
 up() {
-  local n=3
+  local n=3 insecure=false
   while [ $# -gt 0 ]; do
     case $1 in
       -n) n=${2:?-n needs a number}; shift 2 ;;
+      --insecure) insecure=true; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -61,6 +67,33 @@ up() {
   echo "building ($profile)..."
   (cd "$root" && cargo build --quiet "${cargo_profile[@]}" -p ledger-node -p ledger-partners -p ledger-client)
   mkdir -p "$dir"
+  local certs="$dir/certs" security=()
+  if $insecure; then
+    echo "cluster.sh: --insecure: PLAINTEXT, NO IDENTITY CHECKS; anyone reaching these ports can take the cluster over" >&2
+    printf 'export LEDGER_INSECURE=true\nunset LEDGER_CA LEDGER_CERT LEDGER_KEY\n' > "$dir/ledgerctl.env"
+  else
+    # Throwaway certificates for this machine: a CA, one certificate per node, an operator and a
+    # client, and one token per role. Kept across restarts of the same data folder.
+    if [ ! -f "$certs/ca.pem" ]; then
+      "$bin/ledgerctl" certs init --dir "$certs" --cluster-id admission-ledger >/dev/null
+      "$bin/ledgerctl" certs issue --dir "$certs" operator local >/dev/null
+      "$bin/ledgerctl" certs issue --dir "$certs" client local >/dev/null
+      "$bin/ledgerctl" certs token "$certs/admin.token" >/dev/null
+      "$bin/ledgerctl" certs token "$certs/client.token" >/dev/null
+    fi
+    for i in $(seq 1 "$n"); do
+      [ -f "$certs/node-$i.pem" ] || "$bin/ledgerctl" certs issue --dir "$certs" node "$i" >/dev/null
+    done
+    security=(--admin-token-file "$certs/admin.token" --client-token-file "$certs/client.token")
+    {
+      echo "export LEDGER_CA='$certs/ca.pem'"
+      echo "export LEDGER_CERT='$certs/operator-local.pem'"
+      echo "export LEDGER_KEY='$certs/operator-local-key.pem'"
+      echo "unset LEDGER_INSECURE"
+    } > "$dir/ledgerctl.env"
+  fi
+  # shellcheck source=/dev/null
+  . "$dir/ledgerctl.env"
   : > "$dir/pids"
   local started_ms
   started_ms=$(date +%s%3N)
@@ -73,8 +106,10 @@ up() {
   local members=() list=()
   for i in $(seq 1 "$n"); do
     local addr="127.0.0.1:$((base_port + i - 1))"
+    local tls=(--insecure)
+    $insecure || tls=(--tls-cert "$certs/node-$i.pem" --tls-key "$certs/node-$i-key.pem" --tls-ca "$certs/ca.pem" "${security[@]}")
     "$bin/ledger-node" --id "$i" --listen "$addr" --data-dir "$dir/node$i" \
-      --metrics-listen "127.0.0.1:$((metrics_port + i - 1))" \
+      --metrics-listen "127.0.0.1:$((metrics_port + i - 1))" "${tls[@]}" \
       --partners-url "http://127.0.0.1:$partners_port" > "$dir/node$i.log" 2>&1 &
     echo "$! node$i" >> "$dir/pids"
     members+=("$i=$addr")
@@ -102,7 +137,12 @@ up() {
   echo "  endpoints: $(endpoints)"
   echo "  partners:  http://127.0.0.1:$partners_port"
   echo "  metrics:   http://127.0.0.1:$metrics_port/metrics (node 1; one port per node)"
-  echo "  try:       $bin/ledgerctl --endpoints $(endpoints) cluster status"
+  if $insecure; then
+    echo "  security:  NONE (--insecure)"
+  else
+    echo "  security:  mutual TLS; CA, certificates and tokens in $certs"
+  fi
+  echo "  try:       source $dir/ledgerctl.env; $bin/ledgerctl --endpoints $(endpoints) cluster status"
 }
 
 down() {
@@ -132,6 +172,8 @@ down() {
 
 status() {
   [ -f "$dir/endpoints" ] || die "no cluster recorded in $dir"
+  # shellcheck source=/dev/null
+  . "$dir/ledgerctl.env"
   "$bin/ledgerctl" --endpoints "$(endpoints)" cluster status
 }
 
@@ -139,5 +181,5 @@ case ${1:-} in
   up) shift; up "$@" ;;
   down) shift; down "$@" ;;
   status) status ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

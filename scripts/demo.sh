@@ -36,6 +36,9 @@ echo "== building and starting a 3-node cluster with the simulated partners"
 echo
 echo "== the rush"
 ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
+# The operator credentials `cluster.sh up` made (mutual TLS).
+# shellcheck source=/dev/null
+. "${LEDGER_CLUSTER_DIR:-$root/.cluster}/ledgerctl.env"
 "$ledgerctl" --endpoints "$endpoints" demo \
   --partners-url "http://127.0.0.1:$partners_port" --plot "$root/demo.svg" ${args[@]+"${args[@]}"}
 echo

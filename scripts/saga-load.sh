@@ -27,6 +27,9 @@ all="127.0.0.1:$LEDGER_BASE_PORT,127.0.0.1:$((LEDGER_BASE_PORT + 1)),127.0.0.1:$
 deals=$(( (rate * seconds + 199) / 200 + 1 ))
 echo "== $rate investments/s for $seconds s over all three nodes, $deals deals of 200 seats"
 ledgerctl="${CARGO_TARGET_DIR:-$root/target}/release/ledgerctl"
+# The operator credentials `cluster.sh up` made (mutual TLS).
+# shellcheck source=/dev/null
+. "${LEDGER_CLUSTER_DIR:-$root/.cluster}/ledgerctl.env"
 "$ledgerctl" --endpoints "$all" saga-bench --rate "$rate" --duration-s "$seconds" \
   --deals "$deals" --partners "http://127.0.0.1:$LEDGER_PARTNERS_PORT"
 echo

@@ -2,12 +2,13 @@
 //!
 //! ```sh
 //! scripts/cluster.sh up
+//! source .cluster/ledgerctl.env   # LEDGER_CA, LEDGER_CERT, LEDGER_KEY (or LEDGER_INSECURE=true)
 //! cargo run -p ledger-client --example invest -- 127.0.0.1:7801,127.0.0.1:7802 alice 2500.00
 //! ```
 
 use std::time::Duration;
 
-use ledger_client::{pb, Client, ClientConfig, ClientError, Submission};
+use ledger_client::{pb, Client, ClientConfig, ClientError, Credentials, Submission};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
@@ -16,7 +17,16 @@ async fn main() -> Result<(), ClientError> {
     let user = args.next().unwrap_or_else(|| "alice".into());
     let amount = args.next().unwrap_or_else(|| "2500.00".into());
 
-    let client = Client::connect(ClientConfig::new(seeds.split(','))).await?;
+    let mut config = ClientConfig::new(seeds.split(','));
+    // The operator's certificate `scripts/cluster.sh up` made: creating the deal needs it.
+    if let (Ok(ca), Ok(cert), Ok(key)) = (
+        std::env::var("LEDGER_CA"),
+        std::env::var("LEDGER_CERT"),
+        std::env::var("LEDGER_KEY"),
+    ) {
+        config.credentials = Credentials::tls(ca.as_ref(), Some((cert.as_ref(), key.as_ref())))?;
+    }
+    let client = Client::connect(config).await?;
     println!("leader: {:?}", client.leader_addr());
     match client
         .create_deal(pb::CreateDealRequest {

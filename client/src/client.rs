@@ -9,10 +9,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use ledger_proto::pb;
 use ledger_proto::pb::admission_client::AdmissionClient;
 use ledger_proto::pb::cluster_client::ClusterClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{classify, ClientError, Failure};
-use crate::MESSAGE_BYTES_MAX;
+use crate::{Credentials, Transport, MESSAGE_BYTES_MAX};
 
 /// How a [`Client`] behaves; [`ClientConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// Longest pause between attempts.
     pub backoff_max: Duration,
+    /// TLS and token; [`Credentials::insecure`] by default.
+    pub credentials: Credentials,
 }
 
 impl ClientConfig {
@@ -42,6 +44,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(2),
             backoff_min: Duration::from_millis(25),
             backoff_max: Duration::from_secs(1),
+            credentials: Credentials::insecure(),
         }
     }
 }
@@ -169,9 +172,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct Services {
     /// `Admission`.
-    pub admission: AdmissionClient<Channel>,
+    pub admission: AdmissionClient<Transport>,
     /// `Cluster`.
-    pub cluster: ClusterClient<Channel>,
+    pub cluster: ClusterClient<Transport>,
 }
 
 impl Client {
@@ -201,7 +204,7 @@ impl Client {
             return Err(ClientError::Config("no seed endpoints".into()));
         }
         for seed in &config.seeds {
-            endpoint(seed, config.connect_timeout)?;
+            config.credentials.endpoint(seed, config.connect_timeout)?;
         }
         Ok(Client {
             inner: Arc::new(Inner {
@@ -230,17 +233,22 @@ impl Client {
             match channels.get(addr) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let channel = endpoint(addr, self.inner.config.connect_timeout)?.connect_lazy();
+                    let config = &self.inner.config;
+                    let channel = config
+                        .credentials
+                        .endpoint(addr, config.connect_timeout)?
+                        .connect_lazy();
                     channels.insert(addr.to_owned(), channel.clone());
                     channel
                 }
             }
         };
+        let credentials = self.inner.config.credentials.clone();
         Ok(Services {
-            admission: AdmissionClient::new(channel.clone())
+            admission: AdmissionClient::with_interceptor(channel.clone(), credentials.clone())
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            cluster: ClusterClient::new(channel)
+            cluster: ClusterClient::with_interceptor(channel, credentials)
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX),
         })
@@ -1084,22 +1092,6 @@ fn decision(reply: pb::SubmitResponse, attempts: u32) -> Result<Decision, Client
         replayed: reply.replayed,
         attempts,
     })
-}
-
-fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, ClientError> {
-    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(url)
-        .map(|e| {
-            e.connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_while_idle(true)
-        })
-        .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))
 }
 
 /// Locks a mutex, recovering from poisoning (the data are plain addresses and channels).

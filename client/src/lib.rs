@@ -31,17 +31,24 @@ use std::time::Duration;
 
 use ledger_proto::pb::admission_client::AdmissionClient;
 use ledger_proto::pb::cluster_client::ClusterClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
+pub mod certs;
 mod client;
+mod credentials;
 mod error;
 pub mod plot;
 
 pub use client::{
     is_final, status_of, Client, ClientConfig, Decision, LearnerAdded, Services, Submission,
 };
+pub use credentials::Credentials;
 pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};
 pub use ledger_proto::pb;
+
+/// A channel that adds the client's token to every call.
+pub type Transport = InterceptedService<Channel, Credentials>;
 
 /// Largest message accepted from a node (a full page or batch).
 pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -51,27 +58,31 @@ pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct NodeClients {
     /// The `Admission` service.
-    pub admission: AdmissionClient<Channel>,
+    pub admission: AdmissionClient<Transport>,
     /// The `Cluster` service.
-    pub cluster: ClusterClient<Channel>,
+    pub cluster: ClusterClient<Transport>,
 }
 
-/// Connects to the node at `addr` (`host:port`, or a full `http://` URL).
-pub async fn connect(addr: &str) -> Result<NodeClients, tonic::transport::Error> {
-    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = Endpoint::from_shared(url)?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
+/// Connects to the node at `addr` (`host:port`) in plaintext, for a cluster run with
+/// `--insecure`.
+pub async fn connect(addr: &str) -> Result<NodeClients, ClientError> {
+    connect_with(addr, &Credentials::insecure()).await
+}
+
+/// Connects to the node at `addr` (`host:port`) with `credentials`.
+pub async fn connect_with(
+    addr: &str,
+    credentials: &Credentials,
+) -> Result<NodeClients, ClientError> {
+    let channel = credentials
+        .endpoint(addr, Duration::from_secs(5))?
         .connect()
-        .await?;
+        .await
+        .map_err(|e| ClientError::Unavailable(format!("{addr}: {e}")))?;
     Ok(NodeClients {
-        admission: AdmissionClient::new(channel.clone())
+        admission: AdmissionClient::with_interceptor(channel.clone(), credentials.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
-        cluster: ClusterClient::new(channel),
+        cluster: ClusterClient::with_interceptor(channel, credentials.clone()),
     })
 }

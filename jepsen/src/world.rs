@@ -253,6 +253,9 @@ impl World {
             self.partners_url.clone(),
             "--cluster-id".into(),
             self.cluster_id.clone(),
+            // The suite tests replication and sagas under faults, not transport security
+            // (tests/tests/tls_*.rs and the hostile-input suite do).
+            "--insecure".into(),
             "--executor".into(),
             settings.executors.to_string(),
             "--worker-threads".into(),

@@ -36,6 +36,10 @@ pub struct Flags {
         default_value = "http://127.0.0.1:7700"
     )]
     pub partners_url: String,
+    /// A private CA (PEM) that the partners' `https://` certificate must chain to; without it,
+    /// the public web roots are trusted.
+    #[arg(long, env = "LEDGER_PARTNERS_CA")]
+    pub partners_ca: Option<PathBuf>,
     /// Run a saga executor on this node.
     #[arg(long, env = "LEDGER_EXECUTOR", default_value_t = true, action = ArgAction::Set)]
     pub executor: bool,
@@ -84,6 +88,55 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// This node's certificate (PEM), issued by the cluster CA for `spiffe://<cluster-id>/node/<id>`
+    /// (`ledgerctl certs issue node`). With --tls-key and --tls-ca, every connection is TLS and
+    /// peers, operators and clients are told apart by their certificates.
+    #[arg(long, env = "LEDGER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "LEDGER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM): peers and clients must present a certificate it
+    /// signed, and this node trusts peers only through it.
+    #[arg(long, env = "LEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Plaintext, and no identity checks at all: anyone who reaches the port may do anything,
+    /// Raft included. For development only; the node says so loudly.
+    #[arg(long, env = "LEDGER_INSECURE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
+    /// File holding the operators' bearer token (one line, at least 32 characters): a caller
+    /// presenting `authorization: Bearer <token>` acts as an operator. Needs TLS.
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// File holding the clients' bearer token (as --admin-token-file, for the client role).
+    #[arg(long, env = "LEDGER_CLIENT_TOKEN_FILE")]
+    pub client_token_file: Option<PathBuf>,
+    /// Most calls in flight at once over all connections (Raft's own messages aside); beyond
+    /// it a call gets RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "LEDGER_MAX_IN_FLIGHT", default_value_t = 4_096)]
+    pub max_in_flight: usize,
+    /// Most concurrent HTTP/2 streams (calls) per connection.
+    #[arg(long, env = "LEDGER_MAX_STREAMS_PER_CONNECTION", default_value_t = 512)]
+    pub max_streams_per_connection: u32,
+    /// Longest a call may take, in ms, before DEADLINE_EXCEEDED (its outcome is then unknown);
+    /// AddLearner and ChangeMembership get 90 s. Watch streams are not cut.
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Most WatchInvestment streams this node serves at once.
+    #[arg(long, env = "LEDGER_WATCH_STREAMS_MAX", default_value_t = 10_000)]
+    pub watch_streams_max: usize,
+    /// Seed of the hash tables over client-chosen ids; random per process when absent (the
+    /// default, against hash flooding). Only to reproduce a run: replicas decide the same
+    /// whatever their seeds.
+    #[arg(long, env = "LEDGER_HASH_SEED", hide = true)]
+    pub hash_seed: Option<u64>,
+    /// Most WatchInvestment streams over one connection.
+    #[arg(
+        long,
+        env = "LEDGER_WATCH_STREAMS_PER_CONNECTION_MAX",
+        default_value_t = 256
+    )]
+    pub watch_streams_per_connection_max: usize,
 }
 
 /// How the node writes its log lines.
@@ -108,6 +161,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Partners' base URL (used by the saga executor).
     pub partners_url: String,
+    /// The partners' private CA, if any.
+    pub partners_ca: Option<PathBuf>,
     /// Whether to run a saga executor.
     pub executor: bool,
     /// Where to serve metrics, if anywhere.
@@ -122,6 +177,49 @@ pub struct Config {
     pub inflight_entries_max: usize,
     /// Wait for more commands while another entry is in flight.
     pub batch_linger: std::time::Duration,
+    /// Transport security and credentials.
+    pub security: SecurityFiles,
+    /// Server limits.
+    pub limits: Limits,
+    /// A fixed hash seed, if given.
+    pub hash_seed: Option<u64>,
+}
+
+/// What one node serves at most (`grpc/limits.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Calls in flight over all connections.
+    pub in_flight_max: usize,
+    /// Longest a call may take.
+    pub request_timeout: Duration,
+    /// HTTP/2 streams per connection.
+    pub streams_per_connection_max: u32,
+    /// Watch streams in total.
+    pub watch_streams_max: usize,
+    /// Watch streams per connection.
+    pub watch_streams_per_connection_max: usize,
+}
+
+/// Where the node's certificates and tokens are, as given; read by `tls::Security::load`.
+#[derive(Clone, Debug)]
+pub struct SecurityFiles {
+    /// `None`: `--insecure`.
+    pub tls: Option<TlsFiles>,
+    /// The operators' token file.
+    pub admin_token_file: Option<PathBuf>,
+    /// The clients' token file.
+    pub client_token_file: Option<PathBuf>,
+}
+
+/// The three PEM files of TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The cluster CA's certificate.
+    pub ca: PathBuf,
 }
 
 /// Raft timing and compaction settings.
@@ -174,12 +272,48 @@ impl Flags {
         if self.batch_linger_us > 100_000 {
             return bad("--batch-linger-us must be at most 100000 (0.1 s)".into());
         }
-        if self.cluster_id.is_empty() {
-            return bad("--cluster-id must not be empty".into());
-        }
         if !(self.partners_url.starts_with("http://") || self.partners_url.starts_with("https://"))
         {
             return bad("--partners-url must be an http:// or https:// URL".into());
+        }
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca, self.insecure) {
+            (Some(cert), Some(key), Some(ca), false) => Some(TlsFiles { cert, key, ca }),
+            (None, None, None, true) => None,
+            (None, None, None, false) => {
+                return bad(
+                    "give --tls-cert, --tls-key and --tls-ca (see `ledgerctl certs`), or \
+                            --insecure to run without TLS and without any identity checks"
+                        .into(),
+                )
+            }
+            (_, _, _, true) => return bad("--insecure cannot be combined with --tls-*".into()),
+            _ => return bad("--tls-cert, --tls-key and --tls-ca go together".into()),
+        };
+        if tls.is_none() && (self.admin_token_file.is_some() || self.client_token_file.is_some()) {
+            return bad(
+                "token files need TLS: a bearer token sent in plaintext is anyone's".into(),
+            );
+        }
+        if !ledger_proto::identity::is_valid_name(&self.cluster_id) {
+            return bad(
+                "--cluster-id must be 1 to 64 of A-Z a-z 0-9 . _ - (it is part of certificates' \
+                 identities)"
+                    .into(),
+            );
+        }
+        if !(1..=1 << 20).contains(&self.max_in_flight)
+            || !(1..=1 << 20).contains(&self.watch_streams_max)
+            || !(1..=1 << 20).contains(&self.watch_streams_per_connection_max)
+            || !(1..=1 << 20).contains(&self.max_streams_per_connection)
+        {
+            return bad(
+                "--max-in-flight, --max-streams-per-connection, --watch-streams-max and \
+                        --watch-streams-per-connection-max are between 1 and 1048576"
+                    .into(),
+            );
+        }
+        if !(100..=3_600_000).contains(&self.request_timeout_ms) {
+            return bad("--request-timeout-ms must be between 100 and 3600000".into());
         }
         let advertise = self.advertise.unwrap_or_else(|| self.listen.to_string());
         if advertise.parse::<SocketAddr>().is_err() && !advertise.contains(':') {
@@ -191,6 +325,7 @@ impl Flags {
             advertise,
             data_dir: self.data_dir,
             partners_url: self.partners_url,
+            partners_ca: self.partners_ca,
             executor: self.executor,
             metrics_listen: self.metrics_listen,
             cluster_id: self.cluster_id,
@@ -204,6 +339,19 @@ impl Flags {
             batch_commands_max: self.batch_commands_max,
             inflight_entries_max: self.inflight_entries_max,
             batch_linger: std::time::Duration::from_micros(self.batch_linger_us),
+            security: SecurityFiles {
+                tls,
+                admin_token_file: self.admin_token_file,
+                client_token_file: self.client_token_file,
+            },
+            hash_seed: self.hash_seed,
+            limits: Limits {
+                in_flight_max: self.max_in_flight,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+                streams_per_connection_max: self.max_streams_per_connection,
+                watch_streams_max: self.watch_streams_max,
+                watch_streams_per_connection_max: self.watch_streams_per_connection_max,
+            },
         })
     }
 }

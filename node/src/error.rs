@@ -64,6 +64,9 @@ pub enum ApiError {
         /// The cluster id the sender claimed.
         theirs: String,
     },
+    /// The caller's credentials do not allow this; `PERMISSION_DENIED`.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The leader answered a forwarded call with this status; passed on as it is.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),

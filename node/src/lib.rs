@@ -21,6 +21,7 @@ pub mod node;
 pub mod raft;
 pub mod saga;
 pub mod stall;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
 use crate::saga::executor::{Executor, ExecutorConfig};
 use crate::saga::partners::Partners;
+use crate::tls::Security;
 
 /// Longest wait for one partner call before its outcome counts as unknown.
 const PARTNER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,6 +93,32 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let node_id = config.node_id;
+    let seed = match config.hash_seed {
+        Some(seed) => [seed, seed.rotate_left(32)],
+        None => {
+            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            [a, b]
+        }
+    };
+    // Before any state exists: the replica's tables hash client-chosen ids with it.
+    match (ledger_state_machine::set_hash_seed(seed), config.hash_seed) {
+        (true, Some(_)) => tracing::info!(node_id, "hash seed fixed by --hash-seed"),
+        (true, None) => {}
+        (false, _) => tracing::warn!(node_id, "this process had already seeded its tables"),
+    }
+    let security = Arc::new(Security::load(
+        &config.security,
+        &config.cluster_id,
+        node_id,
+    )?);
+    if !security.is_tls() {
+        tracing::warn!(
+            node_id,
+            "--insecure: plaintext, and NO identity checks: anyone who reaches this port can \
+             vote, append to the log, change the membership and confirm investments; for \
+             development only"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
         path: config.data_dir.clone(),
         error,
@@ -120,6 +148,7 @@ pub async fn run(
         config.cluster_id.clone(),
         config.raft.connect_timeout(),
         clock.clone(),
+        security.clone(),
     );
     let raft = Raft::new(
         node_id,
@@ -141,11 +170,24 @@ pub async fn run(
     stall::spawn_watchdog(node_id);
     let metrics_listen = config.metrics_listen;
     let partners_url = config.partners_url.clone();
-    let node = Arc::new(Node::new(config, raft.clone(), replica, batcher));
+    let partners_ca = match &config.partners_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|error| {
+            StartError::Config(format!("--partners-ca {}: {error}", path.display()))
+        })?),
+        None => None,
+    };
+    let node = Arc::new(Node::new(
+        config,
+        security.clone(),
+        raft.clone(),
+        replica,
+        batcher,
+    ));
     let executor = match saga_events {
         Some(receiver) => {
-            let partners = Partners::new(&partners_url, PARTNER_CALL_TIMEOUT)
-                .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?;
+            let partners =
+                Partners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
+                    .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?;
             Some(Executor::start(
                 node.clone(),
                 partners,
@@ -181,7 +223,14 @@ pub async fn run(
         .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
 
     let limit = grpc::CLIENT_MESSAGE_BYTES_MAX;
-    let served = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.server_tls() {
+        server = server.tls_config(tls)?;
+    }
+    let served = server
+        .layer(grpc::limits::LimitLayer::new(node.guard.clone()))
+        .layer(grpc::auth::AuthLayer::new(node.clone()))
+        .max_concurrent_streams(node.config.limits.streams_per_connection_max)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(
@@ -189,7 +238,11 @@ pub async fn run(
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
-        .add_service(ClusterServer::new(ClusterService::new(node.clone())))
+        .add_service(
+            ClusterServer::new(ClusterService::new(node.clone()))
+                .max_decoding_message_size(grpc::CLUSTER_REQUEST_BYTES_MAX)
+                .max_encoding_message_size(limit),
+        )
         .add_service(
             RaftServer::new(RaftService::new(node.clone()))
                 .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)

@@ -100,8 +100,17 @@ async fn render(State(node): State<Arc<Node>>) -> String {
     let _ = writeln!(
         out,
         "# HELP ledger_raft_refused_total Raft messages refused before reaching Raft (another \
-         cluster, another target, undecodable, overflowing numbers, oversized snapshot chunks).\n\
+         cluster, another target, undecodable, overflowing numbers, oversized snapshot chunks, a \
+         sender that is not its certificate's node or not a member, a proposal a node may not \
+         make).\n\
          # TYPE ledger_raft_refused_total counter\nledger_raft_refused_total{{node_id=\"{id}\"}} {refused}"
+    );
+    let refused = node.auth_refused.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP ledger_auth_refused_total Calls refused for their credentials (none: \
+         UNAUTHENTICATED; the wrong role or cluster: PERMISSION_DENIED).\n\
+         # TYPE ledger_auth_refused_total counter\nledger_auth_refused_total{{node_id=\"{id}\"}} {refused}"
     );
     out
 }

@@ -10,13 +10,14 @@ use ledger_proto::pb::raft_client::RaftClient;
 use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::raft::state_machine::Replica;
 use crate::raft::Raft;
+use crate::tls::Security;
 
 /// Longest wait for a command proposed by this node's executor ([`Node::propose_anywhere`]) to
 /// be committed and applied. A leader that silently stopped answering (a partition that drops
@@ -80,18 +81,33 @@ pub struct Node {
     channels: Mutex<HashMap<String, Channel>>,
     /// Raft messages refused before they reached Raft (`ledger_raft_refused_total`).
     pub raft_refused: AtomicU64,
+    /// Calls refused for their credentials (`ledger_auth_refused_total`).
+    pub auth_refused: AtomicU64,
+    /// TLS settings and tokens.
+    pub security: Arc<Security>,
+    /// Server limits shared by every connection.
+    pub guard: Arc<crate::grpc::limits::Guard>,
 }
 
 impl Node {
     /// Ties the parts together.
-    pub fn new(config: Config, raft: Raft, replica: Arc<Replica>, batcher: Batcher) -> Node {
+    pub fn new(
+        config: Config,
+        security: Arc<Security>,
+        raft: Raft,
+        replica: Arc<Replica>,
+        batcher: Batcher,
+    ) -> Node {
         Node {
-            config,
             raft,
             replica,
             batcher,
             channels: Mutex::new(HashMap::new()),
             raft_refused: AtomicU64::new(0),
+            auth_refused: AtomicU64::new(0),
+            security,
+            guard: crate::grpc::limits::Guard::new(config.limits),
+            config,
         }
     }
 
@@ -150,8 +166,10 @@ impl Node {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ApiError::Internal(format!("peer address {addr:?}: {e}")))?
+        let channel = self
+            .security
+            .endpoint(addr)
+            .map_err(ApiError::Internal)?
             .tcp_nodelay(true)
             .connect_timeout(self.config.raft.connect_timeout())
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -5,6 +5,7 @@
 //! Flag defaults equal [`FaultConfig::default`]; a unit test keeps them so.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
@@ -23,6 +24,34 @@ pub struct Args {
     /// printed on stdout).
     #[arg(long, env = "LEDGER_PARTNERS_LISTEN", default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Plaintext HTTP without any --tls-* flag.
+    #[arg(
+        long,
+        env = "LEDGER_PARTNERS_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_generate"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "LEDGER_PARTNERS_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert",
+        conflicts_with = "tls_generate"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a throwaway CA and a server certificate it signs for
+    /// 127.0.0.1, ::1 and localhost, written to DIR (partners-ca.pem,
+    /// partners.pem, partners-key.pem) before the address line is printed.
+    /// Clients trust DIR/partners-ca.pem (ledger-node --partners-ca).
+    #[arg(long, env = "LEDGER_PARTNERS_TLS_GENERATE", value_name = "DIR")]
+    pub tls_generate: Option<PathBuf>,
 
     /// Log as JSON lines instead of text (filter with RUST_LOG).
     #[arg(long, env = "LEDGER_PARTNERS_LOG_JSON", value_parser = BoolishValueParser::new())]
@@ -254,7 +283,34 @@ impl From<UnknownModeArg> for UnknownMode {
     }
 }
 
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// `--tls-cert` and `--tls-key`.
+    Files {
+        /// The certificate chain (PEM).
+        cert: PathBuf,
+        /// Its private key (PEM).
+        key: PathBuf,
+    },
+    /// `--tls-generate DIR`.
+    Generate(PathBuf),
+}
+
 impl Args {
+    /// How to serve HTTPS, or `None` for plaintext HTTP. (clap already
+    /// refused a cert without its key, and files together with generation.)
+    pub fn tls(&self) -> Option<TlsSource> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_generate) {
+            (Some(cert), Some(key), None) => Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None, Some(dir)) => Some(TlsSource::Generate(dir.clone())),
+            _ => None,
+        }
+    }
+
     /// The fault config these flags describe, validated.
     pub fn fault_config(&self) -> Result<FaultConfig, FaultConfigError> {
         let config = FaultConfig {
@@ -310,6 +366,36 @@ mod tests {
         let args = parse(&[]);
         assert_eq!(args.listen.to_string(), "127.0.0.1:7700");
         assert_eq!(args.fault_config().unwrap(), FaultConfig::default());
+        assert_eq!(args.tls(), None, "plaintext by default");
+    }
+
+    #[test]
+    fn tls_flags() {
+        assert_eq!(
+            parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).tls(),
+            Some(TlsSource::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(
+            parse(&["--tls-generate", "/tmp/x"]).tls(),
+            Some(TlsSource::Generate("/tmp/x".into()))
+        );
+        let refused = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("ledger-partners").chain(args.iter().copied()))
+                .is_err()
+        };
+        assert!(refused(&["--tls-cert", "c.pem"]), "a cert needs its key");
+        assert!(refused(&["--tls-key", "k.pem"]), "a key needs its cert");
+        assert!(refused(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-generate",
+            "d"
+        ]));
     }
 
     #[test]

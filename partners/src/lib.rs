@@ -16,6 +16,9 @@
 //! - [`Partners`] (module [`server`]): shared state behind the routes;
 //!   [`serve`] runs it on a listener until a shutdown future completes;
 //!   [`SpawnedPartners`] starts one on `127.0.0.1:0` for tests.
+//! - [`tls`]: HTTPS — a rustls server config from PEM files, throwaway
+//!   certificates ([`tls::generate`]), and the handshaking listener behind
+//!   [`serve_partners_tls`] and [`SpawnedPartners::start_tls`].
 //! - [`ApiError`] (module [`http`]): every error reply, turned into
 //!   `{"error": "..."}` with its status in one `IntoResponse` impl.
 //! - [`config::Args`]: the binary's clap flags (`LEDGER_PARTNERS_*` env).
@@ -36,6 +39,7 @@ pub mod config;
 pub mod faults;
 pub mod http;
 pub mod server;
+pub mod tls;
 
 pub use books::{
     AuditEntry, AuditEvent, AuditLog, Books, BooksError, ChargeReceipt, ChargeRequest,
@@ -46,4 +50,6 @@ pub use faults::{
     FaultConfig, FaultConfigError, FaultState, Latency, Service, ServiceFaults, UnknownMode,
 };
 pub use http::{router, ApiError};
-pub use server::{serve, serve_partners, Partners, SpawnedPartners};
+pub use server::{
+    serve, serve_partners, serve_partners_tls, Partners, SpawnedPartners, TlsFailures,
+};

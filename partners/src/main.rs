@@ -1,9 +1,10 @@
-//! `ledger-partners` binary: flags → validated config → bound listener →
-//! serve until SIGINT/SIGTERM.
+//! `ledger-partners` binary: flags → validated config (and TLS, if asked) →
+//! bound listener → serve until SIGINT/SIGTERM.
 
 use anyhow::Context;
 use clap::Parser;
-use ledger_partners::config::Args;
+use ledger_partners::config::{Args, TlsSource};
+use ledger_partners::{tls, Partners};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -11,14 +12,38 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_json);
     let config = args.fault_config()?;
+    let partners = Partners::new(config.clone())?;
+    // Everything TLS needs is ready (and generated files written) before the
+    // address line, so that a script that sees it can read the CA at once.
+    let (tls, ca) = match args.tls() {
+        None => (None, None),
+        Some(TlsSource::Files { cert, key }) => (Some(tls::server_config(&cert, &key)?), None),
+        Some(TlsSource::Generate(dir)) => {
+            let files = tls::generate(&dir)?;
+            (
+                Some(tls::server_config(&files.cert, &files.key)?),
+                Some(files.ca),
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Scripts start us with port 0 and read this line for the real address.
     println!("ledger-partners listening on {addr}");
-    tracing::info!(%addr, ?config, "started");
-    ledger_partners::serve(listener, config, shutdown_signal()).await?;
+    match (&tls, &ca) {
+        (Some(_), Some(ca)) => println!("ledger-partners serving https; CA {}", ca.display()),
+        (Some(_), None) => println!("ledger-partners serving https"),
+        _ => {}
+    }
+    tracing::info!(%addr, https = tls.is_some(), ?config, "started");
+    match tls {
+        Some(tls) => {
+            ledger_partners::serve_partners_tls(listener, tls, partners, shutdown_signal()).await?
+        }
+        None => ledger_partners::serve_partners(listener, partners, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,13 +1,16 @@
-//! Shared state ([`Partners`]), [`serve`], and an in-process test helper
-//! ([`SpawnedPartners`]).
+//! Shared state ([`Partners`]), [`serve`] (and [`serve_partners_tls`] for
+//! HTTPS), and an in-process test helper ([`SpawnedPartners`]).
 
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use axum::serve::Listener;
 use axum::Router;
+use rustls::ServerConfig;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -15,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::books::{AuditLog, Books, PaymentView};
 use crate::faults::{FaultConfig, FaultConfigError, FaultState, Plan, Service};
+use crate::tls::{self, TlsListener};
 
 /// Handle to the partners' shared state: books, live fault config, and the
 /// shutdown flag. Cheap to clone.
@@ -34,6 +38,19 @@ struct Inner {
     /// Number of audit events, so tests can wait for an effect to land
     /// instead of polling.
     recorded: watch::Sender<usize>,
+    /// TLS handshakes that failed (HTTPS only).
+    tls_failures: watch::Sender<TlsFailures>,
+}
+
+/// TLS handshakes that failed since the server started: a client that does
+/// not trust the certificate, speaks plaintext, or stalls past the
+/// handshake timeout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFailures {
+    /// How many.
+    pub count: u64,
+    /// The latest one: `PEER: ERROR`.
+    pub last: Option<String>,
 }
 
 /// Poisoning only means another request panicked mid-update; the books have
@@ -51,6 +68,7 @@ impl Partners {
                 faults: Mutex::new(FaultState::new(config)?),
                 stopping: watch::Sender::new(false),
                 recorded: watch::Sender::new(0),
+                tls_failures: watch::Sender::new(TlsFailures::default()),
             }),
         })
     }
@@ -123,6 +141,33 @@ impl Partners {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The failed TLS handshakes so far.
+    pub fn tls_failures(&self) -> TlsFailures {
+        self.inner.tls_failures.borrow().clone()
+    }
+
+    /// Waits until at least `count` TLS handshakes have failed, at most
+    /// `timeout`; the failures then, or `None` on timeout.
+    pub async fn wait_for_tls_failures(
+        &self,
+        count: u64,
+        timeout: Duration,
+    ) -> Option<TlsFailures> {
+        let mut failures = self.inner.tls_failures.subscribe();
+        let waited = tokio::time::timeout(timeout, failures.wait_for(|f| f.count >= count)).await;
+        match waited {
+            Ok(Ok(failures)) => Some(failures.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn record_tls_failure(&self, error: String) {
+        self.inner.tls_failures.send_modify(|failures| {
+            failures.count += 1;
+            failures.last = Some(error);
+        });
+    }
+
     /// Sleeps for `duration` unless shutdown starts first; `true` if the
     /// full sleep happened.
     pub(crate) async fn pause(&self, duration: Duration) -> bool {
@@ -158,6 +203,32 @@ pub async fn serve_partners(
     partners: Partners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_on(listener, partners, shutdown).await
+}
+
+/// Like [`serve_partners`], over HTTPS with `tls` (see [`tls::server_config`]):
+/// each connection's handshake is done (within [`tls::HANDSHAKE_TIMEOUT`])
+/// before it is served; a failed one is logged, counted
+/// ([`Partners::tls_failures`]) and dropped.
+pub async fn serve_partners_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    partners: Partners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let listener = TlsListener::new(listener, tls, partners.clone());
+    serve_on(listener, partners, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    partners: Partners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = partners.router();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -168,11 +239,14 @@ pub async fn serve_partners(
 }
 
 /// A partners server running on a task of the current tokio runtime, bound
-/// to `127.0.0.1:0`. Dropping it starts shutdown; [`SpawnedPartners::shutdown`]
-/// also waits for it.
+/// to `127.0.0.1:0`, over HTTP ([`SpawnedPartners::start`]) or HTTPS
+/// ([`SpawnedPartners::start_tls`]). Dropping it starts shutdown;
+/// [`SpawnedPartners::shutdown`] also waits for it.
 #[derive(Debug)]
 pub struct SpawnedPartners {
     addr: SocketAddr,
+    /// The CA's certificate, when serving HTTPS.
+    ca: Option<PathBuf>,
     partners: Partners,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
@@ -192,6 +266,36 @@ impl SpawnedPartners {
         }));
         Ok(Self {
             addr,
+            ca: None,
+            partners,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Generates a throwaway CA and a server certificate in `dir`
+    /// ([`tls::generate`]: `partners-ca.pem`, `partners.pem`,
+    /// `partners-key.pem`), binds `127.0.0.1:0` and serves HTTPS with them.
+    /// Clients trust [`SpawnedPartners::ca_path`].
+    pub async fn start_tls(config: FaultConfig, dir: &Path) -> io::Result<Self> {
+        let partners =
+            Partners::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let files = tls::generate(dir)?;
+        let tls = tls::server_config(&files.cert, &files.key)?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_partners_tls(
+            listener,
+            tls,
+            partners.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            addr,
+            ca: Some(files.ca),
             partners,
             stop: Some(stop),
             task: Some(task),
@@ -203,9 +307,16 @@ impl SpawnedPartners {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving
+    /// HTTPS; no trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) that clients must trust, when serving HTTPS.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// Direct handle to the state (audit, faults) without HTTP.

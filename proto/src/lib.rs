@@ -21,6 +21,8 @@
 //! [`FILE_DESCRIPTOR_SET`] holds the encoded `google.protobuf.FileDescriptorSet` of the three
 //! files, for serving gRPC reflection (`tonic-reflection`) from the node.
 
+pub mod identity;
+
 /// The protobuf packages of the contract.
 pub mod admission {
     /// Package `admission.v1`: every message, enum, client and server of the contract.

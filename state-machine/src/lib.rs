@@ -83,3 +83,4 @@ pub use query::{
 };
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
 pub use state::{AdmissionState, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
+pub use table::set_hash_seed;

@@ -8,11 +8,37 @@
 //! as a general-purpose ordered map does.
 
 use std::hash::{BuildHasher, Hash};
+use std::sync::OnceLock;
 
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
 use hashbrown::HashTable;
 
-/// The hasher of every index: fixed, so nothing in the state depends on a random seed.
+/// The hasher of tables keyed by internal, sequential indexes (not chosen by clients).
 pub(crate) type FixedHasher = foldhash::fast::FixedState;
+
+/// The hasher of the tables keyed by client-chosen ids (deal, user and request ids), seeded once
+/// per process by the host ([`set_hash_seed`]) so that nobody can compute colliding ids ahead
+/// (hash flooding). The seed never changes what a replica decides: tables are only looked up,
+/// never iterated, and positions come from the `Vec`s.
+static KEY_HASHER: OnceLock<SeedableRandomState> = OnceLock::new();
+
+/// Seeds the hash of client-chosen ids for the rest of the process; call it once, before any
+/// state is built (the node does, with a random seed). Returns `false`, changing nothing, if the
+/// hasher was already seeded or used. Without a call the seed is fixed (tests, tools).
+pub fn set_hash_seed(seed: [u64; 2]) -> bool {
+    if KEY_HASHER.get().is_some() {
+        return false;
+    }
+    let shared: &'static SharedSeed = Box::leak(Box::new(SharedSeed::from_u64(seed[0])));
+    KEY_HASHER
+        .set(SeedableRandomState::with_seed(seed[1], shared))
+        .is_ok()
+}
+
+fn key_hasher() -> &'static SeedableRandomState {
+    KEY_HASHER.get_or_init(SeedableRandomState::fixed)
+}
 
 /// Something with a key of its own.
 pub(crate) trait Keyed {
@@ -60,7 +86,7 @@ pub(crate) struct DuplicateKey;
 
 /// 32 bits of the key's hash: enough to place and tag an item in tables of up to 2^32 slots.
 fn hash_of<K: ?Sized + Hash>(key: &K) -> u32 {
-    (FixedHasher::default().hash_one(key) >> 32) as u32
+    (key_hasher().hash_one(key) >> 32) as u32
 }
 
 /// The table's 64-bit hash from the stored 32 bits: the low bits choose the bucket and the top

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ledger_client::NodeClients;
+use ledger_client::{certs, Credentials, NodeClients};
+use ledger_proto::identity::Role;
 use ledger_proto::pb;
 use tempfile::TempDir;
 
@@ -45,6 +46,9 @@ pub struct ClusterOptions {
     /// Whether nodes run a saga executor (`--executor`). Off by default: the scenarios check
     /// admission decisions, which stay PENDING without one.
     pub executor: bool,
+    /// Whether nodes run with mutual TLS (certificates from a CA made for the cluster, in its
+    /// temporary folder); off by default: `--insecure`.
+    pub tls: bool,
 }
 
 impl ClusterOptions {
@@ -55,7 +59,14 @@ impl ClusterOptions {
             extra_args: Vec::new(),
             leader_timeout: Duration::from_secs(20),
             executor: false,
+            tls: false,
         }
+    }
+
+    /// Runs the nodes with mutual TLS; the harness then calls them as an operator.
+    pub fn tls(mut self) -> ClusterOptions {
+        self.tls = true;
+        self
     }
 
     /// Whether nodes run a saga executor (`--executor`).
@@ -103,6 +114,10 @@ pub struct TestCluster {
     cluster_id: String,
     options: ClusterOptions,
     bin: PathBuf,
+    /// How the harness calls the nodes: as operator `harness` with TLS.
+    credentials: Credentials,
+    /// Nodes that are ready once they print their "listening" line (no `Status` check).
+    unreachable: BTreeSet<u64>,
     // Declared last: deleted after every process is gone (see `Drop`).
     dir: TempDir,
 }
@@ -120,11 +135,25 @@ impl TestCluster {
             .tempdir()
             .expect("create a temporary folder");
         let serial = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+        let cluster_id = format!("ledger-tests-{}-{serial}", std::process::id());
+        let credentials = match options.tls {
+            true => {
+                let certs = dir.path().join("certs");
+                certs::init(&certs, &cluster_id).expect("a CA for the cluster");
+                let issued = certs::issue(&certs, Role::Operator("harness".into()), &[])
+                    .expect("the harness's certificate");
+                Credentials::tls(&certs::ca_path(&certs), Some((&issued.cert, &issued.key)))
+                    .expect("the harness's credentials")
+            }
+            false => Credentials::insecure(),
+        };
         let mut cluster = TestCluster {
             nodes: BTreeMap::new(),
-            cluster_id: format!("ledger-tests-{}-{serial}", std::process::id()),
+            cluster_id,
             options,
             bin,
+            credentials,
+            unreachable: BTreeSet::new(),
             dir,
         };
         let ids: Vec<u64> = (1..=cluster.options.nodes).collect();
@@ -164,6 +193,14 @@ impl TestCluster {
         self.await_ready_or_move(id).await;
     }
 
+    /// Starts node `id` like [`TestCluster::start_extra`], but waits only for its "listening"
+    /// line: for a node the harness cannot talk to (one whose certificate the cluster's CA did
+    /// not sign).
+    pub async fn start_extra_unreachable(&mut self, id: u64) {
+        self.unreachable.insert(id);
+        self.start_extra(id).await;
+    }
+
     /// The `--cluster-id` every node of this cluster runs with (Raft requests carry it).
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
@@ -193,6 +230,16 @@ impl TestCluster {
         format!("127.0.0.1:{}", self.node(id).port)
     }
 
+    /// The folder of the cluster's CA and certificates (`ledger_client::certs`), with TLS.
+    pub fn certs_dir(&self) -> Option<PathBuf> {
+        self.options.tls.then(|| self.dir.path().join("certs"))
+    }
+
+    /// How the harness calls the nodes (an operator's certificate with TLS).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// Node `id`'s process id, if it runs.
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.node(id).pid()
@@ -206,8 +253,9 @@ impl TestCluster {
             &format!("a connection to node {id}"),
             || {
                 let addr = addr.clone();
+                let credentials = self.credentials.clone();
                 async move {
-                    ledger_client::connect(&addr)
+                    ledger_client::connect_with(&addr, &credentials)
                         .await
                         .map_err(|e| format!("{e:?}"))
                 }
@@ -218,7 +266,7 @@ impl TestCluster {
 
     /// Node `id`'s `Status` with its state digest, or why it could not be read.
     pub async fn status(&self, id: u64) -> Result<pb::StatusResponse, String> {
-        status_of(&self.addr(id), true).await
+        status_of(&self.addr(id), true, &self.credentials).await
     }
 
     /// The nodes this cluster believes running whose process has exited on its own (a crash),
@@ -343,7 +391,8 @@ impl TestCluster {
         let addrs = self.running_addrs();
         wait_until(timeout, "a leader all running members agree on", || {
             let addrs = addrs.clone();
-            async move { agreed_leader(&addrs).await }
+            let credentials = self.credentials.clone();
+            async move { agreed_leader(&addrs, &credentials).await }
         })
         .await
     }
@@ -353,8 +402,9 @@ impl TestCluster {
         let addrs = self.running_addrs();
         wait_until(timeout, &format!("a new leader other than {old}"), || {
             let addrs = addrs.clone();
+            let credentials = self.credentials.clone();
             async move {
-                match agreed_leader(&addrs).await? {
+                match agreed_leader(&addrs, &credentials).await? {
                     leader if leader == old => Err(format!("{old} still leads")),
                     leader => Ok(leader),
                 }
@@ -373,10 +423,11 @@ impl TestCluster {
             &format!("nodes {ids:?} to agree on a leader other than {old}"),
             || {
                 let addrs = addrs.clone();
+                let credentials = self.credentials.clone();
                 async move {
                     let mut views = Vec::new();
                     for (id, addr) in &addrs {
-                        let status = status_of(addr, false).await?;
+                        let status = status_of(addr, false, &credentials).await?;
                         views.push((*id, status.leader_id, status.role));
                     }
                     let leader = views[0].1.filter(|&l| l != old);
@@ -426,10 +477,11 @@ impl TestCluster {
             &format!("nodes {ids:?} to converge"),
             || {
                 let addrs = addrs.clone();
+                let credentials = self.credentials.clone();
                 async move {
                     let mut views = Vec::new();
                     for (id, addr) in &addrs {
-                        let status = status_of(addr, true).await?;
+                        let status = status_of(addr, true, &credentials).await?;
                         views.push((*id, status.applied_index, status.state_digest));
                     }
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -556,7 +608,25 @@ impl TestCluster {
         let dir = self.dir.path().to_path_buf();
         let bin = self.bin.clone();
         let cluster_id = self.cluster_id.clone();
-        let extra = self.options.extra_args.clone();
+        let mut extra = self.options.extra_args.clone();
+        match self.certs_dir() {
+            Some(certs) => {
+                let issued = certs::paths(&certs, &Role::Node(id));
+                if !issued.cert.exists() {
+                    certs::issue(&certs, Role::Node(id), &certs::local_hosts())
+                        .expect("a node certificate");
+                }
+                extra.extend([
+                    "--tls-cert".into(),
+                    issued.cert.display().to_string(),
+                    "--tls-key".into(),
+                    issued.key.display().to_string(),
+                    "--tls-ca".into(),
+                    certs::ca_path(&certs).display().to_string(),
+                ]);
+            }
+            None => extra.push("--insecure".into()),
+        }
         let executor = self.options.executor;
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
@@ -639,7 +709,9 @@ impl TestCluster {
             let listening = std::fs::read_to_string(&out)
                 .map(|text| text.contains(&banner))
                 .unwrap_or(false);
-            if listening && status_of(&addr, false).await.is_ok() {
+            let answers = self.unreachable.contains(&id)
+                || status_of(&addr, false, &self.credentials).await.is_ok();
+            if listening && answers {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -684,9 +756,13 @@ fn free_ports(count: usize) -> Vec<u16> {
 
 /// `Status` of the node at `addr` (with its state digest if `with_digest`), within
 /// [`STATUS_TIMEOUT`].
-async fn status_of(addr: &str, with_digest: bool) -> Result<pb::StatusResponse, String> {
+async fn status_of(
+    addr: &str,
+    with_digest: bool,
+    credentials: &Credentials,
+) -> Result<pb::StatusResponse, String> {
     let call = async {
-        let mut client = ledger_client::connect(addr)
+        let mut client = ledger_client::connect_with(addr, credentials)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         client
@@ -702,10 +778,10 @@ async fn status_of(addr: &str, with_digest: bool) -> Result<pb::StatusResponse, 
 }
 
 /// The leader every running member names, if they agree and it says it leads.
-async fn agreed_leader(addrs: &[(u64, String)]) -> Result<u64, String> {
+async fn agreed_leader(addrs: &[(u64, String)], credentials: &Credentials) -> Result<u64, String> {
     let mut statuses = BTreeMap::new();
     for (id, addr) in addrs {
-        if let Ok(status) = status_of(addr, false).await {
+        if let Ok(status) = status_of(addr, false, credentials).await {
             statuses.insert(*id, status);
         }
     }

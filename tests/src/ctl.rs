@@ -52,11 +52,20 @@ pub async fn spawn(endpoints: &[String], args: &[&str]) -> CtlRun {
         .expect("finding ledgerctl");
     let out = tempfile::NamedTempFile::new().expect("a file for stdout");
     let err = tempfile::NamedTempFile::new().expect("a file for stderr");
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LEDGER_") {
+            command.env_remove(key);
+        }
+    }
+    // Plaintext unless the test gives credentials (a cluster run with `--insecure`).
+    if !args.contains(&"--ca") {
+        command.env("LEDGER_INSECURE", "true");
+    }
+    let child = command
         .arg("--endpoints")
         .arg(endpoints.join(","))
         .args(args)
-        .env_remove("LEDGER_ENDPOINTS")
         .stdin(Stdio::null())
         .stdout(out.reopen().expect("stdout file"))
         .stderr(err.reopen().expect("stderr file"))

@@ -47,3 +47,26 @@ pub fn assert_refused<T: std::fmt::Debug>(
         );
     }
 }
+
+/// A client of the `Raft` service at `addr` over TLS trusting `ca`, presenting `cert`/`key`
+/// (PEM files); the connection error if the handshake fails.
+pub async fn raft_client_tls(
+    addr: &str,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(ca)))
+        .identity(Identity::from_pem(read(cert), read(key)));
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(RaftClient::new(channel))
+}

@@ -247,6 +247,7 @@ impl pb::admission_server::Admission for AdmissionService {
         request: Request<pb::WatchInvestmentRequest>,
     ) -> Result<Response<InvestmentStream>, Status> {
         let request_id = convert::request_id(&request.get_ref().request_id)?;
+        let slot = self.node.guard.watch_slot(request.remote_addr())?;
         // Existence is checked linearizably, so a request just decided elsewhere is not reported
         // missing by a lagging replica; the stream then follows the local replica.
         if self.investment_view(request_id).is_none() {
@@ -271,6 +272,8 @@ impl pb::admission_server::Admission for AdmissionService {
         let (sender, receiver) = mpsc::channel(16);
         let node = self.node.clone();
         tokio::spawn(async move {
+            // Held as long as the stream runs.
+            let _slot = slot;
             let watch = node.replica.watch(request_id);
             let mut applied = node.replica.applied_index();
             // Every state, in log order: those the replica captured for this watch as it applied

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ledger_proto::pb::{self, RaftReply, RaftRequest};
-use ledger_state_machine::codec;
+use ledger_state_machine::{codec, Command};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,9 +41,11 @@ impl RaftService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<T, Status> {
+        let certified = super::auth::node_caller(&request)?;
         let request = request.into_inner();
         let sender = request.sender_node_id;
-        self.admit(request)
+        self.check_sender(certified, sender)
+            .and_then(|()| self.admit(request))
             .and_then(|message: T| {
                 message.check(&self.node.config.raft)?;
                 Ok(message)
@@ -53,6 +55,74 @@ impl RaftService {
                 tracing::warn!(sender, %error, "refused a Raft message");
                 error.into()
             })
+    }
+
+    /// With TLS, the sender a message names must be the node its certificate names, and a
+    /// member or learner of this node's latest membership. A node that knows no membership yet
+    /// (it is waiting to be added) accepts any node of its cluster: the leader adding it is not
+    /// in any membership it has seen.
+    fn check_sender(&self, certified: Option<u64>, sender: u64) -> Result<(), ApiError> {
+        let Some(certified) = certified else {
+            return Ok(());
+        };
+        if certified != sender {
+            return Err(ApiError::PermissionDenied(format!(
+                "the message names sender {sender}, but the certificate is node {certified}'s"
+            )));
+        }
+        let metrics = self.node.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let known = membership.nodes().next().is_some();
+        if known && membership.get_node(&sender).is_none() {
+            return Err(ApiError::PermissionDenied(format!(
+                "node {sender} is not a member or learner of this cluster"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a node may propose through another node's `Propose`: only its own executor's
+    /// heartbeats and retirement, and results of saga steps done by itself under an assignment
+    /// this replica knows (the state machine fences the epoch again when it applies the step).
+    fn check_proposer(&self, certified: Option<u64>, command: &Command) -> Result<(), ApiError> {
+        let Some(certified) = certified else {
+            return Ok(());
+        };
+        let claimed = match command {
+            Command::ExecutorHeartbeat { node_id, .. } | Command::ExecutorRetire { node_id } => {
+                *node_id
+            }
+            Command::RecordStep(record) => {
+                let assignee = self
+                    .node
+                    .replica
+                    .read()
+                    .state
+                    .investment(record.request_id)
+                    .and_then(|investment| investment.saga)
+                    .and_then(|saga| saga.assignee);
+                if assignee != Some(certified) {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "the saga of {} is not assigned to node {certified}",
+                        record.request_id
+                    )));
+                }
+                record.executor
+            }
+            other => {
+                return Err(ApiError::PermissionDenied(format!(
+                    "a node may propose only its executor's heartbeats and step results, not {}",
+                    command_name(other)
+                )))
+            }
+        };
+        if claimed != certified {
+            return Err(ApiError::PermissionDenied(format!(
+                "node {certified} proposed for executor {claimed}"
+            )));
+        }
+        Ok(())
     }
 
     fn admit<T: DeserializeOwned>(&self, request: RaftRequest) -> Result<T, ApiError> {
@@ -150,8 +220,22 @@ impl PeerMessage for InstallSnapshotRequest<TypeConfig> {
     }
 }
 
-/// `Propose` checks its command against the state and the sender (`check_proposal`) instead.
-impl PeerMessage for ledger_state_machine::Command {
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::CreateDeal(_) => "CreateDeal",
+        Command::CloseDeal { .. } => "CloseDeal",
+        Command::Submit(_) => "Submit",
+        Command::ExecutorHeartbeat { .. } => "ExecutorHeartbeat",
+        Command::ExecutorRetire { .. } => "ExecutorRetire",
+        Command::RecordStep(_) => "RecordStep",
+        Command::AbortSaga { .. } => "AbortSaga",
+        Command::SetParams(_) => "SetParams",
+    }
+}
+
+/// `Propose` checks its command against the state and the sender (`check_proposer`,
+/// `check_proposal`) instead.
+impl PeerMessage for Command {
     fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
         Ok(())
     }
@@ -199,8 +283,14 @@ impl pb::raft_server::Raft for RaftService {
     }
 
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let command: ledger_state_machine::Command = self.open(request)?;
+        let certified = super::auth::node_caller(&request)?;
+        let command: Command = self.open(request)?;
         command.validate().map_err(ApiError::from)?;
+        self.check_proposer(certified, &command).map_err(|error| {
+            self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "refused a proposal");
+            Status::from(error)
+        })?;
         self.node.check_proposal(&command)?;
         // Only the leader proposes; a forwarded proposal is never forwarded again.
         let Route::Local = self.node.route(true)? else {

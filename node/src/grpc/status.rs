@@ -52,7 +52,9 @@ impl From<ApiError> for Status {
                 OUTCOME_UNKNOWN,
             ),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
-            ApiError::ForeignCluster { .. } => Status::permission_denied(error.to_string()),
+            ApiError::ForeignCluster { .. } | ApiError::PermissionDenied(_) => {
+                Status::permission_denied(error.to_string())
+            }
             ApiError::Forwarded(status) => status,
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

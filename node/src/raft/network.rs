@@ -23,7 +23,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::tls::Security;
 
 use super::TypeConfig;
 use crate::clock::LogClock;
@@ -38,6 +40,7 @@ pub struct Network {
     cluster_id: String,
     connect_timeout: Duration,
     clock: Arc<LogClock>,
+    security: Arc<Security>,
 }
 
 impl Network {
@@ -48,12 +51,14 @@ impl Network {
         cluster_id: String,
         connect_timeout: Duration,
         clock: Arc<LogClock>,
+        security: Arc<Security>,
     ) -> Network {
         Network {
             node_id,
             cluster_id,
             connect_timeout,
             clock,
+            security,
         }
     }
 }
@@ -62,17 +67,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let channel = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|endpoint| {
-                endpoint
-                    .connect_timeout(self.connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(crate::node::KEEPALIVE_INTERVAL)
-                    .keep_alive_timeout(crate::node::KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy()
-            })
-            .map_err(|e| e.to_string());
+        let channel = self.security.endpoint(&node.addr).map(|endpoint| {
+            endpoint
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(crate::node::KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(crate::node::KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .connect_lazy()
+        });
         PeerClient {
             target,
             sender: self.node_id,

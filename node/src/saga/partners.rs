@@ -52,6 +52,10 @@ struct EmailReply {
     message_id: String,
 }
 
+/// Largest reply body read from a partner; a longer one is an unknown outcome (the partner, or
+/// whoever answers in its place, cannot make a node buffer without bound).
+pub const REPLY_BYTES_MAX: usize = 64 * 1024;
+
 /// The partners, at one base URL.
 #[derive(Clone)]
 pub struct Partners {
@@ -60,9 +64,22 @@ pub struct Partners {
 }
 
 impl Partners {
-    /// A client for the partners at `base_url`, with `timeout` per call.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Partners, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// A client for the partners at `base_url`, with `timeout` per call. For `https://`, the
+    /// partners' certificate must chain to `ca_pem` when given (a private CA, trusted alone),
+    /// else to the public web roots.
+    pub fn new(
+        base_url: &str,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Partners, reqwest::Error> {
+        let mut http = reqwest::Client::builder();
+        if let Some(ca_pem) = ca_pem {
+            http = http
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?);
+        }
+        let http = http
+            .https_only(base_url.starts_with("https://"))
             .timeout(timeout)
             .connect_timeout(timeout)
             // A redirect from a payment API is an unexpected reply, not something to follow.
@@ -147,20 +164,55 @@ impl Partners {
     }
 }
 
+/// An error with its chain of causes: reqwest's own text leaves out why a connection failed
+/// (e.g. "invalid peer certificate: UnknownIssuer"), which is what an operator needs to see in a
+/// saga's last error.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 async fn decode<T: DeserializeOwned>(
     reply: Result<reqwest::Response, reqwest::Error>,
     is_charge: bool,
 ) -> Result<T, CallError> {
-    let response = reply.map_err(|e| CallError::Unknown(e.to_string()))?;
+    let mut response = reply.map_err(|e| CallError::Unknown(with_causes(&e)))?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let too_long = || {
+        CallError::Unknown(format!(
+            "{status}: reply longer than {REPLY_BYTES_MAX} bytes"
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > REPLY_BYTES_MAX as u64)
+    {
+        return Err(too_long());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| CallError::Unknown(format!("{status}: body cut short: {e}")))?;
+        .map_err(|e| CallError::Unknown(format!("{status}: body cut short: {e}")))?
+    {
+        if body.len() + chunk.len() > REPLY_BYTES_MAX {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
     match status {
         StatusCode::OK => serde_json::from_slice(&body)
             .map_err(|e| CallError::Unknown(format!("malformed reply: {e}"))),
-        StatusCode::CONFLICT if is_charge && body.as_ref() == br#"{"error":"voided"}"# => {
+        StatusCode::CONFLICT if is_charge && body.as_slice() == br#"{"error":"voided"}"# => {
             Err(CallError::Voided)
         }
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {

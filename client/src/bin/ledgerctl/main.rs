@@ -4,12 +4,13 @@
 //! taken effect: running the same command again is safe); 4 learner added but still catching
 //! up (`member add-learner`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ledger_client::{pb, Client, ClientConfig, ClientError, Submission};
+use ledger_client::{pb, Client, ClientConfig, ClientError, Credentials, Submission};
 use serde_json::json;
 
 mod bench;
@@ -43,16 +44,61 @@ pub struct Cli {
     /// Longest a command keeps retrying, in seconds.
     #[arg(long, default_value_t = 15, global = true)]
     pub deadline_s: u64,
+    /// The cluster CA's certificate (PEM): connect over TLS, trusting only this CA.
+    #[arg(long, env = "LEDGER_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// This caller's certificate (PEM) from the cluster CA: an operator's or a client's
+    /// (`ledgerctl certs issue`).
+    #[arg(long, env = "LEDGER_CERT", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, env = "LEDGER_KEY", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// A file whose first line is a bearer token (operator or client). The token can also come
+    /// in the LEDGER_TOKEN environment variable; never as a flag, which `ps` would show.
+    #[arg(long, env = "LEDGER_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Plaintext, for a cluster run with `--insecure`.
+    #[arg(long, env = "LEDGER_INSECURE", global = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
     #[command(subcommand)]
     command: Top,
 }
 
 impl Cli {
-    /// A client over `--endpoints` with `--deadline-s`.
-    pub async fn client(&self) -> Result<Client> {
+    /// The credentials from --ca, --cert, --key, --token-file and LEDGER_TOKEN.
+    pub fn credentials(&self) -> Result<Credentials> {
+        let credentials = match (&self.ca, self.insecure) {
+            (Some(_), true) => bail!("--insecure and --ca exclude each other"),
+            (None, true) => return Ok(Credentials::insecure()),
+            (None, false) => bail!(
+                "give --ca (the cluster CA) with --cert/--key or a token (--token-file, \
+                 LEDGER_TOKEN), or --insecure for a cluster run without TLS"
+            ),
+            (Some(ca), false) => {
+                let pair = self.cert.as_deref().zip(self.key.as_deref());
+                Credentials::tls(ca, pair)?
+            }
+        };
+        let credentials = match (&self.token_file, std::env::var("LEDGER_TOKEN")) {
+            (Some(file), _) => credentials.with_token_file(file)?,
+            (None, Ok(token)) => credentials.with_token(&token)?,
+            (None, Err(_)) => credentials,
+        };
+        Ok(credentials)
+    }
+
+    /// A client configuration over `--endpoints` with `--deadline-s` and the credentials.
+    pub fn config(&self) -> Result<ClientConfig> {
         let mut config = ClientConfig::new(self.endpoints.iter().cloned());
         config.deadline = Duration::from_secs(self.deadline_s);
-        Client::connect(config)
+        config.credentials = self.credentials()?;
+        Ok(config)
+    }
+
+    /// A client over `--endpoints` with `--deadline-s`.
+    pub async fn client(&self) -> Result<Client> {
+        Client::connect(self.config()?)
             .await
             .with_context(|| format!("connecting to {}", self.endpoints.join(",")))
     }
@@ -94,6 +140,95 @@ enum Top {
     /// The rush: thousands of investors on one deal of 200 seats, with a live view, a summary
     /// with the invariants checked, and a plot. Against a running cluster with partners.
     Demo(demo::DemoArgs),
+    /// Certificates and tokens: the cluster CA, and certificates it signs for nodes, operators
+    /// and clients.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Create the cluster CA (`ca.pem`, `ca-key.pem`, `cluster-id`) in --dir.
+    Init {
+        /// Folder for the CA and the certificates it issues; keep `ca-key.pem` secret.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The cluster's id (the nodes' --cluster-id): part of every identity.
+        #[arg(long, default_value = "admission-ledger")]
+        cluster_id: String,
+    },
+    /// Issue a certificate and key signed by the CA in --dir: `<role>-<name>.pem` and
+    /// `<role>-<name>-key.pem`.
+    Issue {
+        /// Folder of the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// node, operator or client.
+        #[arg(value_parser = ["node", "operator", "client"])]
+        role: String,
+        /// A node's id, or an operator's or client's name.
+        name: String,
+        /// DNS names and IP addresses the node is reached at, repeated (default: 127.0.0.1,
+        /// ::1 and localhost). Every address peers and clients use must be named.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Write a new random bearer token to FILE (for --admin-token-file or --client-token-file
+    /// on the nodes, and --token-file here).
+    Token {
+        /// Where to write it (readable by its owner only).
+        file: PathBuf,
+    },
+}
+
+fn certs(cli: &Cli, cmd: &CertsCmd) -> Result<()> {
+    use ledger_client::certs;
+    use ledger_proto::identity::Role;
+    let value = match cmd {
+        CertsCmd::Init { dir, cluster_id } => {
+            let ca = certs::init(dir, cluster_id)?;
+            json!({"ca": ca, "cluster_id": cluster_id})
+        }
+        CertsCmd::Issue {
+            dir,
+            role,
+            name,
+            hosts,
+        } => {
+            let role = match role.as_str() {
+                "node" => Role::Node(
+                    name.parse()
+                        .ok()
+                        .filter(|id| *id >= 1)
+                        .with_context(|| format!("a node's name is its id, not {name:?}"))?,
+                ),
+                "operator" => Role::Operator(name.clone()),
+                _ => Role::Client(name.clone()),
+            };
+            let hosts = match hosts.is_empty() {
+                true => certs::local_hosts(),
+                false => hosts.clone(),
+            };
+            let issued = certs::issue(dir, role, &hosts)?;
+            json!({"cert": issued.cert, "key": issued.key})
+        }
+        CertsCmd::Token { file } => {
+            certs::token(file)?;
+            json!({"token_file": file})
+        }
+    };
+    print_or_json(cli, value.clone(), || {
+        value
+            .as_object()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    })
 }
 
 #[derive(Subcommand)]
@@ -368,6 +503,7 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Top::Bench(args) => bench::run(cli, args).await,
         Top::SagaBench(args) => saga_bench::saga_bench(cli, args).await,
         Top::Demo(args) => demo::run(cli, args).await,
+        Top::Certs(cmd) => certs(cli, cmd),
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -384,8 +520,7 @@ fn print_or_json(cli: &Cli, value: serde_json::Value, text: impl FnOnce() -> Str
 
 async fn cluster_status(cli: &Cli) -> Result<()> {
     // Not through `Client::connect`: status must work with no leader at all.
-    let mut config = ClientConfig::new(cli.endpoints.iter().cloned());
-    config.deadline = Duration::from_secs(cli.deadline_s);
+    let mut config = cli.config()?;
     config.attempt_timeout = Duration::from_secs(2);
     let client = Client::unconnected(config)?;
     let rows = client.statuses().await;
@@ -432,9 +567,7 @@ async fn cluster_init(cli: &Cli, members: &[String]) -> Result<()> {
         let id: u64 = id.parse().with_context(|| format!("node id {id:?}"))?;
         parsed.push((id, addr.to_owned()));
     }
-    let mut config = ClientConfig::new(cli.endpoints.iter().cloned());
-    config.deadline = Duration::from_secs(cli.deadline_s);
-    Client::unconnected(config)?.init(&parsed).await?;
+    Client::unconnected(cli.config()?)?.init(&parsed).await?;
     println!("initialized");
     Ok(())
 }

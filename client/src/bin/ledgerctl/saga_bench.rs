@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ledger_client::{connect, pb, NodeClients};
+use ledger_client::{connect_with, pb, NodeClients};
 use serde_json::json;
 
 use crate::load::{create_deals, histogram, wait_for_executors};
@@ -47,9 +47,10 @@ pub struct SagaBenchArgs {
 /// One connection per endpoint; load is spread over them round robin.
 async fn connect_all(cli: &Cli) -> Result<Vec<NodeClients>> {
     let mut connections = Vec::new();
+    let credentials = cli.credentials()?;
     for endpoint in &cli.endpoints {
         connections.push(
-            connect(endpoint)
+            connect_with(endpoint, &credentials)
                 .await
                 .with_context(|| format!("connecting to {endpoint}"))?,
         );

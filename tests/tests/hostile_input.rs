@@ -1,0 +1,349 @@
+//! The hostile-input suite (issue #11 §6): a running mutual-TLS cluster is sent malformed frames,
+//! oversized messages, huge batches, hostile ids and amounts, forged proposals and Raft messages,
+//! and membership calls without the right credentials. Each gets its documented error (the
+//! table in docs/SECURITY.md), no node crashes, and the state digest does not move.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use ledger_client::{certs, connect_with, pb, Credentials};
+use ledger_node::raft::TypeConfig;
+use ledger_proto::identity::Role;
+use ledger_state_machine::{codec, Command, RecordStep, RequestId, StepResult};
+use ledger_tests::raft::{assert_refused, raft_client_tls, raft_request};
+use ledger_tests::{bounded, ClusterOptions, TestCluster};
+use openraft::raft::{InstallSnapshotRequest, VoteRequest};
+use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
+use tonic::transport::Channel;
+use tonic::Code;
+use tower::ServiceExt;
+
+const DEAL: &str = "hostile";
+
+/// A gRPC frame: flag, length (big endian), payload.
+fn frame(declared_len: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&declared_len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Sends `body` as-is to `path`; returns the gRPC status code and message (from the headers of a
+/// trailers-only answer, or from the trailers).
+async fn raw_call(channel: &Channel, path: &str, body: Vec<u8>) -> (Code, String) {
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://node{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(Full::new(Bytes::from(body))))
+        .expect("a request");
+    let response = channel
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("an HTTP/2 answer");
+    let from = |headers: &http::HeaderMap| {
+        headers.get("grpc-status").map(|code| {
+            let code = code.to_str().unwrap_or("2").parse::<i32>().unwrap_or(2);
+            let message = headers
+                .get("grpc-message")
+                .map(|m| m.to_str().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            (Code::from(code), message)
+        })
+    };
+    if let Some(found) = from(response.headers()) {
+        return found;
+    }
+    let collected = response.into_body().collect().await.expect("a body");
+    collected
+        .trailers()
+        .and_then(from)
+        .expect("a grpc-status in the trailers")
+}
+
+fn submit(request_id: &str, user: &str, amount: &str) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        request_id: request_id.into(),
+        deal_id: DEAL.into(),
+        user_id: user.into(),
+        amount: amount.into(),
+    }
+}
+
+fn identity(cluster: &TestCluster, role: Role) -> certs::Issued {
+    let dir = cluster.certs_dir().expect("a TLS cluster");
+    let issued = certs::paths(&dir, &role);
+    if !issued.cert.exists() {
+        certs::issue(&dir, role, &certs::local_hosts()).expect("issue");
+    }
+    issued
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_documented_errors_and_changes_nothing() {
+    bounded(Duration::from_secs(150), async {
+        let mut cluster = TestCluster::start(ClusterOptions::new(3).tls()).await;
+        let leader = cluster.leader().await;
+        let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        let addr = cluster.addr(leader);
+        let dir = cluster.certs_dir().expect("certs");
+        let ca = certs::ca_path(&dir);
+        let mut operator = connect_with(&addr, cluster.credentials())
+            .await
+            .expect("connect as the operator");
+        operator
+            .admission
+            .create_deal(pb::CreateDealRequest {
+                deal_id: DEAL.into(),
+                amount: "100000.00".into(),
+                max_investors: 50,
+                ..Default::default()
+            })
+            .await
+            .expect("CreateDeal");
+        let admitted = operator
+            .admission
+            .submit(submit(
+                &uuid::Uuid::new_v4().to_string(),
+                "victim",
+                "5000.00",
+            ))
+            .await
+            .expect("Submit")
+            .into_inner();
+        let investment = admitted.investment.expect("investment");
+        let (index_before, digest_before) = cluster.wait_converged().await;
+
+        // 1. Frames: garbage protobuf, a truncated frame, messages past each service's limit.
+        let channel = cluster
+            .credentials()
+            .endpoint(&addr, Duration::from_secs(5))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let submit_path = "/admission.v1.Admission/Submit";
+        let garbage: Vec<u8> = (0..64u8).map(|i| 0xff ^ i.wrapping_mul(37)).collect();
+        for (what, path, body, code) in [
+            (
+                "garbage protobuf",
+                submit_path,
+                frame(garbage.len() as u32, &garbage),
+                Code::Internal,
+            ),
+            (
+                "a frame cut short",
+                submit_path,
+                frame(100, &garbage[..10]),
+                Code::Internal,
+            ),
+            (
+                "a Submit of 17 MiB",
+                submit_path,
+                frame(17 << 20, &garbage),
+                Code::ResourceExhausted,
+            ),
+            (
+                "a Cluster request of 100 KiB",
+                "/admission.v1.Cluster/ChangeMembership",
+                frame(100 << 10, &garbage),
+                Code::ResourceExhausted,
+            ),
+        ] {
+            let (got, message) = raw_call(&channel, path, body).await;
+            assert_eq!(got, code, "{what}: {message}");
+        }
+
+        // 2. A batch past the limit, hostile ids and amounts.
+        let huge: Vec<pb::SubmitRequest> = (0..10_001)
+            .map(|i| submit(&uuid::Uuid::new_v4().to_string(), &format!("u{i}"), "1.00"))
+            .collect();
+        assert_refused(
+            "a batch of 10,001",
+            operator
+                .admission
+                .submit_batch(pb::SubmitBatchRequest { requests: huge })
+                .await,
+            Code::InvalidArgument,
+            &["requests"],
+        );
+        let fresh = || uuid::Uuid::new_v4().to_string();
+        let cases: Vec<(&str, pb::SubmitRequest, &str)> = vec![
+            (
+                "a NUL in the user id",
+                submit(&fresh(), "ev\0il", "10.00"),
+                "user_id",
+            ),
+            (
+                "a newline in the user id",
+                submit(&fresh(), "a\nb", "10.00"),
+                "user_id",
+            ),
+            (
+                "a right-to-left mark",
+                submit(&fresh(), "\u{202e}nimda", "10.00"),
+                "user_id",
+            ),
+            (
+                "an emoji user id",
+                submit(&fresh(), "💸", "10.00"),
+                "user_id",
+            ),
+            (
+                "a request id in Arabic digits",
+                submit("٣٣٣", "u", "10.00"),
+                "request_id",
+            ),
+            (
+                "a deal id with a control character",
+                pb::SubmitRequest {
+                    deal_id: "host\u{7}ile".into(),
+                    ..submit(&fresh(), "u", "10.00")
+                },
+                "deal_id",
+            ),
+            ("amount 1e309", submit(&fresh(), "u", "1e309"), "amount"),
+            ("amount NaN", submit(&fresh(), "u", "NaN"), "amount"),
+            ("amount -0", submit(&fresh(), "u", "-0"), "amount"),
+            ("amount 0.001", submit(&fresh(), "u", "0.001"), "amount"),
+            (
+                "a 30-digit amount",
+                submit(&fresh(), "u", "123456789012345678901234567890"),
+                "amount",
+            ),
+        ];
+        for (what, request, field) in cases {
+            assert_refused(
+                what,
+                operator.admission.submit(request).await,
+                Code::InvalidArgument,
+                &[field],
+            );
+        }
+
+        // 3. Forged Raft traffic: from a client, and from an insider node.
+        let request_id = RequestId::parse(&investment.request_id).expect("id");
+        let forged = Command::RecordStep(RecordStep {
+            request_id,
+            executor: follower,
+            epoch: investment.epoch,
+            result: StepResult::PaymentSucceeded {
+                payment_id: "pay_forged".into(),
+            },
+        });
+        let to_leader =
+            |payload: Vec<u8>| raft_request(cluster.cluster_id(), payload, leader, follower);
+        let client = identity(&cluster, Role::Client("mallory".into()));
+        let mut as_client = raft_client_tls(&addr, &ca, &client.cert, &client.key)
+            .await
+            .expect("connect");
+        assert_refused(
+            "a Propose from a client",
+            as_client.propose(to_leader(codec::encode(&forged))).await,
+            Code::PermissionDenied,
+            &["Node"],
+        );
+        let vote = VoteRequest::<u64>::new(Vote::new(u64::MAX, follower), None);
+        assert_refused(
+            "a vote from a client",
+            as_client.vote(to_leader(codec::encode(&vote))).await,
+            Code::PermissionDenied,
+            &["Node"],
+        );
+        let insider = certs::paths(&dir, &Role::Node(follower));
+        let mut as_node = raft_client_tls(&addr, &ca, &insider.cert, &insider.key)
+            .await
+            .expect("connect");
+        assert_refused(
+            "a plausible step result for a saga the node does not hold",
+            as_node.propose(to_leader(codec::encode(&forged))).await,
+            Code::PermissionDenied,
+            &["not assigned"],
+        );
+        assert_refused(
+            "a vote in term u64::MAX",
+            as_node.vote(to_leader(codec::encode(&vote))).await,
+            Code::InvalidArgument,
+            &["vote.term"],
+        );
+        let chunk = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(1, follower),
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, follower), 1)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "forged".into(),
+            },
+            offset: u64::MAX / 2,
+            data: vec![7; 16],
+            done: false,
+        };
+        assert_refused(
+            "a snapshot chunk at a huge offset",
+            as_node
+                .install_snapshot(to_leader(codec::encode(&chunk)))
+                .await,
+            Code::InvalidArgument,
+            &["offset"],
+        );
+
+        // 4. Another CA: no handshake, so no Raft message at all.
+        let rogue = cluster.dir().join("rogue");
+        certs::init(&rogue, cluster.cluster_id()).expect("rogue CA");
+        let impostor =
+            certs::issue(&rogue, Role::Node(follower), &certs::local_hosts()).expect("issue");
+        if let Ok(mut rogue_client) =
+            raft_client_tls(&addr, &ca, &impostor.cert, &impostor.key).await
+        {
+            let voted = rogue_client.vote(to_leader(codec::encode(&vote))).await;
+            assert!(voted.is_err(), "a vote over a rogue certificate: {voted:?}");
+        }
+
+        // 5. Membership without credentials, and with a client's.
+        let change = pb::ChangeMembershipRequest {
+            voters: vec![leader],
+            retain: false,
+        };
+        let anonymous = Credentials::tls(&ca, None).expect("creds");
+        let mut nobody = connect_with(&addr, &anonymous).await.expect("connect");
+        assert_refused(
+            "ChangeMembership without credentials",
+            nobody.cluster.change_membership(change.clone()).await,
+            Code::Unauthenticated,
+            &["credentials"],
+        );
+        let as_client_creds =
+            Credentials::tls(&ca, Some((&client.cert, &client.key))).expect("creds");
+        let mut web = connect_with(&addr, &as_client_creds)
+            .await
+            .expect("connect");
+        assert_refused(
+            "ChangeMembership with a client certificate",
+            web.cluster.change_membership(change).await,
+            Code::PermissionDenied,
+            &["Operator"],
+        );
+
+        // Nobody crashed, and nothing changed.
+        assert_eq!(cluster.exited(), Vec::new(), "a node exited");
+        let (index_after, digest_after) = cluster.wait_converged().await;
+        assert_eq!(
+            digest_after, digest_before,
+            "hostile input changed the state"
+        );
+        assert!(index_after >= index_before);
+        let now = operator
+            .admission
+            .get_investment(pb::GetInvestmentRequest {
+                request_id: investment.request_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("read back")
+            .into_inner();
+        assert_eq!(now.status, pb::InvestmentStatus::Pending as i32, "{now:?}");
+    })
+    .await;
+}
