@@ -257,8 +257,9 @@ impl Flags {
         if self.snapshot_every_entries == 0 {
             return bad("--snapshot-every-entries must be 1 or more".into());
         }
-        if !(1..=1 << 20).contains(&self.snapshot_max_mib) {
-            return bad("--snapshot-max-mib must be between 1 and 1048576 (1 TiB)".into());
+        // codec::decode reads the snapshot file within DECODE_CLAIM_MAX (4 GiB).
+        if !(1..=4_095).contains(&self.snapshot_max_mib) {
+            return bad("--snapshot-max-mib must be between 1 and 4095".into());
         }
         if !(1..=ledger_state_machine::ENTRY_COMMANDS_MAX).contains(&self.batch_commands_max) {
             return bad(format!(

@@ -27,6 +27,23 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Most bytes one [`decode`] may claim for owned strings and byte buffers together. bincode
+/// allocates (and zero-fills) an owned `String` or `Vec<u8>` at the length the input claims
+/// before reading it; without a limit, a 9-byte message claiming 2^40 bytes aborted the process
+/// (found by fuzzing `decode_raft`). Under the limit, such a claim is an error; a claim past the
+/// input within it allocates untouched pages and then fails on the first read. Bounds what
+/// `decode` can read: a node's snapshot file, its largest input, is at most 4 GiB
+/// (`--snapshot-max-mib`).
+pub const DECODE_CLAIM_MAX: usize = 1 << 32;
+
+fn limited() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_CLAIM_MAX>,
+> {
+    bincode::config::standard().with_limit::<DECODE_CLAIM_MAX>()
+}
+
 /// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("payload does not decode: {0}")]
@@ -42,7 +59,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Decodes what [`encode`] wrote; trailing bytes are an error. Text fields of this crate's types
 /// are read through borrowed strings, so a corrupt length cannot trigger a huge allocation.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config())?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, limited())?;
     if read != bytes.len() {
         return Err(DecodeError(bincode::error::DecodeError::Other(
             "trailing bytes after the value",

@@ -76,15 +76,48 @@ impl Money {
         if text.is_empty() || text.len() > Money::MAX_TEXT_LEN {
             return Err(MoneyError::NotANumber);
         }
-        // Only plain decimals: no exponent, no sign, no spaces, no underscores.
-        if !text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
+        // Only plain decimals: no exponent, no spaces, no underscores; a sign only in front.
+        // Read digit by digit, exactly: a general decimal parser rounds past 28 significant
+        // digits ("5.999999999999999999999999999990" would become 6.00, found by fuzzing).
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) || (whole.is_empty() && fraction.is_empty()) {
             return Err(MoneyError::NotANumber);
         }
-        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotANumber)?;
-        Money::from_decimal(value)
+        let nonzero = |part: &str| part.bytes().any(|b| b != b'0');
+        if negative || !(nonzero(whole) || nonzero(fraction)) {
+            return Err(MoneyError::NotPositive);
+        }
+        let whole = whole.trim_start_matches('0');
+        let (cents_part, beyond) = fraction.split_at(fraction.len().min(2));
+        // 10^12 has 13 digits: a longer whole part is too large whatever follows.
+        if whole.len() > 13 {
+            return Err(MoneyError::TooLarge);
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| MoneyError::NotANumber)?
+        };
+        let cents: u64 = format!("{cents_part:0<2}")
+            .parse()
+            .map_err(|_| MoneyError::NotANumber)?;
+        let total = whole
+            .checked_mul(100)
+            .and_then(|c| c.checked_add(cents))
+            .ok_or(MoneyError::TooLarge)?;
+        // Above the maximum even by a digit past the cents is too large, as before.
+        if total > Money::MAX.0 || (total == Money::MAX.0 && nonzero(beyond)) {
+            return Err(MoneyError::TooLarge);
+        }
+        if nonzero(beyond) {
+            return Err(MoneyError::TooPrecise);
+        }
+        Money(total).validate_amount()
     }
 
     /// Converts an exact decimal, refusing values that cents cannot hold exactly.

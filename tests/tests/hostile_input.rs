@@ -289,6 +289,31 @@ async fn hostile_input_gets_documented_errors_and_changes_nothing() {
             &["offset"],
         );
 
+        // A 9-byte claim of a 2^40-byte string inside a snapshot chunk: decoding it used to
+        // allocate the claimed length and abort the node (found by fuzzing `decode_raft`).
+        let marker = "SNAPSHOT-ID-MARKER";
+        let mut claim = codec::encode(&InstallSnapshotRequest::<TypeConfig> {
+            meta: SnapshotMeta {
+                snapshot_id: marker.into(),
+                ..chunk.meta.clone()
+            },
+            offset: 0,
+            ..chunk
+        });
+        let at = claim
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            .expect("the marker in the encoding");
+        claim.truncate(at - 1);
+        claim.push(0xfd);
+        claim.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_refused(
+            "a snapshot id claiming 2^40 bytes",
+            as_node.install_snapshot(to_leader(claim)).await,
+            Code::InvalidArgument,
+            &["payload"],
+        );
+
         // 4. Another CA: no handshake, so no Raft message at all.
         let rogue = cluster.dir().join("rogue");
         certs::init(&rogue, cluster.cluster_id()).expect("rogue CA");
