@@ -40,6 +40,15 @@ fn credentials(cluster: &TestCluster, role: Option<Role>) -> Credentials {
     .expect("credentials")
 }
 
+/// The client library at `addr`, as the harness's operator.
+async fn as_operator(cluster: &TestCluster, addr: &str) -> Client {
+    let mut config = ClientConfig::new([addr.to_owned()]);
+    config.credentials = cluster.credentials().clone();
+    Client::connect(config)
+        .await
+        .expect("connect as the operator")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_get_what_their_role_allows() {
     bounded(Duration::from_secs(120), async {
@@ -124,13 +133,7 @@ async fn callers_get_what_their_role_allows() {
         );
 
         // The operator (the harness's certificate) creates a deal; the client submits to it.
-        let operator = Client::connect({
-            let mut config = ClientConfig::new([addr.clone()]);
-            config.credentials = cluster.credentials().clone();
-            config
-        })
-        .await
-        .expect("connect as the operator");
+        let operator = as_operator(&cluster, &addr).await;
         operator
             .create_deal(pb::CreateDealRequest {
                 deal_id: "tls-deal".into(),
@@ -194,13 +197,7 @@ async fn forged_proposals_are_refused() {
         let addr = cluster.addr(leader);
 
         // An admitted investment whose saga waits for an executor (executors are off).
-        let operator = Client::connect({
-            let mut config = ClientConfig::new([addr.clone()]);
-            config.credentials = cluster.credentials().clone();
-            config
-        })
-        .await
-        .expect("connect");
+        let operator = as_operator(&cluster, &addr).await;
         operator
             .create_deal(pb::CreateDealRequest {
                 deal_id: "forged".into(),
@@ -384,13 +381,7 @@ async fn a_node_certified_by_another_ca_cannot_join_replicate_or_vote() {
         std::fs::copy(&rogue_node.cert, &planted.cert).expect("plant the certificate");
         std::fs::copy(&rogue_node.key, &planted.key).expect("plant the key");
         cluster.start_extra_unreachable(4).await;
-        let operator = Client::connect({
-            let mut config = ClientConfig::new([cluster.addr(leader)]);
-            config.credentials = cluster.credentials().clone();
-            config
-        })
-        .await
-        .expect("connect");
+        let operator = as_operator(&cluster, &cluster.addr(leader)).await;
         let added = operator
             .add_learner_waiting(4, &cluster.addr(4), Duration::from_secs(3))
             .await
