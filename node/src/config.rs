@@ -257,7 +257,7 @@ impl Flags {
         if self.snapshot_every_entries == 0 {
             return bad("--snapshot-every-entries must be 1 or more".into());
         }
-        // codec::decode reads the snapshot file within DECODE_CLAIM_MAX (4 GiB).
+        // codec::decode_large reads the snapshot file within DECODE_LARGE_CLAIM_MAX (4 GiB).
         if !(1..=4_095).contains(&self.snapshot_max_mib) {
             return bad("--snapshot-max-mib must be between 1 and 4095".into());
         }

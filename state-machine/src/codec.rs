@@ -29,19 +29,23 @@ fn config() -> bincode::config::Configuration {
 
 /// Most bytes one [`decode`] may claim for owned strings and byte buffers together. bincode
 /// allocates (and zero-fills) an owned `String` or `Vec<u8>` at the length the input claims
-/// before reading it; without a limit, a 9-byte message claiming 2^40 bytes aborted the process
-/// (found by fuzzing `decode_raft`). Under the limit, such a claim is an error; a claim past the
-/// input within it allocates untouched pages and then fails on the first read. Bounds what
-/// `decode` can read: a node's snapshot file, its largest input, is at most 4 GiB
-/// (`--snapshot-max-mib`).
-pub const DECODE_CLAIM_MAX: usize = 1 << 32;
+/// before reading it; without a limit, a 17-byte Raft message claiming a 2^40-byte string
+/// aborted the node (found by fuzzing `decode_raft`). Under the limit, such a claim is an error;
+/// a claim past the input within it reserves untouched pages and then fails on the first read.
+/// Twice the largest Raft message (64 MiB): strings and buffers claim what they hold, so
+/// nothing honest comes near it.
+pub const DECODE_CLAIM_MAX: usize = 128 << 20;
 
-fn limited() -> bincode::config::Configuration<
+/// The same for [`decode_large`]: a node's own snapshot file (read after its checksum matched),
+/// at most 4 GiB (`--snapshot-max-mib`).
+pub const DECODE_LARGE_CLAIM_MAX: usize = 1 << 32;
+
+fn limited<const LIMIT: usize>() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<DECODE_CLAIM_MAX>,
+    bincode::config::Limit<LIMIT>,
 > {
-    bincode::config::standard().with_limit::<DECODE_CLAIM_MAX>()
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 /// Why bytes could not be decoded.
@@ -57,9 +61,22 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes what [`encode`] wrote; trailing bytes are an error. Text fields of this crate's types
-/// are read through borrowed strings, so a corrupt length cannot trigger a huge allocation.
+/// are read through borrowed strings; owned ones (openraft's, errors') claim at most
+/// [`DECODE_CLAIM_MAX`] together, so a corrupt length cannot trigger a huge allocation.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, limited())?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, limited::<DECODE_CLAIM_MAX>())?;
+    whole(value, read, bytes)
+}
+
+/// [`decode`] for a large local file (the node's snapshot file), claiming up to
+/// [`DECODE_LARGE_CLAIM_MAX`].
+pub fn decode_large<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, limited::<DECODE_LARGE_CLAIM_MAX>())?;
+    whole(value, read, bytes)
+}
+
+fn whole<T>(value: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
     if read != bytes.len() {
         return Err(DecodeError(bincode::error::DecodeError::Other(
             "trailing bytes after the value",

@@ -354,7 +354,7 @@ fn read_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile, String> {
     if crc32fast::hash(payload) != u32::from_le_bytes(*checksum) {
         return Err("checksum mismatch".into());
     }
-    codec::decode(payload).map_err(|e| e.to_string())
+    codec::decode_large(payload).map_err(|e| e.to_string())
 }
 
 /// Reads the file and decodes the state it holds, checking the two agree.
