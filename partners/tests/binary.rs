@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn partners() -> Command {
@@ -82,18 +84,7 @@ async fn binary_serves_with_env_fallbacks_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(reply["status"], "declined");
 
-    let pid = child.id().expect("running").to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("run kill");
-    assert!(kill.success());
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    common::stop_with_sigterm(child, WAIT).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Upper bound for any wait on a condition in these tests.
+mod common;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A client that trusts the CA in `ca` and nothing else.
@@ -198,18 +200,7 @@ async fn binary_generates_its_certificates_and_serves_https() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let pid = child.id().expect("running").to_string();
-    let kill = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("run kill");
-    assert!(kill.success());
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    common::stop_with_sigterm(child, WAIT).await;
 }
 
 #[tokio::test]

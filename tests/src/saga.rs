@@ -684,6 +684,19 @@ pub async fn check_settled(
     report
 }
 
+/// Investment `request_id` read linearizably from `node`, or why it could not be read.
+pub async fn investment(node: &NodeClients, request_id: &str) -> Result<pb::Investment, String> {
+    node.admission
+        .clone()
+        .get_investment(pb::GetInvestmentRequest {
+            request_id: request_id.into(),
+            consistency: pb::Consistency::Linearizable as i32,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|e| format!("GetInvestment {request_id}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use ledger_partners::AuditEvent;

@@ -19,25 +19,13 @@ use ledger_state_machine::{
 use ledger_tests::check::list_investments;
 use ledger_tests::saga::{self, SagaCluster};
 use ledger_tests::signal::Frozen;
-use ledger_tests::{bounded, load, pb, wait_until, NodeClients, Rng};
+use ledger_tests::{bounded, load, pb, wait_until, Rng};
 use pb::raft_client::RaftClient;
 
 const INVESTMENTS: usize = 60;
 const DEAL: &str = "paused";
 /// The executor lease (a state machine parameter, default 10 s of log time).
 const LEASE: Duration = Duration::from_secs(10);
-
-async fn investment(node: &NodeClients, request_id: &str) -> pb::Investment {
-    node.admission
-        .clone()
-        .get_investment(pb::GetInvestmentRequest {
-            request_id: request_id.into(),
-            consistency: pb::Consistency::Linearizable as i32,
-        })
-        .await
-        .expect("GetInvestment")
-        .into_inner()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_executor_loses_its_sagas_and_its_late_results_are_ignored() {
@@ -117,7 +105,9 @@ async fn a_paused_executor_loses_its_sagas_and_its_late_results_are_ignored() {
             .await;
         let (late_id, old_epoch) = orphans.iter().next().expect("an orphan");
         let moved = load::connect_all(&saga.cluster, &[leader]).await;
-        let before = investment(&moved[0], late_id).await;
+        let before = saga::investment(&moved[0], late_id)
+            .await
+            .expect("GetInvestment");
         assert_eq!(before.saga_step(), pb::SagaStep::Payment, "{before:?}");
         assert!(before.epoch > *old_epoch, "{before:?}");
         let late = Command::RecordStep(RecordStep {
@@ -154,7 +144,9 @@ async fn a_paused_executor_loses_its_sagas_and_its_late_results_are_ignored() {
                 inv.epoch,
             )
         };
-        let after_late = investment(&moved[0], late_id).await;
+        let after_late = saga::investment(&moved[0], late_id)
+            .await
+            .expect("GetInvestment");
         assert_eq!(
             owned(&after_late),
             owned(&before),

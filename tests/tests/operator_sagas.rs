@@ -39,18 +39,6 @@ async fn submit(clients: &Arc<Vec<NodeClients>>, deal: &str, user: &str, cents: 
         .unwrap_or_else(|e| panic!("submit for {user} in {deal}: {e}"))
 }
 
-async fn investment(node: &NodeClients, request_id: &str) -> Result<pb::Investment, String> {
-    node.admission
-        .clone()
-        .get_investment(pb::GetInvestmentRequest {
-            request_id: request_id.into(),
-            consistency: pb::Consistency::Linearizable as i32,
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|e| format!("GetInvestment {request_id}: {e}"))
-}
-
 /// Waits until investment `request_id` satisfies `done`; returns it.
 async fn wait_investment(
     node: &NodeClients,
@@ -59,7 +47,7 @@ async fn wait_investment(
     done: impl Fn(&pb::Investment) -> bool,
 ) -> pb::Investment {
     wait_until(Duration::from_secs(30), what, || async {
-        let inv = investment(node, request_id).await?;
+        let inv = saga::investment(node, request_id).await?;
         if done(&inv) {
             Ok(inv)
         } else {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ledger_partners::{AuditEntry, ChargeStatus, SpawnedPartners};
 use ledger_tests::saga::{self, SagaCluster};
-use ledger_tests::{bounded, pb, wait_until, ClusterOptions, NodeClients, Rng, TestCluster};
+use ledger_tests::{bounded, pb, wait_until, ClusterOptions, Rng, TestCluster};
 
 const DEAL: &str = "https-deal";
 /// Investments submitted in the happy case (all admitted).
@@ -30,18 +30,6 @@ async fn https_partners(dir: &std::path::Path, seed: u64) -> SpawnedPartners {
         partners.base_url()
     );
     partners
-}
-
-async fn investment(node: &NodeClients, request_id: &str) -> Result<pb::Investment, String> {
-    node.admission
-        .clone()
-        .get_investment(pb::GetInvestmentRequest {
-            request_id: request_id.into(),
-            consistency: pb::Consistency::Linearizable as i32,
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|e| format!("GetInvestment {request_id}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +136,7 @@ async fn a_node_without_the_partners_ca_cannot_charge() {
             Duration::from_secs(20),
             "the failed charge recorded on the investment",
             || async {
-                let inv = investment(&clients[0], request_id).await?;
+                let inv = saga::investment(&clients[0], request_id).await?;
                 if inv.attempts >= 1 && !inv.last_error.is_empty() {
                     Ok(inv)
                 } else {
