@@ -22,10 +22,14 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()
 
 async fn render(State(node): State<Arc<Node>>) -> String {
     let metrics = node.raft.metrics().borrow().clone();
-    let (investments, executors_live) = {
+    let (investments, executors_live, (unknown_kept, unknown_forgotten)) = {
         let replica = node.replica.read();
         let live = replica.state.executors().iter().filter(|e| e.live).count();
-        (replica.state.investment_count(), live)
+        (
+            replica.state.investment_count(),
+            live,
+            replica.state.unknown_deal_rejections(),
+        )
     };
     let id = node.config.node_id;
     let mut out = String::new();
@@ -88,8 +92,23 @@ async fn render(State(node): State<Arc<Node>>) -> String {
     );
     gauge(
         "ledger_investments_recorded",
-        "Requests decided (admitted or rejected).",
+        "Requests for existing deals decided (admitted or rejected).",
         investments as u64,
+    );
+    gauge(
+        "ledger_unknown_deal_rejections_kept",
+        &format!(
+            "Rejections of requests naming a deal that does not exist, kept to answer \
+             resubmissions (at most {}).",
+            ledger_state_machine::UNKNOWN_DEAL_REJECTIONS_KEPT
+        ),
+        unknown_kept as u64,
+    );
+    gauge(
+        "ledger_unknown_deal_rejections_forgotten",
+        "Rejections of requests naming a deal that does not exist, forgotten past the bound since \
+         the ledger began (a resubmission of one is decided anew).",
+        unknown_forgotten,
     );
     gauge(
         "ledger_executors_live",

@@ -3,7 +3,7 @@
 //! integers, little endian) over the serde derives of the domain types, so a format change is a
 //! change to this file and a new `FORMAT_VERSION`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::Write;
 
@@ -15,13 +15,16 @@ use crate::error::SnapshotError;
 use crate::ids::NodeId;
 use crate::state::{AdmissionState, Deal, DealCounters, Executor, InvIdx, Investment, SagaIndex};
 use crate::table::KeyedVec;
+use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// Version of the snapshot payload layout written by this build.
 /// Version 2: executor heartbeats carry the replica's applied index, params bound executor lag
 /// and log time steps, sagas record where they were cancelled.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: requests naming an unknown deal are kept apart, bounded, and create no deal or
+/// user; every deal has terms. Version 2 snapshots are read and converted ([`v2`]).
+pub const FORMAT_VERSION: u32 = 3;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -125,6 +128,8 @@ struct SnapshotRef<'a> {
     users: &'a [Box<str>],
     investments: &'a [Investment],
     executors: &'a BTreeMap<NodeId, Executor>,
+    unknown_deal_rejections: &'a VecDeque<UnknownDealRejection>,
+    unknown_deal_rejections_forgotten: u64,
 }
 
 /// What [`AdmissionState::snapshot_copy`] took: a state's snapshot content, owned.
@@ -137,6 +142,8 @@ pub struct SnapshotCopy {
     users: Vec<Box<str>>,
     investments: Vec<Investment>,
     executors: BTreeMap<NodeId, Executor>,
+    unknown_deal_rejections: VecDeque<UnknownDealRejection>,
+    unknown_deal_rejections_forgotten: u64,
 }
 
 impl SnapshotCopy {
@@ -154,6 +161,8 @@ impl SnapshotCopy {
                 users: &self.users,
                 investments: &self.investments,
                 executors: &self.executors,
+                unknown_deal_rejections: &self.unknown_deal_rejections,
+                unknown_deal_rejections_forgotten: self.unknown_deal_rejections_forgotten,
             },
             &mut bytes,
         );
@@ -185,6 +194,8 @@ struct SnapshotOwned {
     users: Vec<text::Text>,
     investments: Vec<Investment>,
     executors: BTreeMap<NodeId, Executor>,
+    unknown_deal_rejections: Vec<UnknownDealRejection>,
+    unknown_deal_rejections_forgotten: u64,
 }
 
 impl AdmissionState {
@@ -197,6 +208,8 @@ impl AdmissionState {
             users: self.users.items(),
             investments: self.investments.items(),
             executors: &self.executors,
+            unknown_deal_rejections: self.unknown_deals.kept(),
+            unknown_deal_rejections_forgotten: self.unknown_deals.forgotten(),
         }
     }
 
@@ -229,6 +242,8 @@ impl AdmissionState {
             users: self.users.items().to_vec(),
             investments: self.investments.items().to_vec(),
             executors: self.executors.clone(),
+            unknown_deal_rejections: self.unknown_deals.kept().clone(),
+            unknown_deal_rejections_forgotten: self.unknown_deals.forgotten(),
         }
     }
 
@@ -249,17 +264,11 @@ impl AdmissionState {
         let (version, payload) = rest
             .split_first_chunk::<4>()
             .ok_or(SnapshotError::BadMagic)?;
-        let version = u32::from_le_bytes(*version);
-        if version != FORMAT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
-        let (owned, read): (SnapshotOwned, usize) =
-            bincode::serde::decode_from_slice(payload, config())?;
-        if read != payload.len() {
-            return Err(SnapshotError::Inconsistent(
-                "trailing bytes after the payload".into(),
-            ));
-        }
+        let owned = match u32::from_le_bytes(*version) {
+            FORMAT_VERSION => decode_payload::<SnapshotOwned>(payload)?,
+            2 => v2::upgrade(decode_payload(payload)?)?,
+            version => return Err(SnapshotError::UnsupportedVersion(version)),
+        };
         AdmissionState::from_snapshot(owned)
     }
 
@@ -292,6 +301,11 @@ impl AdmissionState {
             users: KeyedVec::from_vec(snapshot.users.into_iter().map(|name| name.0).collect())
                 .map_err(duplicate)?,
             investments: KeyedVec::from_vec(snapshot.investments).map_err(duplicate)?,
+            unknown_deals: UnknownDealRejections::from_parts(
+                snapshot.unknown_deal_rejections,
+                snapshot.unknown_deal_rejections_forgotten,
+            )
+            .map_err(|corrupt| inconsistent(corrupt.0))?,
             executors: snapshot.executors,
             holdings: Default::default(),
             sagas: SagaIndex::default(),
@@ -304,6 +318,136 @@ impl AdmissionState {
             .check_invariants()
             .map_err(|violation| SnapshotError::Inconsistent(violation.to_string()))?;
         Ok(state)
+    }
+}
+
+fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, SnapshotError> {
+    let (owned, read): (T, usize) = bincode::serde::decode_from_slice(payload, config())?;
+    if read != payload.len() {
+        return Err(SnapshotError::Inconsistent(
+            "trailing bytes after the payload".into(),
+        ));
+    }
+    Ok(owned)
+}
+
+/// Format version 2, read to be converted: every deal id a request named had a deal entry
+/// (without terms if never created), and requests rejected for naming an unknown deal were
+/// investments with users of their own.
+///
+/// The conversion gives what version 3 keeps: such rejections move to the bounded table (the
+/// most recent [`crate::UNKNOWN_DEAL_REJECTIONS_KEPT`], in decision order), and deal entries
+/// without terms and users named by nothing else go. Deals keep their order, which is where
+/// the conversion can differ from a replay of the same log by this build: a deal that a
+/// rejected request named before it was created sits where it was first named, not where it
+/// was created. Both orders are the same on every replica that converts the same snapshot.
+mod v2 {
+    use super::*;
+    use crate::outcome::RejectReason;
+    use crate::state::{DealStatus, DealTerms};
+
+    #[derive(Deserialize)]
+    pub(super) struct Snapshot {
+        params: Params,
+        now_ms: u64,
+        last_log_index: u64,
+        deals: Vec<Deal>,
+        users: Vec<text::Text>,
+        investments: Vec<Investment>,
+        executors: BTreeMap<NodeId, Executor>,
+    }
+
+    #[derive(Deserialize)]
+    struct Deal {
+        #[serde(deserialize_with = "text::boxed")]
+        deal_id: Box<str>,
+        terms: Option<DealTerms>,
+        status: DealStatus,
+        created_at_ms: u64,
+    }
+
+    pub(super) fn upgrade(old: Snapshot) -> Result<SnapshotOwned, SnapshotError> {
+        let dangling = |inv: &Investment| {
+            SnapshotError::Inconsistent(format!("{} names a missing deal or user", inv.request_id))
+        };
+        // New positions of the deals that were created and of the users that stay.
+        let mut deal_at = Vec::with_capacity(old.deals.len());
+        let mut deals = Vec::new();
+        for deal in &old.deals {
+            deal_at.push(deal.terms.map(|terms| {
+                deals.push(crate::state::Deal {
+                    deal_id: deal.deal_id.clone(),
+                    terms,
+                    status: deal.status,
+                    created_at_ms: deal.created_at_ms,
+                    counters: DealCounters::default(),
+                    decisions: Vec::new(),
+                });
+                (deals.len() - 1) as u32
+            }));
+        }
+        let mut user_kept = vec![false; old.users.len()];
+        for inv in &old.investments {
+            if inv.reject != Some(RejectReason::DealNotFound) {
+                *user_kept
+                    .get_mut(inv.user as usize)
+                    .ok_or_else(|| dangling(inv))? = true;
+            }
+        }
+        let mut user_at = Vec::with_capacity(old.users.len());
+        let mut users = Vec::new();
+        for (name, kept) in old.users.iter().zip(&user_kept) {
+            user_at.push(kept.then(|| {
+                users.push(name.clone());
+                (users.len() - 1) as u32
+            }));
+        }
+
+        let mut investments = Vec::with_capacity(old.investments.len());
+        let mut rejections = Vec::new();
+        for mut inv in old.investments {
+            if inv.reject == Some(RejectReason::DealNotFound) {
+                let deal = old.deals.get(inv.deal as usize);
+                let user = old.users.get(inv.user as usize);
+                let (Some(deal), Some(user)) = (deal, user) else {
+                    return Err(dangling(&inv));
+                };
+                rejections.push(UnknownDealRejection {
+                    request_id: inv.request_id,
+                    deal_id: deal.deal_id.clone(),
+                    user_id: user.0.clone(),
+                    amount: inv.amount,
+                    log_index: inv.log_index,
+                    offset: inv.offset,
+                    decided_at_ms: inv.decided_at_ms,
+                });
+                continue;
+            }
+            let deal = deal_at.get(inv.deal as usize).copied().flatten();
+            let user = user_at.get(inv.user as usize).copied().flatten();
+            let (Some(deal), Some(user)) = (deal, user) else {
+                return Err(dangling(&inv));
+            };
+            inv.deal = deal;
+            inv.user = user;
+            investments.push(inv);
+        }
+        let forgotten = rejections
+            .len()
+            .saturating_sub(crate::UNKNOWN_DEAL_REJECTIONS_KEPT);
+        rejections.drain(..forgotten);
+
+        Ok(SnapshotOwned {
+            params: old.params,
+            now_ms: old.now_ms,
+            last_log_index: old.last_log_index,
+            deals,
+            users,
+            investments,
+            executors: old.executors,
+            unknown_deal_rejections: rejections,
+            unknown_deal_rejections_forgotten: forgotten as u64,
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
-use crate::outcome::{RejectReason, Status};
+use crate::outcome::Status;
 use crate::saga::SagaStep;
 use crate::state::{AdmissionState, DealCounters, DealIdx, InvIdx, SagaIndex, UserIdx};
 use crate::table::FixedHasher;
@@ -42,10 +42,7 @@ impl AdmissionState {
             ) else {
                 return Err(DanglingReference(inv.request_id));
             };
-            // Requests naming a deal that does not exist are not part of any deal's list.
-            if inv.reject != Some(RejectReason::DealNotFound) {
-                decisions.push(idx);
-            }
+            decisions.push(idx);
             if inv.status.is_active() {
                 counters.investor_count += 1;
                 counters.reserved = counters.reserved.saturating_add(inv.amount);

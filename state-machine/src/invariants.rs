@@ -39,10 +39,10 @@ impl AdmissionState {
         for inv in self.investments.items() {
             let request_id = inv.request_id;
             check_status_fits_saga(request_id, inv.status, inv.reject, inv.saga.as_deref())?;
-            if inv.status.is_active() && self.deals.at(inv.deal).is_none_or(|d| d.terms.is_none()) {
+            if inv.reject == Some(RejectReason::DealNotFound) {
                 return violated(
-                    "references",
-                    format!("{request_id} holds a seat in a deal never created"),
+                    "unknown deals",
+                    format!("{request_id} names an unknown deal but is kept as an investment"),
                 );
             }
             let Some(saga) = inv.saga.as_deref().filter(|s| s.step != SagaStep::Done) else {
@@ -105,25 +105,24 @@ impl AdmissionState {
                     format!("deal {name}: decision list differs from the investments"),
                 );
             }
-            if let Some(terms) = deal.terms {
-                if counters.investor_count > terms.max_investors {
-                    return violated(
-                        "I1 investor limit",
-                        format!(
-                            "deal {name}: {} investors, limit {}",
-                            counters.investor_count, terms.max_investors
-                        ),
-                    );
-                }
-                if counters.reserved > terms.amount {
-                    return violated(
-                        "I2 deal amount",
-                        format!(
-                            "deal {name}: {} reserved, amount {}",
-                            counters.reserved, terms.amount
-                        ),
-                    );
-                }
+            let terms = deal.terms;
+            if counters.investor_count > terms.max_investors {
+                return violated(
+                    "I1 investor limit",
+                    format!(
+                        "deal {name}: {} investors, limit {}",
+                        counters.investor_count, terms.max_investors
+                    ),
+                );
+            }
+            if counters.reserved > terms.amount {
+                return violated(
+                    "I2 deal amount",
+                    format!(
+                        "deal {name}: {} reserved, amount {}",
+                        counters.reserved, terms.amount
+                    ),
+                );
             }
         }
 
@@ -144,6 +143,27 @@ impl AdmissionState {
                     );
                 }
             }
+        }
+
+        if !self.unknown_deals.index_is_coherent() {
+            return violated(
+                "unknown deals",
+                "the index of rejections for unknown deals differs from the list".to_owned(),
+            );
+        }
+        if let Some(both) = self
+            .unknown_deals
+            .kept()
+            .iter()
+            .find(|seen| self.investments.position(&seen.request_id).is_some())
+        {
+            return violated(
+                "I4 decided once",
+                format!(
+                    "{} is both an investment and a rejection for an unknown deal",
+                    both.request_id
+                ),
+            );
         }
 
         if self.sagas.by_executor != derived.sagas.by_executor

@@ -63,6 +63,7 @@ mod query;
 mod saga;
 mod state;
 mod table;
+mod unknown_deals;
 
 pub use codec::StateDigest;
 pub use command::{
@@ -84,3 +85,4 @@ pub use query::{
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
 pub use state::{AdmissionState, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;
+pub use unknown_deals::UNKNOWN_DEAL_REJECTIONS_KEPT;

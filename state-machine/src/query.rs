@@ -9,7 +9,11 @@ use crate::ids::{NodeId, RequestId};
 use crate::money::Money;
 use crate::outcome::{Decision, RejectReason, Status};
 use crate::saga::{Saga, SagaStep};
-use crate::state::{decision_of, AdmissionState, Deal, DealStatus, DealTerms, InvIdx, Investment};
+use crate::state::{
+    decision_of, unknown_deal_decision, AdmissionState, Deal, DealStatus, DealTerms, InvIdx,
+    Investment,
+};
+use crate::unknown_deals::UnknownDealRejection;
 
 /// Default page size of list queries.
 pub const PAGE_SIZE_DEFAULT: usize = 100;
@@ -154,17 +158,27 @@ impl AdmissionState {
         self.last_log_index
     }
 
-    /// How many requests were decided (admitted or rejected).
+    /// How many requests for existing deals were decided (admitted or rejected).
     pub fn investment_count(&self) -> usize {
         self.investments.len()
     }
 
-    /// A created deal.
-    pub fn deal(&self, deal_id: &str) -> Option<DealView> {
-        self.deals.get(deal_id).and_then(deal_view)
+    /// Rejections of requests naming a deal that does not exist: how many are kept (at most
+    /// [`crate::UNKNOWN_DEAL_REJECTIONS_KEPT`]) and how many were forgotten since the ledger
+    /// began.
+    pub fn unknown_deal_rejections(&self) -> (usize, u64) {
+        (
+            self.unknown_deals.kept().len(),
+            self.unknown_deals.forgotten(),
+        )
     }
 
-    /// Created deals in creation order of their ids, from cursor `start`.
+    /// A created deal.
+    pub fn deal(&self, deal_id: &str) -> Option<DealView> {
+        self.deals.get(deal_id).map(deal_view)
+    }
+
+    /// Created deals in creation order, from cursor `start`.
     pub fn deals(&self, start: u64, limit: usize) -> Page<DealView> {
         let limit = page_size(limit);
         let mut items = Vec::new();
@@ -179,22 +193,30 @@ impl AdmissionState {
                     next: Some(cursor),
                 };
             }
-            items.extend(deal_view(deal));
+            items.push(deal_view(deal));
             cursor += 1;
         }
         Page { items, next: None }
     }
 
-    /// An investment by its request id.
+    /// An investment by its request id; a request rejected for naming an unknown deal while its
+    /// rejection is kept.
     pub fn investment(&self, request_id: RequestId) -> Option<InvestmentView> {
-        self.investments
-            .get(&request_id)
-            .map(|inv| self.view_of(inv))
+        match self.investments.get(&request_id) {
+            Some(inv) => Some(self.view_of(inv)),
+            None => self.unknown_deals.get(request_id).map(unknown_deal_view),
+        }
     }
 
     /// The decision recorded for a request id, as `Submit` answered it.
     pub fn decision(&self, request_id: RequestId) -> Option<Decision> {
-        self.investments.get(&request_id).map(decision_of)
+        match self.investments.get(&request_id) {
+            Some(inv) => Some(decision_of(inv)),
+            None => self
+                .unknown_deals
+                .get(request_id)
+                .map(unknown_deal_decision),
+        }
     }
 
     /// A deal's investments in decision order (admitted and rejected), from position `start`.
@@ -204,9 +226,8 @@ impl AdmissionState {
         start: u64,
         limit: usize,
     ) -> Result<Page<InvestmentView>, QueryError> {
-        let deal = match self.deals.get(deal_id) {
-            Some(deal) if deal.terms.is_some() => deal,
-            _ => return Err(QueryError::DealNotFound(deal_id.to_owned())),
+        let Some(deal) = self.deals.get(deal_id) else {
+            return Err(QueryError::DealNotFound(deal_id.to_owned()));
         };
         let limit = page_size(limit);
         let from = usize::try_from(start)
@@ -340,18 +361,32 @@ impl AdmissionState {
     }
 }
 
-fn deal_view(deal: &Deal) -> Option<DealView> {
-    let terms = deal.terms?;
-    Some(DealView {
+fn unknown_deal_view(seen: &UnknownDealRejection) -> InvestmentView {
+    InvestmentView {
+        request_id: seen.request_id,
+        deal_id: seen.deal_id.to_string(),
+        user_id: seen.user_id.to_string(),
+        amount: seen.amount,
+        status: Status::Rejected,
+        reject_reason: Some(RejectReason::DealNotFound),
+        log_index: seen.log_index,
+        offset: seen.offset,
+        decided_at_ms: seen.decided_at_ms,
+        saga: None,
+    }
+}
+
+fn deal_view(deal: &Deal) -> DealView {
+    DealView {
         deal_id: deal.deal_id.to_string(),
-        terms,
+        terms: deal.terms,
         status: deal.status,
         investor_count: deal.counters.investor_count,
         reserved_amount: deal.counters.reserved,
         confirmed_count: deal.counters.confirmed_count,
         confirmed_amount: deal.counters.confirmed_amount,
         created_at_ms: deal.created_at_ms,
-    })
+    }
 }
 
 fn page_size(limit: usize) -> usize {

@@ -12,6 +12,7 @@ use crate::money::Money;
 use crate::outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
 use crate::saga::{CancelCause, Saga, SagaEvent, SagaStep};
 use crate::table::{FixedHasher, Keyed, KeyedVec, Lookup};
+use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
 
 /// Most commands one entry may carry; bounds a batch and keeps offsets in a `u32`.
 pub const ENTRY_COMMANDS_MAX: usize = 65_536;
@@ -28,12 +29,15 @@ pub struct AdmissionState {
     /// Log time: the largest leader timestamp applied so far.
     pub(crate) now_ms: u64,
     pub(crate) last_log_index: u64,
-    /// Every deal id ever named, created or not (rejected requests may name unknown deals).
+    /// Every deal created, in creation order.
     pub(crate) deals: KeyedVec<Deal>,
-    /// Every user id ever named; a user's position is its `UserIdx`.
+    /// Every user id named by a request for an existing deal; a user's position is its `UserIdx`.
     pub(crate) users: KeyedVec<Box<str>>,
-    /// Every decided request, in decision order; an investment's position is its `InvIdx`.
+    /// Every decided request for an existing deal, in decision order; an investment's position
+    /// is its `InvIdx`.
     pub(crate) investments: KeyedVec<Investment>,
+    /// Requests rejected for naming a deal that does not exist: kept apart, and bounded.
+    pub(crate) unknown_deals: UnknownDealRejections,
     pub(crate) executors: BTreeMap<NodeId, Executor>,
     /// Each user's PENDING and CONFIRMED investments as `(deal, investment)`, in decision order
     /// (derived). Usually one or two, so rule 4 scans the list. Users without any are absent.
@@ -74,8 +78,7 @@ pub enum DealStatus {
 pub(crate) struct Deal {
     #[serde(deserialize_with = "crate::codec::text::boxed")]
     pub(crate) deal_id: Box<str>,
-    /// `None` for an id only named by rejected requests, never created.
-    pub(crate) terms: Option<DealTerms>,
+    pub(crate) terms: DealTerms,
     pub(crate) status: DealStatus,
     pub(crate) created_at_ms: u64,
     #[serde(skip)]
@@ -238,21 +241,16 @@ impl AdmissionState {
             min_ticket: create.min_ticket,
             max_ticket: create.max_ticket,
         };
-        let deal_idx = intern_deal(&mut self.deals, &create.deal_id);
-        let Some(deal) = self.deals.at_mut(deal_idx) else {
-            return Err(CommandError::DealNotFound {
-                deal_id: create.deal_id.clone(),
-            });
-        };
-        match deal.terms {
-            Some(existing) if existing == terms => Ok(Outcome::DealCreated { created: false }),
-            Some(_) => Err(CommandError::DealConflict {
-                deal_id: create.deal_id.clone(),
-            }),
-            None => {
-                deal.terms = Some(terms);
-                deal.status = DealStatus::Open;
-                deal.created_at_ms = self.now_ms;
+        match self.deals.lookup(&create.deal_id) {
+            Lookup::Found(idx) => match self.deals.at(idx) {
+                Some(deal) if deal.terms == terms => Ok(Outcome::DealCreated { created: false }),
+                _ => Err(CommandError::DealConflict {
+                    deal_id: create.deal_id.clone(),
+                }),
+            },
+            Lookup::Vacant(hash) => {
+                let deal = Deal::created(&create.deal_id, terms, self.now_ms);
+                self.deals.insert_vacant(hash, deal);
                 Ok(Outcome::DealCreated { created: true })
             }
         }
@@ -260,11 +258,11 @@ impl AdmissionState {
 
     fn close_deal(&mut self, deal_id: &str) -> Applied {
         match self.deals.get_mut(deal_id) {
-            Some(deal) if deal.terms.is_some() => {
+            Some(deal) => {
                 deal.status = DealStatus::Closed;
                 Ok(Outcome::DealClosed)
             }
-            _ => Err(CommandError::DealNotFound {
+            None => Err(CommandError::DealNotFound {
                 deal_id: deal_id.to_owned(),
             }),
         }
@@ -285,8 +283,13 @@ impl AdmissionState {
             }
             Lookup::Vacant(hash) => hash,
         };
+        if let Some(seen) = self.unknown_deals.get(submit.request_id) {
+            return replay_unknown_deal(seen, submit);
+        }
+        let Some(deal_idx) = self.deals.position(&submit.deal_id) else {
+            return Ok(self.reject_unknown_deal(ctx, offset, submit));
+        };
         let inv_idx = self.investments.len() as InvIdx;
-        let deal_idx = intern_deal(&mut self.deals, &submit.deal_id);
         let user_idx = match self.users.lookup(submit.user_id.as_str()) {
             Lookup::Found(idx) => idx,
             Lookup::Vacant(hash) => self
@@ -316,10 +319,7 @@ impl AdmissionState {
         match verdict {
             Verdict::Rejected(reason) => {
                 investment.reject = Some(reason);
-                // Requests naming a deal that does not exist are not part of any deal's list.
-                if reason != RejectReason::DealNotFound {
-                    deal.decisions.push(inv_idx);
-                }
+                deal.decisions.push(inv_idx);
             }
             Verdict::Pending => {
                 investment.status = Status::Pending;
@@ -357,6 +357,29 @@ impl AdmissionState {
         })
     }
 
+    /// Rule 2 for a deal that does not exist: the rejection is kept apart (bounded), and
+    /// nothing else changes: no deal entry, no user.
+    fn reject_unknown_deal(&mut self, ctx: &Ctx, offset: u32, submit: &Submit) -> Outcome {
+        self.unknown_deals.record(UnknownDealRejection {
+            request_id: submit.request_id,
+            deal_id: submit.deal_id.as_str().into(),
+            user_id: submit.user_id.as_str().into(),
+            amount: submit.amount,
+            log_index: ctx.log_index,
+            offset,
+            decided_at_ms: self.now_ms,
+        });
+        Outcome::Submitted {
+            decision: Decision {
+                request_id: submit.request_id,
+                verdict: Verdict::Rejected(RejectReason::DealNotFound),
+                log_index: ctx.log_index,
+                offset,
+            },
+            replayed: false,
+        }
+    }
+
     /// Rule 1 for a request id decided before: the recorded decision when the payload is the
     /// same, `RequestConflict` when it is not.
     fn replay(&self, seen: InvIdx, submit: &Submit) -> Applied {
@@ -382,9 +405,13 @@ impl AdmissionState {
     /// for an id not decided yet. A decision never changes once made, so the node may answer a
     /// resubmission from any replica that has it, without proposing it again.
     pub fn resubmission(&self, submit: &Submit) -> Option<Applied> {
-        self.investments
-            .position(&submit.request_id)
-            .map(|seen| self.replay(seen, submit))
+        match self.investments.position(&submit.request_id) {
+            Some(seen) => Some(self.replay(seen, submit)),
+            None => self
+                .unknown_deals
+                .get(submit.request_id)
+                .map(|seen| replay_unknown_deal(seen, submit)),
+        }
     }
 
     fn heartbeat(&mut self, node_id: NodeId, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
@@ -483,6 +510,9 @@ impl AdmissionState {
         let now_ms = self.now_ms;
         let position = (ctx.log_index, offset);
         let Some(inv_idx) = self.investments.position(&record.request_id) else {
+            if self.unknown_deals.get(record.request_id).is_some() {
+                return Outcome::StepIgnored(IgnoreReason::NoSaga);
+            }
             return Outcome::StepIgnored(IgnoreReason::UnknownInvestment);
         };
         let Some(inv) = self.investments.at_mut(inv_idx) else {
@@ -570,6 +600,12 @@ impl AdmissionState {
         events: &mut Vec<SagaEvent>,
     ) -> Applied {
         let Some(inv) = self.investments.get_mut(&request_id) else {
+            if self.unknown_deals.get(request_id).is_some() {
+                return Err(CommandError::NotCompensable {
+                    request_id,
+                    step: SagaStep::Done,
+                });
+            }
             return Err(CommandError::InvestmentNotFound { request_id });
         };
         let Some(saga) = inv.saga.as_deref_mut() else {
@@ -597,9 +633,7 @@ fn decide(
     holdings: &[(DealIdx, InvIdx)],
     amount: Money,
 ) -> Verdict {
-    let Some(terms) = &deal.terms else {
-        return Verdict::Rejected(RejectReason::DealNotFound);
-    };
+    let terms = &deal.terms;
     if deal.status == DealStatus::Closed {
         return Verdict::Rejected(RejectReason::DealClosed);
     }
@@ -622,11 +656,28 @@ fn decide(
     }
 }
 
-/// The position of a deal id, adding it (not created) if it was never named.
-fn intern_deal(deals: &mut KeyedVec<Deal>, deal_id: &str) -> DealIdx {
-    match deals.lookup(deal_id) {
-        Lookup::Found(idx) => idx,
-        Lookup::Vacant(hash) => deals.insert_vacant(hash, Deal::named(deal_id)),
+/// Rule 1 for a request id rejected before for naming an unknown deal.
+fn replay_unknown_deal(seen: &UnknownDealRejection, submit: &Submit) -> Applied {
+    let same_payload = seen.amount == submit.amount
+        && *seen.deal_id == *submit.deal_id
+        && *seen.user_id == *submit.user_id;
+    if !same_payload {
+        return Err(CommandError::RequestConflict {
+            request_id: submit.request_id,
+        });
+    }
+    Ok(Outcome::Submitted {
+        decision: unknown_deal_decision(seen),
+        replayed: true,
+    })
+}
+
+pub(crate) fn unknown_deal_decision(seen: &UnknownDealRejection) -> Decision {
+    Decision {
+        request_id: seen.request_id,
+        verdict: Verdict::Rejected(RejectReason::DealNotFound),
+        log_index: seen.log_index,
+        offset: seen.offset,
     }
 }
 
@@ -772,13 +823,13 @@ fn advance_log_time(now_ms: u64, stamp_ms: u64, params: &Params) -> u64 {
 }
 
 impl Deal {
-    /// A deal id named by a request before (or without) being created.
-    fn named(deal_id: &str) -> Deal {
+    /// A deal created now, open.
+    fn created(deal_id: &str, terms: DealTerms, now_ms: u64) -> Deal {
         Deal {
             deal_id: deal_id.into(),
-            terms: None,
+            terms,
             status: DealStatus::Open,
-            created_at_ms: 0,
+            created_at_ms: now_ms,
             counters: DealCounters::default(),
             decisions: Vec::new(),
         }

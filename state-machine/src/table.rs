@@ -40,6 +40,14 @@ fn key_hasher() -> &'static SeedableRandomState {
     KEY_HASHER.get_or_init(SeedableRandomState::fixed)
 }
 
+/// The hasher of other maps over client-chosen keys, with the process's seed.
+pub(crate) type KeyHasher = SeedableRandomState;
+
+/// A [`KeyHasher`] with the process's seed.
+pub(crate) fn key_hash_builder() -> KeyHasher {
+    key_hasher().clone()
+}
+
 /// Something with a key of its own.
 pub(crate) trait Keyed {
     type Key: ?Sized + Hash + Eq;

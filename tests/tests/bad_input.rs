@@ -167,7 +167,8 @@ async fn malformed_input_changes_nothing() {
         );
         assert_eq!(fingerprints_before, fingerprints(&cluster).await);
 
-        // An unknown deal is a business refusal: a normal reply, decided and recorded.
+        // An unknown deal is a business refusal: a normal reply, decided and recorded, though
+        // it creates no deal and no user (issue #11).
         let unknown_id = uuid::Uuid::new_v4().to_string();
         for (attempt, client) in nodes.iter().enumerate() {
             let reply = client
@@ -187,6 +188,36 @@ async fn malformed_input_changes_nothing() {
                 reply.replayed,
                 attempt > 0,
                 "only the resubmission is a replay"
+            );
+        }
+
+        for client in &nodes {
+            let mut admission = client.admission.clone();
+            let deal = admission
+                .get_deal(pb::GetDealRequest {
+                    deal_id: "no-such-deal".into(),
+                    consistency: 0,
+                })
+                .await;
+            assert_refused("the unknown deal", deal, Code::NotFound, "no-such-deal");
+            let user = admission
+                .get_user(pb::GetUserRequest {
+                    user_id: "u1".into(),
+                    consistency: 0,
+                })
+                .await;
+            assert_refused("its user", user, Code::NotFound, "u1");
+            let recorded = admission
+                .get_investment(pb::GetInvestmentRequest {
+                    request_id: unknown_id.clone(),
+                    consistency: 0,
+                })
+                .await
+                .expect("the rejection is kept")
+                .into_inner();
+            assert_eq!(
+                recorded.reject_reason,
+                pb::RejectReason::DealNotFound as i32
             );
         }
 
