@@ -115,6 +115,10 @@ pub struct Flags {
     /// it a call gets RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "LEDGER_MAX_IN_FLIGHT", default_value_t = 4_096)]
     pub max_in_flight: usize,
+    /// Most TCP connections held at once (peers, operators and clients together); a connection
+    /// past it is closed at once, before the TLS handshake.
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS", default_value_t = 2_048)]
+    pub max_connections: usize,
     /// Most concurrent HTTP/2 streams (calls) per connection.
     #[arg(long, env = "LEDGER_MAX_STREAMS_PER_CONNECTION", default_value_t = 512)]
     pub max_streams_per_connection: u32,
@@ -188,6 +192,8 @@ pub struct Config {
 /// What one node serves at most (`grpc/limits.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// TCP connections held at once.
+    pub connections_max: usize,
     /// Calls in flight over all connections.
     pub in_flight_max: usize,
     /// Longest a call may take.
@@ -303,13 +309,15 @@ impl Flags {
             );
         }
         if !(1..=1 << 20).contains(&self.max_in_flight)
+            || !(1..=1 << 20).contains(&self.max_connections)
             || !(1..=1 << 20).contains(&self.watch_streams_max)
             || !(1..=1 << 20).contains(&self.watch_streams_per_connection_max)
             || !(1..=1 << 20).contains(&self.max_streams_per_connection)
         {
             return bad(
-                "--max-in-flight, --max-streams-per-connection, --watch-streams-max and \
-                        --watch-streams-per-connection-max are between 1 and 1048576"
+                "--max-connections, --max-in-flight, --max-streams-per-connection, \
+                 --watch-streams-max and --watch-streams-per-connection-max are between 1 and \
+                 1048576"
                     .into(),
             );
         }
@@ -347,6 +355,7 @@ impl Flags {
             },
             hash_seed: self.hash_seed,
             limits: Limits {
+                connections_max: self.max_connections,
                 in_flight_max: self.max_in_flight,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 streams_per_connection_max: self.max_streams_per_connection,

@@ -31,7 +31,6 @@ use ledger_proto::pb::admission_server::AdmissionServer;
 use ledger_proto::pb::cluster_server::ClusterServer;
 use ledger_proto::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::batcher::Batcher;
 use crate::clock::LogClock;
@@ -231,7 +230,8 @@ pub async fn run(
         .layer(grpc::limits::LimitLayer::new(node.guard.clone()))
         .layer(grpc::auth::AuthLayer::new(node.clone()))
         .max_concurrent_streams(node.config.limits.streams_per_connection_max)
-        .tcp_nodelay(true)
+        // No `tcp_nodelay` here: it applies only to listeners tonic binds itself; the
+        // connection cap sets TCP_NODELAY on every accepted socket.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(
             AdmissionServer::new(AdmissionService::new(node.clone()))
@@ -250,7 +250,7 @@ pub async fn run(
         )
         .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(node.connections.clone().incoming(listener), shutdown)
         .await;
     tracing::info!(node_id, "stopping");
     if let Some(executor) = executor {

@@ -115,6 +115,11 @@ async fn render(State(node): State<Arc<Node>>) -> String {
         "Executors with a live lease.",
         executors_live as u64,
     );
+    gauge(
+        "ledger_connections_open",
+        "TCP connections the gRPC server holds now.",
+        node.connections.open() as u64,
+    );
     let refused = node.raft_refused.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,
@@ -123,6 +128,13 @@ async fn render(State(node): State<Arc<Node>>) -> String {
          sender that is not its certificate's node or not a member, a proposal a node may not \
          make).\n\
          # TYPE ledger_raft_refused_total counter\nledger_raft_refused_total{{node_id=\"{id}\"}} {refused}"
+    );
+    let refused = node.connections.refused();
+    let _ = writeln!(
+        out,
+        "# HELP ledger_connections_refused_total Connections closed at once for being past \
+         --max-connections.\n\
+         # TYPE ledger_connections_refused_total counter\nledger_connections_refused_total{{node_id=\"{id}\"}} {refused}"
     );
     let refused = node.auth_refused.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(

@@ -87,6 +87,8 @@ pub struct Node {
     pub security: Arc<Security>,
     /// Server limits shared by every connection.
     pub guard: Arc<crate::grpc::limits::Guard>,
+    /// The cap on TCP connections.
+    pub connections: Arc<crate::grpc::connections::ConnectionCap>,
 }
 
 impl Node {
@@ -107,6 +109,9 @@ impl Node {
             auth_refused: AtomicU64::new(0),
             security,
             guard: crate::grpc::limits::Guard::new(config.limits),
+            connections: Arc::new(crate::grpc::connections::ConnectionCap::new(
+                config.limits.connections_max,
+            )),
             config,
         }
     }

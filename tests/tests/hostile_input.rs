@@ -372,3 +372,92 @@ async fn hostile_input_gets_documented_errors_and_changes_nothing() {
     })
     .await;
 }
+
+/// How a raw TCP connection ended within `wait`: closed by the node (true) or still open.
+async fn closed_by_node(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => false,
+        Err(_elapsed) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_held_ones_go_on() {
+    const CAP: usize = 16;
+    const FLOOD: usize = 40;
+    bounded(Duration::from_secs(120), async {
+        let mut cluster =
+            TestCluster::start(ClusterOptions::new(3).tls().flag("--max-connections", CAP)).await;
+        let leader = cluster.leader().await;
+        let addr = cluster.addr(leader);
+        let mut operator = connect_with(&addr, cluster.credentials())
+            .await
+            .expect("connect as the operator");
+        operator
+            .admission
+            .create_deal(pb::CreateDealRequest {
+                deal_id: DEAL.into(),
+                amount: "100000.00".into(),
+                max_investors: 50,
+                ..Default::default()
+            })
+            .await
+            .expect("CreateDeal");
+
+        // Raw sockets that never start TLS, past the cap. Those the node accepted stay open
+        // (their handshake is pending); the rest are closed at once.
+        let mut flood = Vec::new();
+        for _ in 0..FLOOD {
+            flood.push(
+                tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .expect("the kernel accepts the TCP handshake"),
+            );
+        }
+        // Checked side by side, every socket kept open until all are checked.
+        let mut checks = tokio::task::JoinSet::new();
+        for mut stream in flood {
+            checks.spawn(async move {
+                let closed = closed_by_node(&mut stream, Duration::from_millis(500)).await;
+                (stream, closed)
+            });
+        }
+        let mut held = Vec::new();
+        let mut refused = 0;
+        while let Some(checked) = checks.join_next().await {
+            let (stream, closed) = checked.expect("a check");
+            if closed {
+                refused += 1;
+            } else {
+                held.push(stream);
+            }
+        }
+        assert!(
+            refused >= FLOOD - CAP,
+            "only {refused} of {FLOOD} connections past a cap of {CAP} were closed"
+        );
+        assert!(
+            refused < FLOOD,
+            "every connection was closed: the cap counts leaks"
+        );
+
+        // Connections held before the flood (the operator's, the peers') go on: the cluster
+        // still commits through the capped leader.
+        let reply = operator
+            .admission
+            .submit(submit(&uuid::Uuid::new_v4().to_string(), "held", "100.00"))
+            .await
+            .expect("a held connection goes on past the cap")
+            .into_inner();
+        assert_eq!(
+            reply.investment.expect("investment").status,
+            pb::InvestmentStatus::Pending as i32
+        );
+        assert_eq!(cluster.exited(), Vec::new(), "a node exited");
+        drop(held);
+    })
+    .await;
+}

@@ -222,6 +222,7 @@ mod tests {
 
     fn limits(total: usize, per_connection: usize) -> Limits {
         Limits {
+            connections_max: 1,
             in_flight_max: 1,
             request_timeout: Duration::from_secs(1),
             streams_per_connection_max: 1,

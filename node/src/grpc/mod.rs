@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod auth;
 pub mod cluster;
+pub mod connections;
 pub mod convert;
 pub mod limits;
 pub mod raft;
