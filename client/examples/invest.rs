@@ -35,6 +35,9 @@ async fn main() -> Result<(), ClientError> {
             max_investors: 200,
             min_ticket: None,
             max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         })
         .await
     {

@@ -61,6 +61,10 @@ pub struct Submission {
     pub user_id: String,
     /// The amount, a decimal string such as `"2500.00"`.
     pub amount: String,
+    /// Wait on the deal's waitlist rather than be rejected for lack of seats or amount.
+    pub waitlist: bool,
+    /// With `waitlist`: how long (ms of log time) to wait at most; `None` until the deal closes.
+    pub waitlist_ttl_ms: Option<u64>,
 }
 
 impl Submission {
@@ -75,7 +79,16 @@ impl Submission {
             deal_id: deal_id.into(),
             user_id: user_id.into(),
             amount: amount.into(),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         }
+    }
+
+    /// The same request, opting in to the waitlist (for at most `ttl_ms` of log time if given).
+    pub fn waitlisted(mut self, ttl_ms: Option<u64>) -> Submission {
+        self.waitlist = true;
+        self.waitlist_ttl_ms = ttl_ms;
+        self
     }
 
     fn to_request(&self) -> pb::SubmitRequest {
@@ -84,6 +97,8 @@ impl Submission {
             deal_id: self.deal_id.clone(),
             user_id: self.user_id.clone(),
             amount: self.amount.clone(),
+            waitlist: self.waitlist,
+            waitlist_ttl_ms: self.waitlist_ttl_ms,
         }
     }
 }
@@ -687,6 +702,20 @@ impl Client {
             &format!("CloseDeal {deal_id}"),
             request,
             |mut node, request| async move { node.admission.close_deal(request).await },
+        )
+        .await
+    }
+
+    /// Takes a WAITLISTED request off its deal's waitlist (REJECTED(WAITLIST_CLOSED)); returns
+    /// the investment as it is now.
+    pub async fn withdraw(&self, request_id: &str) -> Result<pb::Investment, ClientError> {
+        let request = pb::WithdrawRequest {
+            request_id: request_id.to_owned(),
+        };
+        self.write(
+            &format!("Withdraw {request_id}"),
+            request,
+            |mut node, request| async move { node.admission.withdraw(request).await },
         )
         .await
     }

@@ -19,7 +19,7 @@
 use arbitrary::Arbitrary;
 use ledger_state_machine::{
     codec, validate_deal_id, validate_user_id, Command, CreateDeal, Money, RequestId, Submit,
-    DEAL_ID_LEN_MAX, MAX_INVESTORS_LIMIT, USER_ID_LEN_MAX,
+    DEAL_ID_LEN_MAX, MAX_INVESTORS_LIMIT, MAX_WAITLIST_LIMIT, USER_ID_LEN_MAX, WAITLIST_TTL_MS_MAX,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,6 +36,8 @@ enum Input<'a> {
         deal_id: &'a str,
         user_id: &'a str,
         amount: Vec<u8>,
+        waitlist: bool,
+        waitlist_ttl_ms: Option<u64>,
     },
     CreateDeal {
         deal_id: &'a str,
@@ -43,6 +45,9 @@ enum Input<'a> {
         max_investors: u32,
         min_ticket: Option<Vec<u8>>,
         max_ticket: Option<Vec<u8>>,
+        opens_at_ms: Option<u64>,
+        closes_at_ms: Option<u64>,
+        max_waitlist: u32,
     },
     Abort {
         request_id: &'a str,
@@ -170,6 +175,8 @@ fuzz_target!(|input: Input<'_>| {
             deal_id,
             user_id,
             amount,
+            waitlist,
+            waitlist_ttl_ms,
         } => {
             // As `convert::submit`: parse the id and the amount, then validate the whole.
             check_ids(deal_id);
@@ -183,9 +190,12 @@ fuzz_target!(|input: Input<'_>| {
                 deal_id: deal_id.to_owned(),
                 user_id: user_id.to_owned(),
                 amount,
+                waitlist,
+                waitlist_ttl_ms,
             };
             if submit.validate().is_ok() {
                 assert!(validate_deal_id(deal_id).is_ok() && validate_user_id(user_id).is_ok());
+                assert!(waitlist_ttl_ms.is_none_or(|ttl| waitlist && ttl <= WAITLIST_TTL_MS_MAX));
                 assert!(amount.is_valid_amount());
                 check_codec(&Command::Submit(submit));
             }
@@ -196,6 +206,9 @@ fuzz_target!(|input: Input<'_>| {
             max_investors,
             min_ticket,
             max_ticket,
+            opens_at_ms,
+            closes_at_ms,
+            max_waitlist,
         } => {
             // As `convert::create_deal`: parse the amounts, then validate the terms.
             check_ids(deal_id);
@@ -215,12 +228,19 @@ fuzz_target!(|input: Input<'_>| {
                 max_investors,
                 min_ticket,
                 max_ticket,
+                opens_at_ms,
+                closes_at_ms,
+                max_waitlist,
             };
             if create.validate().is_ok() {
                 assert!((1..=MAX_INVESTORS_LIMIT).contains(&max_investors));
                 assert!(min_ticket.is_none_or(|min| min <= amount));
                 if let (Some(min), Some(max)) = (min_ticket, max_ticket) {
                     assert!(min <= max);
+                }
+                assert!((1..=MAX_WAITLIST_LIMIT).contains(&max_waitlist));
+                if let (Some(opens), Some(closes)) = (opens_at_ms, closes_at_ms) {
+                    assert!(opens < closes);
                 }
                 check_codec(&Command::CreateDeal(create));
             }

@@ -226,6 +226,11 @@ pub enum Op {
         seats: Seats,
         min: Option<Amount>,
         max: Option<Amount>,
+        /// Opens and closes this many seconds of log time from now (raw, so invalid orders too).
+        opens_in_s: Option<u16>,
+        closes_in_s: Option<u16>,
+        /// Raw, so 0 and past the limit too.
+        max_waitlist: u16,
     },
     Close {
         deal: u8,
@@ -235,6 +240,11 @@ pub enum Op {
         deal: u8,
         user: u8,
         amount: Amount,
+        /// `Some(ttl)`: asks for the waitlist, with a time to live in seconds if given.
+        waitlist: Option<Option<u16>>,
+    },
+    Withdraw {
+        request: u8,
     },
     Heartbeat {
         node: u8,
@@ -350,13 +360,22 @@ impl Driver {
                 seats,
                 min,
                 max,
-            } => Command::CreateDeal(CreateDeal {
-                deal_id: deal_id(deal),
-                amount: amount.money(),
-                max_investors: seats.count(),
-                min_ticket: min.map(Amount::money),
-                max_ticket: max.map(Amount::money),
-            }),
+                opens_in_s,
+                closes_in_s,
+                max_waitlist,
+            } => {
+                let at = |s: Option<u16>| s.map(|s| self.state.now_ms() + u64::from(s) * 1_000);
+                Command::CreateDeal(CreateDeal {
+                    deal_id: deal_id(deal),
+                    amount: amount.money(),
+                    max_investors: seats.count(),
+                    min_ticket: min.map(Amount::money),
+                    max_ticket: max.map(Amount::money),
+                    opens_at_ms: at(opens_in_s),
+                    closes_at_ms: at(closes_in_s),
+                    max_waitlist: u32::from(max_waitlist % 16),
+                })
+            }
             Op::Close { deal } => Command::CloseDeal {
                 deal_id: deal_id(deal),
             },
@@ -365,12 +384,18 @@ impl Driver {
                 deal,
                 user,
                 amount,
+                waitlist,
             } => Command::Submit(Submit {
                 request_id: request(r),
                 deal_id: deal_id(deal),
                 user_id: USER_IDS[usize::from(user) % USER_IDS.len()].to_owned(),
                 amount: amount.money(),
+                waitlist: waitlist.is_some(),
+                waitlist_ttl_ms: waitlist.flatten().map(|s| u64::from(s) * 1_000),
             }),
+            Op::Withdraw { request: r } => Command::Withdraw {
+                request_id: request(r),
+            },
             Op::Heartbeat { node: n, lag } => {
                 let next = self.log_index + 1;
                 let bound = self.state.params().executor_lag_max_entries;

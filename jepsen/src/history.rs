@@ -133,8 +133,10 @@ pub enum InvStatus {
     Confirmed,
     /// Admitted, then cancelled; seat and amount released at `cancelled_at`.
     Cancelled,
-    /// Refused at decision time.
+    /// Refused at decision time, or ended on the waitlist.
     Rejected,
+    /// On its deal's waitlist (the workload does not ask for the waitlist yet).
+    Waitlisted,
 }
 
 /// One investment as a node holds it at the end of the run (read with STALE consistency from

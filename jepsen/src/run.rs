@@ -302,6 +302,9 @@ async fn create_deals(client: &Client, deals: &[DealTerms]) -> Result<()> {
             max_investors: deal.max_investors,
             min_ticket: deal.min_ticket_cents.map(money),
             max_ticket: deal.max_ticket_cents.map(money),
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         };
         // Creating a deal again with the same terms answers it unchanged: retry until definite.
         let mut last = None;

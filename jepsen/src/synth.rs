@@ -260,6 +260,8 @@ impl<'c> Run<'c> {
             deal_id: request.deal_id.clone(),
             user_id: request.user_id.clone(),
             amount: Money::from_cents(request.amount_cents),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         });
         let call = Call::Submit {
             request_id: request.id.to_string(),
@@ -467,6 +469,8 @@ impl<'c> Run<'c> {
                 let (admitted, reject_reason) = match decision.verdict {
                     Verdict::Pending => (true, None),
                     Verdict::Rejected(reason) => (false, Some(reason.as_str().to_owned())),
+                    // The workload never asks for the waitlist yet; say so plainly if it did.
+                    Verdict::Waitlisted => (false, Some("WAITLISTED".to_owned())),
                 };
                 OpResult::Ok(Reply::Submitted(Decision {
                     log_index: decision.log_index,
@@ -591,6 +595,7 @@ impl<'c> Run<'c> {
                 Status::Confirmed => InvStatus::Confirmed,
                 Status::Cancelled => InvStatus::Cancelled,
                 Status::Rejected => InvStatus::Rejected,
+                Status::Waitlisted => InvStatus::Waitlisted,
             },
             reject_reason: view.reject_reason.map(|r| r.as_str().to_owned()),
             log_index: view.log_index,

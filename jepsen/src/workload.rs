@@ -342,6 +342,8 @@ async fn submit(
         deal_id: request.deal_id.clone(),
         user_id: request.user_id.clone(),
         amount: money(request.amount_cents),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     });
     rpc.set_timeout(OP_TIMEOUT);
     let call = Call::Submit {

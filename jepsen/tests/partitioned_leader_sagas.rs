@@ -87,6 +87,9 @@ async fn scenario(world: &mut World) {
             max_investors: 300,
             min_ticket: None,
             max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         })
         .await
         .expect("create the deal");

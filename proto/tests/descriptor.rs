@@ -88,6 +88,7 @@ fn services_and_methods_match_the_contract() {
                     false,
                 ),
                 ("GetUser", "GetUserRequest", "User", false),
+                ("Withdraw", "WithdrawRequest", "Investment", false),
             ],
         ),
         (
@@ -263,6 +264,9 @@ fn messages_match_the_contract() {
                 ("max_investors", 3, U32),
                 ("min_ticket", 4, OptStr),
                 ("max_ticket", 5, OptStr),
+                ("opens_at_ms", 6, OptU64),
+                ("closes_at_ms", 7, OptU64),
+                ("max_waitlist", 8, U32),
             ],
         ),
         ("CloseDealRequest", &[("deal_id", 1, Str)]),
@@ -296,6 +300,10 @@ fn messages_match_the_contract() {
                 ("confirmed_count", 9, U32),
                 ("confirmed_amount", 10, Str),
                 ("created_at_ms", 11, U64),
+                ("opens_at_ms", 12, OptU64),
+                ("closes_at_ms", 13, OptU64),
+                ("max_waitlist", 14, U32),
+                ("waitlist_length", 15, U32),
             ],
         ),
         (
@@ -305,6 +313,8 @@ fn messages_match_the_contract() {
                 ("deal_id", 2, Str),
                 ("user_id", 3, Str),
                 ("amount", 4, Str),
+                ("waitlist", 5, Bool),
+                ("waitlist_ttl_ms", 6, OptU64),
             ],
         ),
         (
@@ -374,8 +384,10 @@ fn messages_match_the_contract() {
                 ("user_id", 1, Str),
                 ("pending", 2, Repeated("Investment")),
                 ("confirmed", 3, Repeated("Investment")),
+                ("waitlisted", 4, Repeated("Investment")),
             ],
         ),
+        ("WithdrawRequest", &[("request_id", 1, Str)]),
         (
             "Investment",
             &[
@@ -403,6 +415,12 @@ fn messages_match_the_contract() {
                 ("refunded", 22, Bool),
                 ("cancelled_log_index", 23, U64),
                 ("cancelled_offset", 24, U32),
+                ("waitlist_position", 25, U32),
+                ("waitlist", 26, Bool),
+                ("waitlist_ttl_ms", 27, OptU64),
+                ("waitlisted", 28, Bool),
+                ("admitted_log_index", 29, U64),
+                ("admitted_offset", 30, U32),
             ],
         ),
         ("StatusRequest", &[("with_digest", 1, Bool)]),
@@ -546,6 +564,7 @@ fn enums_match_the_contract() {
                 ("CONFIRMED", 2),
                 ("CANCELLED", 3),
                 ("REJECTED", 4),
+                ("WAITLISTED", 5),
             ],
         ),
         (
@@ -562,6 +581,8 @@ fn enums_match_the_contract() {
                 ("DUPLICATE_INVESTOR", 4),
                 ("INVESTOR_LIMIT_REACHED", 5),
                 ("AMOUNT_EXCEEDS_REMAINING", 6),
+                ("DEAL_NOT_OPEN", 7),
+                ("WAITLIST_CLOSED", 8),
             ],
         ),
         (

@@ -37,6 +37,10 @@ fn deal() -> Deal {
         confirmed_count: 1,
         confirmed_amount: "10000.00".into(),
         created_at_ms: 1_700_000_000_123,
+        opens_at_ms: Some(1_700_000_000_000),
+        closes_at_ms: None,
+        max_waitlist: 1_000,
+        waitlist_length: 4,
     }
 }
 
@@ -66,6 +70,12 @@ fn investment() -> Investment {
         refunded: true,
         cancelled_log_index: 0,
         cancelled_offset: 0,
+        waitlist_position: 0,
+        waitlist: true,
+        waitlist_ttl_ms: Some(60_000),
+        waitlisted: true,
+        admitted_log_index: 40,
+        admitted_offset: 2,
     }
 }
 
@@ -75,6 +85,8 @@ fn submit() -> SubmitRequest {
         deal_id: "deal-1".into(),
         user_id: "user-7".into(),
         amount: "25000.50".into(),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 
@@ -86,6 +98,9 @@ fn deal_messages_roundtrip() {
         max_investors: 0,
         min_ticket: None,
         max_ticket: Some("50000.00".into()),
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: 0,
     };
     let back = roundtrip(&create);
     assert_eq!(back.min_ticket, None);
@@ -168,9 +183,17 @@ fn investment_messages_roundtrip() {
         user_id: "user-7".into(),
         pending: vec![investment()],
         confirmed: vec![rejected, investment()],
+        waitlisted: vec![investment()],
     };
     let back = roundtrip(&user);
-    assert_eq!((back.pending.len(), back.confirmed.len()), (1, 2));
+    assert_eq!(
+        (
+            back.pending.len(),
+            back.confirmed.len(),
+            back.waitlisted.len()
+        ),
+        (1, 2, 1)
+    );
 
     roundtrip(&GetInvestmentRequest {
         request_id: "0b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e".into(),

@@ -78,6 +78,9 @@ fn opening() -> Vec<Entry> {
             max_investors: MAX_INVESTORS_DEFAULT,
             min_ticket: Some(Money::from_cents(10_000)),
             max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: MAX_WAITLIST_DEFAULT,
         })
     }));
     vec![Entry {
@@ -123,6 +126,8 @@ fn rush() -> Vec<Entry> {
             deal_id: format!("deal-{deal:04}"),
             user_id: format!("investor-{user:07}"),
             amount: Money::from_cents(cents),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         }));
         if commands.len() == BATCH {
             let time_ms = T0_MS + 1 + (entries.len() as u64 / 10);

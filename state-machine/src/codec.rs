@@ -23,8 +23,11 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// Version 2: executor heartbeats carry the replica's applied index, params bound executor lag
 /// and log time steps, sagas record where they were cancelled.
 /// Version 3: requests naming an unknown deal are kept apart, bounded, and create no deal or
-/// user; every deal has terms. Version 2 snapshots are read and converted ([`v2`]).
-pub const FORMAT_VERSION: u32 = 3;
+/// user; every deal has terms.
+/// Version 4: waitlists (requests carry what they asked of the waitlist and where they were
+/// admitted from it), scheduled openings and closings, `max_waitlist`.
+/// Versions 2 and 3 are read and converted ([`legacy`]).
+pub const FORMAT_VERSION: u32 = 4;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -86,6 +89,167 @@ fn whole<T>(value: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
         )));
     }
     Ok(value)
+}
+
+/// Version of the log entry layout written by this build. Entries start with a 0 (a leader id
+/// never is, so entries from before versions existed are told apart and converted), then this
+/// version.
+/// Version 1: `Submit` carries `waitlist` and `waitlist_ttl_ms`, `CreateDeal` its schedule and
+/// `max_waitlist`, and `Withdraw` exists.
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+mod entry_format {
+    use std::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ENTRY_FORMAT_VERSION;
+    use crate::command::{Command, CreateDeal, Entry, EntryHeader, Params, RecordStep, Submit};
+    use crate::ids::{NodeId, RequestId};
+    use crate::money::Money;
+
+    /// Marks a versioned entry: the first field of an unversioned one was its leader id.
+    const VERSIONED: u64 = 0;
+
+    impl Serialize for Entry {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut tuple = serializer.serialize_tuple(4)?;
+            tuple.serialize_element(&VERSIONED)?;
+            tuple.serialize_element(&ENTRY_FORMAT_VERSION)?;
+            tuple.serialize_element(&self.header)?;
+            tuple.serialize_element(&self.commands)?;
+            tuple.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Entry {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Entry, D::Error> {
+            deserializer.deserialize_tuple(4, EntryVisitor)
+        }
+    }
+
+    struct EntryVisitor;
+
+    impl<'de> Visitor<'de> for EntryVisitor {
+        type Value = Entry;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a log entry")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+            let missing = || A::Error::custom("a log entry ends early");
+            let first: u64 = seq.next_element()?.ok_or_else(missing)?;
+            if first != VERSIONED {
+                // Unversioned (before version 1): leader id, time, commands of that layout.
+                let time_ms: u64 = seq.next_element()?.ok_or_else(missing)?;
+                let commands: Vec<CommandV0> = seq.next_element()?.ok_or_else(missing)?;
+                return Ok(Entry {
+                    header: EntryHeader {
+                        leader_id: first,
+                        time_ms,
+                    },
+                    commands: commands.into_iter().map(CommandV0::upgrade).collect(),
+                });
+            }
+            let version: u32 = seq.next_element()?.ok_or_else(missing)?;
+            if version != ENTRY_FORMAT_VERSION {
+                return Err(A::Error::custom(format!(
+                    "log entry format version {version} is newer than this build reads \
+                     ({ENTRY_FORMAT_VERSION}): upgrade this node"
+                )));
+            }
+            let header = seq.next_element()?.ok_or_else(missing)?;
+            let commands = seq.next_element()?.ok_or_else(missing)?;
+            Ok(Entry { header, commands })
+        }
+    }
+
+    /// [`Command`] before entry format versions: no waitlist, schedules or `Withdraw`.
+    #[derive(Deserialize)]
+    enum CommandV0 {
+        CreateDeal(CreateDealV0),
+        CloseDeal {
+            #[serde(deserialize_with = "super::text::string")]
+            deal_id: String,
+        },
+        Submit(SubmitV0),
+        ExecutorHeartbeat {
+            node_id: NodeId,
+            applied_index: u64,
+        },
+        ExecutorRetire {
+            node_id: NodeId,
+        },
+        RecordStep(RecordStep),
+        AbortSaga {
+            request_id: RequestId,
+            #[serde(deserialize_with = "super::text::string")]
+            reason: String,
+        },
+        SetParams(Params),
+    }
+
+    #[derive(Deserialize)]
+    struct CreateDealV0 {
+        #[serde(deserialize_with = "super::text::string")]
+        deal_id: String,
+        amount: Money,
+        max_investors: u32,
+        min_ticket: Option<Money>,
+        max_ticket: Option<Money>,
+    }
+
+    #[derive(Deserialize)]
+    struct SubmitV0 {
+        request_id: RequestId,
+        #[serde(deserialize_with = "super::text::string")]
+        deal_id: String,
+        #[serde(deserialize_with = "super::text::string")]
+        user_id: String,
+        amount: Money,
+    }
+
+    impl CommandV0 {
+        fn upgrade(self) -> Command {
+            match self {
+                CommandV0::CreateDeal(c) => Command::CreateDeal(CreateDeal {
+                    deal_id: c.deal_id,
+                    amount: c.amount,
+                    max_investors: c.max_investors,
+                    min_ticket: c.min_ticket,
+                    max_ticket: c.max_ticket,
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: crate::MAX_WAITLIST_DEFAULT,
+                }),
+                CommandV0::CloseDeal { deal_id } => Command::CloseDeal { deal_id },
+                CommandV0::Submit(s) => Command::Submit(Submit {
+                    request_id: s.request_id,
+                    deal_id: s.deal_id,
+                    user_id: s.user_id,
+                    amount: s.amount,
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
+                }),
+                CommandV0::ExecutorHeartbeat {
+                    node_id,
+                    applied_index,
+                } => Command::ExecutorHeartbeat {
+                    node_id,
+                    applied_index,
+                },
+                CommandV0::ExecutorRetire { node_id } => Command::ExecutorRetire { node_id },
+                CommandV0::RecordStep(record) => Command::RecordStep(record),
+                CommandV0::AbortSaga { request_id, reason } => {
+                    Command::AbortSaga { request_id, reason }
+                }
+                CommandV0::SetParams(params) => Command::SetParams(params),
+            }
+        }
+    }
 }
 
 /// Encodes a log entry payload.
@@ -237,6 +401,7 @@ impl AdmissionState {
                     created_at_ms: deal.created_at_ms,
                     counters: DealCounters::default(),
                     decisions: Vec::new(),
+                    waitlist: Default::default(),
                 })
                 .collect(),
             users: self.users.items().to_vec(),
@@ -266,7 +431,8 @@ impl AdmissionState {
             .ok_or(SnapshotError::BadMagic)?;
         let owned = match u32::from_le_bytes(*version) {
             FORMAT_VERSION => decode_payload::<SnapshotOwned>(payload)?,
-            2 => v2::upgrade(decode_payload(payload)?)?,
+            3 => legacy::upgrade_v3(decode_payload(payload)?),
+            2 => legacy::upgrade_v2(decode_payload(payload)?)?,
             version => return Err(SnapshotError::UnsupportedVersion(version)),
         };
         AdmissionState::from_snapshot(owned)
@@ -309,6 +475,7 @@ impl AdmissionState {
             executors: snapshot.executors,
             holdings: Default::default(),
             sagas: SagaIndex::default(),
+            timers: Default::default(),
         };
         let derived = state.derive().map_err(|dangling| {
             SnapshotError::Inconsistent(format!("{} names a missing deal or user", dangling.0))
@@ -331,58 +498,208 @@ fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, SnapshotErro
     Ok(owned)
 }
 
-/// Format version 2, read to be converted: every deal id a request named had a deal entry
-/// (without terms if never created), and requests rejected for naming an unknown deal were
-/// investments with users of their own.
+/// Earlier formats, read to be converted to the current one.
 ///
-/// The conversion gives what version 3 keeps: such rejections move to the bounded table (the
-/// most recent [`crate::UNKNOWN_DEAL_REJECTIONS_KEPT`], in decision order), and deal entries
-/// without terms and users named by nothing else go. Deals keep their order, which is where
-/// the conversion can differ from a replay of the same log by this build: a deal that a
-/// rejected request named before it was created sits where it was first named, not where it
-/// was created. Both orders are the same on every replica that converts the same snapshot.
-mod v2 {
+/// Format 2: every deal id a request named had a deal entry (without terms if never created),
+/// and requests rejected for naming an unknown deal were investments with users of their own.
+/// Format 3: those rejections kept apart (bounded); no waitlist or scheduled openings yet.
+///
+/// Converting format 2 moves such rejections to the bounded table (the most recent
+/// [`crate::UNKNOWN_DEAL_REJECTIONS_KEPT`], in decision order) and drops deal entries without
+/// terms and users named by nothing else. Deals keep their order, which is where the conversion
+/// can differ from a replay of the same log by this build: a deal that a rejected request named
+/// before it was created sits where it was first named, not where it was created. Both orders
+/// are the same on every replica that converts the same snapshot. Converting format 3 adds the
+/// defaults: no waitlist, no schedule, `max_waitlist` 1,000.
+mod legacy {
     use super::*;
-    use crate::outcome::RejectReason;
+    use crate::ids::RequestId;
+    use crate::money::Money;
+    use crate::outcome::{RejectReason, Status};
+    use crate::saga::Saga;
     use crate::state::{DealStatus, DealTerms};
 
-    #[derive(Deserialize)]
-    pub(super) struct Snapshot {
-        params: Params,
-        now_ms: u64,
-        last_log_index: u64,
-        deals: Vec<Deal>,
-        users: Vec<text::Text>,
-        investments: Vec<Investment>,
-        executors: BTreeMap<NodeId, Executor>,
+    #[derive(Clone, Copy, Deserialize)]
+    struct TermsV3 {
+        amount: Money,
+        max_investors: u32,
+        min_ticket: Option<Money>,
+        max_ticket: Option<Money>,
+    }
+
+    impl TermsV3 {
+        fn upgrade(self) -> DealTerms {
+            DealTerms {
+                amount: self.amount,
+                max_investors: self.max_investors,
+                min_ticket: self.min_ticket,
+                max_ticket: self.max_ticket,
+                opens_at_ms: None,
+                closes_at_ms: None,
+                max_waitlist: crate::MAX_WAITLIST_DEFAULT,
+            }
+        }
     }
 
     #[derive(Deserialize)]
-    struct Deal {
+    struct DealV2 {
         #[serde(deserialize_with = "text::boxed")]
         deal_id: Box<str>,
-        terms: Option<DealTerms>,
+        terms: Option<TermsV3>,
         status: DealStatus,
         created_at_ms: u64,
     }
 
-    pub(super) fn upgrade(old: Snapshot) -> Result<SnapshotOwned, SnapshotError> {
-        let dangling = |inv: &Investment| {
-            SnapshotError::Inconsistent(format!("{} names a missing deal or user", inv.request_id))
+    #[derive(Deserialize)]
+    struct DealV3 {
+        #[serde(deserialize_with = "text::boxed")]
+        deal_id: Box<str>,
+        terms: TermsV3,
+        status: DealStatus,
+        created_at_ms: u64,
+    }
+
+    fn deal(deal_id: Box<str>, terms: TermsV3, status: DealStatus, created_at_ms: u64) -> Deal {
+        Deal {
+            deal_id,
+            terms: terms.upgrade(),
+            status,
+            created_at_ms,
+            counters: DealCounters::default(),
+            decisions: Vec::new(),
+            waitlist: Default::default(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct InvestmentV3 {
+        request_id: RequestId,
+        deal: u32,
+        user: u32,
+        amount: Money,
+        log_index: u64,
+        offset: u32,
+        status: Status,
+        reject: Option<RejectReason>,
+        decided_at_ms: u64,
+        saga: Option<Box<Saga>>,
+    }
+
+    impl InvestmentV3 {
+        fn upgrade(self, deal: u32, user: u32) -> Investment {
+            Investment {
+                request_id: self.request_id,
+                deal,
+                user,
+                amount: self.amount,
+                log_index: self.log_index,
+                offset: self.offset,
+                status: self.status,
+                reject: self.reject,
+                decided_at_ms: self.decided_at_ms,
+                saga: self.saga,
+                waitlist: None,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct RejectionV3 {
+        request_id: RequestId,
+        #[serde(deserialize_with = "text::boxed")]
+        deal_id: Box<str>,
+        #[serde(deserialize_with = "text::boxed")]
+        user_id: Box<str>,
+        amount: Money,
+        log_index: u64,
+        offset: u32,
+        decided_at_ms: u64,
+    }
+
+    impl RejectionV3 {
+        fn upgrade(self) -> UnknownDealRejection {
+            UnknownDealRejection {
+                request_id: self.request_id,
+                deal_id: self.deal_id,
+                user_id: self.user_id,
+                amount: self.amount,
+                waitlist: false,
+                waitlist_ttl_ms: None,
+                log_index: self.log_index,
+                offset: self.offset,
+                decided_at_ms: self.decided_at_ms,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SnapshotV3 {
+        params: Params,
+        now_ms: u64,
+        last_log_index: u64,
+        deals: Vec<DealV3>,
+        users: Vec<text::Text>,
+        investments: Vec<InvestmentV3>,
+        executors: BTreeMap<NodeId, Executor>,
+        unknown_deal_rejections: Vec<RejectionV3>,
+        unknown_deal_rejections_forgotten: u64,
+    }
+
+    pub(super) fn upgrade_v3(old: SnapshotV3) -> SnapshotOwned {
+        SnapshotOwned {
+            params: old.params,
+            now_ms: old.now_ms,
+            last_log_index: old.last_log_index,
+            deals: old
+                .deals
+                .into_iter()
+                .map(|d| deal(d.deal_id, d.terms, d.status, d.created_at_ms))
+                .collect(),
+            users: old.users,
+            investments: old
+                .investments
+                .into_iter()
+                .map(|inv| {
+                    let (deal, user) = (inv.deal, inv.user);
+                    inv.upgrade(deal, user)
+                })
+                .collect(),
+            executors: old.executors,
+            unknown_deal_rejections: old
+                .unknown_deal_rejections
+                .into_iter()
+                .map(RejectionV3::upgrade)
+                .collect(),
+            unknown_deal_rejections_forgotten: old.unknown_deal_rejections_forgotten,
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SnapshotV2 {
+        params: Params,
+        now_ms: u64,
+        last_log_index: u64,
+        deals: Vec<DealV2>,
+        users: Vec<text::Text>,
+        investments: Vec<InvestmentV3>,
+        executors: BTreeMap<NodeId, Executor>,
+    }
+
+    pub(super) fn upgrade_v2(old: SnapshotV2) -> Result<SnapshotOwned, SnapshotError> {
+        let dangling = |request_id: RequestId| {
+            SnapshotError::Inconsistent(format!("{request_id} names a missing deal or user"))
         };
         // New positions of the deals that were created and of the users that stay.
         let mut deal_at = Vec::with_capacity(old.deals.len());
         let mut deals = Vec::new();
-        for deal in &old.deals {
-            deal_at.push(deal.terms.map(|terms| {
-                deals.push(crate::state::Deal {
-                    deal_id: deal.deal_id.clone(),
+        for old_deal in &old.deals {
+            deal_at.push(old_deal.terms.map(|terms| {
+                deals.push(deal(
+                    old_deal.deal_id.clone(),
                     terms,
-                    status: deal.status,
-                    created_at_ms: deal.created_at_ms,
-                    counters: DealCounters::default(),
-                    decisions: Vec::new(),
-                });
+                    old_deal.status,
+                    old_deal.created_at_ms,
+                ));
                 (deals.len() - 1) as u32
             }));
         }
@@ -391,7 +708,7 @@ mod v2 {
             if inv.reject != Some(RejectReason::DealNotFound) {
                 *user_kept
                     .get_mut(inv.user as usize)
-                    .ok_or_else(|| dangling(inv))? = true;
+                    .ok_or_else(|| dangling(inv.request_id))? = true;
             }
         }
         let mut user_at = Vec::with_capacity(old.users.len());
@@ -405,18 +722,20 @@ mod v2 {
 
         let mut investments = Vec::with_capacity(old.investments.len());
         let mut rejections = Vec::new();
-        for mut inv in old.investments {
+        for inv in old.investments {
             if inv.reject == Some(RejectReason::DealNotFound) {
                 let deal = old.deals.get(inv.deal as usize);
                 let user = old.users.get(inv.user as usize);
                 let (Some(deal), Some(user)) = (deal, user) else {
-                    return Err(dangling(&inv));
+                    return Err(dangling(inv.request_id));
                 };
                 rejections.push(UnknownDealRejection {
                     request_id: inv.request_id,
                     deal_id: deal.deal_id.clone(),
                     user_id: user.0.clone(),
                     amount: inv.amount,
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                     log_index: inv.log_index,
                     offset: inv.offset,
                     decided_at_ms: inv.decided_at_ms,
@@ -426,11 +745,9 @@ mod v2 {
             let deal = deal_at.get(inv.deal as usize).copied().flatten();
             let user = user_at.get(inv.user as usize).copied().flatten();
             let (Some(deal), Some(user)) = (deal, user) else {
-                return Err(dangling(&inv));
+                return Err(dangling(inv.request_id));
             };
-            inv.deal = deal;
-            inv.user = user;
-            investments.push(inv);
+            investments.push(inv.upgrade(deal, user));
         }
         let forgotten = rejections
             .len()

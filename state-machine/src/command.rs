@@ -15,12 +15,22 @@ pub const MAX_INVESTORS_LIMIT: u32 = 100_000;
 pub const EXTERNAL_ID_LEN_MAX: usize = 128;
 /// Longest error or reason text kept in the state; executors truncate before proposing.
 pub const ERROR_TEXT_LEN_MAX: usize = 512;
+/// Default cap on a deal's waitlist (`DESIGN.md` §4.1).
+pub const MAX_WAITLIST_DEFAULT: u32 = 1_000;
+/// Largest `max_waitlist` a deal may ask for: the waitlist is scanned in order whenever a seat
+/// frees, so it stays short.
+pub const MAX_WAITLIST_LIMIT: u32 = 10_000;
+/// Longest `waitlist_ttl_ms` a request may ask for: 30 days.
+pub const WAITLIST_TTL_MS_MAX: u64 = 30 * 24 * 3_600_000;
 
 /// One log entry's payload: the commands batched by the leader, in arrival order.
 ///
 /// The log index is not part of it: Raft assigns it, and [`crate::AdmissionState::apply_entry`]
 /// takes it separately.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded with a format version (`codec::ENTRY_FORMAT_VERSION`); entries written before
+/// versions existed are read and converted (`codec`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Who proposed the entry and when, by the leader's clock.
     pub header: EntryHeader,
@@ -147,6 +157,11 @@ pub enum Command {
     },
     /// Change the cluster-wide tunables.
     SetParams(Params),
+    /// An investor takes a WAITLISTED request off the waitlist: REJECTED(WAITLIST_CLOSED).
+    Withdraw {
+        /// The waitlisted request.
+        request_id: RequestId,
+    },
 }
 
 /// Terms of a new deal.
@@ -163,6 +178,12 @@ pub struct CreateDeal {
     pub min_ticket: Option<Money>,
     /// Largest ticket accepted, if any.
     pub max_ticket: Option<Money>,
+    /// Log time before which `Submit` is rejected with `DEAL_NOT_OPEN`, if any.
+    pub opens_at_ms: Option<u64>,
+    /// Log time at which the deal closes by itself, if any.
+    pub closes_at_ms: Option<u64>,
+    /// The most requests waiting on the deal's waitlist (`1..=10_000`).
+    pub max_waitlist: u32,
 }
 
 /// One investment request.
@@ -178,6 +199,11 @@ pub struct Submit {
     pub user_id: String,
     /// The ticket.
     pub amount: Money,
+    /// Rule 8: wait on the deal's waitlist instead of a capacity rejection.
+    pub waitlist: bool,
+    /// With `waitlist`: how long (log time) the request may wait before it ends as
+    /// REJECTED(WAITLIST_CLOSED); `None` waits until the deal closes.
+    pub waitlist_ttl_ms: Option<u64>,
 }
 
 /// A saga step's result, fenced by the assignment it was done under.
@@ -317,6 +343,7 @@ impl Command {
                 validate_text("reason", reason, 0, ERROR_TEXT_LEN_MAX)
             }
             Command::SetParams(params) => params.validate(),
+            Command::Withdraw { request_id } => validate_request_id(*request_id),
         }
     }
 }
@@ -354,6 +381,20 @@ impl CreateDeal {
                 ));
             }
         }
+        if !(1..=MAX_WAITLIST_LIMIT).contains(&self.max_waitlist) {
+            return Err(CommandError::invalid(
+                "max_waitlist",
+                "must be between 1 and 10000",
+            ));
+        }
+        if let (Some(opens), Some(closes)) = (self.opens_at_ms, self.closes_at_ms) {
+            if closes <= opens {
+                return Err(CommandError::invalid(
+                    "closes_at_ms",
+                    "must be after opens_at_ms",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -367,7 +408,17 @@ impl Submit {
         self.amount
             .validate_amount()
             .map_err(|e| CommandError::invalid_money("amount", e))?;
-        Ok(())
+        match self.waitlist_ttl_ms {
+            Some(_) if !self.waitlist => Err(CommandError::invalid(
+                "waitlist_ttl_ms",
+                "is only for a request with waitlist set",
+            )),
+            Some(ttl) if !(1..=WAITLIST_TTL_MS_MAX).contains(&ttl) => Err(CommandError::invalid(
+                "waitlist_ttl_ms",
+                "must be between 1 and 2592000000 (30 days)",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

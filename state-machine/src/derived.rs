@@ -5,19 +5,23 @@
 //! held to one definition.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::outcome::Status;
 use crate::saga::SagaStep;
-use crate::state::{AdmissionState, DealCounters, DealIdx, InvIdx, SagaIndex, UserIdx};
+use crate::state::{
+    AdmissionState, DealCounters, DealIdx, DealStatus, InvIdx, SagaIndex, Timers, UserIdx,
+};
 use crate::table::FixedHasher;
 
 /// Everything derivable; the deal vectors are parallel to the deal table.
 pub(crate) struct Derived {
     pub(crate) deal_counters: Vec<DealCounters>,
     pub(crate) deal_decisions: Vec<Vec<InvIdx>>,
+    pub(crate) deal_waitlists: Vec<BTreeSet<InvIdx>>,
     pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
     pub(crate) sagas: SagaIndex,
+    pub(crate) timers: Timers,
 }
 
 /// An investment naming a deal or user the state does not have.
@@ -29,15 +33,19 @@ impl AdmissionState {
         let mut derived = Derived {
             deal_counters: vec![DealCounters::default(); self.deals.len()],
             deal_decisions: vec![Vec::new(); self.deals.len()],
+            deal_waitlists: vec![BTreeSet::new(); self.deals.len()],
             holdings: HashMap::default(),
             sagas: SagaIndex::default(),
+            timers: Timers::default(),
         };
         let mut deadlines = Vec::new();
+        let mut expiries = Vec::new();
         for (idx, inv) in self.investments.items().iter().enumerate() {
             let idx = idx as InvIdx;
-            let (Some(counters), Some(decisions), true) = (
+            let (Some(counters), Some(decisions), Some(waitlist), true) = (
                 derived.deal_counters.get_mut(inv.deal as usize),
                 derived.deal_decisions.get_mut(inv.deal as usize),
+                derived.deal_waitlists.get_mut(inv.deal as usize),
                 (inv.user as usize) < self.users.len(),
             ) else {
                 return Err(DanglingReference(inv.request_id));
@@ -46,11 +54,23 @@ impl AdmissionState {
             if inv.status.is_active() {
                 counters.investor_count += 1;
                 counters.reserved = counters.reserved.saturating_add(inv.amount);
+            }
+            if inv.status.holds_place() {
                 derived
                     .holdings
                     .entry(inv.user)
                     .or_default()
                     .push((inv.deal, idx));
+            }
+            if inv.status == Status::Waitlisted {
+                waitlist.insert(idx);
+                let expires = inv
+                    .waitlist
+                    .as_deref()
+                    .and_then(|w| w.expires_at_ms(inv.decided_at_ms));
+                if let Some(expires_at_ms) = expires {
+                    expiries.push(Reverse((expires_at_ms, idx)));
+                }
             }
             if inv.status == Status::Confirmed {
                 counters.confirmed_count += 1;
@@ -76,19 +96,36 @@ impl AdmissionState {
             }
         }
         derived.sagas.deadlines = deadlines.into();
+        derived.timers.waitlist_expiries = expiries.into();
+        derived.timers.closings = self
+            .deals
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, deal)| deal.status == DealStatus::Open)
+            .filter_map(|(idx, deal)| {
+                deal.terms
+                    .closes_at_ms
+                    .map(|closes_at_ms| Reverse((closes_at_ms, idx as DealIdx)))
+            })
+            .collect();
         Ok(derived)
     }
 
     /// Replaces every derived value with `derived`.
     pub(crate) fn install(&mut self, derived: Derived) {
         let deals = self.deals.items_mut().iter_mut();
-        for ((deal, counters), decisions) in
-            deals.zip(derived.deal_counters).zip(derived.deal_decisions)
+        for (((deal, counters), decisions), waitlist) in deals
+            .zip(derived.deal_counters)
+            .zip(derived.deal_decisions)
+            .zip(derived.deal_waitlists)
         {
             deal.counters = counters;
             deal.decisions = decisions;
+            deal.waitlist = waitlist;
         }
         self.holdings = derived.holdings;
         self.sagas = derived.sagas;
+        self.timers = derived.timers;
     }
 }

@@ -52,6 +52,14 @@ pub enum CommandError {
         /// Its current step.
         step: SagaStep,
     },
+    /// Only a WAITLISTED request can be withdrawn; maps to `FAILED_PRECONDITION`.
+    #[error("{request_id} is {status} and not on a waitlist")]
+    NotWaitlisted {
+        /// The request.
+        request_id: RequestId,
+        /// Its current status.
+        status: crate::outcome::Status,
+    },
 }
 
 impl CommandError {

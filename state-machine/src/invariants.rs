@@ -39,6 +39,13 @@ impl AdmissionState {
         for inv in self.investments.items() {
             let request_id = inv.request_id;
             check_status_fits_saga(request_id, inv.status, inv.reject, inv.saga.as_deref())?;
+            check_waitlist_fits(
+                request_id,
+                inv.status,
+                inv.reject,
+                inv.saga.is_some(),
+                inv.waitlist.as_deref(),
+            )?;
             if inv.reject == Some(RejectReason::DealNotFound) {
                 return violated(
                     "unknown deals",
@@ -105,6 +112,7 @@ impl AdmissionState {
                     format!("deal {name}: decision list differs from the investments"),
                 );
             }
+            self.check_waitlist(deal)?;
             let terms = deal.terms;
             if counters.investor_count > terms.max_investors {
                 return violated(
@@ -138,7 +146,7 @@ impl AdmissionState {
                 if held[..i].iter().any(|&(other, _)| other == deal) {
                     let name = self.users.at(*user).map_or("?", |u| &**u);
                     return violated(
-                        "I3 one active investment per user and deal",
+                        "I3 one active or waitlisted request per user and deal",
                         format!("user {name} holds two active investments in one deal"),
                     );
                 }
@@ -178,6 +186,116 @@ impl AdmissionState {
     }
 }
 
+impl AdmissionState {
+    /// The deal's waitlist is exactly its WAITLISTED requests (empty once closed), and I10: no
+    /// waiting request fits in what is free, and none was passed over by a later request, of
+    /// the same deal, that was admitted while needing as much or more.
+    fn check_waitlist(&self, deal: &crate::state::Deal) -> Result<(), InvariantViolation> {
+        let name = &deal.deal_id;
+        if deal.status == crate::state::DealStatus::Closed && !deal.waitlist.is_empty() {
+            return violated(
+                "waitlist",
+                format!("deal {name} is closed but its waitlist is not empty"),
+            );
+        }
+        let expected: std::collections::BTreeSet<_> = deal
+            .decisions
+            .iter()
+            .copied()
+            .filter(|&idx| {
+                self.investments
+                    .at(idx)
+                    .is_some_and(|inv| inv.status == Status::Waitlisted)
+            })
+            .collect();
+        if deal.waitlist != expected {
+            return violated(
+                "waitlist",
+                format!("deal {name}: waitlist differs from its WAITLISTED requests"),
+            );
+        }
+        if deal.waitlist.len() > deal.terms.max_waitlist as usize {
+            return violated(
+                "waitlist",
+                format!(
+                    "deal {name}: {} waiting, at most {}",
+                    deal.waitlist.len(),
+                    deal.terms.max_waitlist
+                ),
+            );
+        }
+        let seat_free = deal.counters.investor_count < deal.terms.max_investors;
+        for &waiting_idx in &deal.waitlist {
+            let Some(waiting) = self.investments.at(waiting_idx) else {
+                continue;
+            };
+            let fits = seat_free
+                && deal
+                    .counters
+                    .reserved
+                    .checked_add(waiting.amount)
+                    .is_some_and(|total| total <= deal.terms.amount);
+            if fits {
+                return violated(
+                    "I10 waitlist order",
+                    format!(
+                        "deal {name}: {} waits while a seat and its amount are free",
+                        waiting.request_id
+                    ),
+                );
+            }
+            let passed_by = deal
+                .decisions
+                .iter()
+                .filter(|&&idx| idx > waiting_idx)
+                .filter_map(|&idx| self.investments.at(idx))
+                .find(|later| later.saga.is_some() && later.amount >= waiting.amount);
+            if let Some(later) = passed_by {
+                return violated(
+                    "I10 waitlist order",
+                    format!(
+                        "deal {name}: {} (amount {}) was admitted while the earlier {} \
+                         (amount {}) kept waiting",
+                        later.request_id, later.amount, waiting.request_id, waiting.amount
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a request's waitlist record fits its status.
+fn check_waitlist_fits(
+    request_id: RequestId,
+    status: Status,
+    reject: Option<RejectReason>,
+    admitted: bool,
+    waitlist: Option<&crate::state::WaitlistEntry>,
+) -> Result<(), InvariantViolation> {
+    let waitlisted = waitlist.is_some_and(|w| w.waitlisted);
+    let admitted_from_waitlist = waitlist.is_some_and(|w| w.admitted_at.is_some());
+    let fits = match status {
+        Status::Waitlisted => waitlisted && !admitted_from_waitlist,
+        Status::Rejected if reject == Some(RejectReason::WaitlistClosed) => {
+            waitlisted && !admitted_from_waitlist
+        }
+        Status::Rejected => !waitlisted,
+        // Admitted at once, or from the waitlist (and then it says where).
+        Status::Pending | Status::Confirmed | Status::Cancelled => {
+            admitted && waitlisted == admitted_from_waitlist
+        }
+    };
+    if fits {
+        Ok(())
+    } else {
+        violated(
+            "status and waitlist",
+            format!("{request_id} is {status:?} with waitlist record {waitlist:?}"),
+        )
+    }
+}
+
 fn check_status_fits_saga(
     request_id: RequestId,
     status: Status,
@@ -186,6 +304,7 @@ fn check_status_fits_saga(
 ) -> Result<(), InvariantViolation> {
     let fits = match (status, saga) {
         (Status::Rejected, None) => reject.is_some(),
+        (Status::Waitlisted, None) => reject.is_none(),
         (Status::Pending, Some(saga)) => {
             reject.is_none()
                 && match saga.step {

@@ -69,6 +69,7 @@ pub use codec::StateDigest;
 pub use command::{
     Command, CreateDeal, Entry, EntryHeader, Params, RecordStep, StepResult, Submit,
     ERROR_TEXT_LEN_MAX, EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_DEFAULT, MAX_INVESTORS_LIMIT,
+    MAX_WAITLIST_DEFAULT, MAX_WAITLIST_LIMIT, WAITLIST_TTL_MS_MAX,
 };
 pub use error::{CommandError, EntryError, QueryError, SnapshotError};
 pub use ids::{

@@ -21,14 +21,24 @@ pub enum Status {
     Confirmed,
     /// Admitted, then undone: seat and amount released, money returned.
     Cancelled,
-    /// Refused at once; see [`RejectReason`].
+    /// Refused at once, or ended on the waitlist; see [`RejectReason`].
     Rejected,
+    /// Waiting for a seat and amount to free, in log order (it opted in with `waitlist`).
+    Waitlisted,
 }
 
 impl Status {
     /// PENDING and CONFIRMED investments hold a seat and count against the deal.
     pub const fn is_active(self) -> bool {
         matches!(self, Status::Pending | Status::Confirmed)
+    }
+
+    /// PENDING, CONFIRMED and WAITLISTED requests: at most one per user and deal (I3).
+    pub const fn holds_place(self) -> bool {
+        matches!(
+            self,
+            Status::Pending | Status::Confirmed | Status::Waitlisted
+        )
     }
 
     /// The status's name in the API.
@@ -38,6 +48,7 @@ impl Status {
             Status::Confirmed => "CONFIRMED",
             Status::Cancelled => "CANCELLED",
             Status::Rejected => "REJECTED",
+            Status::Waitlisted => "WAITLISTED",
         }
     }
 }
@@ -57,6 +68,11 @@ pub enum RejectReason {
     InvestorLimitReached,
     /// Rule 6: the amount does not fit in what remains of the deal.
     AmountExceedsRemaining,
+    /// Rule 2: the deal opens later (`opens_at_ms`, log time).
+    DealNotOpen,
+    /// Rule 8: a waitlisted request ended without a seat: the deal closed, its
+    /// `waitlist_ttl_ms` passed, or the investor withdrew it.
+    WaitlistClosed,
 }
 
 impl RejectReason {
@@ -69,7 +85,15 @@ impl RejectReason {
             RejectReason::DuplicateInvestor => "DUPLICATE_INVESTOR",
             RejectReason::InvestorLimitReached => "INVESTOR_LIMIT_REACHED",
             RejectReason::AmountExceedsRemaining => "AMOUNT_EXCEEDS_REMAINING",
+            RejectReason::DealNotOpen => "DEAL_NOT_OPEN",
+            RejectReason::WaitlistClosed => "WAITLIST_CLOSED",
         }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,6 +110,8 @@ pub enum Verdict {
     Pending,
     /// Refused.
     Rejected(RejectReason),
+    /// Put on the deal's waitlist (rule 8).
+    Waitlisted,
 }
 
 /// The answer to a `Submit`: the original decision and the position that made it.
@@ -155,4 +181,6 @@ pub enum Outcome {
     SagaAborted,
     /// The tunables changed.
     ParamsSet,
+    /// A waitlisted request was withdrawn: REJECTED(WAITLIST_CLOSED).
+    Withdrawn,
 }

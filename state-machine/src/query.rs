@@ -39,6 +39,8 @@ pub struct DealView {
     pub confirmed_amount: Money,
     /// Log time of creation.
     pub created_at_ms: u64,
+    /// WAITLISTED requests now.
+    pub waitlist_length: u32,
 }
 
 /// An investment as the API shows it.
@@ -64,6 +66,17 @@ pub struct InvestmentView {
     pub decided_at_ms: u64,
     /// For admitted investments: the saga's progress.
     pub saga: Option<Saga>,
+    /// The request asked for the waitlist (`Submit::waitlist`), with this `waitlist_ttl_ms`.
+    pub waitlist_requested: bool,
+    /// Its `waitlist_ttl_ms`, as submitted.
+    pub waitlist_ttl_ms: Option<u64>,
+    /// It was waitlisted when decided.
+    pub waitlisted: bool,
+    /// While WAITLISTED: its 1-based rank among the deal's waitlisted requests, in log order.
+    pub waitlist_position: Option<u32>,
+    /// Once admitted from the waitlist: the position (log index, offset) of the command whose
+    /// effect admitted it.
+    pub admitted_at: Option<(u64, u32)>,
 }
 
 impl InvestmentView {
@@ -72,6 +85,7 @@ impl InvestmentView {
         Decision {
             request_id: self.request_id,
             verdict: match self.reject_reason {
+                _ if self.waitlisted => crate::Verdict::Waitlisted,
                 Some(reason) => crate::Verdict::Rejected(reason),
                 None => crate::Verdict::Pending,
             },
@@ -81,7 +95,7 @@ impl InvestmentView {
     }
 }
 
-/// A user's active investments.
+/// A user's active and waiting requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserView {
     /// The user.
@@ -90,6 +104,8 @@ pub struct UserView {
     pub pending: Vec<InvestmentView>,
     /// CONFIRMED investments, in decision order.
     pub confirmed: Vec<InvestmentView>,
+    /// WAITLISTED requests, in decision order.
+    pub waitlisted: Vec<InvestmentView>,
 }
 
 /// An executor as the state sees it.
@@ -249,6 +265,7 @@ impl AdmissionState {
             user_id: user_id.to_owned(),
             pending: Vec::new(),
             confirmed: Vec::new(),
+            waitlisted: Vec::new(),
         };
         for &(_, idx) in self.holdings.get(&user_idx).into_iter().flatten() {
             let Some(inv) = self.investment_at(idx) else {
@@ -256,6 +273,7 @@ impl AdmissionState {
             };
             match inv.status {
                 Status::Confirmed => view.confirmed.push(inv),
+                Status::Waitlisted => view.waitlisted.push(inv),
                 _ => view.pending.push(inv),
             }
         }
@@ -337,7 +355,18 @@ impl AdmissionState {
         self.investments.at(idx).map(|inv| self.view_of(inv))
     }
 
+    /// The 1-based rank of a WAITLISTED request among its deal's.
+    fn waitlist_position(&self, inv: &Investment) -> Option<u32> {
+        if inv.status != Status::Waitlisted {
+            return None;
+        }
+        let deal = self.deals.at(inv.deal)?;
+        let idx = self.investments.position(&inv.request_id)?;
+        Some(deal.waitlist.range(..idx).count() as u32 + 1)
+    }
+
     fn view_of(&self, inv: &Investment) -> InvestmentView {
+        let waitlist = inv.waitlist.as_deref();
         InvestmentView {
             request_id: inv.request_id,
             deal_id: self
@@ -357,6 +386,11 @@ impl AdmissionState {
             offset: inv.offset,
             decided_at_ms: inv.decided_at_ms,
             saga: inv.saga.as_deref().cloned(),
+            waitlist_requested: waitlist.is_some(),
+            waitlist_ttl_ms: waitlist.and_then(|w| w.ttl_ms),
+            waitlisted: waitlist.is_some_and(|w| w.waitlisted),
+            waitlist_position: self.waitlist_position(inv),
+            admitted_at: waitlist.and_then(|w| w.admitted_at),
         }
     }
 }
@@ -373,6 +407,11 @@ fn unknown_deal_view(seen: &UnknownDealRejection) -> InvestmentView {
         offset: seen.offset,
         decided_at_ms: seen.decided_at_ms,
         saga: None,
+        waitlist_requested: seen.waitlist,
+        waitlist_ttl_ms: seen.waitlist_ttl_ms,
+        waitlisted: false,
+        waitlist_position: None,
+        admitted_at: None,
     }
 }
 
@@ -386,6 +425,7 @@ fn deal_view(deal: &Deal) -> DealView {
         confirmed_count: deal.counters.confirmed_count,
         confirmed_amount: deal.counters.confirmed_amount,
         created_at_ms: deal.created_at_ms,
+        waitlist_length: deal.waitlist.len() as u32,
     }
 }
 

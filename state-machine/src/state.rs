@@ -39,10 +39,22 @@ pub struct AdmissionState {
     /// Requests rejected for naming a deal that does not exist: kept apart, and bounded.
     pub(crate) unknown_deals: UnknownDealRejections,
     pub(crate) executors: BTreeMap<NodeId, Executor>,
-    /// Each user's PENDING and CONFIRMED investments as `(deal, investment)`, in decision order
-    /// (derived). Usually one or two, so rule 4 scans the list. Users without any are absent.
+    /// Each user's PENDING, CONFIRMED and WAITLISTED requests as `(deal, investment)`, in
+    /// decision order (derived). Usually one or two, so rule 4 scans the list. Users without
+    /// any are absent.
     pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
     pub(crate) sagas: SagaIndex,
+    pub(crate) timers: Timers,
+}
+
+/// What log time makes due, besides saga deadlines (derived). Entries for what changed since
+/// are skipped when popped, not removed eagerly.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Timers {
+    /// `(expires_at_ms, request)` of waitlisted requests with a `waitlist_ttl_ms`.
+    pub(crate) waitlist_expiries: BinaryHeap<Reverse<(u64, InvIdx)>>,
+    /// `(closes_at_ms, deal)` of deals with a scheduled closing.
+    pub(crate) closings: BinaryHeap<Reverse<(u64, DealIdx)>>,
 }
 
 /// Position of an investment in [`AdmissionState::investments`].
@@ -63,6 +75,12 @@ pub struct DealTerms {
     pub min_ticket: Option<Money>,
     /// Largest ticket accepted, if any.
     pub max_ticket: Option<Money>,
+    /// Log time before which requests are rejected with `DEAL_NOT_OPEN`, if any.
+    pub opens_at_ms: Option<u64>,
+    /// Log time at which the deal closes by itself, if any.
+    pub closes_at_ms: Option<u64>,
+    /// The most requests on the deal's waitlist at once.
+    pub max_waitlist: u32,
 }
 
 /// Whether a deal admits new requests.
@@ -86,6 +104,9 @@ pub(crate) struct Deal {
     /// The deal's investments in decision order (derived).
     #[serde(skip)]
     pub(crate) decisions: Vec<InvIdx>,
+    /// The deal's WAITLISTED requests; positions are decision (log) order (derived).
+    #[serde(skip)]
+    pub(crate) waitlist: BTreeSet<InvIdx>,
 }
 
 /// Derived per-deal totals, kept so that a decision is O(1).
@@ -110,6 +131,27 @@ pub(crate) struct Investment {
     pub(crate) decided_at_ms: u64,
     /// Present for admitted investments only, so a rejection costs no saga.
     pub(crate) saga: Option<Box<Saga>>,
+    /// Present for requests that asked for the waitlist (`Submit::waitlist`).
+    pub(crate) waitlist: Option<Box<WaitlistEntry>>,
+}
+
+/// What a request that asked for the waitlist carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WaitlistEntry {
+    /// Its `waitlist_ttl_ms`, as submitted.
+    pub(crate) ttl_ms: Option<u64>,
+    /// Whether it was waitlisted when decided (rather than admitted or rejected at once).
+    pub(crate) waitlisted: bool,
+    /// The position (log index, offset) of the command whose effect admitted it from the
+    /// waitlist, once admitted.
+    pub(crate) admitted_at: Option<(u64, u32)>,
+}
+
+impl WaitlistEntry {
+    /// Log time at which a waitlisted request decided at `decided_at_ms` ends by itself.
+    pub(crate) fn expires_at_ms(&self, decided_at_ms: u64) -> Option<u64> {
+        self.ttl_ms.map(|ttl| decided_at_ms.saturating_add(ttl))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +229,8 @@ impl AdmissionState {
         };
         self.expire_leases(ctx.leader_id, events);
         self.expire_deadlines(ctx.leader_id, events);
+        self.close_scheduled_deals(events);
+        self.expire_waitlisted(events);
         let mut results = Vec::with_capacity(entry.commands.len());
         for (offset, command) in entry.commands.iter().enumerate() {
             // ENTRY_COMMANDS_MAX keeps offsets within u32.
@@ -206,7 +250,7 @@ impl AdmissionState {
         command.validate()?;
         match command {
             Command::CreateDeal(create) => self.create_deal(create),
-            Command::CloseDeal { deal_id } => self.close_deal(deal_id),
+            Command::CloseDeal { deal_id } => self.close_deal(deal_id, events),
             Command::Submit(submit) => self.submit(ctx, offset, submit, events),
             Command::ExecutorHeartbeat {
                 node_id,
@@ -231,6 +275,7 @@ impl AdmissionState {
                 self.params = *params;
                 Ok(Outcome::ParamsSet)
             }
+            Command::Withdraw { request_id } => self.withdraw(*request_id, events),
         }
     }
 
@@ -240,6 +285,9 @@ impl AdmissionState {
             max_investors: create.max_investors,
             min_ticket: create.min_ticket,
             max_ticket: create.max_ticket,
+            opens_at_ms: create.opens_at_ms,
+            closes_at_ms: create.closes_at_ms,
+            max_waitlist: create.max_waitlist,
         };
         match self.deals.lookup(&create.deal_id) {
             Lookup::Found(idx) => match self.deals.at(idx) {
@@ -250,21 +298,180 @@ impl AdmissionState {
             },
             Lookup::Vacant(hash) => {
                 let deal = Deal::created(&create.deal_id, terms, self.now_ms);
-                self.deals.insert_vacant(hash, deal);
+                let deal_idx = self.deals.insert_vacant(hash, deal);
+                if let Some(closes_at_ms) = terms.closes_at_ms {
+                    self.timers.closings.push(Reverse((closes_at_ms, deal_idx)));
+                }
                 Ok(Outcome::DealCreated { created: true })
             }
         }
     }
 
-    fn close_deal(&mut self, deal_id: &str) -> Applied {
-        match self.deals.get_mut(deal_id) {
-            Some(deal) => {
-                deal.status = DealStatus::Closed;
+    fn close_deal(&mut self, deal_id: &str, events: &mut Vec<SagaEvent>) -> Applied {
+        match self.deals.position(deal_id) {
+            Some(deal_idx) => {
+                self.close_deal_at(deal_idx, events);
                 Ok(Outcome::DealClosed)
             }
             None => Err(CommandError::DealNotFound {
                 deal_id: deal_id.to_owned(),
             }),
+        }
+    }
+
+    /// Closes a deal (by command or at its `closes_at_ms`); its waitlist ends.
+    fn close_deal_at(&mut self, deal_idx: DealIdx, events: &mut Vec<SagaEvent>) {
+        let Some(deal) = self.deals.at_mut(deal_idx) else {
+            return;
+        };
+        deal.status = DealStatus::Closed;
+        let waiting = std::mem::take(&mut deal.waitlist);
+        for inv_idx in waiting {
+            self.end_waitlisted(inv_idx, events);
+        }
+    }
+
+    fn close_scheduled_deals(&mut self, events: &mut Vec<SagaEvent>) {
+        while let Some(&Reverse((closes_at_ms, deal_idx))) = self.timers.closings.peek() {
+            if closes_at_ms > self.now_ms {
+                break;
+            }
+            self.timers.closings.pop();
+            let open = self
+                .deals
+                .at(deal_idx)
+                .is_some_and(|deal| deal.status == DealStatus::Open);
+            if open {
+                self.close_deal_at(deal_idx, events);
+            }
+        }
+    }
+
+    fn expire_waitlisted(&mut self, events: &mut Vec<SagaEvent>) {
+        while let Some(&Reverse((expires_at_ms, inv_idx))) = self.timers.waitlist_expiries.peek() {
+            if expires_at_ms > self.now_ms {
+                break;
+            }
+            self.timers.waitlist_expiries.pop();
+            let waiting = self
+                .investments
+                .at(inv_idx)
+                .is_some_and(|inv| inv.status == Status::Waitlisted);
+            if waiting {
+                if let Some(deal) = self
+                    .investments
+                    .at(inv_idx)
+                    .and_then(|inv| self.deals.at_mut(inv.deal))
+                {
+                    deal.waitlist.remove(&inv_idx);
+                }
+                self.end_waitlisted(inv_idx, events);
+            }
+        }
+    }
+
+    /// A WAITLISTED request ends as REJECTED(WAITLIST_CLOSED); the caller has taken it off
+    /// its deal's waitlist.
+    fn end_waitlisted(&mut self, inv_idx: InvIdx, events: &mut Vec<SagaEvent>) {
+        let Some(inv) = self.investments.at_mut(inv_idx) else {
+            return;
+        };
+        if inv.status != Status::Waitlisted {
+            return;
+        }
+        inv.status = Status::Rejected;
+        inv.reject = Some(RejectReason::WaitlistClosed);
+        release_holding(&mut self.holdings, inv.user, inv_idx);
+        events.push(SagaEvent {
+            request_id: inv.request_id,
+            status: inv.status,
+            step: SagaStep::Done,
+            executor: None,
+            epoch: 0,
+        });
+    }
+
+    fn withdraw(&mut self, request_id: RequestId, events: &mut Vec<SagaEvent>) -> Applied {
+        let Some(inv_idx) = self.investments.position(&request_id) else {
+            if self.unknown_deals.get(request_id).is_some() {
+                return Err(CommandError::NotWaitlisted {
+                    request_id,
+                    status: Status::Rejected,
+                });
+            }
+            return Err(CommandError::InvestmentNotFound { request_id });
+        };
+        let Some(inv) = self.investments.at(inv_idx) else {
+            return Err(CommandError::InvestmentNotFound { request_id });
+        };
+        if inv.status != Status::Waitlisted {
+            return Err(CommandError::NotWaitlisted {
+                request_id,
+                status: inv.status,
+            });
+        }
+        if let Some(deal) = self.deals.at_mut(inv.deal) {
+            deal.waitlist.remove(&inv_idx);
+        }
+        self.end_waitlisted(inv_idx, events);
+        Ok(Outcome::Withdrawn)
+    }
+
+    /// Capacity freed in `deal_idx` at `position`: waitlisted requests that now fit are
+    /// admitted, in log order; one that does not fit by amount keeps its place (rule 8).
+    fn admit_waitlisted(
+        &mut self,
+        deal_idx: DealIdx,
+        position: (u64, u32),
+        leader_id: NodeId,
+        events: &mut Vec<SagaEvent>,
+    ) {
+        let Some(deal) = self.deals.at(deal_idx) else {
+            return;
+        };
+        if deal.status == DealStatus::Closed || deal.waitlist.is_empty() {
+            return;
+        }
+        let waiting: Vec<InvIdx> = deal.waitlist.iter().copied().collect();
+        let now_ms = self.now_ms;
+        for inv_idx in waiting {
+            let (Some(deal), Some(inv)) = (
+                self.deals.at_mut(deal_idx),
+                self.investments.at_mut(inv_idx),
+            ) else {
+                return;
+            };
+            if deal.counters.investor_count >= deal.terms.max_investors {
+                // No seat: nobody behind fits either.
+                return;
+            }
+            let fits = deal
+                .counters
+                .reserved
+                .checked_add(inv.amount)
+                .is_some_and(|total| total <= deal.terms.amount);
+            if !fits {
+                continue;
+            }
+            deal.waitlist.remove(&inv_idx);
+            deal.counters.investor_count += 1;
+            deal.counters.reserved = deal.counters.reserved.saturating_add(inv.amount);
+            inv.status = Status::Pending;
+            if let Some(entry) = inv.waitlist.as_deref_mut() {
+                entry.admitted_at = Some(position);
+            }
+            let deadline_ms = now_ms.saturating_add(self.params.saga_deadline_ms);
+            let mut saga = Box::new(Saga::new(deadline_ms, now_ms));
+            self.sagas.deadlines.push(Reverse((deadline_ms, inv_idx)));
+            assign(
+                &mut saga,
+                inv_idx,
+                &self.executors,
+                &mut self.sagas,
+                leader_id,
+            );
+            events.push(event_of(inv.request_id, Status::Pending, &saga));
+            inv.saga = Some(saga);
         }
     }
 
@@ -302,8 +509,8 @@ impl AdmissionState {
             });
         };
         let holdings = self.holdings.get(&user_idx).map_or(&[][..], Vec::as_slice);
-        let verdict = decide(deal, deal_idx, holdings, submit.amount);
         let now_ms = self.now_ms;
+        let verdict = decide(deal, deal_idx, holdings, submit, now_ms);
         let mut investment = Investment {
             request_id: submit.request_id,
             deal: deal_idx,
@@ -315,6 +522,13 @@ impl AdmissionState {
             reject: None,
             decided_at_ms: now_ms,
             saga: None,
+            waitlist: submit.waitlist.then(|| {
+                Box::new(WaitlistEntry {
+                    ttl_ms: submit.waitlist_ttl_ms,
+                    waitlisted: verdict == Verdict::Waitlisted,
+                    admitted_at: None,
+                })
+            }),
         };
         match verdict {
             Verdict::Rejected(reason) => {
@@ -344,6 +558,21 @@ impl AdmissionState {
                 events.push(event_of(submit.request_id, Status::Pending, &saga));
                 investment.saga = Some(saga);
             }
+            Verdict::Waitlisted => {
+                investment.status = Status::Waitlisted;
+                let expires_at_ms = submit.waitlist_ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
+                deal.decisions.push(inv_idx);
+                deal.waitlist.insert(inv_idx);
+                self.holdings
+                    .entry(user_idx)
+                    .or_default()
+                    .push((deal_idx, inv_idx));
+                if let Some(expires_at_ms) = expires_at_ms {
+                    self.timers
+                        .waitlist_expiries
+                        .push(Reverse((expires_at_ms, inv_idx)));
+                }
+            }
         }
         self.investments.insert_vacant(hash, investment);
         Ok(Outcome::Submitted {
@@ -365,6 +594,8 @@ impl AdmissionState {
             deal_id: submit.deal_id.as_str().into(),
             user_id: submit.user_id.as_str().into(),
             amount: submit.amount,
+            waitlist: submit.waitlist,
+            waitlist_ttl_ms: submit.waitlist_ttl_ms,
             log_index: ctx.log_index,
             offset,
             decided_at_ms: self.now_ms,
@@ -390,6 +621,8 @@ impl AdmissionState {
             return Err(conflict);
         };
         let same_payload = inv.amount == submit.amount
+            && inv.waitlist.is_some() == submit.waitlist
+            && inv.waitlist.as_deref().and_then(|w| w.ttl_ms) == submit.waitlist_ttl_ms
             && self.deals.at(inv.deal).map(|d| &*d.deal_id) == Some(&*submit.deal_id)
             && self.users.at(inv.user).map(|u| &**u) == Some(&*submit.user_id);
         if !same_payload {
@@ -531,6 +764,8 @@ impl AdmissionState {
         let Some(mut saga) = inv.saga.take() else {
             return Outcome::StepIgnored(IgnoreReason::NoSaga);
         };
+        // The deal whose seat and amount this step gave back, if any.
+        let mut freed = None;
         match &record.result {
             StepResult::PaymentSucceeded { payment_id } => {
                 saga.payment_id = Some(payment_id.as_str().into());
@@ -540,6 +775,7 @@ impl AdmissionState {
                 saga.cancel_cause = Some(CancelCause::PaymentDeclined);
                 if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
                     saga.cancelled_at = Some(position);
+                    freed = Some(inv.deal);
                 }
                 saga.enter(SagaStep::Notify, now_ms);
                 saga.last_error = Some(reason.as_str().into());
@@ -556,6 +792,7 @@ impl AdmissionState {
                 saga.refunded = *refunded;
                 if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
                     saga.cancelled_at = Some(position);
+                    freed = Some(inv.deal);
                 }
                 // Keep what caused the compensation visible after the step change.
                 let cause_detail = saga.last_error.take();
@@ -590,6 +827,9 @@ impl AdmissionState {
             step: saga.step,
         };
         inv.saga = Some(saga);
+        if let Some(deal_idx) = freed {
+            self.admit_waitlisted(deal_idx, position, ctx.leader_id, events);
+        }
         outcome
     }
 
@@ -631,9 +871,14 @@ fn decide(
     deal: &Deal,
     deal_idx: DealIdx,
     holdings: &[(DealIdx, InvIdx)],
-    amount: Money,
+    submit: &Submit,
+    now_ms: u64,
 ) -> Verdict {
     let terms = &deal.terms;
+    let amount = submit.amount;
+    if terms.opens_at_ms.is_some_and(|opens| now_ms < opens) {
+        return Verdict::Rejected(RejectReason::DealNotOpen);
+    }
     if deal.status == DealStatus::Closed {
         return Verdict::Rejected(RejectReason::DealClosed);
     }
@@ -645,20 +890,30 @@ fn decide(
     if holdings.iter().any(|&(deal, _)| deal == deal_idx) {
         return Verdict::Rejected(RejectReason::DuplicateInvestor);
     }
+    // Rule 8: instead of a capacity rejection, the waitlist, while it has room.
+    let waitlist_or = |reason| {
+        if submit.waitlist && deal.waitlist.len() < terms.max_waitlist as usize {
+            Verdict::Waitlisted
+        } else {
+            Verdict::Rejected(reason)
+        }
+    };
     if deal.counters.investor_count >= terms.max_investors
         && !cfg!(feature = "sabotage-skip-seat-check")
     {
-        return Verdict::Rejected(RejectReason::InvestorLimitReached);
+        return waitlist_or(RejectReason::InvestorLimitReached);
     }
     match deal.counters.reserved.checked_add(amount) {
         Some(total) if total <= terms.amount => Verdict::Pending,
-        _ => Verdict::Rejected(RejectReason::AmountExceedsRemaining),
+        _ => waitlist_or(RejectReason::AmountExceedsRemaining),
     }
 }
 
 /// Rule 1 for a request id rejected before for naming an unknown deal.
 fn replay_unknown_deal(seen: &UnknownDealRejection, submit: &Submit) -> Applied {
     let same_payload = seen.amount == submit.amount
+        && seen.waitlist == submit.waitlist
+        && seen.waitlist_ttl_ms == submit.waitlist_ttl_ms
         && *seen.deal_id == *submit.deal_id
         && *seen.user_id == *submit.user_id;
     if !same_payload {
@@ -682,9 +937,11 @@ pub(crate) fn unknown_deal_decision(seen: &UnknownDealRejection) -> Decision {
 }
 
 pub(crate) fn decision_of(inv: &Investment) -> Decision {
+    let waitlisted = inv.waitlist.as_deref().is_some_and(|w| w.waitlisted);
     Decision {
         request_id: inv.request_id,
         verdict: match inv.reject {
+            _ if waitlisted => Verdict::Waitlisted,
             Some(reason) => Verdict::Rejected(reason),
             None => Verdict::Pending,
         },
@@ -802,14 +1059,23 @@ fn cancel(
         deal.counters.investor_count = deal.counters.investor_count.saturating_sub(1);
         deal.counters.reserved = deal.counters.reserved.saturating_sub(inv.amount);
     }
-    if let Some(held) = holdings.get_mut(&inv.user) {
+    release_holding(holdings, inv.user, inv_idx);
+    true
+}
+
+/// Takes a request off its user's holdings (it no longer holds a place in its deal).
+fn release_holding(
+    holdings: &mut HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
+    user: UserIdx,
+    inv_idx: InvIdx,
+) {
+    if let Some(held) = holdings.get_mut(&user) {
         // `retain` keeps the list in decision order, as a rebuild makes it.
         held.retain(|&(_, idx)| idx != inv_idx);
         if held.is_empty() {
-            holdings.remove(&inv.user);
+            holdings.remove(&user);
         }
     }
-    true
 }
 
 /// Log time after an entry stamped `stamp_ms` (`DESIGN.md` §4.3): never backwards, and at most
@@ -832,6 +1098,7 @@ impl Deal {
             created_at_ms: now_ms,
             counters: DealCounters::default(),
             decisions: Vec::new(),
+            waitlist: BTreeSet::new(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct UnknownDealRejection {
     #[serde(deserialize_with = "crate::codec::text::boxed")]
     pub(crate) user_id: Box<str>,
     pub(crate) amount: Money,
+    pub(crate) waitlist: bool,
+    pub(crate) waitlist_ttl_ms: Option<u64>,
     pub(crate) log_index: u64,
     pub(crate) offset: u32,
     pub(crate) decided_at_ms: u64,

@@ -1,7 +1,7 @@
 //! Property tests: random sequences of every command, checked after every applied command
-//! against the invariants (I1–I3, recomputed from the investments), a naive reference model of
-//! the decision rules and saga steps (I4 and the rules themselves), and replay determinism and
-//! snapshot equivalence (I9).
+//! against the invariants (I1–I3 and I10, recomputed from the investments), a naive reference
+//! model of the decision rules, the waitlist and saga steps (I4 and the rules themselves), and
+//! replay determinism and snapshot equivalence (I9).
 //!
 //! Cases: at least 256 per property; `PROPTEST_CASES=N` raises it for longer runs.
 
@@ -48,6 +48,11 @@ enum Op {
         max_investors: u32,
         min: Option<u64>,
         max: Option<u64>,
+        /// Opens this long after the entry's time, if set.
+        opens_in: Option<u64>,
+        /// Closes this long after the entry's time, if set.
+        closes_in: Option<u64>,
+        max_waitlist: u32,
     },
     Close {
         deal: usize,
@@ -57,6 +62,11 @@ enum Op {
         deal: usize,
         user: usize,
         amount: u64,
+        waitlist: bool,
+        ttl_ms: Option<u64>,
+    },
+    Withdraw {
+        request: u128,
     },
     Heartbeat {
         node: NodeId,
@@ -118,12 +128,18 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Fence::StaleEpoch),
         1 => Just(Fence::WrongNode),
     ];
+    let schedule = || proptest::option::weighted(0.2, pick(&[1, 10_000, 400_000]));
     prop_oneof![
-        2 => (0..DEALS.len(), pick(DEAL_AMOUNTS_CENTS), 1u32..=3, proptest::option::of(pick(AMOUNTS_CENTS)), proptest::option::of(pick(AMOUNTS_CENTS)))
-            .prop_map(|(deal, amount, max_investors, min, max)| Op::Create { deal, amount, max_investors, min, max }),
+        2 => (0..DEALS.len(), pick(DEAL_AMOUNTS_CENTS), 1u32..=3, proptest::option::of(pick(AMOUNTS_CENTS)), proptest::option::of(pick(AMOUNTS_CENTS)), schedule(), schedule(), 1u32..=3)
+            .prop_map(|(deal, amount, max_investors, min, max, opens_in, closes_in, max_waitlist)| {
+                // A closing after the opening, when both are set.
+                let closes_in = closes_in.map(|c| c + opens_in.unwrap_or(0));
+                Op::Create { deal, amount, max_investors, min, max, opens_in, closes_in, max_waitlist }
+            }),
         1 => (0..DEAL_IDS.len()).prop_map(|deal| Op::Close { deal }),
-        12 => (request.clone(), 0..DEAL_IDS.len(), 0..USERS.len(), pick(AMOUNTS_CENTS))
-            .prop_map(|(request, deal, user, amount)| Op::Submit { request, deal, user, amount }),
+        12 => (request.clone(), 0..DEAL_IDS.len(), 0..USERS.len(), pick(AMOUNTS_CENTS), proptest::bool::weighted(0.4), proptest::option::weighted(0.3, pick(&[1, 5_000, 60_000])))
+            .prop_map(|(request, deal, user, amount, waitlist, ttl_ms)| Op::Submit { request, deal, user, amount, waitlist, ttl_ms: ttl_ms.filter(|_| waitlist) }),
+        1 => request.clone().prop_map(|request| Op::Withdraw { request }),
         3 => (1u64..=4, proptest::bool::weighted(0.2)).prop_map(|(node, lagging)| Op::Heartbeat { node, lagging }),
         1 => (1u64..=4).prop_map(|node| Op::Retire { node }),
         12 => (request.clone(), kind, fence).prop_map(|(request, kind, fence)| Op::Step { request, kind, fence }),
@@ -133,12 +149,21 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u64..=4).prop_map(|node| Op::Leader { node }),
         1 => (pick(&[1_000, 2_000, 300_000]), pick(&[100, 1_000, 10_000]), pick(&[1, 20, 1_000]), pick(&[100, 5_000, 3_600_000]))
             .prop_map(|(deadline_ms, lease_ms, lag_max, step_max_ms)| Op::SetParams { deadline_ms, lease_ms, lag_max, step_max_ms }),
-        1 => (0u8..4).prop_map(|which| Op::Malformed { which }),
+        1 => (0u8..5).prop_map(|which| Op::Malformed { which }),
     ]
 }
 
-/// A deal's terms in the model: amount, max investors, min ticket, max ticket (cents).
-type ModelTerms = (u64, u32, Option<u64>, Option<u64>);
+/// A deal's terms in the model: amount, max investors, min ticket, max ticket (cents), opens
+/// at, closes at, max waitlist.
+type ModelTerms = (
+    u64,
+    u32,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    u32,
+);
 
 /// The naive reference: the rules of `DESIGN.md` §4.2 and the saga steps of §4.4, written as
 /// plainly as possible (linear scans, no indexes, no executors).
@@ -158,11 +183,16 @@ struct ModelInvestment {
     deal: &'static str,
     user: &'static str,
     amount: u64,
+    /// `Some(ttl)` when it asked for the waitlist.
+    waitlist: Option<Option<u64>>,
+    /// The first decision.
+    verdict: Verdict,
     status: Status,
     reject: Option<RejectReason>,
-    /// `None` for rejected requests.
+    /// `None` for requests never admitted.
     step: Option<SagaStep>,
     deadline_ms: u64,
+    decided_at_ms: u64,
 }
 
 impl Model {
@@ -188,6 +218,87 @@ impl Model {
                 inv.step = Some(SagaStep::Void);
             }
         }
+        // Scheduled closings, then waitlisted requests whose time to live passed.
+        let now = self.now_ms;
+        let due: Vec<&'static str> = self
+            .deals
+            .iter()
+            .filter(|(_, (terms, closed))| !closed && terms.5.is_some_and(|at| at <= now))
+            .map(|(&deal, _)| deal)
+            .collect();
+        for deal in due {
+            self.close(deal);
+        }
+        for inv in &mut self.investments {
+            let ttl = inv.waitlist.flatten();
+            if inv.status == Status::Waitlisted
+                && ttl.is_some_and(|ttl| inv.decided_at_ms + ttl <= now)
+            {
+                inv.status = Status::Rejected;
+                inv.reject = Some(RejectReason::WaitlistClosed);
+            }
+        }
+    }
+
+    fn close(&mut self, deal: &'static str) {
+        if let Some((_, closed)) = self.deals.get_mut(deal) {
+            *closed = true;
+        }
+        for inv in &mut self.investments {
+            if inv.deal == deal && inv.status == Status::Waitlisted {
+                inv.status = Status::Rejected;
+                inv.reject = Some(RejectReason::WaitlistClosed);
+            }
+        }
+    }
+
+    /// Rule 8: capacity freed in `deal`; waitlisted requests that fit are admitted in order.
+    fn admit_waitlisted(&mut self, deal: &'static str) {
+        let Some(&((total, max_investors, ..), closed)) = self.deals.get(deal) else {
+            return;
+        };
+        if closed {
+            return;
+        }
+        for i in 0..self.investments.len() {
+            let active = |inv: &ModelInvestment| inv.deal == deal && inv.status.is_active();
+            let count = self.investments.iter().filter(|i| active(i)).count() as u32;
+            let reserved: u64 = self
+                .investments
+                .iter()
+                .filter(|i| active(i))
+                .map(|i| i.amount)
+                .sum();
+            let now = self.now_ms;
+            let deadline = self.deadline_ms;
+            let inv = &mut self.investments[i];
+            if inv.deal != deal || inv.status != Status::Waitlisted {
+                continue;
+            }
+            if count >= max_investors {
+                return;
+            }
+            if reserved + inv.amount <= total {
+                inv.status = Status::Pending;
+                inv.step = Some(SagaStep::Payment);
+                inv.deadline_ms = now + deadline;
+            }
+        }
+    }
+
+    /// 1-based rank of a waitlisted request among its deal's.
+    fn waitlist_position(&self, request: u128) -> Option<u32> {
+        let inv = self.find(request)?;
+        if inv.status != Status::Waitlisted {
+            return None;
+        }
+        let ahead = self
+            .investments
+            .iter()
+            .take_while(|i| i.request != request)
+            .filter(|i| i.deal == inv.deal && i.status == Status::Waitlisted)
+            .count();
+        Some(ahead as u32 + 1)
     }
 
     /// `Err(())` for a request id reused with another payload.
@@ -197,19 +308,37 @@ impl Model {
         deal: &'static str,
         user: &'static str,
         amount: u64,
-    ) -> Result<Option<RejectReason>, ()> {
+        waitlist: Option<Option<u64>>,
+    ) -> Result<Verdict, ()> {
         if let Some(seen) = self.find(request) {
-            return if (seen.deal, seen.user, seen.amount) == (deal, user, amount) {
-                Ok(seen.reject)
+            return if (seen.deal, seen.user, seen.amount, seen.waitlist)
+                == (deal, user, amount, waitlist)
+            {
+                Ok(seen.verdict)
             } else {
                 Err(())
             };
         }
         let active = |i: &&ModelInvestment| i.deal == deal && i.status.is_active();
-        let reject = match self.deals.get(deal) {
-            None => Some(RejectReason::DealNotFound),
-            Some((_, true)) => Some(RejectReason::DealClosed),
-            Some(((total, max_investors, min, max), false)) => {
+        let waiting = self
+            .investments
+            .iter()
+            .filter(|i| i.deal == deal && i.status == Status::Waitlisted)
+            .count() as u32;
+        let waitlist_or = |reason, max_waitlist: u32| {
+            if waitlist.is_some() && waiting < max_waitlist {
+                Ok(Verdict::Waitlisted)
+            } else {
+                Err(reason)
+            }
+        };
+        let decided = match self.deals.get(deal) {
+            None => Err(RejectReason::DealNotFound),
+            Some(((_, _, _, _, Some(opens), _, _), _)) if self.now_ms < *opens => {
+                Err(RejectReason::DealNotOpen)
+            }
+            Some((_, true)) => Err(RejectReason::DealClosed),
+            Some(((total, max_investors, min, max, _, _, max_waitlist), false)) => {
                 let count = self.investments.iter().filter(active).count() as u32;
                 let reserved: u64 = self
                     .investments
@@ -218,38 +347,53 @@ impl Model {
                     .map(|i| i.amount)
                     .sum();
                 if min.is_some_and(|m| amount < m) || max.is_some_and(|m| amount > m) {
-                    Some(RejectReason::TicketOutOfRange)
+                    Err(RejectReason::TicketOutOfRange)
                 } else if self
                     .investments
                     .iter()
-                    .filter(active)
+                    .filter(|i| i.deal == deal && i.status.holds_place())
                     .any(|i| i.user == user)
                 {
-                    Some(RejectReason::DuplicateInvestor)
+                    Err(RejectReason::DuplicateInvestor)
                 } else if count >= *max_investors {
-                    Some(RejectReason::InvestorLimitReached)
+                    waitlist_or(RejectReason::InvestorLimitReached, *max_waitlist)
                 } else if reserved + amount > *total {
-                    Some(RejectReason::AmountExceedsRemaining)
+                    waitlist_or(RejectReason::AmountExceedsRemaining, *max_waitlist)
                 } else {
-                    None
+                    Ok(Verdict::Pending)
                 }
             }
+        };
+        let (verdict, status, reject) = match decided {
+            Ok(Verdict::Pending) => (Verdict::Pending, Status::Pending, None),
+            Ok(_) => (Verdict::Waitlisted, Status::Waitlisted, None),
+            Err(reason) => (Verdict::Rejected(reason), Status::Rejected, Some(reason)),
         };
         self.investments.push(ModelInvestment {
             request,
             deal,
             user,
             amount,
-            status: if reject.is_some() {
-                Status::Rejected
-            } else {
-                Status::Pending
-            },
+            waitlist,
+            verdict,
+            status,
             reject,
-            step: reject.is_none().then_some(SagaStep::Payment),
+            step: (status == Status::Pending).then_some(SagaStep::Payment),
             deadline_ms: self.now_ms + self.deadline_ms,
+            decided_at_ms: self.now_ms,
         });
-        Ok(reject)
+        Ok(verdict)
+    }
+
+    fn withdraw(&mut self, request: u128) -> Result<Outcome, ()> {
+        match self.investments.iter_mut().find(|i| i.request == request) {
+            Some(inv) if inv.status == Status::Waitlisted => {
+                inv.status = Status::Rejected;
+                inv.reject = Some(RejectReason::WaitlistClosed);
+                Ok(Outcome::Withdrawn)
+            }
+            _ => Err(()),
+        }
     }
 
     /// Applies an accepted step result; returns the new (status, step).
@@ -268,8 +412,13 @@ impl Model {
             (step, Kind::Retrying(_)) => (inv.status, step),
             other => panic!("the model does not accept {other:?}"),
         };
+        let freed = inv.status == Status::Pending && status == Status::Cancelled;
         inv.status = status;
         inv.step = Some(next);
+        let deal = inv.deal;
+        if freed {
+            self.admit_waitlisted(deal);
+        }
         (status, next)
     }
 
@@ -327,12 +476,16 @@ fn malformed(which: u8) -> Command {
             deal_id: "alpha".into(),
             user_id: "ana".into(),
             amount: Money::ZERO,
+            waitlist: false,
+            waitlist_ttl_ms: None,
         }),
         1 => Command::Submit(Submit {
             request_id: rid(1),
             deal_id: "al pha".into(),
             user_id: "ana".into(),
             amount: Money::from_cents(1),
+            waitlist: true,
+            waitlist_ttl_ms: None,
         }),
         2 => Command::CreateDeal(CreateDeal {
             deal_id: "alpha".into(),
@@ -340,6 +493,17 @@ fn malformed(which: u8) -> Command {
             max_investors: 1,
             min_ticket: None,
             max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 1,
+        }),
+        3 => Command::Submit(Submit {
+            request_id: rid(1),
+            deal_id: "alpha".into(),
+            user_id: "ana".into(),
+            amount: Money::from_cents(1),
+            waitlist: false,
+            waitlist_ttl_ms: Some(1_000),
         }),
         _ => Command::SetParams(Params {
             saga_deadline_ms: 0,
@@ -374,12 +538,18 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 max_investors,
                 min,
                 max,
+                opens_in,
+                closes_in,
+                max_waitlist,
             } => Command::CreateDeal(CreateDeal {
                 deal_id: DEALS[*deal].into(),
                 amount: Money::from_cents(*amount),
                 max_investors: *max_investors,
                 min_ticket: min.map(Money::from_cents),
                 max_ticket: max.map(Money::from_cents),
+                opens_at_ms: opens_in.map(|d| time_ms + d),
+                closes_at_ms: closes_in.map(|d| time_ms + d),
+                max_waitlist: *max_waitlist,
             }),
             Op::Close { deal } => Command::CloseDeal {
                 deal_id: DEAL_IDS[*deal].into(),
@@ -389,12 +559,19 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 deal,
                 user,
                 amount,
+                waitlist,
+                ttl_ms,
             } => Command::Submit(Submit {
                 request_id: rid(*request),
                 deal_id: DEAL_IDS[*deal].into(),
                 user_id: USERS[*user].into(),
                 amount: Money::from_cents(*amount),
+                waitlist: *waitlist,
+                waitlist_ttl_ms: *ttl_ms,
             }),
+            Op::Withdraw { request } => Command::Withdraw {
+                request_id: rid(*request),
+            },
             Op::Heartbeat { node, lagging } => Command::ExecutorHeartbeat {
                 node_id: *node,
                 applied_index: if *lagging { 0 } else { log_index - 1 },
@@ -469,19 +646,21 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 deal,
                 user,
                 amount,
+                waitlist,
+                ttl_ms,
             } => {
-                match model.submit(*request, DEAL_IDS[*deal], USERS[*user], *amount) {
+                let asked = waitlist.then_some(*ttl_ms);
+                match model.submit(*request, DEAL_IDS[*deal], USERS[*user], *amount, asked) {
                     Err(()) => prop_assert_eq!(
                         &result,
                         &Err(CommandError::RequestConflict {
                             request_id: rid(*request)
                         })
                     ),
-                    Ok(reject) => {
+                    Ok(expected) => {
                         let Ok(Outcome::Submitted { decision, replayed }) = &result else {
                             return Err(TestCaseError::fail(format!("submit gave {result:?}")));
                         };
-                        let expected = reject.map_or(Verdict::Pending, Verdict::Rejected);
                         prop_assert_eq!(
                             decision.verdict,
                             expected,
@@ -546,6 +725,18 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                     }
                 }
             }
+            Op::Withdraw { request } => match model.withdraw(*request) {
+                Ok(outcome) => prop_assert_eq!(&result, &Ok(outcome)),
+                Err(()) => prop_assert!(
+                    matches!(
+                        result,
+                        Err(CommandError::NotWaitlisted { .. }
+                            | CommandError::InvestmentNotFound { .. })
+                    ),
+                    "got {:?}",
+                    result
+                ),
+            },
             Op::Abort { request } => {
                 let compensable = model
                     .find(*request)
@@ -564,8 +755,19 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 max_investors,
                 min,
                 max,
+                opens_in,
+                closes_in,
+                max_waitlist,
             } => {
-                let terms = (*amount, *max_investors, *min, *max);
+                let terms = (
+                    *amount,
+                    *max_investors,
+                    *min,
+                    *max,
+                    opens_in.map(|d| time_ms + d),
+                    closes_in.map(|d| time_ms + d),
+                    *max_waitlist,
+                );
                 let valid = matches!(&entry.commands[0], c if c.validate().is_ok());
                 match model.deals.get(DEALS[*deal]) {
                     _ if !valid => prop_assert!(
@@ -587,10 +789,10 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                     }
                 }
             }
-            Op::Close { deal } => match model.deals.get_mut(DEAL_IDS[*deal]) {
-                Some((_, closed)) => {
+            Op::Close { deal } => match model.deals.get(DEAL_IDS[*deal]) {
+                Some(_) => {
                     prop_assert_eq!(&result, &Ok(Outcome::DealClosed));
-                    *closed = true;
+                    model.close(DEAL_IDS[*deal]);
                 }
                 None => prop_assert!(
                     matches!(result, Err(CommandError::DealNotFound { .. })),
@@ -642,6 +844,18 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
                 .expect("every decided request is recorded");
             prop_assert_eq!(view.status, inv.status, "status of {}", inv.request);
             prop_assert_eq!(
+                view.reject_reason,
+                inv.reject,
+                "reject reason of {}",
+                inv.request
+            );
+            prop_assert_eq!(
+                view.waitlist_position,
+                model.waitlist_position(inv.request),
+                "waitlist position of {}",
+                inv.request
+            );
+            prop_assert_eq!(
                 view.saga.map(|s| s.step),
                 inv.step,
                 "step of {}",
@@ -652,8 +866,14 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
             let view = state
                 .investment(event.request_id)
                 .expect("events name known requests");
-            let saga = view.saga.expect("events name sagas");
-            prop_assert!(event.epoch <= saga.epoch);
+            match view.saga {
+                Some(saga) => prop_assert!(event.epoch <= saga.epoch),
+                // A waitlisted request that ended without a seat.
+                None => prop_assert_eq!(
+                    (event.status, view.reject_reason),
+                    (Status::Rejected, Some(RejectReason::WaitlistClosed))
+                ),
+            }
         }
         entries.push((log_index, entry));
     }
@@ -662,7 +882,10 @@ fn run(ops: &[Op]) -> Result<(AdmissionState, Vec<(u64, Entry)>), TestCaseError>
 
 fn op_request(op: &Op) -> u128 {
     match op {
-        Op::Step { request, .. } | Op::Submit { request, .. } | Op::Abort { request } => *request,
+        Op::Step { request, .. }
+        | Op::Submit { request, .. }
+        | Op::Abort { request }
+        | Op::Withdraw { request } => *request,
         _ => 1,
     }
 }

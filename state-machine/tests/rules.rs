@@ -254,13 +254,28 @@ fn malformed_commands_are_refused_and_change_nothing() {
             deal_id: "d".into(),
             user_id: "ana".into(),
             amount: Money::ZERO,
+            waitlist: false,
+            waitlist_ttl_ms: None,
         }),
         Command::Submit(Submit {
             request_id: rid(1),
             deal_id: "d".into(),
             user_id: "ana".into(),
             amount: Money::from_cents(Money::MAX.cents() + 1),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         }),
+        // A time to live without the waitlist, or past 30 days.
+        Command::Submit(Submit {
+            request_id: rid(1),
+            deal_id: "d".into(),
+            user_id: "ana".into(),
+            amount: money("1"),
+            waitlist: false,
+            waitlist_ttl_ms: Some(1_000),
+        }),
+        submit_waitlisted(1, "d", "ana", "1", Some(0)),
+        submit_waitlisted(1, "d", "ana", "1", Some(WAITLIST_TTL_MS_MAX + 1)),
         submit(1, "", "ana", "1"),
         submit(1, "d", "", "1"),
         submit(1, &"d".repeat(65), "ana", "1"),
@@ -269,6 +284,19 @@ fn malformed_commands_are_refused_and_change_nothing() {
         create_deal("x", "1000", 100_001, None, None),
         create_deal("x", "1000", 1, Some("2000"), None),
         create_deal("x", "1000", 1, Some("20"), Some("10")),
+        Command::CreateDeal(CreateDeal {
+            max_waitlist: 0,
+            ..deal_terms("x")
+        }),
+        Command::CreateDeal(CreateDeal {
+            max_waitlist: MAX_WAITLIST_LIMIT + 1,
+            ..deal_terms("x")
+        }),
+        Command::CreateDeal(CreateDeal {
+            opens_at_ms: Some(T0_MS + 10),
+            closes_at_ms: Some(T0_MS + 10),
+            ..deal_terms("x")
+        }),
         Command::CloseDeal {
             deal_id: "bad id".into(),
         },
@@ -288,6 +316,10 @@ fn malformed_commands_are_refused_and_change_nothing() {
         Command::AbortSaga {
             request_id: rid(1),
             reason: "x".repeat(ERROR_TEXT_LEN_MAX + 1),
+        },
+        Command::Withdraw {
+            // The nil UUID, which only a decoded command can carry.
+            request_id: codec::decode(&codec::encode(&0u128)).expect("a nil id"),
         },
     ];
     for command in bad {

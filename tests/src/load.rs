@@ -181,6 +181,9 @@ pub async fn create_deal(
             max_investors,
             min_ticket: None,
             max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         })
         .await
         .unwrap_or_else(|e| panic!("create deal {deal_id}: {e}"))

@@ -175,6 +175,8 @@ pub fn requests(
             deal_id: deal_ids[n % deal_ids.len()].to_owned(),
             user_id: format!("{user_prefix}-{n}"),
             amount: money(rng.range(tickets.0, tickets.1)),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         })
         .collect()
 }

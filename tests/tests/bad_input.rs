@@ -15,6 +15,8 @@ fn submit(request_id: &str, deal_id: &str, user_id: &str, amount: &str) -> pb::S
         deal_id: deal_id.to_owned(),
         user_id: user_id.to_owned(),
         amount: amount.to_owned(),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 
@@ -25,6 +27,9 @@ fn create(deal_id: &str, amount: &str, max_investors: u32) -> pb::CreateDealRequ
         max_investors,
         min_ticket: None,
         max_ticket: None,
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: 0,
     }
 }
 

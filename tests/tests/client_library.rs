@@ -19,6 +19,9 @@ fn deal(deal_id: &str, seats: u32) -> pb::CreateDealRequest {
         max_investors: seats,
         min_ticket: None,
         max_ticket: None,
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: 0,
     }
 }
 

@@ -102,6 +102,8 @@ async fn write(
             deal_id: "no-such-deal".into(),
             user_id: format!("jump-{n}"),
             amount: "1.00".into(),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         })
         .await
 }

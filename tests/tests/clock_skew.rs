@@ -81,6 +81,8 @@ async fn a_leader_ten_minutes_ahead_neither_expires_sagas_nor_stalls_log_time() 
                     deal_id: "no-such-deal".into(),
                     user_id: format!("noise-{n}"),
                     amount: "1.00".into(),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 })
                 .await
                 .expect("a rejection is a decision");

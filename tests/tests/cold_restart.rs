@@ -22,6 +22,8 @@ async fn submit_some(nodes: &[NodeClients], from: usize, count: usize) {
             // Users repeat, so some requests are refused as duplicates.
             user_id: format!("user-{}", n % 50),
             amount: money(1_000 + 37 * n as u64),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         };
         load::submit_retrying(nodes, n, request, RetryPolicy::default())
             .await

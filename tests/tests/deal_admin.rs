@@ -54,6 +54,8 @@ fn request(deal: &str, user: &str) -> pb::SubmitRequest {
         deal_id: deal.into(),
         user_id: user.into(),
         amount: money(10_000),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 
@@ -81,6 +83,9 @@ async fn deals_are_listed_in_order_and_closed_once() {
                     max_investors: 10 + n as u32,
                     min_ticket: (n == 2).then(|| "50.00".to_owned()),
                     max_ticket: None,
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: 0,
                 })
                 .await
                 .expect("CreateDeal")

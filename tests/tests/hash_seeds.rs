@@ -53,6 +53,8 @@ async fn replicas_with_different_hash_seeds_reach_the_same_digest() {
                     deal_id: deal.into(),
                     user_id: format!("user-{}", i % 120),
                     amount: format!("{}.00", 100 + i),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 })
                 .await
                 .expect("Submit")

@@ -70,6 +70,8 @@ fn submit(request_id: &str, user: &str, amount: &str) -> pb::SubmitRequest {
         deal_id: DEAL.into(),
         user_id: user.into(),
         amount: amount.into(),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 

@@ -47,7 +47,7 @@ async fn leader_killed_under_load() {
                     .0
                     .to_owned(),
                 user_id: format!("user-{}", rng.range(0, 600)),
-                amount: money(rng.range(100, 100_000)),
+                amount: money(rng.range(100, 100_000)), waitlist: false, waitlist_ttl_ms: None,
             })
             .collect();
         let mut tasks = Vec::new();

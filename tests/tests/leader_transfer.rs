@@ -67,6 +67,8 @@ async fn leadership_moves_to_the_node_asked_for() {
                     deal_id: "transfer".into(),
                     user_id: format!("user-after-{to}"),
                     amount: "10.00".into(),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 })
                 .await
                 .expect("submit after the transfer")

@@ -37,6 +37,8 @@ async fn submit_and_read_back(
         deal_id: DEAL.to_owned(),
         user_id: user.to_owned(),
         amount: "100.00".to_owned(),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     };
     let ack = load::submit_retrying(writers, 0, request, RetryPolicy::default())
         .await

@@ -33,6 +33,8 @@ async fn submit(clients: &Arc<Vec<NodeClients>>, deal: &str, user: &str, cents: 
         deal_id: deal.into(),
         user_id: user.into(),
         amount: money(cents),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     };
     load::submit_retrying(clients, 0, request, RetryPolicy::default())
         .await

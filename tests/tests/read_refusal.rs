@@ -107,6 +107,8 @@ async fn a_leader_without_quorum_refuses_linearizable_reads_and_serves_stale_one
                 deal_id: DEAL.into(),
                 user_id: "ana".into(),
                 amount: money(25_000),
+                waitlist: false,
+                waitlist_ttl_ms: None,
             },
             load::RetryPolicy::default(),
         )

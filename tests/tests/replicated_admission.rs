@@ -38,6 +38,9 @@ fn deals() -> Vec<DealPlan> {
             max_investors,
             min_ticket: min.map(str::to_owned),
             max_ticket: max.map(str::to_owned),
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         }
     };
     vec![
@@ -97,6 +100,8 @@ async fn concurrent_submissions_through_all_nodes() {
                     deal_id: FORWARD_DEAL.into(),
                     user_id: format!("forwarded-{n}-{k}"),
                     amount: money(10_000),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 };
                 let ack = load::submit_retrying(&nodes, n, request, once)
                     .await
@@ -131,6 +136,8 @@ async fn concurrent_submissions_through_all_nodes() {
                     deal_id: plan.create.deal_id.clone(),
                     user_id: format!("user-{}", rng.range(0, USERS)),
                     amount: money(rng.range(plan.tickets.0, plan.tickets.1)),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 }
             })
             .collect();

@@ -32,6 +32,8 @@ async fn submit_some(node: &NodeClients, from: usize, count: usize) {
             deal_id: DEAL.into(),
             user_id: format!("user-{n}"),
             amount: money(100 + n as u64),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         };
         load::submit_retrying(
             std::slice::from_ref(node),

@@ -96,6 +96,8 @@ async fn declined_investments_are_cancelled_and_release_their_seats() {
                 deal_id: DEAL.to_owned(),
                 user_id: inv.user_id.clone(),
                 amount: inv.amount.clone(),
+                waitlist: false,
+                waitlist_ttl_ms: None,
             })
             .collect();
         let again_ids: Vec<String> = again.iter().map(|r| r.request_id.clone()).collect();
@@ -120,12 +122,16 @@ async fn declined_investments_are_cancelled_and_release_their_seats() {
                 deal_id: DEAL.to_owned(),
                 user_id: "decl-newcomer".to_owned(),
                 amount: "10.00".to_owned(),
+                waitlist: false,
+                waitlist_ttl_ms: None,
             },
             pb::SubmitRequest {
                 request_id: rng.uuid(),
                 deal_id: DEAL.to_owned(),
                 user_id: confirmed_user,
                 amount: "10.00".to_owned(),
+                waitlist: false,
+                waitlist_ttl_ms: None,
             },
         ];
         let refused = saga::submit_all(&clients, extra).await;

@@ -17,6 +17,8 @@ fn request(n: usize) -> pb::SubmitRequest {
         deal_id: DEAL.to_owned(),
         user_id: format!("user-{n}"),
         amount: money(100 + n as u64),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 

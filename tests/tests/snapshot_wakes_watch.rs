@@ -24,6 +24,8 @@ fn request(n: usize) -> pb::SubmitRequest {
         deal_id: DEAL.to_owned(),
         user_id: format!("user-{n}"),
         amount: money(100),
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 

@@ -17,6 +17,9 @@ fn deal(deal_id: &str) -> pb::CreateDealRequest {
         max_investors: 10,
         min_ticket: None,
         max_ticket: None,
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: 0,
     }
 }
 

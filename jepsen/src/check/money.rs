@@ -314,7 +314,8 @@ fn payment_problems(inv: &FinalInvestment, book: &PaymentBook<'_>) -> Vec<String
     }
     let expected = match inv.status {
         InvStatus::Confirmed => Some(amount),
-        InvStatus::Cancelled | InvStatus::Rejected => Some(0),
+        // Never admitted (rejected, or still waiting): never charged.
+        InvStatus::Cancelled | InvStatus::Rejected | InvStatus::Waitlisted => Some(0),
         InvStatus::Pending => None,
     };
     match expected {

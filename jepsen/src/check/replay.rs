@@ -128,6 +128,9 @@ pub(crate) fn create_deal(terms: &DealTerms) -> Command {
         max_investors: terms.max_investors,
         min_ticket: terms.min_ticket_cents.map(Money::from_cents),
         max_ticket: terms.max_ticket_cents.map(Money::from_cents),
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
     })
 }
 
@@ -451,6 +454,8 @@ fn command_of(placed: &Placed, index: &FinalIndex<'_>) -> Option<Command> {
             deal_id: inv.deal_id.clone(),
             user_id: inv.user_id.clone(),
             amount: Money::from_cents(inv.amount_cents),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         })
     })
 }
@@ -520,6 +525,12 @@ fn verdicts_agree(verdict: SmVerdict, inv: &FinalInvestment) -> bool {
             inv.status == InvStatus::Rejected
                 && inv.reject_reason.as_deref() == Some(reason.as_str())
         }
+        // Waiting, admitted from the waitlist since, or ended on it.
+        SmVerdict::Waitlisted => {
+            inv.status != InvStatus::Rejected
+                || inv.reject_reason.as_deref()
+                    == Some(ledger_state_machine::RejectReason::WaitlistClosed.as_str())
+        }
     }
 }
 
@@ -537,6 +548,7 @@ fn describe_applied(applied: Option<&Applied>) -> String {
         Some(Ok(Outcome::Submitted { decision, .. })) => match decision.verdict {
             SmVerdict::Pending => "admitted".to_owned(),
             SmVerdict::Rejected(reason) => format!("rejected ({reason})"),
+            SmVerdict::Waitlisted => "waitlisted".to_owned(),
         },
         Some(Ok(other)) => format!("{other:?}"),
     }

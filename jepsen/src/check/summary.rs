@@ -42,7 +42,7 @@ pub struct Summary {
     pub submits: OpCounts,
     /// `ReadDeal` operations.
     pub reads: OpCounts,
-    /// Requests admitted (any status but REJECTED).
+    /// Requests admitted (any status but REJECTED and WAITLISTED).
     pub admitted: u64,
     /// Requests rejected, by reason.
     pub rejected: BTreeMap<String, u64>,
@@ -52,6 +52,9 @@ pub struct Summary {
     pub cancelled: BTreeMap<String, u64>,
     /// Investments still PENDING at the end.
     pub pending: u64,
+    /// Requests still WAITLISTED at the end.
+    #[serde(default)]
+    pub waitlisted: u64,
     /// The partners' effects; `None` without an audit.
     pub money: Option<MoneyCounts>,
     /// Indefinite submits; `None` without a final state.
@@ -87,8 +90,12 @@ pub(super) fn summarize(
             InvStatus::Cancelled => *cancelled.entry(name(&inv.cancel_cause)).or_default() += 1,
             InvStatus::Confirmed => summary.confirmed += 1,
             InvStatus::Pending => summary.pending += 1,
+            InvStatus::Waitlisted => summary.waitlisted += 1,
         }
-        summary.admitted += u64::from(inv.status != InvStatus::Rejected);
+        summary.admitted += u64::from(!matches!(
+            inv.status,
+            InvStatus::Rejected | InvStatus::Waitlisted
+        ));
     }
     summary.rejected = owned(rejected);
     summary.cancelled = owned(cancelled);

@@ -297,7 +297,7 @@ impl Hist {
                 InvStatus::Cancelled => {
                     let _ = books.charge(charge(inv), true, format!("pay-{}", inv.request_id));
                 }
-                InvStatus::Pending | InvStatus::Rejected => {}
+                InvStatus::Pending | InvStatus::Rejected | InvStatus::Waitlisted => {}
             }
         }
         AuditLog {

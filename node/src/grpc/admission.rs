@@ -128,6 +128,27 @@ impl pb::admission_server::Admission for AdmissionService {
         }
     }
 
+    async fn withdraw(
+        &self,
+        request: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::Investment>, Status> {
+        let request_id = convert::request_id(&request.get_ref().request_id)?;
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).withdraw(forwarded(request)).await,
+            Route::Local => {
+                self.node
+                    .propose(Command::Withdraw { request_id })
+                    .await?
+                    .applied
+                    .map_err(ApiError::from)?;
+                let view = self.node.replica.read().state.investment(request_id);
+                let view =
+                    view.ok_or_else(|| ApiError::NotFound(format!("investment {request_id}")))?;
+                Ok(Response::new(convert::investment(view)))
+            }
+        }
+    }
+
     async fn get_deal(
         &self,
         request: Request<pb::GetDealRequest>,
@@ -300,7 +321,10 @@ impl pb::admission_server::Admission for AdmissionService {
                     if last.as_ref().is_some_and(|(sent, _)| index <= *sent) {
                         continue;
                     }
-                    let terminal = view.status != InvestmentStatus::Pending;
+                    let terminal = !matches!(
+                        view.status,
+                        InvestmentStatus::Pending | InvestmentStatus::Waitlisted
+                    );
                     let wire = convert::investment(view);
                     if last.as_ref().map(|(_, sent)| sent) != Some(&wire)
                         && sender.send(Ok(wire.clone())).await.is_err()

@@ -45,7 +45,9 @@ pub fn access(path: &str) -> Option<Access> {
         "admission.v1.Admission" => match method {
             "CreateDeal" | "CloseDeal" => Some(Access::Operator),
             "GetDeal" | "ListDeals" | "Submit" | "SubmitBatch" | "GetInvestment"
-            | "WatchInvestment" | "ListInvestments" | "GetUser" => Some(Access::Client),
+            | "WatchInvestment" | "ListInvestments" | "GetUser" | "Withdraw" => {
+                Some(Access::Client)
+            }
             _ => None,
         },
         "admission.v1.Cluster" => match method {
@@ -269,7 +271,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 22);
+        assert_eq!(count, 23);
         assert_eq!(access("/admission.v1.Admission/Nope"), None);
         assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
     }

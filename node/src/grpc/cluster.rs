@@ -754,6 +754,11 @@ mod tests {
                 updated_at_ms: 1,
                 cancelled_at: None,
             }),
+            waitlist_requested: false,
+            waitlist_ttl_ms: None,
+            waitlisted: false,
+            waitlist_position: None,
+            admitted_at: None,
         }
     }
 

@@ -6,7 +6,7 @@ use ledger_proto::pb;
 use ledger_state_machine::{
     CancelCause, Command, CreateDeal, DealStatus, DealView, InvestmentView, Money, RejectReason,
     RequestId, SagaFilter, SagaStep, Status, Submit, UserView, ERROR_TEXT_LEN_MAX,
-    MAX_INVESTORS_DEFAULT,
+    MAX_INVESTORS_DEFAULT, MAX_WAITLIST_DEFAULT,
 };
 
 use super::cluster::{LIST_SAGAS_LIMIT_DEFAULT, LIST_SAGAS_LIMIT_MAX};
@@ -28,6 +28,8 @@ pub fn submit(request: &pb::SubmitRequest) -> Result<Submit, ApiError> {
         deal_id: request.deal_id.clone(),
         user_id: request.user_id.clone(),
         amount: money("amount", &request.amount)?,
+        waitlist: request.waitlist,
+        waitlist_ttl_ms: request.waitlist_ttl_ms,
     };
     submit.validate()?;
     Ok(submit)
@@ -52,6 +54,12 @@ pub fn create_deal(request: &pb::CreateDealRequest) -> Result<Command, ApiError>
             .as_deref()
             .map(|t| money("max_ticket", t))
             .transpose()?,
+        opens_at_ms: request.opens_at_ms,
+        closes_at_ms: request.closes_at_ms,
+        max_waitlist: match request.max_waitlist {
+            0 => MAX_WAITLIST_DEFAULT,
+            n => n,
+        },
     };
     create.validate()?;
     Ok(Command::CreateDeal(create))
@@ -162,6 +170,10 @@ pub fn deal(view: DealView) -> pb::Deal {
         confirmed_count: view.confirmed_count,
         confirmed_amount: view.confirmed_amount.to_string(),
         created_at_ms: view.created_at_ms,
+        opens_at_ms: view.terms.opens_at_ms,
+        closes_at_ms: view.terms.closes_at_ms,
+        max_waitlist: view.terms.max_waitlist,
+        waitlist_length: view.waitlist_length,
     }
 }
 
@@ -180,8 +192,16 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
         offset: view.offset,
         decided_at_ms: view.decided_at_ms,
         updated_at_ms: view.decided_at_ms,
+        waitlist_position: view.waitlist_position.unwrap_or(0),
+        waitlist: view.waitlist_requested,
+        waitlist_ttl_ms: view.waitlist_ttl_ms,
+        waitlisted: view.waitlisted,
         ..pb::Investment::default()
     };
+    if let Some((log_index, offset)) = view.admitted_at {
+        wire.admitted_log_index = log_index;
+        wire.admitted_offset = offset;
+    }
     if let Some(saga) = view.saga {
         wire.saga_step = saga_step(saga.step) as i32;
         wire.updated_at_ms = saga.updated_at_ms;
@@ -212,6 +232,7 @@ pub fn user(view: UserView) -> pb::User {
         user_id: view.user_id,
         pending: view.pending.into_iter().map(investment).collect(),
         confirmed: view.confirmed.into_iter().map(investment).collect(),
+        waitlisted: view.waitlisted.into_iter().map(investment).collect(),
     }
 }
 
@@ -221,6 +242,7 @@ fn status(status: Status) -> pb::InvestmentStatus {
         Status::Confirmed => pb::InvestmentStatus::Confirmed,
         Status::Cancelled => pb::InvestmentStatus::Cancelled,
         Status::Rejected => pb::InvestmentStatus::Rejected,
+        Status::Waitlisted => pb::InvestmentStatus::Waitlisted,
     }
 }
 
@@ -232,6 +254,8 @@ fn reject_reason(reason: RejectReason) -> pb::RejectReason {
         RejectReason::DuplicateInvestor => pb::RejectReason::DuplicateInvestor,
         RejectReason::InvestorLimitReached => pb::RejectReason::InvestorLimitReached,
         RejectReason::AmountExceedsRemaining => pb::RejectReason::AmountExceedsRemaining,
+        RejectReason::DealNotOpen => pb::RejectReason::DealNotOpen,
+        RejectReason::WaitlistClosed => pb::RejectReason::WaitlistClosed,
     }
 }
 

@@ -230,6 +230,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::RecordStep(_) => "RecordStep",
         Command::AbortSaga { .. } => "AbortSaga",
         Command::SetParams(_) => "SetParams",
+        Command::Withdraw { .. } => "Withdraw",
     }
 }
 

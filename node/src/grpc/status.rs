@@ -121,7 +121,9 @@ fn command_status(error: CommandError) -> Status {
         CommandError::DealNotFound { .. } | CommandError::InvestmentNotFound { .. } => {
             Status::not_found(message)
         }
-        CommandError::NotCompensable { .. } => Status::failed_precondition(message),
+        CommandError::NotCompensable { .. } | CommandError::NotWaitlisted { .. } => {
+            Status::failed_precondition(message)
+        }
     }
 }
 

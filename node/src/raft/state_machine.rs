@@ -712,6 +712,9 @@ mod tests {
                     max_investors: 10,
                     min_ticket: None,
                     max_ticket: None,
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
                 })],
             ),
             log_entry(
@@ -721,6 +724,8 @@ mod tests {
                     deal_id: "d".into(),
                     user_id: "ana".into(),
                     amount: Money::parse("10.00").unwrap(),
+                    waitlist: false,
+                    waitlist_ttl_ms: None,
                 })],
             ),
         ];
@@ -803,6 +808,9 @@ mod tests {
                             max_investors: 10,
                             min_ticket: None,
                             max_ticket: None,
+                            opens_at_ms: None,
+                            closes_at_ms: None,
+                            max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
                         }),
                     ],
                 ),
@@ -813,6 +821,8 @@ mod tests {
                         deal_id: "d".into(),
                         user_id: "ana".into(),
                         amount: Money::parse("10.00").unwrap(),
+                        waitlist: false,
+                        waitlist_ttl_ms: None,
                     })],
                 ),
             ])
@@ -892,6 +902,9 @@ mod tests {
                     max_investors: 10,
                     min_ticket: None,
                     max_ticket: None,
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
                 })],
             )
         };

@@ -134,6 +134,14 @@ pub fn money(text: &str) -> Money {
     Money::parse(text).expect("tests use valid amounts")
 }
 
+/// A valid `CreateDeal` (1,000.00, two seats), to change with struct update syntax.
+pub fn deal_terms(deal_id: &str) -> CreateDeal {
+    match create_deal(deal_id, "1000", 2, None, None) {
+        Command::CreateDeal(create) => create,
+        _ => unreachable!(),
+    }
+}
+
 pub fn create_deal(
     deal_id: &str,
     amount: &str,
@@ -147,6 +155,9 @@ pub fn create_deal(
         max_investors,
         min_ticket: min_ticket.map(money),
         max_ticket: max_ticket.map(money),
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: MAX_WAITLIST_DEFAULT,
     })
 }
 
@@ -156,6 +167,26 @@ pub fn submit(request: u128, deal_id: &str, user_id: &str, amount: &str) -> Comm
         deal_id: deal_id.into(),
         user_id: user_id.into(),
         amount: money(amount),
+        waitlist: false,
+        waitlist_ttl_ms: None,
+    })
+}
+
+/// A request that opts in to the waitlist, with an optional `waitlist_ttl_ms`.
+pub fn submit_waitlisted(
+    request: u128,
+    deal_id: &str,
+    user_id: &str,
+    amount: &str,
+    ttl_ms: Option<u64>,
+) -> Command {
+    Command::Submit(Submit {
+        request_id: rid(request),
+        deal_id: deal_id.into(),
+        user_id: user_id.into(),
+        amount: money(amount),
+        waitlist: true,
+        waitlist_ttl_ms: ttl_ms,
     })
 }
 

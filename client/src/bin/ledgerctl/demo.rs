@@ -73,6 +73,9 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
             max_investors: args.seats,
             min_ticket: Some("1000.00".into()),
             max_ticket: Some("25000.00".into()),
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 0,
         })
         .await?;
     println!(
@@ -435,6 +438,8 @@ async fn check_invariants(
             deal_id: inv.deal_id.clone(),
             user_id: inv.user_id.clone(),
             amount: inv.amount.clone(),
+            waitlist: inv.waitlist,
+            waitlist_ttl_ms: inv.waitlist_ttl_ms,
         };
         match client.submit(&again).await {
             Ok(d) if d.replayed && d.log_index == inv.log_index && d.offset == inv.offset => {}

@@ -27,6 +27,9 @@ pub async fn create_deals(
                 max_investors,
                 min_ticket: None,
                 max_ticket: None,
+                opens_at_ms: None,
+                closes_at_ms: None,
+                max_waitlist: 0,
             })
             .await
             .with_context(|| format!("creating deal {prefix}-{d}"))?;

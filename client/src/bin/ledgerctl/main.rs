@@ -699,6 +699,9 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
                     max_investors: *max_investors,
                     min_ticket: min_ticket.clone(),
                     max_ticket: max_ticket.clone(),
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: 0,
                 })
                 .await?
         }

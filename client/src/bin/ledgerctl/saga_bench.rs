@@ -116,6 +116,8 @@ pub async fn saga_bench(cli: &Cli, args: &SagaBenchArgs) -> Result<()> {
             deal_id: format!("{prefix}-{}", n % args.deals as u64),
             user_id: format!("investor-{n}"),
             amount: args.amount.clone(),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         };
         tasks.push((
             request.request_id.clone(),
