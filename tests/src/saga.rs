@@ -353,8 +353,10 @@ pub struct SagaReport {
     pub voids: usize,
     /// Document events.
     pub documents: usize,
-    /// E-mail events.
+    /// E-mail events about outcomes.
     pub emails: usize,
+    /// E-mails telling an investor they were admitted from the waitlist.
+    pub waitlist_emails: usize,
 }
 
 impl SagaReport {
@@ -435,6 +437,13 @@ pub fn check_sagas(investments: &[pb::Investment], audit: &AuditLog) -> SagaRepo
                 "payment"
             }
             AuditEntry::Document { .. } => "documents",
+            // An investor admitted from the waitlist is told so before the charge.
+            AuditEntry::Email { .. }
+                if suffix == "waitlist-admitted" && inv.admitted_log_index != 0 =>
+            {
+                report.waitlist_emails += 1;
+                continue;
+            }
             AuditEntry::Email { .. } => "notify",
         };
         assert_eq!(

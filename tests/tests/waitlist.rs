@@ -1,12 +1,13 @@
 //! The waitlist across processes (issue #12): a full one-seat deal waitlists those who opt in;
 //! the leader is killed; an operator compensates the admitted investment, and the freed seat
-//! goes to the first waitlisted request, which keeps its original log position, is paid and
-//! CONFIRMED, and whose watch stream shows WAITLISTED → PENDING → CONFIRMED. The second one
+//! goes to the first waitlisted request, which keeps its original log position, is told by
+//! e-mail, paid and CONFIRMED, and whose watch stream shows WAITLISTED → PENDING → CONFIRMED. The second one
 //! moves up, then is withdrawn. Every replica, the restarted one included, holds the same.
 
 use std::time::Duration;
 
 use ledger_client::{pb, status_of, Client, ClientConfig, ClientError, Submission};
+use ledger_partners::AuditEntry;
 use ledger_tests::saga::{self, SagaCluster};
 use ledger_tests::{bounded, NodeClients};
 
@@ -129,6 +130,26 @@ async fn a_compensation_admits_the_waitlist_in_order_on_every_replica_across_a_l
                 <= (confirmed.admitted_log_index, confirmed.admitted_offset),
             "admitted by the cancellation that freed the seat"
         );
+        // The investor admitted from the waitlist was told so, once; nobody else was.
+        let admissions: Vec<(String, String)> = saga
+            .audit()
+            .events
+            .into_iter()
+            .filter_map(|event| match event.entry {
+                AuditEntry::Email { key, subject, .. } if key.ends_with(":waitlist-admitted") => {
+                    Some((key, subject))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            admissions,
+            [(
+                format!("{}:waitlist-admitted", first.request_id),
+                format!("A seat in {DEAL} is yours")
+            )]
+        );
+
         // The watch saw the whole way (each saga step is an update: statuses repeat), and ended
         // at the terminal status.
         let mut statuses = watched.await.expect("the watch task");
@@ -186,6 +207,15 @@ async fn a_compensation_admits_the_waitlist_in_order_on_every_replica_across_a_l
                 request.request_id
             );
         }
+        // Money and effects: the holder voided (nothing kept), the first charged once with its
+        // documents and e-mails, the withdrawn one never charged (I7).
+        let investments = saga::wait_sagas_done(&nodes[0], &[DEAL], Duration::from_secs(60)).await;
+        let report = saga::check_settled(&nodes[1], &[DEAL], &investments, &saga.audit()).await;
+        assert_eq!(
+            (report.confirmed, report.waitlist_emails),
+            (1, 1),
+            "{report:?}"
+        );
         saga.assert_nodes_alive();
     })
     .await;

@@ -305,6 +305,9 @@ impl Executor {
         let request_id = id.to_string();
         match step {
             SagaStep::Payment => {
+                if view.admitted_at.is_some() {
+                    self.announce_admission(view, step, epoch).await;
+                }
                 let charged = self
                     .attempt(id, step, epoch, None, || {
                         self.partners
@@ -374,6 +377,31 @@ impl Executor {
                 }
             }
             SagaStep::Done => None,
+        }
+    }
+
+    /// Tells an investor admitted from the waitlist, before charging them. Under its own key, so
+    /// a retry, a restart or another executor sends the same message once; at most
+    /// `notify_attempts_max` tries, then the saga goes on without it (logged): the outcome
+    /// e-mail follows anyway.
+    async fn announce_admission(&self, view: &InvestmentView, step: SagaStep, epoch: u64) {
+        let id = view.request_id;
+        let key = format!("{id}:waitlist-admitted");
+        let (to, _, _) = email_of(view);
+        let subject = format!("A seat in {} is yours", view.deal_id);
+        let body = format!(
+            "A seat freed in {}: your waitlisted request {} for {} is admitted. We are taking \
+             the payment now; you will hear from us again once it is settled.",
+            view.deal_id, id, view.amount
+        );
+        let attempts = Some(self.config.notify_attempts_max);
+        let sent = self
+            .attempt(id, step, epoch, attempts, || {
+                self.partners.email(&key, &to, &subject, &body)
+            })
+            .await;
+        if let Attempted::Exhausted(error) = sent {
+            tracing::warn!(request_id = %id, %error, "the waitlist admission e-mail was not sent");
         }
     }
 

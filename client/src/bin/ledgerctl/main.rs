@@ -300,6 +300,17 @@ enum DealCmd {
         /// Largest ticket.
         #[arg(long)]
         max_ticket: Option<String>,
+        /// Open this long from now (e.g. 30s, 5m): until then requests are rejected with
+        /// DEAL_NOT_OPEN. "Now" is this machine's clock; the ledger decides by log time, the
+        /// leader's clock, the same for every node.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        opens_in: Option<Duration>,
+        /// Close by itself this long from now (e.g. 1h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        closes_in: Option<Duration>,
+        /// Most requests on the waitlist (0 = 1000).
+        #[arg(long, default_value_t = 0)]
+        max_waitlist: u32,
     },
     /// Close a deal to new requests (sagas in flight finish).
     Close {
@@ -332,6 +343,17 @@ enum InvestCmd {
         /// first decision.
         #[arg(long)]
         request_id: Option<String>,
+        /// Wait on the deal's waitlist rather than be rejected for lack of seats or amount.
+        #[arg(long)]
+        waitlist: bool,
+        /// With --waitlist: wait at most this long (e.g. 10m).
+        #[arg(long, value_parser = humantime::parse_duration, requires = "waitlist")]
+        waitlist_ttl: Option<Duration>,
+    },
+    /// Take a WAITLISTED request off its deal's waitlist (it ends REJECTED WAITLIST_CLOSED).
+    Withdraw {
+        /// The request id.
+        request_id: String,
     },
     /// Show an investment.
     Show {
@@ -483,17 +505,23 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &json!({"user_id": user.user_id, "pending": list(&user.pending), "confirmed": list(&user.confirmed)})
+                        &json!({"user_id": user.user_id, "pending": list(&user.pending), "confirmed": list(&user.confirmed), "waitlisted": list(&user.waitlisted)})
                     )?
                 );
             } else {
                 println!(
-                    "{}: {} pending, {} confirmed",
+                    "{}: {} pending, {} confirmed, {} waitlisted",
                     user.user_id,
                     user.pending.len(),
-                    user.confirmed.len()
+                    user.confirmed.len(),
+                    user.waitlisted.len()
                 );
-                for inv in user.pending.iter().chain(&user.confirmed) {
+                for inv in user
+                    .pending
+                    .iter()
+                    .chain(&user.confirmed)
+                    .chain(&user.waitlisted)
+                {
                     println!("  {}", investment_line(inv));
                 }
             }
@@ -691,7 +719,14 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
             max_investors,
             min_ticket,
             max_ticket,
+            opens_in,
+            closes_in,
+            max_waitlist,
         } => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let at = |d: &Option<Duration>| d.map(|d| now_ms + d.as_millis() as u64);
             client
                 .create_deal(pb::CreateDealRequest {
                     deal_id: deal_id.clone(),
@@ -699,9 +734,9 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
                     max_investors: *max_investors,
                     min_ticket: min_ticket.clone(),
                     max_ticket: max_ticket.clone(),
-                    opens_at_ms: None,
-                    closes_at_ms: None,
-                    max_waitlist: 0,
+                    opens_at_ms: at(opens_in),
+                    closes_at_ms: at(closes_in),
+                    max_waitlist: *max_waitlist,
                 })
                 .await?
         }
@@ -732,13 +767,19 @@ async fn invest(cli: &Cli, cmd: &InvestCmd) -> Result<()> {
             user,
             amount,
             request_id,
+            waitlist,
+            waitlist_ttl,
         } => {
             let mut submission = Submission::new(deal.clone(), user.clone(), amount.clone());
             if let Some(id) = request_id {
                 submission.request_id = id.clone();
             }
+            if *waitlist {
+                submission = submission.waitlisted(waitlist_ttl.map(|d| d.as_millis() as u64));
+            }
             client.submit(&submission).await?.investment
         }
+        InvestCmd::Withdraw { request_id } => client.withdraw(request_id).await?,
         InvestCmd::Show { request_id } => client.investment(request_id).await?,
         InvestCmd::Watch {
             request_id,

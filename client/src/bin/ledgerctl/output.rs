@@ -26,12 +26,14 @@ pub fn deal_json(deal: &pb::Deal) -> Value {
         "status": name(deal.status, |s: pb::DealStatus| s.as_str_name()),
         "investor_count": deal.investor_count, "reserved_amount": deal.reserved_amount,
         "confirmed_count": deal.confirmed_count, "confirmed_amount": deal.confirmed_amount,
-        "created_at_ms": deal.created_at_ms,
+        "created_at_ms": deal.created_at_ms, "opens_at_ms": deal.opens_at_ms,
+        "closes_at_ms": deal.closes_at_ms, "max_waitlist": deal.max_waitlist,
+        "waitlist_length": deal.waitlist_length,
     })
 }
 
 pub fn deal_line(deal: &pb::Deal) -> String {
-    format!(
+    let mut line = format!(
         "{:<24} {:<6} seats {:>4}/{:<4} reserved {:>14} of {:>14}  confirmed {:>4} / {}",
         deal.deal_id,
         name(deal.status, |s: pb::DealStatus| s.as_str_name()),
@@ -41,7 +43,17 @@ pub fn deal_line(deal: &pb::Deal) -> String {
         deal.amount,
         deal.confirmed_count,
         deal.confirmed_amount
-    )
+    );
+    if deal.waitlist_length > 0 {
+        line += &format!("  waitlist {}", deal.waitlist_length);
+    }
+    if let Some(opens) = deal.opens_at_ms {
+        line += &format!("  opens_at_ms {opens}");
+    }
+    if let Some(closes) = deal.closes_at_ms {
+        line += &format!("  closes_at_ms {closes}");
+    }
+    line
 }
 
 pub fn investment_json(inv: &pb::Investment) -> Value {
@@ -54,6 +66,11 @@ pub fn investment_json(inv: &pb::Investment) -> Value {
         "attempts": inv.attempts, "last_error": (!inv.last_error.is_empty()).then_some(&inv.last_error),
         "cancel_cause": (inv.cancel_cause != 0).then(|| name(inv.cancel_cause, |c: pb::CancelCause| c.as_str_name())),
         "executor": inv.executor, "epoch": inv.epoch, "updated_at_ms": inv.updated_at_ms,
+        "waitlist": inv.waitlist, "waitlist_ttl_ms": inv.waitlist_ttl_ms,
+        "waitlisted": inv.waitlisted,
+        "waitlist_position": (inv.waitlist_position != 0).then_some(inv.waitlist_position),
+        "admitted_log_index": (inv.admitted_log_index != 0).then_some(inv.admitted_log_index),
+        "admitted_offset": (inv.admitted_log_index != 0).then_some(inv.admitted_offset),
     })
 }
 
@@ -70,6 +87,15 @@ pub fn investment_line(inv: &pb::Investment) -> String {
     );
     if inv.reject_reason != 0 {
         line += &format!(" reason={}", reject_reason(inv));
+    }
+    if inv.waitlist_position != 0 {
+        line += &format!(" waitlist_position={}", inv.waitlist_position);
+    }
+    if inv.admitted_log_index != 0 {
+        line += &format!(
+            " admitted_from_waitlist_at {}:{}",
+            inv.admitted_log_index, inv.admitted_offset
+        );
     }
     if inv.saga_step != 0 {
         line += &format!(" saga={} attempts={}", saga_step(inv), inv.attempts);
