@@ -304,8 +304,10 @@ fn messages_match_the_contract() {
                 ("closes_at_ms", 13, OptU64),
                 ("max_waitlist", 14, U32),
                 ("waitlist_length", 15, U32),
+                ("receipt_head", 16, Msg("Receipt")),
             ],
         ),
+        ("Receipt", &[("deal_seq", 1, U64), ("hash", 2, Bytes)]),
         (
             "SubmitRequest",
             &[
@@ -421,6 +423,7 @@ fn messages_match_the_contract() {
                 ("waitlisted", 28, Bool),
                 ("admitted_log_index", 29, U64),
                 ("admitted_offset", 30, U32),
+                ("receipt", 31, Msg("Receipt")),
             ],
         ),
         ("StatusRequest", &[("with_digest", 1, Bool)]),

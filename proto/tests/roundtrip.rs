@@ -6,9 +6,9 @@ use ledger_proto::pb::{
     CreateDealRequest, Deal, ExecutorStatus, GetInvestmentRequest, GetUserRequest, InitRequest,
     Investment, ListDealsRequest, ListDealsResponse, ListInvestmentsRequest,
     ListInvestmentsResponse, ListSagasRequest, ListSagasResponse, Member, MemberAddr,
-    MembershipResponse, RaftReply, RaftRequest, RequestError, StatusResponse, SubmitBatchRequest,
-    SubmitBatchResponse, SubmitBatchResult, SubmitRequest, SubmitResponse, TransferLeaderRequest,
-    TriggerSnapshotResponse, User,
+    MembershipResponse, RaftReply, RaftRequest, Receipt, RequestError, StatusResponse,
+    SubmitBatchRequest, SubmitBatchResponse, SubmitBatchResult, SubmitRequest, SubmitResponse,
+    TransferLeaderRequest, TriggerSnapshotResponse, User,
 };
 use ledger_proto::{
     CancelCause, Consistency, DealStatus, InvestmentStatus, MemberRole, RejectReason, SagaStep,
@@ -41,6 +41,10 @@ fn deal() -> Deal {
         closes_at_ms: None,
         max_waitlist: 1_000,
         waitlist_length: 4,
+        receipt_head: Some(Receipt {
+            deal_seq: 3,
+            hash: vec![7; 32],
+        }),
     }
 }
 
@@ -76,6 +80,10 @@ fn investment() -> Investment {
         waitlisted: true,
         admitted_log_index: 40,
         admitted_offset: 2,
+        receipt: Some(Receipt {
+            deal_seq: 2,
+            hash: vec![9; 32],
+        }),
     }
 }
 

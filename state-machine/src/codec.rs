@@ -402,6 +402,7 @@ impl AdmissionState {
                     counters: DealCounters::default(),
                     decisions: Vec::new(),
                     waitlist: Default::default(),
+                    receipt_head: Default::default(),
                 })
                 .collect(),
             users: self.users.items().to_vec(),
@@ -476,6 +477,7 @@ impl AdmissionState {
             holdings: Default::default(),
             sagas: SagaIndex::default(),
             timers: Default::default(),
+            receipts: Vec::new(),
         };
         let derived = state.derive().map_err(|dangling| {
             SnapshotError::Inconsistent(format!("{} names a missing deal or user", dangling.0))
@@ -568,6 +570,7 @@ mod legacy {
             counters: DealCounters::default(),
             decisions: Vec::new(),
             waitlist: Default::default(),
+            receipt_head: Default::default(),
         }
     }
 

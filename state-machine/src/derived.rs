@@ -8,9 +8,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::outcome::Status;
+use crate::receipts::Receipt;
 use crate::saga::SagaStep;
 use crate::state::{
-    AdmissionState, DealCounters, DealIdx, DealStatus, InvIdx, SagaIndex, Timers, UserIdx,
+    decision_record, AdmissionState, DealCounters, DealIdx, DealStatus, InvIdx, SagaIndex, Timers,
+    UserIdx,
 };
 use crate::table::FixedHasher;
 
@@ -19,6 +21,8 @@ pub(crate) struct Derived {
     pub(crate) deal_counters: Vec<DealCounters>,
     pub(crate) deal_decisions: Vec<Vec<InvIdx>>,
     pub(crate) deal_waitlists: Vec<BTreeSet<InvIdx>>,
+    pub(crate) receipt_heads: Vec<Receipt>,
+    pub(crate) receipts: Vec<[u8; 32]>,
     pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
     pub(crate) sagas: SagaIndex,
     pub(crate) timers: Timers,
@@ -34,6 +38,8 @@ impl AdmissionState {
             deal_counters: vec![DealCounters::default(); self.deals.len()],
             deal_decisions: vec![Vec::new(); self.deals.len()],
             deal_waitlists: vec![BTreeSet::new(); self.deals.len()],
+            receipt_heads: vec![Receipt::GENESIS; self.deals.len()],
+            receipts: Vec::with_capacity(self.investments.len()),
             holdings: HashMap::default(),
             sagas: SagaIndex::default(),
             timers: Timers::default(),
@@ -42,15 +48,28 @@ impl AdmissionState {
         let mut expiries = Vec::new();
         for (idx, inv) in self.investments.items().iter().enumerate() {
             let idx = idx as InvIdx;
-            let (Some(counters), Some(decisions), Some(waitlist), true) = (
+            let (
+                Some(counters),
+                Some(decisions),
+                Some(waitlist),
+                Some(head),
+                Some(deal),
+                Some(user),
+            ) = (
                 derived.deal_counters.get_mut(inv.deal as usize),
                 derived.deal_decisions.get_mut(inv.deal as usize),
                 derived.deal_waitlists.get_mut(inv.deal as usize),
-                (inv.user as usize) < self.users.len(),
-            ) else {
+                derived.receipt_heads.get_mut(inv.deal as usize),
+                self.deals.at(inv.deal),
+                self.users.at(inv.user),
+            )
+            else {
                 return Err(DanglingReference(inv.request_id));
             };
             decisions.push(idx);
+            let record = decision_record(inv, decisions.len() as u64, &deal.deal_id, user);
+            *head = head.next(&record.canonical_bytes());
+            derived.receipts.push(head.hash);
             if inv.status.is_active() {
                 counters.investor_count += 1;
                 counters.reserved = counters.reserved.saturating_add(inv.amount);
@@ -115,15 +134,18 @@ impl AdmissionState {
     /// Replaces every derived value with `derived`.
     pub(crate) fn install(&mut self, derived: Derived) {
         let deals = self.deals.items_mut().iter_mut();
-        for (((deal, counters), decisions), waitlist) in deals
+        for ((((deal, counters), decisions), waitlist), head) in deals
             .zip(derived.deal_counters)
             .zip(derived.deal_decisions)
             .zip(derived.deal_waitlists)
+            .zip(derived.receipt_heads)
         {
             deal.counters = counters;
             deal.decisions = decisions;
             deal.waitlist = waitlist;
+            deal.receipt_head = head;
         }
+        self.receipts = derived.receipts;
         self.holdings = derived.holdings;
         self.sagas = derived.sagas;
         self.timers = derived.timers;

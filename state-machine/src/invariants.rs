@@ -74,11 +74,18 @@ impl AdmissionState {
             }
         }
 
-        for (deal, (expected, decisions)) in self
+        if self.receipts != derived.receipts {
+            return violated(
+                "receipt chain",
+                "investments' receipts differ from their deals' chains".to_owned(),
+            );
+        }
+        for (deal_idx, (deal, (expected, decisions))) in self
             .deals
             .items()
             .iter()
             .zip(derived.deal_counters.iter().zip(&derived.deal_decisions))
+            .enumerate()
         {
             let name = &deal.deal_id;
             let counters = deal.counters;
@@ -110,6 +117,12 @@ impl AdmissionState {
                 return violated(
                     "decision order",
                     format!("deal {name}: decision list differs from the investments"),
+                );
+            }
+            if derived.receipt_heads.get(deal_idx) != Some(&deal.receipt_head) {
+                return violated(
+                    "receipt chain",
+                    format!("deal {name}: receipt head differs from the decisions' chain"),
                 );
             }
             self.check_waitlist(deal)?;

@@ -34,12 +34,17 @@
 //!             max_investors: 200,
 //!             min_ticket: None,
 //!             max_ticket: None,
+//!             opens_at_ms: None,
+//!             closes_at_ms: None,
+//!             max_waitlist: MAX_WAITLIST_DEFAULT,
 //!         }),
 //!         Command::Submit(Submit {
 //!             request_id: RequestId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap(),
 //!             deal_id: "seed-round".into(),
 //!             user_id: "ana".into(),
 //!             amount: Money::parse("2500.00").unwrap(),
+//!             waitlist: false,
+//!             waitlist_ttl_ms: None,
 //!         }),
 //!     ],
 //! };
@@ -47,6 +52,8 @@
 //! let Ok(Outcome::Submitted { decision, .. }) = &results[1] else { panic!() };
 //! assert_eq!(decision.verdict, Verdict::Pending);
 //! assert_eq!(state.deal("seed-round").unwrap().investor_count, 1);
+//! // The decision is the deal's first receipt.
+//! assert_eq!(state.deal("seed-round").unwrap().receipt_head.deal_seq, 1);
 //! ```
 
 #![warn(missing_docs)]
@@ -60,6 +67,7 @@ mod invariants;
 mod money;
 mod outcome;
 mod query;
+pub mod receipts;
 mod saga;
 mod state;
 mod table;
@@ -83,6 +91,7 @@ pub use query::{
     DealView, ExecutorView, InvestmentView, Page, SagaFilter, UserView, PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
 };
+pub use receipts::Receipt;
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
 pub use state::{AdmissionState, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;

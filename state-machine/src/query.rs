@@ -41,6 +41,8 @@ pub struct DealView {
     pub created_at_ms: u64,
     /// WAITLISTED requests now.
     pub waitlist_length: u32,
+    /// The head of the deal's receipt chain: its number of decisions and the last hash.
+    pub receipt_head: crate::Receipt,
 }
 
 /// An investment as the API shows it.
@@ -77,6 +79,8 @@ pub struct InvestmentView {
     /// Once admitted from the waitlist: the position (log index, offset) of the command whose
     /// effect admitted it.
     pub admitted_at: Option<(u64, u32)>,
+    /// Its place in the deal's receipt chain (none for a request naming an unknown deal).
+    pub receipt: Option<crate::Receipt>,
 }
 
 impl InvestmentView {
@@ -365,6 +369,18 @@ impl AdmissionState {
         Some(deal.waitlist.range(..idx).count() as u32 + 1)
     }
 
+    /// The receipt of the investment at `idx`.
+    fn receipt_of(&self, inv: &Investment) -> Option<crate::Receipt> {
+        let idx = self.investments.position(&inv.request_id)?;
+        let deal = self.deals.at(inv.deal)?;
+        let seq = deal.decisions.binary_search(&idx).ok()? as u64 + 1;
+        let hash = *self.receipts.get(idx as usize)?;
+        Some(crate::Receipt {
+            deal_seq: seq,
+            hash,
+        })
+    }
+
     fn view_of(&self, inv: &Investment) -> InvestmentView {
         let waitlist = inv.waitlist.as_deref();
         InvestmentView {
@@ -391,6 +407,7 @@ impl AdmissionState {
             waitlisted: waitlist.is_some_and(|w| w.waitlisted),
             waitlist_position: self.waitlist_position(inv),
             admitted_at: waitlist.and_then(|w| w.admitted_at),
+            receipt: self.receipt_of(inv),
         }
     }
 }
@@ -412,6 +429,7 @@ fn unknown_deal_view(seen: &UnknownDealRejection) -> InvestmentView {
         waitlisted: false,
         waitlist_position: None,
         admitted_at: None,
+        receipt: None,
     }
 }
 
@@ -426,6 +444,7 @@ fn deal_view(deal: &Deal) -> DealView {
         confirmed_amount: deal.counters.confirmed_amount,
         created_at_ms: deal.created_at_ms,
         waitlist_length: deal.waitlist.len() as u32,
+        receipt_head: deal.receipt_head,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::{CommandError, EntryError};
 use crate::ids::{NodeId, RequestId};
 use crate::money::Money;
 use crate::outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
+use crate::receipts::{DecisionRecord, Receipt};
 use crate::saga::{CancelCause, Saga, SagaEvent, SagaStep};
 use crate::table::{FixedHasher, Keyed, KeyedVec, Lookup};
 use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
@@ -45,6 +46,8 @@ pub struct AdmissionState {
     pub(crate) holdings: HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
     pub(crate) sagas: SagaIndex,
     pub(crate) timers: Timers,
+    /// Each investment's receipt hash, by `InvIdx` (derived).
+    pub(crate) receipts: Vec<[u8; 32]>,
 }
 
 /// What log time makes due, besides saga deadlines (derived). Entries for what changed since
@@ -107,6 +110,9 @@ pub(crate) struct Deal {
     /// The deal's WAITLISTED requests; positions are decision (log) order (derived).
     #[serde(skip)]
     pub(crate) waitlist: BTreeSet<InvIdx>,
+    /// The head of the deal's receipt chain (derived).
+    #[serde(skip)]
+    pub(crate) receipt_head: Receipt,
 }
 
 /// Derived per-deal totals, kept so that a decision is O(1).
@@ -574,6 +580,15 @@ impl AdmissionState {
                 }
             }
         }
+        // Rule 9: the decision extends the deal's receipt chain.
+        let record = decision_record(
+            &investment,
+            deal.decisions.len() as u64,
+            &submit.deal_id,
+            &submit.user_id,
+        );
+        deal.receipt_head = deal.receipt_head.next(&record.canonical_bytes());
+        self.receipts.push(deal.receipt_head.hash);
         self.investments.insert_vacant(hash, investment);
         Ok(Outcome::Submitted {
             decision: Decision {
@@ -909,6 +924,27 @@ fn decide(
     }
 }
 
+/// What a decision's receipt covers; `deal_seq` is its 1-based place among the deal's decisions.
+pub(crate) fn decision_record<'a>(
+    inv: &Investment,
+    deal_seq: u64,
+    deal_id: &'a str,
+    user_id: &'a str,
+) -> DecisionRecord<'a> {
+    DecisionRecord {
+        deal_seq,
+        request_id: inv.request_id,
+        deal_id,
+        user_id,
+        amount: inv.amount,
+        waitlist_ttl_ms: inv.waitlist.as_deref().map(|w| w.ttl_ms.unwrap_or(0)),
+        log_index: inv.log_index,
+        offset: inv.offset,
+        decided_at_ms: inv.decided_at_ms,
+        verdict: decision_of(inv).verdict,
+    }
+}
+
 /// Rule 1 for a request id rejected before for naming an unknown deal.
 fn replay_unknown_deal(seen: &UnknownDealRejection, submit: &Submit) -> Applied {
     let same_payload = seen.amount == submit.amount
@@ -1099,6 +1135,7 @@ impl Deal {
             counters: DealCounters::default(),
             decisions: Vec::new(),
             waitlist: BTreeSet::new(),
+            receipt_head: Receipt::GENESIS,
         }
     }
 }

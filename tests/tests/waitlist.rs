@@ -74,7 +74,19 @@ async fn a_compensation_admits_the_waitlist_in_order_on_every_replica_across_a_l
             pb::RejectReason::InvestorLimitReached as i32,
             "without the waitlist, the rejection is as before"
         );
-        assert_eq!(client.deal(DEAL).await.unwrap().waitlist_length, 2);
+        let deal = client.deal(DEAL).await.unwrap();
+        assert_eq!(deal.waitlist_length, 2);
+        // Four decisions, four links of the deal's receipt chain, in log order.
+        let receipts: Vec<u64> = [&held, &first_decided, &second_decided, &plain]
+            .iter()
+            .map(|d| d.investment.receipt.as_ref().expect("a receipt").deal_seq)
+            .collect();
+        assert_eq!(receipts, [1, 2, 3, 4]);
+        assert_eq!(
+            deal.receipt_head,
+            plain.investment.receipt.clone(),
+            "the head is the last decision's receipt"
+        );
 
         // Follow the first waitlisted request from now on, on a node that stays up.
         let old_leader = saga.cluster.leader().await;

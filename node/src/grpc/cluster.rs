@@ -759,6 +759,7 @@ mod tests {
             waitlisted: false,
             waitlist_position: None,
             admitted_at: None,
+            receipt: None,
         }
     }
 

@@ -174,6 +174,14 @@ pub fn deal(view: DealView) -> pb::Deal {
         closes_at_ms: view.terms.closes_at_ms,
         max_waitlist: view.terms.max_waitlist,
         waitlist_length: view.waitlist_length,
+        receipt_head: Some(receipt(view.receipt_head)),
+    }
+}
+
+fn receipt(receipt: ledger_state_machine::Receipt) -> pb::Receipt {
+    pb::Receipt {
+        deal_seq: receipt.deal_seq,
+        hash: receipt.hash.to_vec(),
     }
 }
 
@@ -196,6 +204,7 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
         waitlist: view.waitlist_requested,
         waitlist_ttl_ms: view.waitlist_ttl_ms,
         waitlisted: view.waitlisted,
+        receipt: view.receipt.map(receipt),
         ..pb::Investment::default()
     };
     if let Some((log_index, offset)) = view.admitted_at {

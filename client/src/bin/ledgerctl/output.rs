@@ -29,7 +29,16 @@ pub fn deal_json(deal: &pb::Deal) -> Value {
         "created_at_ms": deal.created_at_ms, "opens_at_ms": deal.opens_at_ms,
         "closes_at_ms": deal.closes_at_ms, "max_waitlist": deal.max_waitlist,
         "waitlist_length": deal.waitlist_length,
+        "receipt_head": deal.receipt_head.as_ref().map(receipt_json),
     })
+}
+
+pub fn receipt_json(receipt: &pb::Receipt) -> Value {
+    json!({"deal_seq": receipt.deal_seq, "hash": hex(&receipt.hash)})
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn deal_line(deal: &pb::Deal) -> String {
@@ -71,6 +80,7 @@ pub fn investment_json(inv: &pb::Investment) -> Value {
         "waitlist_position": (inv.waitlist_position != 0).then_some(inv.waitlist_position),
         "admitted_log_index": (inv.admitted_log_index != 0).then_some(inv.admitted_log_index),
         "admitted_offset": (inv.admitted_log_index != 0).then_some(inv.admitted_offset),
+        "receipt": inv.receipt.as_ref().map(receipt_json),
     })
 }
 
@@ -96,6 +106,9 @@ pub fn investment_line(inv: &pb::Investment) -> String {
             " admitted_from_waitlist_at {}:{}",
             inv.admitted_log_index, inv.admitted_offset
         );
+    }
+    if let Some(receipt) = &inv.receipt {
+        line += &format!(" receipt={}:{}", receipt.deal_seq, hex(&receipt.hash));
     }
     if inv.saga_step != 0 {
         line += &format!(" saga={} attempts={}", saga_step(inv), inv.attempts);
