@@ -161,7 +161,18 @@ async fn deals_are_listed_in_order_and_closed_once() {
             .await
             .expect("CloseDeal again")
             .into_inner();
-        assert_eq!(reclosed, closed);
+        // The same deal, but for its receipt chain, which the rejection of bo extended.
+        assert_eq!(
+            reclosed.receipt_head.as_ref().map(|r| r.deal_seq),
+            closed.receipt_head.as_ref().map(|r| r.deal_seq + 1)
+        );
+        assert_eq!(
+            pb::Deal {
+                receipt_head: closed.receipt_head.clone(),
+                ..reclosed
+            },
+            closed
+        );
         let unknown = follower
             .admission
             .clone()
