@@ -338,11 +338,7 @@ impl AdmissionState {
     }
 
     fn close_scheduled_deals(&mut self, events: &mut Vec<SagaEvent>) {
-        while let Some(&Reverse((closes_at_ms, deal_idx))) = self.timers.closings.peek() {
-            if closes_at_ms > self.now_ms {
-                break;
-            }
-            self.timers.closings.pop();
+        while let Some((_, deal_idx)) = pop_due(&mut self.timers.closings, self.now_ms) {
             let open = self
                 .deals
                 .at(deal_idx)
@@ -354,11 +350,7 @@ impl AdmissionState {
     }
 
     fn expire_waitlisted(&mut self, events: &mut Vec<SagaEvent>) {
-        while let Some(&Reverse((expires_at_ms, inv_idx))) = self.timers.waitlist_expiries.peek() {
-            if expires_at_ms > self.now_ms {
-                break;
-            }
-            self.timers.waitlist_expiries.pop();
+        while let Some((_, inv_idx)) = pop_due(&mut self.timers.waitlist_expiries, self.now_ms) {
             let waiting = self
                 .investments
                 .at(inv_idx)
@@ -716,11 +708,7 @@ impl AdmissionState {
 
     fn expire_deadlines(&mut self, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
         let now_ms = self.now_ms;
-        while let Some(&Reverse((deadline_ms, inv_idx))) = self.sagas.deadlines.peek() {
-            if deadline_ms > now_ms {
-                break;
-            }
-            self.sagas.deadlines.pop();
+        while let Some((deadline_ms, inv_idx)) = pop_due(&mut self.sagas.deadlines, now_ms) {
             let Some(inv) = self.investments.at_mut(inv_idx) else {
                 continue;
             };
@@ -879,6 +867,19 @@ impl AdmissionState {
         events.push(event_of(request_id, inv.status, saga));
         Ok(Outcome::SagaAborted)
     }
+}
+
+/// Takes the earliest timer of `heap` if it is due at `now_ms`: `(due_ms, what)`.
+fn pop_due<T: Ord + Copy>(
+    heap: &mut BinaryHeap<Reverse<(u64, T)>>,
+    now_ms: u64,
+) -> Option<(u64, T)> {
+    let &Reverse((due_ms, item)) = heap.peek()?;
+    if due_ms > now_ms {
+        return None;
+    }
+    heap.pop();
+    Some((due_ms, item))
 }
 
 /// Rules 2–7 of `DESIGN.md` §4.2 for a request whose id is new.

@@ -86,11 +86,7 @@ fn a_format_3_snapshot_is_converted_to_what_a_replay_gives() {
     let converted = AdmissionState::decode_snapshot(bytes).expect("a format 3 snapshot loads");
     converted.check_invariants().unwrap();
 
-    let mut replayed = Harness::new();
-    for commands in fixture_entries() {
-        replayed.apply(commands);
-        replayed.time_ms += 10;
-    }
+    let replayed = Harness::replaying(fixture_entries());
     assert_eq!(converted.digest(), replayed.state.digest());
     let deal = converted.deal("alpha").unwrap();
     assert_eq!(deal.terms.max_waitlist, MAX_WAITLIST_DEFAULT);

@@ -28,15 +28,6 @@ fn v2_fixture_entries() -> Vec<Vec<Command>> {
     ]
 }
 
-fn run(entries: Vec<Vec<Command>>) -> Harness {
-    let mut h = Harness::new();
-    for commands in entries {
-        h.apply(commands);
-        h.time_ms += 10;
-    }
-    h
-}
-
 fn dnf() -> Verdict {
     Verdict::Rejected(RejectReason::DealNotFound)
 }
@@ -190,7 +181,7 @@ fn a_format_2_snapshot_is_converted_to_what_a_replay_gives() {
     let converted = AdmissionState::decode_snapshot(bytes).expect("a format 2 snapshot loads");
     converted.check_invariants().unwrap();
 
-    let replayed = run(v2_fixture_entries());
+    let replayed = Harness::replaying(v2_fixture_entries());
     assert_eq!(converted.digest(), replayed.state.digest());
     assert_eq!(converted.investment_count(), 2);
     assert_eq!(converted.unknown_deal_rejections(), (3, 0));

@@ -24,6 +24,16 @@ fn deal(h: &mut Harness, amount: &str, seats: u32) {
     h.heartbeat(2);
 }
 
+/// A one-seat deal "d": ana's request 1 holds the seat, bob's request 2 waits.
+fn one_seat_taken_one_waiting() -> Harness {
+    let mut h = Harness::new();
+    deal(&mut h, "1000", 1);
+    h.submit(1, "d", "ana", "1");
+    let waiting = decided(h.apply_one(submit_waitlisted(2, "d", "bob", "1", None)));
+    assert_eq!(waiting.verdict, Verdict::Waitlisted);
+    h
+}
+
 fn position(h: &Harness, request: u128) -> Option<u32> {
     h.state.investment(rid(request)).unwrap().waitlist_position
 }
@@ -154,11 +164,7 @@ fn the_waitlist_is_bounded_per_deal() {
 
 #[test]
 fn one_user_holds_one_place_per_deal_waitlisted_included() {
-    let mut h = Harness::new();
-    deal(&mut h, "1000", 1);
-    h.submit(1, "d", "ana", "1");
-    h.apply_one(submit_waitlisted(2, "d", "bob", "1", None))
-        .unwrap();
+    let mut h = one_seat_taken_one_waiting();
     assert_eq!(
         decided(h.apply_one(submit_waitlisted(3, "d", "bob", "2", None))).verdict,
         Verdict::Rejected(RejectReason::DuplicateInvestor)
@@ -228,11 +234,7 @@ fn a_waitlisted_request_ends_when_its_time_to_live_passes() {
 
 #[test]
 fn only_a_waitlisted_request_can_be_withdrawn() {
-    let mut h = Harness::new();
-    deal(&mut h, "1000", 1);
-    h.submit(1, "d", "ana", "1");
-    h.apply_one(submit_waitlisted(2, "d", "bob", "1", None))
-        .unwrap();
+    let mut h = one_seat_taken_one_waiting();
     assert_eq!(
         h.apply_one(Command::Withdraw { request_id: rid(2) }),
         Ok(Outcome::Withdrawn)

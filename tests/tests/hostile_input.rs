@@ -84,28 +84,37 @@ fn identity(cluster: &TestCluster, role: Role) -> certs::Issued {
     issued
 }
 
+/// A cluster, its leader, and an operator's connection to it, with the deal `DEAL` created.
+async fn start_with_deal(
+    options: ClusterOptions,
+) -> (TestCluster, u64, ledger_client::NodeClients) {
+    let cluster = TestCluster::start(options).await;
+    let leader = cluster.leader().await;
+    let mut operator = connect_with(&cluster.addr(leader), cluster.credentials())
+        .await
+        .expect("connect as the operator");
+    operator
+        .admission
+        .create_deal(pb::CreateDealRequest {
+            deal_id: DEAL.into(),
+            amount: "100000.00".into(),
+            max_investors: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("CreateDeal");
+    (cluster, leader, operator)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_documented_errors_and_changes_nothing() {
     bounded(Duration::from_secs(150), async {
-        let mut cluster = TestCluster::start(ClusterOptions::new(3).tls()).await;
-        let leader = cluster.leader().await;
+        let (mut cluster, leader, mut operator) =
+            start_with_deal(ClusterOptions::new(3).tls()).await;
         let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
         let addr = cluster.addr(leader);
         let dir = cluster.certs_dir().expect("certs");
         let ca = certs::ca_path(&dir);
-        let mut operator = connect_with(&addr, cluster.credentials())
-            .await
-            .expect("connect as the operator");
-        operator
-            .admission
-            .create_deal(pb::CreateDealRequest {
-                deal_id: DEAL.into(),
-                amount: "100000.00".into(),
-                max_investors: 50,
-                ..Default::default()
-            })
-            .await
-            .expect("CreateDeal");
         let admitted = operator
             .admission
             .submit(submit(
@@ -391,23 +400,9 @@ async fn connections_past_the_cap_are_closed_and_held_ones_go_on() {
     const CAP: usize = 16;
     const FLOOD: usize = 40;
     bounded(Duration::from_secs(120), async {
-        let mut cluster =
-            TestCluster::start(ClusterOptions::new(3).tls().flag("--max-connections", CAP)).await;
-        let leader = cluster.leader().await;
+        let (mut cluster, leader, mut operator) =
+            start_with_deal(ClusterOptions::new(3).tls().flag("--max-connections", CAP)).await;
         let addr = cluster.addr(leader);
-        let mut operator = connect_with(&addr, cluster.credentials())
-            .await
-            .expect("connect as the operator");
-        operator
-            .admission
-            .create_deal(pb::CreateDealRequest {
-                deal_id: DEAL.into(),
-                amount: "100000.00".into(),
-                max_investors: 50,
-                ..Default::default()
-            })
-            .await
-            .expect("CreateDeal");
 
         // Raw sockets that never start TLS, past the cap. Those the node accepted stay open
         // (their handshake is pending); the rest are closed at once.

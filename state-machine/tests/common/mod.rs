@@ -54,6 +54,16 @@ impl Harness {
         results
     }
 
+    /// A new harness that applied `entries`, one entry each, log time 10 ms apart.
+    pub fn replaying(entries: Vec<Vec<Command>>) -> Harness {
+        let mut h = Harness::new();
+        for commands in entries {
+            h.apply(commands);
+            h.time_ms += 10;
+        }
+        h
+    }
+
     pub fn apply_one(&mut self, command: Command) -> Applied {
         self.apply(vec![command])
             .pop()
