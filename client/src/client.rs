@@ -720,6 +720,47 @@ impl Client {
         .await
     }
 
+    /// A deal's whole record (`Cluster.ExportDeal`, operator role): the deal with its receipt
+    /// head, and every decision on it in log order. A broken stream is read again from the
+    /// start.
+    pub async fn export_deal(
+        &self,
+        deal_id: &str,
+    ) -> Result<(pb::Deal, Vec<pb::Investment>), ClientError> {
+        let request = pb::ExportDealRequest {
+            deal_id: deal_id.to_owned(),
+        };
+        let parts = self
+            .call(request, |mut node, request| async move {
+                let mut stream = node.cluster.export_deal(request).await?.into_inner();
+                let mut parts = Vec::new();
+                while let Some(part) = stream.message().await? {
+                    parts.push(part);
+                }
+                Ok(tonic::Response::new(parts))
+            })
+            .await?;
+        let mut deal = None;
+        let mut decisions = Vec::with_capacity(parts.len());
+        for part in parts {
+            match part.part {
+                Some(pb::export_deal_part::Part::Deal(d)) if deal.is_none() => deal = Some(d),
+                Some(pb::export_deal_part::Part::Investment(inv)) if deal.is_some() => {
+                    decisions.push(inv)
+                }
+                other => {
+                    return Err(ClientError::Unavailable(format!(
+                        "export of {deal_id}: unexpected part {other:?}"
+                    )))
+                }
+            }
+        }
+        let deal = deal.ok_or_else(|| {
+            ClientError::Unavailable(format!("export of {deal_id}: no deal in the stream"))
+        })?;
+        Ok((deal, decisions))
+    }
+
     /// One deal with its counters (linearizable read).
     pub async fn deal(&self, deal_id: &str) -> Result<pb::Deal, ClientError> {
         let request = pb::GetDealRequest {

@@ -127,6 +127,7 @@ fn services_and_methods_match_the_contract() {
                     "Investment",
                     false,
                 ),
+                ("ExportDeal", "ExportDealRequest", "ExportDealPart", true),
             ],
         ),
         (
@@ -511,6 +512,14 @@ fn messages_match_the_contract() {
         (
             "CompensateSagaRequest",
             &[("request_id", 1, Str), ("reason", 2, Str)],
+        ),
+        ("ExportDealRequest", &[("deal_id", 1, Str)]),
+        (
+            "ExportDealPart",
+            &[
+                ("deal", 1, OneofMsg("part", "Deal")),
+                ("investment", 2, OneofMsg("part", "Investment")),
+            ],
         ),
         (
             "RaftRequest",

@@ -53,7 +53,7 @@ pub fn access(path: &str) -> Option<Access> {
         "admission.v1.Cluster" => match method {
             "Status" => Some(Access::Client),
             "Init" | "AddLearner" | "ChangeMembership" | "TransferLeader" | "TriggerSnapshot"
-            | "ListSagas" | "CompensateSaga" => Some(Access::Operator),
+            | "ListSagas" | "CompensateSaga" | "ExportDeal" => Some(Access::Operator),
             _ => None,
         },
         "admission.v1.Raft" => match method {
@@ -271,7 +271,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 23);
+        assert_eq!(count, 24);
         assert_eq!(access("/admission.v1.Admission/Nope"), None);
         assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
     }

@@ -3,6 +3,7 @@
 //! run on the leader (followers forward them once).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use ledger_proto::pb::{self, cluster_client::ClusterClient};
 use ledger_state_machine::{CancelCause, CommandError, InvestmentView, Outcome, SagaStep};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -351,8 +354,74 @@ fn role(state: ServerState) -> &'static str {
     }
 }
 
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportDealPart, Status>> + Send>>;
+
+/// Decisions read per hold of the replica's lock while exporting, so that applies wait at
+/// most for one page.
+const EXPORT_PAGE: usize = 1_000;
+
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
+    type ExportDealStream = ExportStream;
+
+    async fn export_deal(
+        &self,
+        request: Request<pb::ExportDealRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
+        let linearizable = pb::Consistency::Linearizable as i32;
+        if let Some(channel) = self.node.read_route(&request, linearizable).await? {
+            let forwarded = client(channel).export_deal(forwarded(request)).await?;
+            let stream: ExportStream = Box::pin(forwarded.into_inner());
+            return Ok(Response::new(stream));
+        }
+        let deal = self.node.replica.read().state.deal(&deal_id);
+        let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+        // The head read first bounds the export: decisions never change, so the pages read
+        // after it hold exactly the decisions it commits to.
+        let decisions = deal.receipt_head.deal_seq;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let first = pb::ExportDealPart {
+                part: Some(pb::export_deal_part::Part::Deal(convert::deal(deal))),
+            };
+            if sender.send(Ok(first)).await.is_err() {
+                return;
+            }
+            let mut start = 0u64;
+            while start < decisions {
+                let limit = EXPORT_PAGE.min((decisions - start) as usize);
+                let page = node
+                    .replica
+                    .read()
+                    .state
+                    .deal_investments(&deal_id, start, limit);
+                let items = match page {
+                    Ok(page) if !page.items.is_empty() => page.items,
+                    Ok(_) => return,
+                    Err(_) => {
+                        let gone = ApiError::NotFound(format!("deal {deal_id}"));
+                        let _ = sender.send(Err(gone.into())).await;
+                        return;
+                    }
+                };
+                start += items.len() as u64;
+                for view in items {
+                    let part = pb::ExportDealPart {
+                        part: Some(pb::export_deal_part::Part::Investment(convert::investment(
+                            view,
+                        ))),
+                    };
+                    if sender.send(Ok(part)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
     async fn status(
         &self,
         request: Request<pb::StatusRequest>,

@@ -15,6 +15,7 @@ use serde_json::json;
 
 mod bench;
 mod demo;
+mod export;
 mod load;
 mod output;
 mod saga_bench;
@@ -324,6 +325,25 @@ enum DealCmd {
     },
     /// List every deal.
     List,
+    /// Write a deal's decisions (log order, with receipts and outcomes) to FILE as JSON lines,
+    /// and FILE.manifest.json with the deal and its receipt head. Operator role.
+    Export {
+        /// The deal id.
+        deal_id: String,
+        /// Where to write the lines.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export: recompute the receipt chain over its decisions and compare it with
+    /// every receipt and the manifest's head; with --receipt, that an investor's receipt is in
+    /// it. Works offline, on the files alone.
+    Verify {
+        /// The lines file (its manifest is FILE.manifest.json).
+        file: PathBuf,
+        /// A receipt to find in the chain, as DEAL_SEQ:HASH.
+        #[arg(long, value_parser = export::parse_receipt)]
+        receipt: Option<(u64, String)>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -711,6 +731,21 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
 }
 
 async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
+    if let DealCmd::Verify { file, receipt } = cmd {
+        let verified = export::verify(file, receipt.clone())
+            .with_context(|| format!("{} does not verify", file.display()))?;
+        let head = format!("{}:{}", verified.head.deal_seq, verified.head.hash_hex());
+        return print_or_json(
+            cli,
+            json!({"verified": true, "decisions": verified.decisions, "receipt_head": head}),
+            || {
+                format!(
+                    "verified: {} decisions, receipt head {head}",
+                    verified.decisions
+                )
+            },
+        );
+    }
     let client = cli.client().await?;
     let deal = match cmd {
         DealCmd::Create {
@@ -741,6 +776,25 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
                 .await?
         }
         DealCmd::Close { deal_id } => client.close_deal(deal_id).await?,
+        DealCmd::Export { deal_id, out } => {
+            let (deal, decisions) = client.export_deal(deal_id).await?;
+            let manifest = export::write(out, &deal, &decisions)?;
+            return print_or_json(
+                cli,
+                json!({"file": out, "decisions": manifest.decisions,
+                       "receipt_head": manifest.receipt_head}),
+                || {
+                    format!(
+                        "{} decisions of {deal_id} written to {} (receipt head {}:{})",
+                        manifest.decisions,
+                        out.display(),
+                        manifest.receipt_head.deal_seq,
+                        manifest.receipt_head.hash
+                    )
+                },
+            );
+        }
+        DealCmd::Verify { .. } => unreachable!("handled above"),
         DealCmd::Show { deal_id } => client.deal(deal_id).await?,
         DealCmd::List => {
             let deals = client.deals().await?;
