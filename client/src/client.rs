@@ -1314,6 +1314,13 @@ mod tests {
         ) -> Result<Response<pb::Investment>, Status> {
             Err(self.fail().await)
         }
+        type ExportDealStream = tonic::codegen::BoxStream<pb::ExportDealPart>;
+        async fn export_deal(
+            &self,
+            _: Request<pb::ExportDealRequest>,
+        ) -> Result<Response<Self::ExportDealStream>, Status> {
+            Err(self.fail().await)
+        }
     }
 
     /// A client of a fake node answering `answers`, with a deadline of a fraction of a second.
