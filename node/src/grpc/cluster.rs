@@ -25,8 +25,12 @@ use crate::node::{forwarded, is_forwarded, Node, Route};
 const WAIT_FOR_EFFECT: Duration = Duration::from_secs(10);
 /// How long a leadership transfer waits, with new entries held back, for its target to catch up.
 const CATCH_UP_FOR_TRANSFER: Duration = Duration::from_secs(3);
-/// How long the other voters hold their own elections back while a target campaigns.
-const STAND_ASIDE_FOR: Duration = Duration::from_secs(3);
+/// How long the other voters hold their own elections back while a target campaigns: the whole
+/// time the target may campaign, and a little more. With 3 s, the other voter came back while a
+/// loaded target was still campaigning and won instead (`leader_transfer_under_saga_load`, twice
+/// in two CI runs on 2026-12-02: terms 74 and 116). The cost: if the old leader dies during a
+/// transfer, the other voters wait this long before their own elections.
+const STAND_ASIDE_FOR: Duration = Duration::from_secs(WAIT_FOR_EFFECT.as_secs() + 1);
 
 /// Longest `AddLearner` waits for the learner to catch up (`catch_up_wait_ms` is capped here).
 pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(60);
