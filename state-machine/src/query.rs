@@ -222,8 +222,8 @@ impl AdmissionState {
     /// An investment by its request id; a request rejected for naming an unknown deal while its
     /// rejection is kept.
     pub fn investment(&self, request_id: RequestId) -> Option<InvestmentView> {
-        match self.investments.get(&request_id) {
-            Some(inv) => Some(self.view_of(inv)),
+        match self.investments.position(&request_id) {
+            Some(idx) => self.investment_at(idx),
             None => self.unknown_deals.get(request_id).map(unknown_deal_view),
         }
     }
@@ -356,22 +356,20 @@ impl AdmissionState {
     }
 
     pub(crate) fn investment_at(&self, idx: InvIdx) -> Option<InvestmentView> {
-        self.investments.at(idx).map(|inv| self.view_of(inv))
+        self.investments.at(idx).map(|inv| self.view_of(idx, inv))
     }
 
     /// The 1-based rank of a WAITLISTED request among its deal's.
-    fn waitlist_position(&self, inv: &Investment) -> Option<u32> {
+    fn waitlist_position(&self, idx: InvIdx, inv: &Investment) -> Option<u32> {
         if inv.status != Status::Waitlisted {
             return None;
         }
         let deal = self.deals.at(inv.deal)?;
-        let idx = self.investments.position(&inv.request_id)?;
         Some(deal.waitlist.range(..idx).count() as u32 + 1)
     }
 
     /// The receipt of the investment at `idx`.
-    fn receipt_of(&self, inv: &Investment) -> Option<crate::Receipt> {
-        let idx = self.investments.position(&inv.request_id)?;
+    fn receipt_of(&self, idx: InvIdx, inv: &Investment) -> Option<crate::Receipt> {
         let deal = self.deals.at(inv.deal)?;
         let seq = deal.decisions.binary_search(&idx).ok()? as u64 + 1;
         let hash = *self.receipts.get(idx as usize)?;
@@ -381,7 +379,8 @@ impl AdmissionState {
         })
     }
 
-    fn view_of(&self, inv: &Investment) -> InvestmentView {
+    /// The view of `inv`, the investment at `idx`.
+    fn view_of(&self, idx: InvIdx, inv: &Investment) -> InvestmentView {
         let waitlist = inv.waitlist.as_deref();
         InvestmentView {
             request_id: inv.request_id,
@@ -405,9 +404,9 @@ impl AdmissionState {
             waitlist_requested: waitlist.is_some(),
             waitlist_ttl_ms: waitlist.and_then(|w| w.ttl_ms),
             waitlisted: waitlist.is_some_and(|w| w.waitlisted),
-            waitlist_position: self.waitlist_position(inv),
+            waitlist_position: self.waitlist_position(idx, inv),
             admitted_at: waitlist.and_then(|w| w.admitted_at),
-            receipt: self.receipt_of(inv),
+            receipt: self.receipt_of(idx, inv),
         }
     }
 }
