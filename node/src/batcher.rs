@@ -11,7 +11,7 @@ use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use openraft::BasicNode;
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify, Semaphore};
 
 use crate::clock::LogClock;
 use crate::error::ApiError;
@@ -34,6 +34,12 @@ pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
     /// How many [`Hold`]s are alive; while any is, no new entry is proposed.
     holds: Arc<watch::Sender<u32>>,
+    /// Held by the batching task from its last look at `holds` until openraft has the entry, so
+    /// that [`Batcher::hold`] can wait out a proposal already past that look.
+    proposing: Arc<Mutex<()>>,
+    /// Entries proposed and not yet answered by openraft hold one permit each.
+    inflight: Arc<Semaphore>,
+    inflight_entries_max: u32,
 }
 
 /// While alive, the batcher proposes no new entry (commands queue up, in order); dropped, it
@@ -60,26 +66,51 @@ impl Batcher {
     ) -> Batcher {
         let (queue, waiting) = mpsc::channel(QUEUE_COMMANDS_MAX);
         let holds = Arc::new(watch::Sender::new(0));
+        let proposing = Arc::new(Mutex::new(()));
+        let inflight = Arc::new(Semaphore::new(inflight_entries_max));
         tokio::spawn(run(
             raft,
             node_id,
             clock,
             waiting,
             holds.subscribe(),
+            proposing.clone(),
+            inflight.clone(),
             Limits {
                 batch_commands_max,
                 inflight_entries_max,
                 linger,
             },
         ));
-        Batcher { queue, holds }
+        Batcher {
+            queue,
+            holds,
+            proposing,
+            inflight,
+            // The semaphore holds at most `u32::MAX` permits.
+            inflight_entries_max: u32::try_from(inflight_entries_max).unwrap_or(u32::MAX),
+        }
     }
 
-    /// Stops proposing new entries until the returned [`Hold`] is dropped.
-    pub fn hold(&self) -> Hold {
+    /// Stops proposing new entries until the returned [`Hold`] is dropped. Returns once no
+    /// proposal is under way: every entry proposed before is in openraft's hands, and none
+    /// follows. Without the wait, a batch that had looked at the holds just before could still
+    /// reach the log after a transfer saw its target caught up (CI, 2026-12-02: the target then
+    /// lacked one entry, both other voters refused it for ten seconds, and one of them won).
+    pub async fn hold(&self) -> Hold {
         self.holds.send_modify(|n| *n += 1);
-        Hold {
+        let hold = Hold {
             holds: self.holds.clone(),
+        };
+        drop(self.proposing.lock().await);
+        hold
+    }
+
+    /// Waits until openraft has answered every entry proposed so far (applied, or failed). Once
+    /// an entry is applied, the leader's metrics have long shown it appended.
+    pub async fn drained(&self) {
+        if let Ok(all) = self.inflight.acquire_many(self.inflight_entries_max).await {
+            drop(all);
         }
     }
 
@@ -135,6 +166,8 @@ async fn run(
     clock: Arc<LogClock>,
     mut waiting: mpsc::Receiver<Waiting>,
     mut holds: watch::Receiver<u32>,
+    proposing: Arc<Mutex<()>>,
+    inflight: Arc<Semaphore>,
     limits: Limits,
 ) {
     let Limits {
@@ -142,7 +175,6 @@ async fn run(
         inflight_entries_max,
         linger,
     } = limits;
-    let inflight = Arc::new(Semaphore::new(inflight_entries_max));
     // Signalled whenever an entry leaves the pipeline, to end a linger.
     let applied = Arc::new(Notify::new());
     while let Some(first) = waiting.recv().await {
@@ -185,6 +217,27 @@ async fn run(
                 }
             }
         }
+        // A hold may have come while the batch gathered: look again, under the lock a new
+        // hold waits for, and keep the lock until openraft has the entry.
+        // Its permit is given back meanwhile, as [`Batcher::drained`] waits for all of them.
+        let mut permit = Some(permit);
+        let (gate, permit) = loop {
+            let gate = proposing.lock().await;
+            if *holds.borrow() == 0 {
+                if let Some(permit) = permit.take() {
+                    break (gate, permit);
+                }
+            }
+            drop(gate);
+            drop(permit.take());
+            if holds.wait_for(|n| *n == 0).await.is_err() {
+                return;
+            }
+            let Ok(again) = inflight.clone().acquire_owned().await else {
+                return;
+            };
+            permit = Some(again);
+        };
         let (commands, replies): (Vec<Command>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.command, w.reply)).unzip();
         let entry = Entry {
@@ -195,7 +248,9 @@ async fn run(
             },
             commands,
         };
-        let receiver = match raft.client_write_ff(entry).await {
+        let proposed = raft.client_write_ff(entry).await;
+        drop(gate);
+        let receiver = match proposed {
             Ok(receiver) => receiver,
             // The entry never reached openraft's core: nothing was proposed.
             Err(fatal) => {

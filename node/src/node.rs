@@ -185,9 +185,15 @@ impl Node {
         Ok(channel)
     }
 
-    /// Stops this node's batcher from proposing new entries while the guard lives.
-    pub fn hold_writes(&self) -> crate::batcher::Hold {
-        self.batcher.hold()
+    /// Stops this node's batcher from proposing new entries while the guard lives; returns once
+    /// no proposal is under way.
+    pub async fn hold_writes(&self) -> crate::batcher::Hold {
+        self.batcher.hold().await
+    }
+
+    /// Waits until every entry this node's batcher proposed was answered (applied or failed).
+    pub async fn writes_drained(&self) {
+        self.batcher.drained().await
     }
 
     /// Proposes a command through the leader's batcher; only call when [`Route::Local`].

@@ -86,6 +86,8 @@ async fn leadership_moves_on_request_while_sagas_retry() {
             failed.is_empty(),
             "a transfer failed; (from, to, via, took, reply) of each: {outcomes:#?}"
         );
+        let took: Vec<_> = outcomes.iter().map(|o| o.3.as_millis()).collect();
+        eprintln!("transfers took (ms): {took:?}");
         saga.cluster.wait_converged().await;
     })
     .await;

@@ -44,12 +44,16 @@ pub const LIST_SAGAS_LIMIT_MAX: usize = 10_000;
 /// The `Cluster` service of one node.
 pub struct ClusterService {
     node: Arc<Node>,
+    elections: Arc<ElectionHolds>,
 }
 
 impl ClusterService {
     /// Serves `node`.
     pub fn new(node: Arc<Node>) -> ClusterService {
-        ClusterService { node }
+        ClusterService {
+            node,
+            elections: Arc::default(),
+        }
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -171,11 +175,15 @@ impl ClusterService {
     /// for [`STAND_ASIDE_FOR`], so that the target's campaign meets no competitor. Always ends by
     /// itself, so a hand-over that fails cannot leave the cluster without candidates.
     fn stand_aside(&self) {
-        let node = self.node.clone();
-        node.raft.runtime_config().elect(false);
+        let until = tokio::time::Instant::now() + STAND_ASIDE_FOR;
+        self.elections
+            .update(&self.node, |holds| holds.stand_aside(until));
+        let (node, elections) = (self.node.clone(), self.elections.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(STAND_ASIDE_FOR).await;
-            node.raft.runtime_config().elect(true);
+            tokio::time::sleep_until(until).await;
+            // Only this stand-aside ends here: a later one, or a hand-over of this node's own,
+            // keeps elections off.
+            elections.update(&node, |_| {});
         });
     }
 
@@ -210,27 +218,30 @@ impl ClusterService {
         };
         let addr =
             addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} has no address")))?;
-        let _hold = self.node.hold_writes();
-        // Entries already handed to openraft still get appended; wait for the target to match
-        // the leader's last entry. If it cannot within the bound, campaign anyway: the target
-        // may still win once it catches up.
-        let caught_up = self
-            .node
-            .raft
-            .wait(Some(CATCH_UP_FOR_TRANSFER))
-            .metrics(
-                |m| {
-                    let matched = m
-                        .replication
-                        .as_ref()
-                        .and_then(|r| r.get(&to))
-                        .and_then(|l| l.map(|l| l.index));
-                    matched.is_some() && matched == m.last_log_index
-                },
-                "transfer target caught up",
-            )
-            .await
-            .is_ok();
+        let _hold = self.node.hold_writes().await;
+        // Every entry proposed before the hold must be on the target, or the voters holding it
+        // refuse the target their votes. Once those are applied, the leader's metrics show
+        // them appended, so the last log index below counts them. If the target cannot catch
+        // up within the bound, it campaigns anyway: it may still win once it catches up.
+        let drained = tokio::time::timeout(CATCH_UP_FOR_TRANSFER, self.node.writes_drained()).await;
+        let caught_up = drained.is_ok()
+            && self
+                .node
+                .raft
+                .wait(Some(CATCH_UP_FOR_TRANSFER))
+                .metrics(
+                    |m| {
+                        let matched = m
+                            .replication
+                            .as_ref()
+                            .and_then(|r| r.get(&to))
+                            .and_then(|l| l.map(|l| l.index));
+                        matched.is_some() && matched == m.last_log_index
+                    },
+                    "transfer target caught up",
+                )
+                .await
+                .is_ok();
         if !caught_up {
             tracing::warn!(
                 to,
@@ -253,7 +264,7 @@ impl ClusterService {
                 tracing::warn!(voter = %other, %error, "could not ask a voter to stand aside");
             }
         }
-        let _quiet = Quiet::new(&self.node);
+        let _quiet = Quiet::new(&self.node, &self.elections);
         let channel = self.node.channel(&addr)?;
         client(channel)
             .transfer_leader(forwarded(request))
@@ -263,23 +274,67 @@ impl ClusterService {
     }
 }
 
+/// Why this node's heartbeats and elections are off, if they are. Stand-asides and hand-overs
+/// overlap (a transfer takes about a second, a stand-aside lasts [`STAND_ASIDE_FOR`]): each one
+/// ending must not switch back on what another still needs off. Seen in CI: a stand-aside from
+/// an earlier transfer expired during this node's own hand-over, the old leader campaigned
+/// against its target, and the transfer timed out after 20 s of split votes.
+#[derive(Debug, Default)]
+struct Holds {
+    /// Hand-overs of this node's leadership under way.
+    quiet: usize,
+    /// The end of the latest stand-aside.
+    aside_until: Option<tokio::time::Instant>,
+}
+
+impl Holds {
+    fn stand_aside(&mut self, until: tokio::time::Instant) {
+        self.aside_until = self.aside_until.max(Some(until));
+    }
+
+    fn heartbeat(&self) -> bool {
+        self.quiet == 0
+    }
+
+    fn elect(&self, now: tokio::time::Instant) -> bool {
+        self.quiet == 0 && self.aside_until.is_none_or(|until| now >= until)
+    }
+}
+
+#[derive(Debug, Default)]
+struct ElectionHolds(std::sync::Mutex<Holds>);
+
+impl ElectionHolds {
+    /// Changes the holds and sets openraft's switches from all of them, under one lock, so two
+    /// updates cannot apply their switches out of order.
+    fn update(&self, node: &Node, change: impl FnOnce(&mut Holds)) {
+        let mut holds = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut holds);
+        let config = node.raft.runtime_config();
+        config.heartbeat(holds.heartbeat());
+        config.elect(holds.elect(tokio::time::Instant::now()));
+    }
+}
+
 /// While alive, this node sends no heartbeats and starts no election (a leader handing over).
 struct Quiet<'a> {
     node: &'a Node,
+    elections: &'a ElectionHolds,
 }
 
 impl<'a> Quiet<'a> {
-    fn new(node: &'a Node) -> Quiet<'a> {
-        node.raft.runtime_config().heartbeat(false);
-        node.raft.runtime_config().elect(false);
-        Quiet { node }
+    fn new(node: &'a Node, elections: &'a ElectionHolds) -> Quiet<'a> {
+        elections.update(node, |holds| holds.quiet += 1);
+        Quiet { node, elections }
     }
 }
 
 impl Drop for Quiet<'_> {
     fn drop(&mut self) {
-        self.node.raft.runtime_config().heartbeat(true);
-        self.node.raft.runtime_config().elect(true);
+        self.elections.update(self.node, |holds| holds.quiet -= 1);
     }
 }
 
@@ -790,6 +845,38 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn an_ending_stand_aside_leaves_a_hand_over_quiet() {
+        let now = tokio::time::Instant::now();
+        let mut holds = Holds::default();
+        assert!(holds.elect(now) && holds.heartbeat());
+        holds.stand_aside(now + Duration::from_secs(11));
+        holds.quiet += 1; // this node became leader and now hands over
+        let later = now + Duration::from_secs(12);
+        assert!(
+            !holds.elect(later),
+            "the hand-over still needs elections off"
+        );
+        assert!(!holds.heartbeat());
+        holds.quiet -= 1;
+        assert!(holds.elect(later) && holds.heartbeat());
+    }
+
+    #[test]
+    fn an_earlier_stand_aside_does_not_cut_a_later_one_short() {
+        let now = tokio::time::Instant::now();
+        let mut holds = Holds::default();
+        holds.stand_aside(now + Duration::from_secs(11));
+        holds.stand_aside(now + Duration::from_secs(12));
+        holds.stand_aside(now + Duration::from_secs(5)); // cannot shorten
+        assert!(!holds.elect(now + Duration::from_secs(11)));
+        assert!(
+            holds.heartbeat(),
+            "standing aside keeps a leader's heartbeats"
+        );
+        assert!(holds.elect(now + Duration::from_secs(12)));
+    }
 
     fn view(status: InvestmentStatus, step: Option<SagaStep>) -> InvestmentView {
         let cause = (step == Some(SagaStep::Void)).then_some(CancelCause::DeadlineExceeded);
