@@ -73,9 +73,11 @@ impl Batcher {
             node_id,
             clock,
             waiting,
-            holds.subscribe(),
-            proposing.clone(),
-            inflight.clone(),
+            Gates {
+                holds: holds.subscribe(),
+                proposing: proposing.clone(),
+                inflight: inflight.clone(),
+            },
             Limits {
                 batch_commands_max,
                 inflight_entries_max,
@@ -153,6 +155,13 @@ fn reply_lost() -> ApiError {
     ApiError::outcome_unknown("the node is shutting down")
 }
 
+/// What the batching task shares with [`Batcher`]'s holds.
+struct Gates {
+    holds: watch::Receiver<u32>,
+    proposing: Arc<Mutex<()>>,
+    inflight: Arc<Semaphore>,
+}
+
 /// How the batcher shapes entries.
 struct Limits {
     batch_commands_max: usize,
@@ -165,11 +174,14 @@ async fn run(
     node_id: u64,
     clock: Arc<LogClock>,
     mut waiting: mpsc::Receiver<Waiting>,
-    mut holds: watch::Receiver<u32>,
-    proposing: Arc<Mutex<()>>,
-    inflight: Arc<Semaphore>,
+    gates: Gates,
     limits: Limits,
 ) {
+    let Gates {
+        mut holds,
+        proposing,
+        inflight,
+    } = gates;
     let Limits {
         batch_commands_max,
         inflight_entries_max,
