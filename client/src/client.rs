@@ -761,6 +761,25 @@ impl Client {
         Ok((deal, decisions))
     }
 
+    /// Archives a CLOSED deal whose sagas all ended (`Cluster.ArchiveDeal`, operator role),
+    /// naming its current receipt head. Retrying with the same head is safe.
+    pub async fn archive_deal(
+        &self,
+        deal_id: &str,
+        receipt_head: pb::Receipt,
+    ) -> Result<pb::ArchiveDealResponse, ClientError> {
+        let request = pb::ArchiveDealRequest {
+            deal_id: deal_id.to_owned(),
+            receipt_head: Some(receipt_head),
+        };
+        self.write(
+            &format!("ArchiveDeal {deal_id}"),
+            request,
+            |mut node, request| async move { node.cluster.archive_deal(request).await },
+        )
+        .await
+    }
+
     /// One deal with its counters (linearizable read).
     pub async fn deal(&self, deal_id: &str) -> Result<pb::Deal, ClientError> {
         let request = pb::GetDealRequest {
@@ -1319,6 +1338,12 @@ mod tests {
             &self,
             _: Request<pb::ExportDealRequest>,
         ) -> Result<Response<Self::ExportDealStream>, Status> {
+            Err(self.fail().await)
+        }
+        async fn archive_deal(
+            &self,
+            _: Request<pb::ArchiveDealRequest>,
+        ) -> Result<Response<pb::ArchiveDealResponse>, Status> {
             Err(self.fail().await)
         }
     }

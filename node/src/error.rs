@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The thing asked for does not exist; `NOT_FOUND`.
     #[error("{0} not found")]
     NotFound(String),
+    /// The deal asked for was archived: its records live in its export; `NOT_FOUND`.
+    #[error("{0} archived")]
+    Archived(String),
     /// No leader is known, or this node is not the leader; `UNAVAILABLE`, retryable, with the
     /// leader's id and address in the `x-leader-id` / `x-leader-addr` metadata when known.
     /// Raised only before anything was proposed, so it tells the client "not proposed".

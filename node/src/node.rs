@@ -185,6 +185,14 @@ impl Node {
         Ok(channel)
     }
 
+    /// `NOT_FOUND` for a deal this replica does not have: "archived" if it was.
+    pub fn deal_missing(&self, deal_id: &str) -> ApiError {
+        match self.replica.read().state.archived_deal(deal_id) {
+            Some(_) => ApiError::Archived(format!("deal {deal_id}")),
+            None => ApiError::NotFound(format!("deal {deal_id}")),
+        }
+    }
+
     /// Stops this node's batcher from proposing new entries while the guard lives; returns once
     /// no proposal is under way.
     pub async fn hold_writes(&self) -> crate::batcher::Hold {

@@ -10,6 +10,7 @@ use std::io::Write;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchivedDeal;
 use crate::command::{Entry, Params};
 use crate::error::SnapshotError;
 use crate::ids::NodeId;
@@ -26,8 +27,9 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// user; every deal has terms.
 /// Version 4: waitlists (requests carry what they asked of the waitlist and where they were
 /// admitted from it), scheduled openings and closings, `max_waitlist`.
-/// Versions 2 and 3 are read and converted ([`legacy`]).
-pub const FORMAT_VERSION: u32 = 4;
+/// Version 5: what is kept of archived deals.
+/// Versions 2 to 4 are read and converted ([`legacy`]).
+pub const FORMAT_VERSION: u32 = 5;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -96,7 +98,9 @@ fn whole<T>(value: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
 /// version.
 /// Version 1: `Submit` carries `waitlist` and `waitlist_ttl_ms`, `CreateDeal` its schedule and
 /// `max_waitlist`, and `Withdraw` exists.
-pub const ENTRY_FORMAT_VERSION: u32 = 1;
+/// Version 2: `ArchiveDeal` exists. Version 1 entries read as they are (the layout of every
+/// command they can hold is unchanged).
+pub const ENTRY_FORMAT_VERSION: u32 = 2;
 
 mod entry_format {
     use std::fmt;
@@ -155,7 +159,7 @@ mod entry_format {
                 });
             }
             let version: u32 = seq.next_element()?.ok_or_else(missing)?;
-            if version != ENTRY_FORMAT_VERSION {
+            if !(1..=ENTRY_FORMAT_VERSION).contains(&version) {
                 return Err(A::Error::custom(format!(
                     "log entry format version {version} is newer than this build reads \
                      ({ENTRY_FORMAT_VERSION}): upgrade this node"
@@ -294,6 +298,7 @@ struct SnapshotRef<'a> {
     executors: &'a BTreeMap<NodeId, Executor>,
     unknown_deal_rejections: &'a VecDeque<UnknownDealRejection>,
     unknown_deal_rejections_forgotten: u64,
+    archived_deals: Vec<&'a ArchivedDeal>,
 }
 
 /// What [`AdmissionState::snapshot_copy`] took: a state's snapshot content, owned.
@@ -308,6 +313,7 @@ pub struct SnapshotCopy {
     executors: BTreeMap<NodeId, Executor>,
     unknown_deal_rejections: VecDeque<UnknownDealRejection>,
     unknown_deal_rejections_forgotten: u64,
+    archived_deals: Vec<ArchivedDeal>,
 }
 
 impl SnapshotCopy {
@@ -327,6 +333,7 @@ impl SnapshotCopy {
                 executors: &self.executors,
                 unknown_deal_rejections: &self.unknown_deal_rejections,
                 unknown_deal_rejections_forgotten: self.unknown_deal_rejections_forgotten,
+                archived_deals: self.archived_deals.iter().collect(),
             },
             &mut bytes,
         );
@@ -360,6 +367,7 @@ struct SnapshotOwned {
     executors: BTreeMap<NodeId, Executor>,
     unknown_deal_rejections: Vec<UnknownDealRejection>,
     unknown_deal_rejections_forgotten: u64,
+    archived_deals: Vec<ArchivedDeal>,
 }
 
 impl AdmissionState {
@@ -374,6 +382,7 @@ impl AdmissionState {
             executors: &self.executors,
             unknown_deal_rejections: self.unknown_deals.kept(),
             unknown_deal_rejections_forgotten: self.unknown_deals.forgotten(),
+            archived_deals: self.archived.values().collect(),
         }
     }
 
@@ -410,6 +419,7 @@ impl AdmissionState {
             executors: self.executors.clone(),
             unknown_deal_rejections: self.unknown_deals.kept().clone(),
             unknown_deal_rejections_forgotten: self.unknown_deals.forgotten(),
+            archived_deals: self.archived.values().cloned().collect(),
         }
     }
 
@@ -432,6 +442,7 @@ impl AdmissionState {
             .ok_or(SnapshotError::BadMagic)?;
         let owned = match u32::from_le_bytes(*version) {
             FORMAT_VERSION => decode_payload::<SnapshotOwned>(payload)?,
+            4 => legacy::upgrade_v4(decode_payload(payload)?),
             3 => legacy::upgrade_v3(decode_payload(payload)?),
             2 => legacy::upgrade_v2(decode_payload(payload)?)?,
             version => return Err(SnapshotError::UnsupportedVersion(version)),
@@ -478,7 +489,14 @@ impl AdmissionState {
             sagas: SagaIndex::default(),
             timers: Default::default(),
             receipts: Vec::new(),
+            archived: Default::default(),
         };
+        for archived in snapshot.archived_deals {
+            let deal_id = archived.deal_id.clone();
+            if state.archived.insert(deal_id, archived).is_some() {
+                return Err(inconsistent("duplicate archived deal ids"));
+            }
+        }
         let derived = state.derive().map_err(|dangling| {
             SnapshotError::Inconsistent(format!("{} names a missing deal or user", dangling.0))
         })?;
@@ -635,6 +653,35 @@ mod legacy {
         }
     }
 
+    /// Format 4: as format 5 without archived deals.
+    #[derive(Deserialize)]
+    pub(super) struct SnapshotV4 {
+        params: Params,
+        now_ms: u64,
+        last_log_index: u64,
+        deals: Vec<Deal>,
+        users: Vec<text::Text>,
+        investments: Vec<Investment>,
+        executors: BTreeMap<NodeId, Executor>,
+        unknown_deal_rejections: Vec<UnknownDealRejection>,
+        unknown_deal_rejections_forgotten: u64,
+    }
+
+    pub(super) fn upgrade_v4(old: SnapshotV4) -> SnapshotOwned {
+        SnapshotOwned {
+            params: old.params,
+            now_ms: old.now_ms,
+            last_log_index: old.last_log_index,
+            deals: old.deals,
+            users: old.users,
+            investments: old.investments,
+            executors: old.executors,
+            unknown_deal_rejections: old.unknown_deal_rejections,
+            unknown_deal_rejections_forgotten: old.unknown_deal_rejections_forgotten,
+            archived_deals: Vec::new(),
+        }
+    }
+
     #[derive(Deserialize)]
     pub(super) struct SnapshotV3 {
         params: Params,
@@ -674,6 +721,7 @@ mod legacy {
                 .map(RejectionV3::upgrade)
                 .collect(),
             unknown_deal_rejections_forgotten: old.unknown_deal_rejections_forgotten,
+            archived_deals: Vec::new(),
         }
     }
 
@@ -767,6 +815,7 @@ mod legacy {
             executors: old.executors,
             unknown_deal_rejections: rejections,
             unknown_deal_rejections_forgotten: forgotten as u64,
+            archived_deals: Vec::new(),
         })
     }
 }

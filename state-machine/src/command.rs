@@ -162,6 +162,20 @@ pub enum Command {
         /// The waitlisted request.
         request_id: RequestId,
     },
+    /// An operator removes a closed deal, whose sagas have all ended, from the live state.
+    ArchiveDeal(ArchiveDeal),
+}
+
+/// What `ArchiveDeal` names: the deal, and the receipt head the caller holds an export up to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveDeal {
+    /// The deal to archive.
+    #[serde(deserialize_with = "crate::codec::text::string")]
+    pub deal_id: String,
+    /// The deal's current receipt head: how many decisions it has ...
+    pub receipt_seq: u64,
+    /// ... and the chain's hash after the last one.
+    pub receipt_hash: [u8; 32],
 }
 
 /// Terms of a new deal.
@@ -344,6 +358,8 @@ impl Command {
             }
             Command::SetParams(params) => params.validate(),
             Command::Withdraw { request_id } => validate_request_id(*request_id),
+            Command::ArchiveDeal(archive) => validate_deal_id(&archive.deal_id)
+                .map_err(|e| CommandError::invalid_id("deal_id", e)),
         }
     }
 }

@@ -52,6 +52,41 @@ pub enum CommandError {
         /// Its current step.
         step: SagaStep,
     },
+    /// The deal was archived: it takes no request or command any more; maps to
+    /// `FAILED_PRECONDITION`.
+    #[error("deal {deal_id} archived")]
+    DealArchived {
+        /// The deal.
+        deal_id: String,
+    },
+    /// Only a CLOSED deal can be archived; maps to `FAILED_PRECONDITION`.
+    #[error("deal {deal_id} is open; close it before archiving")]
+    DealOpen {
+        /// The deal.
+        deal_id: String,
+    },
+    /// Only a deal whose sagas all ended can be archived; maps to `FAILED_PRECONDITION`.
+    #[error("deal {deal_id} still has {open} saga(s) running; archive it once they end")]
+    SagasOpen {
+        /// The deal.
+        deal_id: String,
+        /// How many of its sagas have not reached DONE.
+        open: usize,
+    },
+    /// The receipt head named is not the deal's: the caller's export is not the whole deal;
+    /// maps to `FAILED_PRECONDITION`.
+    #[error(
+        "deal {deal_id}'s receipt head is {deal_seq}:{hash}, not the one given; export the \
+         deal again and archive with its head"
+    )]
+    ReceiptHeadMismatch {
+        /// The deal.
+        deal_id: String,
+        /// Its current head's sequence number.
+        deal_seq: u64,
+        /// Its current head's hash, hex.
+        hash: String,
+    },
     /// Only a WAITLISTED request can be withdrawn; maps to `FAILED_PRECONDITION`.
     #[error("{request_id} is {status} and not on a waitlist")]
     NotWaitlisted {
@@ -127,4 +162,7 @@ pub enum QueryError {
     /// No deal with this id was created.
     #[error("deal {0} not found")]
     DealNotFound(String),
+    /// The deal was archived; its records are in its export.
+    #[error("deal {0} archived")]
+    DealArchived(String),
 }

@@ -166,6 +166,14 @@ impl AdmissionState {
             }
         }
 
+        if let Some(both) = self
+            .archived
+            .keys()
+            .find(|deal_id| self.deals.position(deal_id).is_some())
+        {
+            return violated("archives", format!("deal {both} is both archived and live"));
+        }
+
         if !self.unknown_deals.index_is_coherent() {
             return violated(
                 "unknown deals",

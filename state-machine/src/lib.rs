@@ -58,6 +58,7 @@
 
 #![warn(missing_docs)]
 
+mod archive;
 pub mod codec;
 mod command;
 mod derived;
@@ -73,9 +74,10 @@ mod state;
 mod table;
 mod unknown_deals;
 
+pub use archive::ArchivedDeal;
 pub use codec::StateDigest;
 pub use command::{
-    Command, CreateDeal, Entry, EntryHeader, Params, RecordStep, StepResult, Submit,
+    ArchiveDeal, Command, CreateDeal, Entry, EntryHeader, Params, RecordStep, StepResult, Submit,
     ERROR_TEXT_LEN_MAX, EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_DEFAULT, MAX_INVESTORS_LIMIT,
     MAX_WAITLIST_DEFAULT, MAX_WAITLIST_LIMIT, WAITLIST_TTL_MS_MAX,
 };

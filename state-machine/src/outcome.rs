@@ -183,4 +183,9 @@ pub enum Outcome {
     ParamsSet,
     /// A waitlisted request was withdrawn: REJECTED(WAITLIST_CLOSED).
     Withdrawn,
+    /// The deal is archived; `archived` is false when it already was (a retry).
+    DealArchived {
+        /// Whether this command archived it.
+        archived: bool,
+    },
 }

@@ -247,6 +247,9 @@ impl AdmissionState {
         limit: usize,
     ) -> Result<Page<InvestmentView>, QueryError> {
         let Some(deal) = self.deals.get(deal_id) else {
+            if self.archived.contains_key(deal_id) {
+                return Err(QueryError::DealArchived(deal_id.to_owned()));
+            }
             return Err(QueryError::DealNotFound(deal_id.to_owned()));
         };
         let limit = page_size(limit);

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchivedDeal;
 use crate::command::{Command, CreateDeal, Entry, Params, RecordStep, StepResult, Submit};
 use crate::error::{CommandError, EntryError};
 use crate::ids::{NodeId, RequestId};
@@ -48,6 +49,8 @@ pub struct AdmissionState {
     pub(crate) timers: Timers,
     /// Each investment's receipt hash, by `InvIdx` (derived).
     pub(crate) receipts: Vec<[u8; 32]>,
+    /// What is kept of archived deals, by deal id; none of them is in `deals`.
+    pub(crate) archived: BTreeMap<Box<str>, ArchivedDeal>,
 }
 
 /// What log time makes due, besides saga deadlines (derived). Entries for what changed since
@@ -282,10 +285,13 @@ impl AdmissionState {
                 Ok(Outcome::ParamsSet)
             }
             Command::Withdraw { request_id } => self.withdraw(*request_id, events),
+            Command::ArchiveDeal(archive) => self.archive_deal(ctx.log_index, archive),
         }
     }
 
     fn create_deal(&mut self, create: &CreateDeal) -> Applied {
+        // An archived id stays taken: its receipts and exports must name one deal only.
+        self.refuse_archived(&create.deal_id)?;
         let terms = DealTerms {
             amount: create.amount,
             max_investors: create.max_investors,
@@ -319,9 +325,12 @@ impl AdmissionState {
                 self.close_deal_at(deal_idx, events);
                 Ok(Outcome::DealClosed)
             }
-            None => Err(CommandError::DealNotFound {
-                deal_id: deal_id.to_owned(),
-            }),
+            None => {
+                self.refuse_archived(deal_id)?;
+                Err(CommandError::DealNotFound {
+                    deal_id: deal_id.to_owned(),
+                })
+            }
         }
     }
 
@@ -492,6 +501,9 @@ impl AdmissionState {
             return replay_unknown_deal(seen, submit);
         }
         let Some(deal_idx) = self.deals.position(&submit.deal_id) else {
+            // An archived deal's requests are no longer known one by one: a resubmission, as
+            // any new request, is refused without a decision.
+            self.refuse_archived(&submit.deal_id)?;
             return Ok(self.reject_unknown_deal(ctx, offset, submit));
         };
         let inv_idx = self.investments.len() as InvIdx;

@@ -159,6 +159,23 @@ impl<T: Keyed> KeyedVec<T> {
     pub(crate) fn get_mut(&mut self, key: &T::Key) -> Option<&mut T> {
         self.position(key).and_then(|pos| self.at_mut(pos))
     }
+
+    /// Keeps the items for which `keep` (which may change them, but not their keys) returns
+    /// true, in order, at new positions; returns the memory of the rest. Rebuilds the index.
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&mut T) -> bool) {
+        self.items.retain_mut(keep);
+        self.items.shrink_to_fit();
+        let mut index = HashTable::with_capacity(self.items.len());
+        for (pos, item) in self.items.iter().enumerate() {
+            let hash = hash_of(item.key());
+            let slot = Slot {
+                pos: pos as u32,
+                hash,
+            };
+            index.insert_unique(spread(hash), slot, |slot| spread(slot.hash));
+        }
+        self.index = index;
+    }
 }
 
 impl<T> KeyedVec<T> {

@@ -1,6 +1,8 @@
-//! Data written by earlier builds still reads: log entries from before entry format versions,
-//! and snapshots of format 3 (format 2 is in `unknown_deals.rs`). The fixtures were written by
-//! the build of commit 12a3304 from `fixture_entries`.
+//! Data written by earlier builds still reads: log entries from before entry format versions
+//! and of version 1, and snapshots of formats 3 and 4 (format 2 is in `unknown_deals.rs`).
+//! `entries-v0.bin` and `snapshot-v3.bin` were written by the build of commit 12a3304 from
+//! `fixture_entries`; `entries-v1.bin` and `snapshot-v4.bin` by that of f0f62f7 from
+//! `fixture_entries_v4`.
 
 mod common;
 
@@ -40,6 +42,18 @@ fn fixture_entries() -> Vec<Vec<Command>> {
             submit(4, "alpha", "cara", "50"),
         ],
     ]
+}
+
+/// What the format 4 fixtures hold: the above, and a waitlist.
+fn fixture_entries_v4() -> Vec<Vec<Command>> {
+    let mut entries = fixture_entries();
+    entries.push(vec![create_deal("beta", "1000", 1, None, None)]);
+    entries.push(vec![
+        submit(5, "beta", "dan", "100"),
+        submit_waitlisted(6, "beta", "eve", "100", Some(60_000)),
+    ]);
+    entries.push(vec![Command::Withdraw { request_id: rid(6) }]);
+    entries
 }
 
 fn fixture_entry(i: usize, commands: Vec<Command>) -> Entry {
@@ -101,4 +115,31 @@ fn a_format_3_snapshot_is_converted_to_what_a_replay_gives() {
             "request {n}"
         );
     }
+}
+
+#[test]
+fn version_1_entries_read_as_the_same_commands() {
+    let encoded: Vec<Vec<u8>> =
+        codec::decode(include_bytes!("fixtures/entries-v1.bin")).expect("the fixture decodes");
+    let expected = fixture_entries_v4();
+    assert_eq!(encoded.len(), expected.len());
+    for (i, (bytes, commands)) in encoded.iter().zip(expected).enumerate() {
+        assert_eq!((bytes[0], bytes[1]), (0, 1), "a version 1 entry");
+        let entry = codec::decode_entry(bytes).expect("a version 1 entry decodes");
+        assert_eq!(entry, fixture_entry(i, commands), "entry {i}");
+    }
+}
+
+#[test]
+fn a_format_4_snapshot_loads_as_what_a_replay_gives() {
+    let bytes = include_bytes!("fixtures/snapshot-v4.bin");
+    assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 4);
+    let converted = AdmissionState::decode_snapshot(bytes).expect("a format 4 snapshot loads");
+    let replayed = Harness::replaying(fixture_entries_v4());
+    assert_eq!(converted.digest(), replayed.state.digest());
+    assert_eq!(converted.archived_deal_count(), 0);
+    assert_eq!(
+        converted.investment(rid(6)).map(|inv| inv.reject_reason),
+        Some(Some(RejectReason::WaitlistClosed))
+    );
 }

@@ -213,7 +213,7 @@ fn a_format_2_snapshot_is_converted_to_what_a_replay_gives() {
         u32::from_le_bytes(rewritten[4..8].try_into().unwrap()),
         codec::FORMAT_VERSION
     );
-    assert_eq!(codec::FORMAT_VERSION, 4);
+    assert_eq!(codec::FORMAT_VERSION, 5);
 }
 
 #[test]

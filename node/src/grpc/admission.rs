@@ -122,7 +122,7 @@ impl pb::admission_server::Admission for AdmissionService {
                     .applied
                     .map_err(ApiError::from)?;
                 let deal = self.node.replica.read().state.deal(&deal_id);
-                let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+                let deal = deal.ok_or_else(|| self.node.deal_missing(&deal_id))?;
                 Ok(Response::new(convert::deal(deal)))
             }
         }
@@ -162,7 +162,7 @@ impl pb::admission_server::Admission for AdmissionService {
             return client(channel).get_deal(forwarded(request)).await;
         }
         let deal = self.node.replica.read().state.deal(&deal_id);
-        let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+        let deal = deal.ok_or_else(|| self.node.deal_missing(&deal_id))?;
         Ok(Response::new(convert::deal(deal)))
     }
 
@@ -367,7 +367,7 @@ impl pb::admission_server::Admission for AdmissionService {
             .read()
             .state
             .deal_investments(&deal_id, start, request.get_ref().page_size as usize)
-            .map_err(|_| ApiError::NotFound(format!("deal {deal_id}")))?;
+            .map_err(|_| self.node.deal_missing(&deal_id))?;
         Ok(Response::new(pb::ListInvestmentsResponse {
             investments: page.items.into_iter().map(convert::investment).collect(),
             next_page_token: convert::next_page_token(page.next),

@@ -53,7 +53,9 @@ pub fn access(path: &str) -> Option<Access> {
         "admission.v1.Cluster" => match method {
             "Status" => Some(Access::Client),
             "Init" | "AddLearner" | "ChangeMembership" | "TransferLeader" | "TriggerSnapshot"
-            | "ListSagas" | "CompensateSaga" | "ExportDeal" => Some(Access::Operator),
+            | "ListSagas" | "CompensateSaga" | "ExportDeal" | "ArchiveDeal" => {
+                Some(Access::Operator)
+            }
             _ => None,
         },
         "admission.v1.Raft" => match method {

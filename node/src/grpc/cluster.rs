@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_proto::pb::{self, cluster_client::ClusterClient};
-use ledger_state_machine::{CancelCause, CommandError, InvestmentView, Outcome, SagaStep};
+use ledger_state_machine::{CancelCause, Command, CommandError, InvestmentView, Outcome, SagaStep};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio_stream::wrappers::ReceiverStream;
@@ -435,7 +435,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             return Ok(Response::new(stream));
         }
         let deal = self.node.replica.read().state.deal(&deal_id);
-        let deal = deal.ok_or_else(|| ApiError::NotFound(format!("deal {deal_id}")))?;
+        let deal = deal.ok_or_else(|| self.node.deal_missing(&deal_id))?;
         // The head read first bounds the export: decisions never change, so the pages read
         // after it hold exactly the decisions it commits to.
         let decisions = deal.receipt_head.deal_seq;
@@ -460,7 +460,7 @@ impl pb::cluster_server::Cluster for ClusterService {
                     Ok(page) if !page.items.is_empty() => page.items,
                     Ok(_) => return,
                     Err(_) => {
-                        let gone = ApiError::NotFound(format!("deal {deal_id}"));
+                        let gone = node.deal_missing(&deal_id);
                         let _ = sender.send(Err(gone.into())).await;
                         return;
                     }
@@ -804,6 +804,40 @@ impl pb::cluster_server::Cluster for ClusterService {
                     ApiError::Internal(format!("investment {request_id} missing after AbortSaga"))
                 })?;
                 Ok(Response::new(convert::investment(view)))
+            }
+        }
+    }
+
+    async fn archive_deal(
+        &self,
+        request: Request<pb::ArchiveDealRequest>,
+    ) -> Result<Response<pb::ArchiveDealResponse>, Status> {
+        let archive = convert::archive_deal(request.get_ref())?;
+        match self.node.route(is_forwarded(&request))? {
+            Route::Leader(channel) => client(channel).archive_deal(forwarded(request)).await,
+            Route::Local => {
+                let deal_id = archive.deal_id.clone();
+                let proposed = self.node.propose(Command::ArchiveDeal(archive)).await?;
+                let newly = match proposed.applied {
+                    Ok(Outcome::DealArchived { archived }) => archived,
+                    Ok(other) => {
+                        return Err(
+                            ApiError::Internal(format!("ArchiveDeal applied as {other:?}")).into(),
+                        )
+                    }
+                    Err(error) => return Err(ApiError::Command(error).into()),
+                };
+                let replica = self.node.replica.read();
+                let archived = replica.state.archived_deal(&deal_id).ok_or_else(|| {
+                    ApiError::Internal(format!("deal {deal_id} missing after ArchiveDeal"))
+                })?;
+                tracing::info!(
+                    deal_id,
+                    log_index = archived.archived_log_index,
+                    newly,
+                    "deal archived"
+                );
+                Ok(Response::new(convert::archived_deal(archived, newly)))
             }
         }
     }

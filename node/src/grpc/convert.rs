@@ -4,8 +4,8 @@
 
 use ledger_proto::pb;
 use ledger_state_machine::{
-    CancelCause, Command, CreateDeal, DealStatus, DealView, InvestmentView, Money, RejectReason,
-    RequestId, SagaFilter, SagaStep, Status, Submit, UserView, ERROR_TEXT_LEN_MAX,
+    ArchiveDeal, CancelCause, Command, CreateDeal, DealStatus, DealView, InvestmentView, Money,
+    RejectReason, RequestId, SagaFilter, SagaStep, Status, Submit, UserView, ERROR_TEXT_LEN_MAX,
     MAX_INVESTORS_DEFAULT, MAX_WAITLIST_DEFAULT,
 };
 
@@ -175,6 +175,40 @@ pub fn deal(view: DealView) -> pb::Deal {
         max_waitlist: view.terms.max_waitlist,
         waitlist_length: view.waitlist_length,
         receipt_head: Some(receipt(view.receipt_head)),
+    }
+}
+
+/// An `ArchiveDeal` request as the state machine's command.
+pub fn archive_deal(request: &pb::ArchiveDealRequest) -> Result<ArchiveDeal, ApiError> {
+    let deal_id = deal_id(&request.deal_id)?.to_owned();
+    let head = request
+        .receipt_head
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("receipt_head", "required: the deal's current head"))?;
+    let receipt_hash: [u8; 32] = head
+        .hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::invalid("receipt_head.hash", "32 bytes"))?;
+    Ok(ArchiveDeal {
+        deal_id,
+        receipt_seq: head.deal_seq,
+        receipt_hash,
+    })
+}
+
+/// What is kept of an archived deal, as `ArchiveDeal` answers it.
+pub fn archived_deal(
+    archived: &ledger_state_machine::ArchivedDeal,
+    newly: bool,
+) -> pb::ArchiveDealResponse {
+    pb::ArchiveDealResponse {
+        deal_id: archived.deal_id.to_string(),
+        archived: newly,
+        receipt_head: Some(receipt(archived.receipt_head())),
+        log_index: archived.archived_log_index,
+        confirmed_count: archived.confirmed_count,
+        confirmed_amount: archived.confirmed_amount.to_string(),
     }
 }
 

@@ -231,6 +231,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::AbortSaga { .. } => "AbortSaga",
         Command::SetParams(_) => "SetParams",
         Command::Withdraw { .. } => "Withdraw",
+        Command::ArchiveDeal(_) => "ArchiveDeal",
     }
 }
 

@@ -28,7 +28,7 @@ impl From<ApiError> for Status {
                 ref reason,
             } => invalid_argument(field, reason, error.to_string()),
             ApiError::Command(command) => command_status(command),
-            ApiError::NotFound(_) => Status::not_found(error.to_string()),
+            ApiError::NotFound(_) | ApiError::Archived(_) => Status::not_found(error.to_string()),
             ApiError::NoLeader {
                 leader_id,
                 ref leader_addr,
@@ -121,9 +121,12 @@ fn command_status(error: CommandError) -> Status {
         CommandError::DealNotFound { .. } | CommandError::InvestmentNotFound { .. } => {
             Status::not_found(message)
         }
-        CommandError::NotCompensable { .. } | CommandError::NotWaitlisted { .. } => {
-            Status::failed_precondition(message)
-        }
+        CommandError::NotCompensable { .. }
+        | CommandError::NotWaitlisted { .. }
+        | CommandError::DealArchived { .. }
+        | CommandError::DealOpen { .. }
+        | CommandError::SagasOpen { .. }
+        | CommandError::ReceiptHeadMismatch { .. } => Status::failed_precondition(message),
     }
 }
 

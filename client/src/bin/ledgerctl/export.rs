@@ -56,7 +56,19 @@ pub struct HeadJson {
     pub hash: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The 32 bytes of a hash written as 64 hex digits (as [`parse_receipt`] checked).
+pub fn hash_bytes(hex: &str) -> Result<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("{hex:?} is not hex"))
+        })
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -133,6 +145,8 @@ pub fn write(out: &Path, deal: &pb::Deal, decisions: &[pb::Investment]) -> Resul
 
 /// The result of a verification that could be carried out.
 pub struct Verified {
+    /// The deal the manifest names.
+    pub deal_id: String,
     pub decisions: u64,
     pub head: Receipt,
 }
@@ -253,6 +267,10 @@ pub fn verify(lines: &Path, receipt: Option<(u64, String)>) -> Result<Verified> 
         bail!("the lines were changed after the export (checksum differs from the manifest)");
     }
     Ok(Verified {
+        deal_id: manifest.deal["deal_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         decisions: head.deal_seq,
         head,
     })

@@ -4,7 +4,7 @@
 //! taken effect: running the same command again is safe); 4 learner added but still catching
 //! up (`member add-learner`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -343,6 +343,23 @@ enum DealCmd {
         /// A receipt to find in the chain, as DEAL_SEQ:HASH.
         #[arg(long, value_parser = export::parse_receipt)]
         receipt: Option<(u64, String)>,
+    },
+    /// Remove a CLOSED deal whose sagas all ended from the live state (and later snapshots).
+    /// Give the export you hold (checked first, like `deal verify`) or its receipt head.
+    /// Operator role.
+    Archive {
+        /// The deal id.
+        deal_id: String,
+        /// An export of the deal (`deal export`); its head is the one named.
+        #[arg(
+            long,
+            required_unless_present = "receipt_head",
+            conflicts_with = "receipt_head"
+        )]
+        export: Option<PathBuf>,
+        /// The deal's current receipt head, as DEAL_SEQ:HASH.
+        #[arg(long, value_parser = export::parse_receipt)]
+        receipt_head: Option<(u64, String)>,
     },
 }
 
@@ -730,6 +747,52 @@ async fn member(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn archive(
+    cli: &Cli,
+    deal_id: &str,
+    export: Option<&Path>,
+    receipt_head: Option<&(u64, String)>,
+) -> Result<()> {
+    let (deal_seq, hash) = match (export, receipt_head) {
+        (Some(file), _) => {
+            let verified = export::verify(file, None)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            if verified.deal_id != deal_id {
+                bail!(
+                    "{} is an export of deal {:?}, not {deal_id:?}",
+                    file.display(),
+                    verified.deal_id
+                );
+            }
+            (verified.head.deal_seq, verified.head.hash.to_vec())
+        }
+        (None, Some((seq, hex))) => (*seq, export::hash_bytes(hex)?),
+        (None, None) => bail!("give --export FILE or --receipt-head SEQ:HASH"),
+    };
+    let client = cli.client().await?;
+    let reply = client
+        .archive_deal(deal_id, pb::Receipt { deal_seq, hash })
+        .await?;
+    let head = reply.receipt_head.clone().unwrap_or_default();
+    let head = format!("{}:{}", head.deal_seq, export::hex(&head.hash));
+    print_or_json(
+        cli,
+        json!({"deal_id": reply.deal_id, "archived": reply.archived, "receipt_head": head,
+               "log_index": reply.log_index, "confirmed_count": reply.confirmed_count,
+               "confirmed_amount": reply.confirmed_amount}),
+        || {
+            format!(
+                "deal {} archived{} at log index {} (receipt head {head}; {} confirmed, {})",
+                reply.deal_id,
+                if reply.archived { "" } else { " already" },
+                reply.log_index,
+                reply.confirmed_count,
+                reply.confirmed_amount
+            )
+        },
+    )
+}
+
 async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
     if let DealCmd::Verify { file, receipt } = cmd {
         let verified = export::verify(file, receipt.clone())
@@ -745,6 +808,14 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
                 )
             },
         );
+    }
+    if let DealCmd::Archive {
+        deal_id,
+        export,
+        receipt_head,
+    } = cmd
+    {
+        return archive(cli, deal_id, export.as_deref(), receipt_head.as_ref()).await;
     }
     let client = cli.client().await?;
     let deal = match cmd {
@@ -794,7 +865,7 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
                 },
             );
         }
-        DealCmd::Verify { .. } => unreachable!("handled above"),
+        DealCmd::Verify { .. } | DealCmd::Archive { .. } => unreachable!("handled above"),
         DealCmd::Show { deal_id } => client.deal(deal_id).await?,
         DealCmd::List => {
             let deals = client.deals().await?;
