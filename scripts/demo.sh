@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The one-command demo: builds, starts a local 3-node cluster with the simulated partners,
-# lets 5,000 investors rush one deal of 200 seats at 600 requests/s (3% of payments declined), prints the summary with
-# the invariants checked, writes demo.svg, and stops everything it started.
+# lets 5,000 investors rush one deal of 200 seats at 600 requests/s, half of them asking for the
+# waitlist (3% of payments declined, the documents partner down for 3 s early in the rush), closes
+# the deal once every admitted saga ended, prints the summary (how it filled, who came in from
+# the waitlist, the receipt head and `deal verify` of its export) with the invariants checked,
+# writes demo.svg (the waitlist's length included), and stops everything it started.
 #
 #   scripts/demo.sh [--keep] [ledgerctl demo flags...]
 #

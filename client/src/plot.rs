@@ -24,6 +24,8 @@ const CANCELLED: RGBColor = RGBColor(255, 127, 14);
 const P50: RGBColor = RGBColor(148, 103, 189);
 const P99: RGBColor = RGBColor(140, 86, 75);
 const MAX: RGBColor = RGBColor(227, 119, 194);
+const WAITLISTED: RGBColor = RGBColor(188, 189, 34);
+const WAITLIST_LENGTH: RGBColor = RGBColor(23, 190, 207);
 
 /// One second of a run.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -36,6 +38,10 @@ pub struct Second {
     /// Admitted investments that reached their final state in this second.
     pub confirmed: u64,
     pub cancelled: u64,
+    /// Requests decided WAITLISTED in this second.
+    pub waitlisted: u64,
+    /// The deal's waitlist length, as sampled during this second (None: not sampled).
+    pub waitlist_length: Option<u64>,
     /// Submit latency of the requests decided in this second, in ms (None when none were decided).
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -84,17 +90,35 @@ pub fn write_timeline_svg(path: &Path, title: &str, seconds: &[Second]) -> Resul
         count_series("rejected", REJECTED, seconds, |s| s.rejected),
         count_series("confirmed", CONFIRMED, seconds, |s| s.confirmed),
         count_series("cancelled", CANCELLED, seconds, |s| s.cancelled),
+        count_series("waitlisted", WAITLISTED, seconds, |s| s.waitlisted),
+        Series {
+            label: "waitlist length",
+            color: WAITLIST_LENGTH,
+            points: seconds
+                .iter()
+                .map(|s| s.waitlist_length.map(|n| (s.t, n)))
+                .collect(),
+        },
     ];
     let count_max = seconds
         .iter()
-        .flat_map(|s| [s.admitted, s.rejected, s.confirmed, s.cancelled])
+        .flat_map(|s| {
+            [
+                s.admitted,
+                s.rejected,
+                s.confirmed,
+                s.cancelled,
+                s.waitlisted,
+                s.waitlist_length.unwrap_or(0),
+            ]
+        })
         .max()
         .unwrap_or(0);
     // 10% headroom so the peak is not glued to the frame; at least 1 so the range is never empty.
     let count_top = count_max.saturating_add(count_max / 10).saturating_add(1);
     draw_panel(
         &top,
-        "decisions and finals per second",
+        "decisions and finals per second; waitlist length",
         None,
         "per second",
         x_max,
@@ -424,6 +448,8 @@ mod tests {
                     rejected: if busy { 400 + t * 37 } else { t % 3 },
                     confirmed: if (2..30).contains(&t) { 7 } else { 0 },
                     cancelled: u64::from(t % 5 == 0),
+                    waitlisted: if busy { 30 } else { 0 },
+                    waitlist_length: Some(if busy { 30 * t } else { 300 - t }),
                     p50_ms: busy.then_some(1.5 + t as f64 / 10.0),
                     p99_ms: busy.then_some(12.0 + t as f64),
                     max_ms: busy.then_some(if t == 3 { 900.0 } else { 30.0 }),
@@ -436,6 +462,7 @@ mod tests {
     fn writes_svg_with_legend_and_axis_labels() {
         let svg = render("basic", &rush(20));
         assert!(svg.contains("demo: 200 seats"));
+        assert!(svg.contains("waitlist length"), "the waitlist has a line");
         assert!(
             svg.contains("(log scale)"),
             "max/p50 = 900/2 should pick log scale"

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ledger_state_machine::{
-    codec, AdmissionState, InvestmentView, RequestId, SagaEvent, StateDigest,
+    codec, AdmissionState, InvestmentView, Outcome, RequestId, SagaEvent, StateDigest,
 };
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -557,7 +557,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = LogEntry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut replies = Vec::new();
+        let mut replies: Vec<ApplyReply> = Vec::new();
         let mut events = Vec::new();
         let applied_index = {
             let mut guard = self.replica.write();
@@ -590,6 +590,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             guard.last_applied.map_or(0, |id| id.index)
         };
         self.replica.applied.send_replace(applied_index);
+        let archived = replies
+            .iter()
+            .flat_map(|r| &r.results)
+            .any(|result| matches!(result, Ok(Outcome::DealArchived { archived: true })));
+        if archived {
+            crate::memory::release_freed();
+        }
         self.replica.wake(&events);
         if let Some(sink) = &self.events {
             for event in events {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,16 @@ pub struct DemoArgs {
     /// Longest wait for one investment's saga to end, in seconds.
     #[arg(long, default_value_t = 120)]
     saga_timeout_s: u64,
+    /// Share of investors who ask for the waitlist.
+    #[arg(long, default_value_t = 0.5)]
+    waitlist_share: f64,
+    /// Second of the rush at which the documents partner goes down, for
+    /// --documents-outage-s seconds (0: no outage).
+    #[arg(long, default_value_t = 2)]
+    documents_outage_at_s: u64,
+    /// How long the documents outage lasts, in seconds.
+    #[arg(long, default_value_t = 3)]
+    documents_outage_s: u64,
 }
 
 /// What happened to one investor's request.
@@ -63,6 +74,9 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
     if args.investors == 0 || args.rate == 0 || args.seats == 0 {
         bail!("--investors, --rate and --seats must be at least 1");
     }
+    if !(0.0..=1.0).contains(&args.waitlist_share) {
+        bail!("--waitlist-share must be between 0 and 1");
+    }
     let client = cli.client().await?;
     wait_for_executors(&client).await?;
     let deal_id = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -79,11 +93,23 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
         })
         .await?;
     println!(
-        "deal {deal_id}: {} seats, {} in all, tickets 1,000-25,000; {} investors at {}/s",
-        deal.max_investors, deal.amount, args.investors, args.rate
+        "deal {deal_id}: {} seats, {} in all, tickets 1,000-25,000, waitlist of {}; {} investors \
+         at {}/s, {:.0}% of them asking for the waitlist",
+        deal.max_investors,
+        deal.amount,
+        deal.max_waitlist,
+        args.investors,
+        args.rate,
+        args.waitlist_share * 100.0
     );
+    if args.documents_outage_s > 0 {
+        println!(
+            "the documents partner goes down at second {} for {} s",
+            args.documents_outage_at_s, args.documents_outage_s
+        );
+    }
 
-    let requests = investors(&deal_id, args.investors);
+    let requests = investors(&deal_id, args.investors, args.waitlist_share);
     let progress = if cli.json {
         ProgressBar::hidden()
     } else {
@@ -98,17 +124,36 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_waitlist(
+        client.clone(),
+        deal_id.clone(),
+        started,
+        stop_sampling.clone(),
+    ));
+    let decided_count = Arc::new(AtomicU64::new(0));
+    let outage = (args.documents_outage_s > 0).then(|| {
+        tokio::spawn(documents_outage(
+            args.partners_url.clone(),
+            Duration::from_secs(args.documents_outage_at_s),
+            Duration::from_secs(args.documents_outage_s),
+        ))
+    });
+    // Waitlisted requests wait until the deal closes, after every admitted saga ended.
+    let waitlist_timeout = saga_timeout * 4;
     let mut tasks = Vec::with_capacity(requests.len());
     for submission in requests {
         ticker.tick().await;
         let (client, progress, counters) = (client.clone(), progress.clone(), counters.clone());
+        let decided_count = decided_count.clone();
         tasks.push(tokio::spawn(async move {
             let bump = |key: &'static str| {
                 let mut c = counters.lock().unwrap_or_else(|e| e.into_inner());
                 *c.entry(key).or_default() += 1;
                 format!(
-                    "admitted {}  rejected {}  confirmed {}  cancelled {}  errors {}",
+                    "admitted {}  waitlisted {}  rejected {}  confirmed {}  cancelled {}  errors {}",
                     c.get("admitted").unwrap_or(&0),
+                    c.get("waitlisted").unwrap_or(&0),
                     c.get("rejected").unwrap_or(&0),
                     c.get("confirmed").unwrap_or(&0),
                     c.get("cancelled").unwrap_or(&0),
@@ -119,6 +164,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
             let decided = client.submit(&submission).await;
             let submit_us = sent.elapsed().as_micros() as u64;
             let decided_s = started.elapsed().as_secs();
+            decided_count.fetch_add(1, Ordering::Relaxed);
             progress.inc(1);
             let (decision, replayed) = match decided {
                 Ok(d) => (d.investment, d.replayed),
@@ -143,14 +189,21 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
                     finished: None,
                 };
             }
-            progress.set_message(bump("admitted"));
+            let waitlisted = status_of(&decision) == pb::InvestmentStatus::Waitlisted;
+            progress.set_message(bump(if waitlisted { "waitlisted" } else { "admitted" }));
+            let wait = if waitlisted {
+                waitlist_timeout
+            } else {
+                saga_timeout
+            };
             let waited = client
-                .wait_final(&submission.request_id, saga_timeout)
+                .wait_final(&submission.request_id, wait)
                 .await
                 .map_err(|e| e.to_string());
             progress.set_message(bump(match &waited {
                 Ok(inv) if status_of(inv) == pb::InvestmentStatus::Confirmed => "confirmed",
-                Ok(_) => "cancelled",
+                Ok(inv) if status_of(inv) == pb::InvestmentStatus::Cancelled => "cancelled",
+                Ok(_) => "rejected",
                 Err(_) => "errors",
             }));
             Outcome {
@@ -163,21 +216,40 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
         }));
     }
     let submitted_in = started.elapsed().as_secs_f64();
+    let sent = tasks.len() as u64;
+    if let Some(outage) = outage {
+        outage.await??;
+    }
+    wait_decided(&decided_count, sent, saga_timeout).await?;
+    // Once no admitted saga is running, no seat can free up: what still waits waits for good.
+    let waiting_at_close = close_when_settled(&client, &deal_id, saga_timeout * 2).await?;
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
         outcomes.push(task.await?);
     }
     progress.finish_and_clear();
     let total_s = started.elapsed().as_secs_f64();
+    stop_sampling.store(true, Ordering::Relaxed);
+    let samples = sampler.await.unwrap_or_default();
 
-    let summary = summarize(&outcomes, submitted_in, total_s);
-    let checks = check_invariants(&client, &deal_id, &outcomes, &args.partners_url).await;
-    let seconds = timeline(&outcomes);
+    let mut summary = summarize(&outcomes, submitted_in, total_s);
+    let mut checks = check_invariants(&client, &deal_id, &outcomes, &args.partners_url).await;
+    let (fill, fill_checks) = fill_report(&client, &deal_id, waiting_at_close).await;
+    summary["fill"] = fill;
+    checks.extend(fill_checks);
+    let mut seconds = timeline(&outcomes);
+    for (t, length) in samples {
+        if let Some(second) = seconds.get_mut(t as usize) {
+            second.waitlist_length = Some(length);
+        }
+    }
     let plotted = write_timeline_svg(
         &args.plot,
         &format!(
-            "{} investors rushing {} seats ({deal_id})",
-            args.investors, args.seats
+            "{} investors rushing {} seats, {:.0}% asking for the waitlist ({deal_id})",
+            args.investors,
+            args.seats,
+            args.waitlist_share * 100.0
         ),
         &seconds,
     );
@@ -213,8 +285,8 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<()> {
 /// (so that the seats run out just before the amount does);
 /// about 2% come back with a second request (a new id: refused as a duplicate investor while
 /// the first is active), 1% retry their own request (same id: the first decision again), and
-/// 1% ask for less than the minimum ticket.
-fn investors(deal_id: &str, count: u64) -> Vec<Submission> {
+/// 1% ask for less than the minimum ticket. A `waitlist_share` of them ask for the waitlist.
+fn investors(deal_id: &str, count: u64, waitlist_share: f64) -> Vec<Submission> {
     let mut rng = rand::rng();
     let mut out = Vec::with_capacity(count as usize + count as usize / 25);
     for n in 0..count {
@@ -224,10 +296,15 @@ fn investors(deal_id: &str, count: u64) -> Vec<Submission> {
         } else {
             format!("{}.00", 1000 + 250 * rng.random_range(0..=26u32))
         };
-        let submission = Submission::new(deal_id, user.clone(), amount.clone());
+        let waitlist = rng.random_bool(waitlist_share);
+        let ask = |submission: Submission| match waitlist {
+            true => submission.waitlisted(None),
+            false => submission,
+        };
+        let submission = ask(Submission::new(deal_id, user.clone(), amount.clone()));
         out.push(submission.clone());
         if rng.random_bool(0.02) {
-            out.push(Submission::new(deal_id, user, amount));
+            out.push(ask(Submission::new(deal_id, user, amount)));
         } else if rng.random_bool(0.01) {
             out.push(submission);
         }
@@ -253,15 +330,25 @@ fn summarize(outcomes: &[Outcome], submitted_in: f64, total_s: f64) -> serde_jso
                     .entry(format!("REJECTED {}", reject_reason(inv)))
                     .or_default() += 1
             }
+            Ok(inv) if status_of(inv) == pb::InvestmentStatus::Waitlisted => {
+                *decisions.entry("WAITLISTED".into()).or_default() += 1
+            }
             Ok(_) => *decisions.entry("ADMITTED".into()).or_default() += 1,
             Err(_) => errors += 1,
         }
         if let Some((at_s, finished)) = &outcome.finished {
             match finished {
                 Ok(inv) => {
-                    *finals
-                        .entry(status_of(inv).as_str_name().to_owned())
-                        .or_default() += 1;
+                    let name = match status_of(inv) {
+                        pb::InvestmentStatus::Rejected => {
+                            format!("REJECTED {}", reject_reason(inv))
+                        }
+                        status if inv.admitted_log_index > 0 => {
+                            format!("{} (admitted from the waitlist)", status.as_str_name())
+                        }
+                        status => status.as_str_name().to_owned(),
+                    };
+                    *finals.entry(name).or_default() += 1;
                     let _ = to_final.record(((at_s - outcome.decided_s) * 1_000_000).max(1));
                 }
                 Err(_) => *finals.entry("NOT FINAL".into()).or_default() += 1,
@@ -291,13 +378,31 @@ fn print_summary(summary: &serde_json::Value) {
             println!("  {k:<40} {v:>6}");
         }
     }
-    println!("admitted investments ended:");
+    println!("admitted and waitlisted requests ended:");
     if let Some(map) = summary["finals"].as_object() {
         for (k, v) in map {
             println!("  {k:<40} {v:>6}");
         }
     }
     println!("client errors: {}", summary["client_errors"]);
+    let fill = &summary["fill"];
+    if fill.is_object() {
+        println!(
+            "deal closed with {} of {} seats and {} of {} confirmed; {} admitted from the \
+             waitlist; {} still waiting when it closed",
+            fill["confirmed_count"],
+            fill["max_investors"],
+            fill["confirmed_amount"].as_str().unwrap_or("?"),
+            fill["amount"].as_str().unwrap_or("?"),
+            fill["admitted_from_waitlist"],
+            fill["waitlist_at_close"]
+        );
+        println!(
+            "receipt head {}; deal verify on its export: {}",
+            fill["receipt_head"].as_str().unwrap_or("?"),
+            fill["verify"].as_str().unwrap_or("?")
+        );
+    }
     let s = &summary["submit_ms"];
     println!(
         "Submit latency ms: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -328,6 +433,7 @@ fn timeline(outcomes: &[Outcome]) -> Vec<Second> {
         match &outcome.decision {
             Ok(_) if outcome.replayed => {}
             Ok(inv) if status_of(inv) == pb::InvestmentStatus::Rejected => second.rejected += 1,
+            Ok(inv) if status_of(inv) == pb::InvestmentStatus::Waitlisted => second.waitlisted += 1,
             Ok(_) => second.admitted += 1,
             Err(_) => {}
         }
@@ -335,7 +441,8 @@ fn timeline(outcomes: &[Outcome]) -> Vec<Second> {
         if let Some((at, Ok(inv))) = &outcome.finished {
             match status_of(inv) {
                 pb::InvestmentStatus::Confirmed => seconds[*at as usize].confirmed += 1,
-                _ => seconds[*at as usize].cancelled += 1,
+                pb::InvestmentStatus::Cancelled => seconds[*at as usize].cancelled += 1,
+                _ => {}
             }
         }
     }
@@ -500,6 +607,173 @@ async fn check_invariants(
         check_digests(client).await,
     ));
     checks
+}
+
+/// Every second until `stop`: the deal's waitlist length, as `(second of the run, length)`.
+async fn sample_waitlist(
+    client: Client,
+    deal_id: String,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<(u64, u64)> {
+    let mut samples = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // Bounded: a demo run lasts minutes, not a day.
+    for _ in 0..86_400 {
+        ticker.tick().await;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Ok(deal) = client.deal(&deal_id).await {
+            samples.push((started.elapsed().as_secs(), u64::from(deal.waitlist_length)));
+        }
+    }
+    samples
+}
+
+/// Takes the documents partner down `at` into the run, for `lasting` (`POST /v1/faults` merges
+/// the knobs it names).
+async fn documents_outage(partners_url: String, at: Duration, lasting: Duration) -> Result<()> {
+    let url = format!("{}/v1/faults", partners_url.trim_end_matches('/'));
+    let http = reqwest::Client::new();
+    let set = |outage: bool| {
+        http.post(&url)
+            .json(&json!({"documents": {"outage": outage}}))
+            .send()
+    };
+    tokio::time::sleep(at).await;
+    set(true).await?.error_for_status()?;
+    tokio::time::sleep(lasting).await;
+    set(false).await?.error_for_status()?;
+    Ok(())
+}
+
+/// Waits (bounded) until every request sent has its first decision.
+async fn wait_decided(decided: &AtomicU64, sent: u64, wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    while decided.load(Ordering::Relaxed) < sent {
+        if Instant::now() >= deadline {
+            bail!(
+                "{} of {sent} requests decided after {wait:?}",
+                decided.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until no admitted investment of the deal is PENDING, so that no seat can
+/// free up any more, then closes the deal; returns how many requests were still waiting.
+async fn close_when_settled(client: &Client, deal_id: &str, wait: Duration) -> Result<u32> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let deal = client.deal(deal_id).await?;
+        if deal.investor_count == deal.confirmed_count {
+            let waiting = deal.waitlist_length;
+            client.close_deal(deal_id).await?;
+            return Ok(waiting);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} investments still PENDING after {wait:?}",
+                deal.investor_count - deal.confirmed_count
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// How the deal filled, and two checks: that it filled to its limit while investors still
+/// waited, and that an export of it passes `deal verify` with an investor's receipt.
+async fn fill_report(
+    client: &Client,
+    deal_id: &str,
+    waiting_at_close: u32,
+) -> (serde_json::Value, Vec<Check>) {
+    let mut checks: Vec<Check> = Vec::new();
+    let (deal, list) = match (
+        client.deal(deal_id).await,
+        client.deal_investments(deal_id).await,
+    ) {
+        (Ok(deal), Ok(list)) => (deal, list),
+        (Err(e), _) | (_, Err(e)) => {
+            checks.push(("deal readable after closing", Err(e.to_string())));
+            return (serde_json::Value::Null, checks);
+        }
+    };
+    let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::MAX);
+    let from_waitlist = list.iter().filter(|i| i.admitted_log_index > 0).count();
+    let closed_out: Vec<&pb::Investment> = list
+        .iter()
+        .filter(|i| i.reject_reason == pb::RejectReason::WaitlistClosed as i32)
+        .collect();
+    let remaining = dec(&deal.amount) - dec(&deal.confirmed_amount);
+    let smallest_waiting = closed_out.iter().map(|i| dec(&i.amount)).min();
+    let seats_full = deal.confirmed_count == deal.max_investors;
+    checks.push((
+        "I10 filled to its limit while investors waited",
+        match smallest_waiting {
+            None => Ok("nobody was left waiting".to_owned()),
+            Some(_) if seats_full => Ok(format!(
+                "every seat taken ({} of {}); {} left waiting",
+                deal.confirmed_count,
+                deal.max_investors,
+                closed_out.len()
+            )),
+            Some(smallest) if smallest > remaining => Ok(format!(
+                "{remaining} left, less than the smallest waiting ticket ({smallest})"
+            )),
+            Some(smallest) => Err(format!(
+                "{} of {} seats and {remaining} left, yet a waiting ticket of {smallest} fit",
+                deal.confirmed_count, deal.max_investors
+            )),
+        },
+    ));
+    let head = deal.receipt_head.clone().unwrap_or_default();
+    let head_text = format!("{}:{}", head.deal_seq, crate::export::hex(&head.hash));
+    let verify = verify_export(client, deal_id, &list).await;
+    checks.push(("deal verify on an export of the deal", verify.clone()));
+    let fill = json!({
+        "max_investors": deal.max_investors, "confirmed_count": deal.confirmed_count,
+        "amount": deal.amount, "confirmed_amount": deal.confirmed_amount,
+        "admitted_from_waitlist": from_waitlist, "waitlist_at_close": waiting_at_close,
+        "receipt_head": head_text,
+        "verify": match &verify { Ok(v) => v.clone(), Err(e) => format!("FAILED: {e}") },
+    });
+    (fill, checks)
+}
+
+/// Exports the deal as `ledgerctl deal export` does, and verifies the files as `deal verify`
+/// does, with the receipt of one investor admitted from the waitlist (or any).
+async fn verify_export(
+    client: &Client,
+    deal_id: &str,
+    list: &[pb::Investment],
+) -> Result<String, String> {
+    let (deal, decisions) = client
+        .export_deal(deal_id)
+        .await
+        .map_err(|e| format!("export: {e}"))?;
+    let dir = std::env::temp_dir().join(format!("ledger-demo-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join(format!("{deal_id}.jsonl"));
+    let held = list
+        .iter()
+        .find(|i| i.admitted_log_index > 0)
+        .or(list.first())
+        .and_then(|i| i.receipt.clone())
+        .map(|r| (r.deal_seq, crate::export::hex(&r.hash)));
+    let verified = crate::export::write(&file, &deal, &decisions)
+        .and_then(|_| crate::export::verify(&file, held.clone()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let verified = verified.map_err(|e| format!("{e:#}"))?;
+    Ok(format!(
+        "verified: {} decisions, the chain ends at the head{}",
+        verified.decisions,
+        held.map(|(seq, _)| format!(", investor receipt {seq} in it"))
+            .unwrap_or_default()
+    ))
 }
 
 async fn check_money(list: &[pb::Investment], partners_url: &str) -> Result<String, String> {
