@@ -45,6 +45,8 @@ fn deal() -> Deal {
             deal_seq: 3,
             hash: vec![7; 32],
         }),
+        closed_log_index: 40,
+        closed_offset: 1,
     }
 }
 
@@ -84,6 +86,8 @@ fn investment() -> Investment {
             deal_seq: 2,
             hash: vec![9; 32],
         }),
+        waitlist_ended_log_index: 0,
+        waitlist_ended_offset: 0,
     }
 }
 

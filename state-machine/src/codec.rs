@@ -27,7 +27,8 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// user; every deal has terms.
 /// Version 4: waitlists (requests carry what they asked of the waitlist and where they were
 /// admitted from it), scheduled openings and closings, `max_waitlist`.
-/// Version 5: what is kept of archived deals.
+/// Version 5: what is kept of archived deals; where each deal closed and each waitlisted
+/// request ended.
 /// Versions 2 to 4 are read and converted ([`legacy`]).
 pub const FORMAT_VERSION: u32 = 5;
 
@@ -408,6 +409,7 @@ impl AdmissionState {
                     terms: deal.terms,
                     status: deal.status,
                     created_at_ms: deal.created_at_ms,
+                    closed_at: deal.closed_at,
                     counters: DealCounters::default(),
                     decisions: Vec::new(),
                     waitlist: Default::default(),
@@ -580,11 +582,22 @@ mod legacy {
     }
 
     fn deal(deal_id: Box<str>, terms: TermsV3, status: DealStatus, created_at_ms: u64) -> Deal {
+        deal_v4(deal_id, terms.upgrade(), status, created_at_ms)
+    }
+
+    /// Before format 5, where a deal closed and a waitlisted request ended was not kept.
+    fn deal_v4(
+        deal_id: Box<str>,
+        terms: DealTerms,
+        status: DealStatus,
+        created_at_ms: u64,
+    ) -> Deal {
         Deal {
             deal_id,
-            terms: terms.upgrade(),
+            terms,
             status,
             created_at_ms,
+            closed_at: None,
             counters: DealCounters::default(),
             decisions: Vec::new(),
             waitlist: Default::default(),
@@ -653,15 +666,71 @@ mod legacy {
         }
     }
 
-    /// Format 4: as format 5 without archived deals.
+    #[derive(Deserialize)]
+    struct DealV4 {
+        #[serde(deserialize_with = "super::text::boxed")]
+        deal_id: Box<str>,
+        terms: DealTerms,
+        status: DealStatus,
+        created_at_ms: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct WaitlistEntryV4 {
+        ttl_ms: Option<u64>,
+        waitlisted: bool,
+        admitted_at: Option<(u64, u32)>,
+    }
+
+    #[derive(Deserialize)]
+    struct InvestmentV4 {
+        request_id: RequestId,
+        deal: u32,
+        user: u32,
+        amount: Money,
+        log_index: u64,
+        offset: u32,
+        status: Status,
+        reject: Option<RejectReason>,
+        decided_at_ms: u64,
+        saga: Option<Box<Saga>>,
+        waitlist: Option<Box<WaitlistEntryV4>>,
+    }
+
+    impl InvestmentV4 {
+        fn upgrade(self) -> Investment {
+            Investment {
+                request_id: self.request_id,
+                deal: self.deal,
+                user: self.user,
+                amount: self.amount,
+                log_index: self.log_index,
+                offset: self.offset,
+                status: self.status,
+                reject: self.reject,
+                decided_at_ms: self.decided_at_ms,
+                saga: self.saga,
+                waitlist: self.waitlist.map(|w| {
+                    Box::new(crate::state::WaitlistEntry {
+                        ttl_ms: w.ttl_ms,
+                        waitlisted: w.waitlisted,
+                        admitted_at: w.admitted_at,
+                        ended_at: None,
+                    })
+                }),
+            }
+        }
+    }
+
+    /// Format 4: no archived deals, and no positions of closings and waitlist endings.
     #[derive(Deserialize)]
     pub(super) struct SnapshotV4 {
         params: Params,
         now_ms: u64,
         last_log_index: u64,
-        deals: Vec<Deal>,
+        deals: Vec<DealV4>,
         users: Vec<text::Text>,
-        investments: Vec<Investment>,
+        investments: Vec<InvestmentV4>,
         executors: BTreeMap<NodeId, Executor>,
         unknown_deal_rejections: Vec<UnknownDealRejection>,
         unknown_deal_rejections_forgotten: u64,
@@ -672,9 +741,17 @@ mod legacy {
             params: old.params,
             now_ms: old.now_ms,
             last_log_index: old.last_log_index,
-            deals: old.deals,
+            deals: old
+                .deals
+                .into_iter()
+                .map(|d| deal_v4(d.deal_id, d.terms, d.status, d.created_at_ms))
+                .collect(),
             users: old.users,
-            investments: old.investments,
+            investments: old
+                .investments
+                .into_iter()
+                .map(InvestmentV4::upgrade)
+                .collect(),
             executors: old.executors,
             unknown_deal_rejections: old.unknown_deal_rejections,
             unknown_deal_rejections_forgotten: old.unknown_deal_rejections_forgotten,

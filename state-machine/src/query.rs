@@ -43,6 +43,9 @@ pub struct DealView {
     pub waitlist_length: u32,
     /// The head of the deal's receipt chain: its number of decisions and the last hash.
     pub receipt_head: crate::Receipt,
+    /// Where it closed, once closed: the command's position, or `(index, 0)` for a scheduled
+    /// closing (before that entry's commands).
+    pub closed_at: Option<(u64, u32)>,
 }
 
 /// An investment as the API shows it.
@@ -79,6 +82,9 @@ pub struct InvestmentView {
     /// Once admitted from the waitlist: the position (log index, offset) of the command whose
     /// effect admitted it.
     pub admitted_at: Option<(u64, u32)>,
+    /// Once it left the waitlist without a seat (REJECTED WAITLIST_CLOSED): the position of the
+    /// command that ended it, or `(index, 0)` when log time did (before that entry's commands).
+    pub waitlist_ended_at: Option<(u64, u32)>,
     /// Its place in the deal's receipt chain (none for a request naming an unknown deal).
     pub receipt: Option<crate::Receipt>,
 }
@@ -409,6 +415,7 @@ impl AdmissionState {
             waitlisted: waitlist.is_some_and(|w| w.waitlisted),
             waitlist_position: self.waitlist_position(idx, inv),
             admitted_at: waitlist.and_then(|w| w.admitted_at),
+            waitlist_ended_at: waitlist.and_then(|w| w.ended_at),
             receipt: self.receipt_of(idx, inv),
         }
     }
@@ -431,6 +438,7 @@ fn unknown_deal_view(seen: &UnknownDealRejection) -> InvestmentView {
         waitlisted: false,
         waitlist_position: None,
         admitted_at: None,
+        waitlist_ended_at: None,
         receipt: None,
     }
 }
@@ -447,6 +455,7 @@ fn deal_view(deal: &Deal) -> DealView {
         created_at_ms: deal.created_at_ms,
         waitlist_length: deal.waitlist.len() as u32,
         receipt_head: deal.receipt_head,
+        closed_at: deal.closed_at,
     }
 }
 

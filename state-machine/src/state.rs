@@ -105,6 +105,9 @@ pub(crate) struct Deal {
     pub(crate) terms: DealTerms,
     pub(crate) status: DealStatus,
     pub(crate) created_at_ms: u64,
+    /// Where the deal closed: the `CloseDeal` command's position, or `(index, 0)` of the
+    /// entry whose log time reached `closes_at_ms` (before that entry's commands).
+    pub(crate) closed_at: Option<(u64, u32)>,
     #[serde(skip)]
     pub(crate) counters: DealCounters,
     /// The deal's investments in decision order (derived).
@@ -154,6 +157,10 @@ pub(crate) struct WaitlistEntry {
     /// The position (log index, offset) of the command whose effect admitted it from the
     /// waitlist, once admitted.
     pub(crate) admitted_at: Option<(u64, u32)>,
+    /// Where it left the waitlist without a seat (REJECTED WAITLIST_CLOSED): the command's
+    /// position (`Withdraw`, `CloseDeal`), or `(index, 0)` of the entry whose log time closed
+    /// the deal or passed its `waitlist_ttl_ms` (before that entry's commands).
+    pub(crate) ended_at: Option<(u64, u32)>,
 }
 
 impl WaitlistEntry {
@@ -238,8 +245,9 @@ impl AdmissionState {
         };
         self.expire_leases(ctx.leader_id, events);
         self.expire_deadlines(ctx.leader_id, events);
-        self.close_scheduled_deals(events);
-        self.expire_waitlisted(events);
+        // What log time makes due happens before the entry's commands: at `(index, 0)`.
+        self.close_scheduled_deals((log_index, 0), events);
+        self.expire_waitlisted((log_index, 0), events);
         let mut results = Vec::with_capacity(entry.commands.len());
         for (offset, command) in entry.commands.iter().enumerate() {
             // ENTRY_COMMANDS_MAX keeps offsets within u32.
@@ -259,7 +267,9 @@ impl AdmissionState {
         command.validate()?;
         match command {
             Command::CreateDeal(create) => self.create_deal(create),
-            Command::CloseDeal { deal_id } => self.close_deal(deal_id, events),
+            Command::CloseDeal { deal_id } => {
+                self.close_deal(deal_id, (ctx.log_index, offset), events)
+            }
             Command::Submit(submit) => self.submit(ctx, offset, submit, events),
             Command::ExecutorHeartbeat {
                 node_id,
@@ -284,7 +294,9 @@ impl AdmissionState {
                 self.params = *params;
                 Ok(Outcome::ParamsSet)
             }
-            Command::Withdraw { request_id } => self.withdraw(*request_id, events),
+            Command::Withdraw { request_id } => {
+                self.withdraw(*request_id, (ctx.log_index, offset), events)
+            }
             Command::ArchiveDeal(archive) => self.archive_deal(ctx.log_index, archive),
         }
     }
@@ -319,10 +331,15 @@ impl AdmissionState {
         }
     }
 
-    fn close_deal(&mut self, deal_id: &str, events: &mut Vec<SagaEvent>) -> Applied {
+    fn close_deal(
+        &mut self,
+        deal_id: &str,
+        position: (u64, u32),
+        events: &mut Vec<SagaEvent>,
+    ) -> Applied {
         match self.deals.position(deal_id) {
             Some(deal_idx) => {
-                self.close_deal_at(deal_idx, events);
+                self.close_deal_at(deal_idx, position, events);
                 Ok(Outcome::DealClosed)
             }
             None => {
@@ -335,30 +352,38 @@ impl AdmissionState {
     }
 
     /// Closes a deal (by command or at its `closes_at_ms`); its waitlist ends.
-    fn close_deal_at(&mut self, deal_idx: DealIdx, events: &mut Vec<SagaEvent>) {
+    fn close_deal_at(
+        &mut self,
+        deal_idx: DealIdx,
+        position: (u64, u32),
+        events: &mut Vec<SagaEvent>,
+    ) {
         let Some(deal) = self.deals.at_mut(deal_idx) else {
             return;
         };
+        if deal.status == DealStatus::Open {
+            deal.closed_at = Some(position);
+        }
         deal.status = DealStatus::Closed;
         let waiting = std::mem::take(&mut deal.waitlist);
         for inv_idx in waiting {
-            self.end_waitlisted(inv_idx, events);
+            self.end_waitlisted(inv_idx, position, events);
         }
     }
 
-    fn close_scheduled_deals(&mut self, events: &mut Vec<SagaEvent>) {
+    fn close_scheduled_deals(&mut self, position: (u64, u32), events: &mut Vec<SagaEvent>) {
         while let Some((_, deal_idx)) = pop_due(&mut self.timers.closings, self.now_ms) {
             let open = self
                 .deals
                 .at(deal_idx)
                 .is_some_and(|deal| deal.status == DealStatus::Open);
             if open {
-                self.close_deal_at(deal_idx, events);
+                self.close_deal_at(deal_idx, position, events);
             }
         }
     }
 
-    fn expire_waitlisted(&mut self, events: &mut Vec<SagaEvent>) {
+    fn expire_waitlisted(&mut self, position: (u64, u32), events: &mut Vec<SagaEvent>) {
         while let Some((_, inv_idx)) = pop_due(&mut self.timers.waitlist_expiries, self.now_ms) {
             let waiting = self
                 .investments
@@ -372,14 +397,19 @@ impl AdmissionState {
                 {
                     deal.waitlist.remove(&inv_idx);
                 }
-                self.end_waitlisted(inv_idx, events);
+                self.end_waitlisted(inv_idx, position, events);
             }
         }
     }
 
     /// A WAITLISTED request ends as REJECTED(WAITLIST_CLOSED); the caller has taken it off
     /// its deal's waitlist.
-    fn end_waitlisted(&mut self, inv_idx: InvIdx, events: &mut Vec<SagaEvent>) {
+    fn end_waitlisted(
+        &mut self,
+        inv_idx: InvIdx,
+        position: (u64, u32),
+        events: &mut Vec<SagaEvent>,
+    ) {
         let Some(inv) = self.investments.at_mut(inv_idx) else {
             return;
         };
@@ -388,6 +418,9 @@ impl AdmissionState {
         }
         inv.status = Status::Rejected;
         inv.reject = Some(RejectReason::WaitlistClosed);
+        if let Some(entry) = inv.waitlist.as_deref_mut() {
+            entry.ended_at = Some(position);
+        }
         release_holding(&mut self.holdings, inv.user, inv_idx);
         events.push(SagaEvent {
             request_id: inv.request_id,
@@ -398,7 +431,12 @@ impl AdmissionState {
         });
     }
 
-    fn withdraw(&mut self, request_id: RequestId, events: &mut Vec<SagaEvent>) -> Applied {
+    fn withdraw(
+        &mut self,
+        request_id: RequestId,
+        position: (u64, u32),
+        events: &mut Vec<SagaEvent>,
+    ) -> Applied {
         let Some(inv_idx) = self.investments.position(&request_id) else {
             if self.unknown_deals.get(request_id).is_some() {
                 return Err(CommandError::NotWaitlisted {
@@ -420,7 +458,7 @@ impl AdmissionState {
         if let Some(deal) = self.deals.at_mut(inv.deal) {
             deal.waitlist.remove(&inv_idx);
         }
-        self.end_waitlisted(inv_idx, events);
+        self.end_waitlisted(inv_idx, position, events);
         Ok(Outcome::Withdrawn)
     }
 
@@ -537,6 +575,7 @@ impl AdmissionState {
                     ttl_ms: submit.waitlist_ttl_ms,
                     waitlisted: verdict == Verdict::Waitlisted,
                     admitted_at: None,
+                    ended_at: None,
                 })
             }),
         };
@@ -1145,6 +1184,7 @@ impl Deal {
             terms,
             status: DealStatus::Open,
             created_at_ms: now_ms,
+            closed_at: None,
             counters: DealCounters::default(),
             decisions: Vec::new(),
             waitlist: BTreeSet::new(),

@@ -190,6 +190,10 @@ fn closing_the_deal_ends_the_waitlist() {
         (Status::Rejected, Some(RejectReason::WaitlistClosed))
     );
     assert_eq!(ended.waitlist_position, None);
+    // Both at the CloseDeal command's position, for `deal verify` to replay.
+    let closed_at = Some((h.log_index, 0));
+    assert_eq!(h.state.deal("d").unwrap().closed_at, closed_at);
+    assert_eq!(ended.waitlist_ended_at, closed_at);
     assert!(h
         .events
         .iter()
@@ -221,6 +225,11 @@ fn a_waitlisted_request_ends_when_its_time_to_live_passes() {
     h.advance(1);
     let ended = h.state.investment(rid(2)).unwrap();
     assert_eq!(ended.reject_reason, Some(RejectReason::WaitlistClosed));
+    assert_eq!(
+        ended.waitlist_ended_at,
+        Some((h.log_index, 0)),
+        "log time ended it at the start of the entry"
+    );
     assert_eq!(position(&h, 3), Some(1), "the next one moves up");
     // And it survives a snapshot: the timer is rebuilt on load.
     h.apply_one(submit_waitlisted(4, "d", "dee", "1", Some(10_000)))
@@ -242,6 +251,11 @@ fn only_a_waitlisted_request_can_be_withdrawn() {
     assert_eq!(
         h.state.investment(rid(2)).unwrap().reject_reason,
         Some(RejectReason::WaitlistClosed)
+    );
+    assert_eq!(
+        h.state.investment(rid(2)).unwrap().waitlist_ended_at,
+        Some((h.log_index, 0)),
+        "the Withdraw command's position"
     );
     for (request, status) in [(1, Status::Pending), (2, Status::Rejected)] {
         assert_eq!(
@@ -287,6 +301,16 @@ fn a_scheduled_deal_opens_and_closes_by_log_time() {
     assert_eq!(h.state.deal("d").unwrap().status, DealStatus::Open);
     h.advance(60_000);
     assert_eq!(h.state.deal("d").unwrap().status, DealStatus::Closed);
+    let closed_at = h.state.deal("d").unwrap().closed_at;
+    assert_eq!(
+        closed_at.map(|(_, offset)| offset),
+        Some(0),
+        "an entry's start"
+    );
+    assert_eq!(
+        h.state.investment(rid(3)).unwrap().waitlist_ended_at,
+        closed_at
+    );
     assert_eq!(
         h.state.investment(rid(3)).unwrap().reject_reason,
         Some(RejectReason::WaitlistClosed)

@@ -953,6 +953,7 @@ mod tests {
             waitlisted: false,
             waitlist_position: None,
             admitted_at: None,
+            waitlist_ended_at: None,
             receipt: None,
         }
     }

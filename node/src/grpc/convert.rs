@@ -175,6 +175,8 @@ pub fn deal(view: DealView) -> pb::Deal {
         max_waitlist: view.terms.max_waitlist,
         waitlist_length: view.waitlist_length,
         receipt_head: Some(receipt(view.receipt_head)),
+        closed_log_index: view.closed_at.map_or(0, |(index, _)| index),
+        closed_offset: view.closed_at.map_or(0, |(_, offset)| offset),
     }
 }
 
@@ -244,6 +246,10 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
     if let Some((log_index, offset)) = view.admitted_at {
         wire.admitted_log_index = log_index;
         wire.admitted_offset = offset;
+    }
+    if let Some((log_index, offset)) = view.waitlist_ended_at {
+        wire.waitlist_ended_log_index = log_index;
+        wire.waitlist_ended_offset = offset;
     }
     if let Some(saga) = view.saga {
         wire.saga_step = saga_step(saga.step) as i32;

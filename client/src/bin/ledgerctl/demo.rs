@@ -769,10 +769,12 @@ async fn verify_export(
     let _ = std::fs::remove_dir_all(&dir);
     let verified = verified.map_err(|e| format!("{e:#}"))?;
     Ok(format!(
-        "verified: {} decisions, the chain ends at the head{}",
+        "verified: {} decisions, the chain ends at the head{}; all decided again by the rules \
+         as recorded, {} admissions from the waitlist where recorded",
         verified.decisions,
         held.map(|(seq, _)| format!(", investor receipt {seq} in it"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        verified.redecided.admitted_from_waitlist
     ))
 }
 

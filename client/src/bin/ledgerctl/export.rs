@@ -37,6 +37,9 @@ pub struct ExportLine {
     pub status: String,
     pub admitted_at: Option<(u64, u32)>,
     pub cancelled_at: Option<(u64, u32)>,
+    /// Where a waitlisted request left the waitlist without a seat.
+    #[serde(default)]
+    pub waitlist_ended_at: Option<(u64, u32)>,
 }
 
 /// The manifest written beside the lines, `FILE.manifest.json`.
@@ -115,6 +118,8 @@ fn line_of(inv: &pb::Investment) -> Result<ExportLine> {
             .then_some((inv.admitted_log_index, inv.admitted_offset)),
         cancelled_at: (inv.cancelled_log_index != 0)
             .then_some((inv.cancelled_log_index, inv.cancelled_offset)),
+        waitlist_ended_at: (inv.waitlist_ended_log_index != 0)
+            .then_some((inv.waitlist_ended_log_index, inv.waitlist_ended_offset)),
     })
 }
 
@@ -145,13 +150,15 @@ pub fn write(out: &Path, deal: &pb::Deal, decisions: &[pb::Investment]) -> Resul
 
 /// The result of a verification that could be carried out.
 pub struct Verified {
+    /// What deciding every request again found.
+    pub redecided: crate::redecide::Redecided,
     /// The deal the manifest names.
     pub deal_id: String,
     pub decisions: u64,
     pub head: Receipt,
 }
 
-fn verdict_of(line: &ExportLine) -> Result<Verdict> {
+pub fn verdict_of(line: &ExportLine) -> Result<Verdict> {
     Ok(
         match (line.verdict.as_str(), line.reject_reason.as_deref()) {
             ("PENDING", None) => Verdict::Pending,
@@ -192,6 +199,7 @@ pub fn verify(lines: &Path, receipt: Option<(u64, String)>) -> Result<Verified> 
         std::fs::read_to_string(lines).with_context(|| format!("reading {}", lines.display()))?;
     let mut head = Receipt::GENESIS;
     let mut held = receipt.clone();
+    let mut lines = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line: ExportLine =
             serde_json::from_str(raw).with_context(|| format!("line {}: not a decision", n + 1))?;
@@ -241,6 +249,7 @@ pub fn verify(lines: &Path, receipt: Option<(u64, String)>) -> Result<Verified> 
                 );
             }
         }
+        lines.push(line);
     }
     let found = HeadJson {
         deal_seq: head.deal_seq,
@@ -266,7 +275,10 @@ pub fn verify(lines: &Path, receipt: Option<(u64, String)>) -> Result<Verified> 
     if blake3::hash(text.as_bytes()).to_hex().as_str() != manifest.lines_blake3 {
         bail!("the lines were changed after the export (checksum differs from the manifest)");
     }
+    let redecided = crate::redecide::check(&manifest.deal, &lines)
+        .context("the decisions do not follow the rules")?;
     Ok(Verified {
+        redecided,
         deal_id: manifest.deal["deal_id"]
             .as_str()
             .unwrap_or_default()

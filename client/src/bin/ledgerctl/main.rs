@@ -18,6 +18,7 @@ mod demo;
 mod export;
 mod load;
 mod output;
+mod redecide;
 mod saga_bench;
 
 use output::*;
@@ -798,13 +799,17 @@ async fn deal(cli: &Cli, cmd: &DealCmd) -> Result<()> {
         let verified = export::verify(file, receipt.clone())
             .with_context(|| format!("{} does not verify", file.display()))?;
         let head = format!("{}:{}", verified.head.deal_seq, verified.head.hash_hex());
+        let again = &verified.redecided;
         return print_or_json(
             cli,
-            json!({"verified": true, "decisions": verified.decisions, "receipt_head": head}),
+            json!({"verified": true, "decisions": verified.decisions, "receipt_head": head,
+                   "redecided": again.decisions,
+                   "admitted_from_waitlist": again.admitted_from_waitlist}),
             || {
                 format!(
-                    "verified: {} decisions, receipt head {head}",
-                    verified.decisions
+                    "verified: {} decisions, receipt head {head}; {} decided again by the \
+                     rules as recorded, {} admissions from the waitlist where recorded",
+                    verified.decisions, again.decisions, again.admitted_from_waitlist
                 )
             },
         );

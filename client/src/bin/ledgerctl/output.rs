@@ -30,6 +30,7 @@ pub fn deal_json(deal: &pb::Deal) -> Value {
         "closes_at_ms": deal.closes_at_ms, "max_waitlist": deal.max_waitlist,
         "waitlist_length": deal.waitlist_length,
         "receipt_head": deal.receipt_head.as_ref().map(receipt_json),
+        "closed_at": (deal.closed_log_index != 0).then_some((deal.closed_log_index, deal.closed_offset)),
     })
 }
 
