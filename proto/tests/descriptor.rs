@@ -128,6 +128,12 @@ fn services_and_methods_match_the_contract() {
                     false,
                 ),
                 ("ExportDeal", "ExportDealRequest", "ExportDealPart", true),
+                (
+                    "ArchiveDeal",
+                    "ArchiveDealRequest",
+                    "ArchiveDealResponse",
+                    false,
+                ),
             ],
         ),
         (
@@ -306,6 +312,8 @@ fn messages_match_the_contract() {
                 ("max_waitlist", 14, U32),
                 ("waitlist_length", 15, U32),
                 ("receipt_head", 16, Msg("Receipt")),
+                ("closed_log_index", 17, U64),
+                ("closed_offset", 18, U32),
             ],
         ),
         ("Receipt", &[("deal_seq", 1, U64), ("hash", 2, Bytes)]),
@@ -425,6 +433,8 @@ fn messages_match_the_contract() {
                 ("admitted_log_index", 29, U64),
                 ("admitted_offset", 30, U32),
                 ("receipt", 31, Msg("Receipt")),
+                ("waitlist_ended_log_index", 32, U64),
+                ("waitlist_ended_offset", 33, U32),
             ],
         ),
         ("StatusRequest", &[("with_digest", 1, Bool)]),
@@ -514,6 +524,21 @@ fn messages_match_the_contract() {
             &[("request_id", 1, Str), ("reason", 2, Str)],
         ),
         ("ExportDealRequest", &[("deal_id", 1, Str)]),
+        (
+            "ArchiveDealRequest",
+            &[("deal_id", 1, Str), ("receipt_head", 2, Msg("Receipt"))],
+        ),
+        (
+            "ArchiveDealResponse",
+            &[
+                ("deal_id", 1, Str),
+                ("archived", 2, Bool),
+                ("receipt_head", 3, Msg("Receipt")),
+                ("log_index", 4, U64),
+                ("confirmed_count", 5, U32),
+                ("confirmed_amount", 6, Str),
+            ],
+        ),
         (
             "ExportDealPart",
             &[
