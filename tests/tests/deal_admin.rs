@@ -139,10 +139,16 @@ async fn deals_are_listed_in_order_and_closed_once() {
         assert_eq!(
             pb::Deal {
                 status: pb::DealStatus::Open as i32,
+                closed_log_index: 0,
+                closed_offset: 0,
                 ..closed.clone()
             },
             open,
-            "closing changed more than the status"
+            "closing changed more than the status and where it closed"
+        );
+        assert!(
+            closed.closed_log_index > 0,
+            "the CloseDeal's position: {closed:?}"
         );
 
         // Closed: a new request is refused, a decided one still replays, closing again

@@ -458,6 +458,19 @@ fn timeline(outcomes: &[Outcome]) -> Vec<Second> {
 
 type Check = (&'static str, Result<String, String>);
 
+/// The deal and all its investments (linearizable reads).
+async fn read_deal(
+    client: &Client,
+    deal_id: &str,
+) -> Result<(pb::Deal, Vec<pb::Investment>), String> {
+    let deal = client.deal(deal_id).await.map_err(|e| e.to_string())?;
+    let list = client
+        .deal_investments(deal_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((deal, list))
+}
+
 /// The invariants of DESIGN §4.5 that one run without faults can show, checked against the
 /// ledger's own lists and the payment partner's audit.
 async fn check_invariants(
@@ -467,13 +480,10 @@ async fn check_invariants(
     partners_url: &str,
 ) -> Vec<Check> {
     let mut checks: Vec<Check> = Vec::new();
-    let (deal, list) = match (
-        client.deal(deal_id).await,
-        client.deal_investments(deal_id).await,
-    ) {
-        (Ok(deal), Ok(list)) => (deal, list),
-        (Err(e), _) | (_, Err(e)) => {
-            checks.push(("ledger readable", Err(e.to_string())));
+    let (deal, list) = match read_deal(client, deal_id).await {
+        Ok(read) => read,
+        Err(e) => {
+            checks.push(("ledger readable", Err(e)));
             return checks;
         }
     };
@@ -692,13 +702,10 @@ async fn fill_report(
     waiting_at_close: u32,
 ) -> (serde_json::Value, Vec<Check>) {
     let mut checks: Vec<Check> = Vec::new();
-    let (deal, list) = match (
-        client.deal(deal_id).await,
-        client.deal_investments(deal_id).await,
-    ) {
-        (Ok(deal), Ok(list)) => (deal, list),
-        (Err(e), _) | (_, Err(e)) => {
-            checks.push(("deal readable after closing", Err(e.to_string())));
+    let (deal, list) = match read_deal(client, deal_id).await {
+        Ok(read) => read,
+        Err(e) => {
+            checks.push(("deal readable after closing", Err(e)));
             return (serde_json::Value::Null, checks);
         }
     };
