@@ -32,6 +32,11 @@ pub use ledger_client::NodeClients;
 pub use ledger_proto::pb;
 pub use wait::{bounded, wait_until};
 
+/// Bytes (a receipt's hash) as lowercase hex, as `ledgerctl` prints them.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A small deterministic pseudo-random generator (SplitMix64), so that scenarios are repeatable
 /// without a dependency.
 #[derive(Clone, Debug)]

@@ -6,14 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use ledger_client::{pb, Client, ClientConfig, Submission};
-use ledger_tests::{bounded, ctl, ClusterOptions, TestCluster};
+use ledger_tests::{bounded, ctl, hex, ClusterOptions, TestCluster};
 use serde_json::Value;
 
 const DEAL: &str = "exported";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Writes `lines` as a copy of the export at `from` (manifest included) named `name`.
 fn tampered(from: &Path, name: &str, lines: &[&str]) -> std::path::PathBuf {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ledger_state_machine::{
-    codec, AdmissionState, InvestmentView, Outcome, RequestId, SagaEvent, StateDigest,
+    codec, AdmissionState, InvestmentView, RequestId, SagaEvent, StateDigest,
 };
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -557,10 +557,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = LogEntry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut replies: Vec<ApplyReply> = Vec::new();
+        let mut replies = Vec::new();
         let mut events = Vec::new();
-        let applied_index = {
+        let (applied_index, archived) = {
             let mut guard = self.replica.write();
+            let archived_before = guard.state.archived_deal_count();
             let clock = self.clock.clone();
             for entry in entries {
                 let _span = tracing::debug_span!("apply", log_index = entry.log_id.index).entered();
@@ -587,13 +588,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             if let Some(clock) = clock {
                 clock.observe_log_time(guard.state.now_ms());
             }
-            guard.last_applied.map_or(0, |id| id.index)
+            // A deal left the state: give its memory back (outside the lock).
+            let archived = guard.state.archived_deal_count() > archived_before;
+            (guard.last_applied.map_or(0, |id| id.index), archived)
         };
         self.replica.applied.send_replace(applied_index);
-        let archived = replies
-            .iter()
-            .flat_map(|r| &r.results)
-            .any(|result| matches!(result, Ok(Outcome::DealArchived { archived: true })));
         if archived {
             crate::memory::release_freed();
         }

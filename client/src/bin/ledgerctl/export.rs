@@ -61,14 +61,8 @@ pub struct HeadJson {
 
 /// The 32 bytes of a hash written as 64 hex digits (as [`parse_receipt`] checked).
 pub fn hash_bytes(hex: &str) -> Result<Vec<u8>> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| anyhow::anyhow!("{hex:?} is not hex"))
-        })
-        .collect()
+    let hash = blake3::Hash::from_hex(hex).map_err(|e| anyhow::anyhow!("{hex:?}: {e}"))?;
+    Ok(hash.as_bytes().to_vec())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -38,9 +38,7 @@ pub fn receipt_json(receipt: &pb::Receipt) -> Value {
     json!({"deal_seq": receipt.deal_seq, "hash": hex(&receipt.hash)})
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::export::hex;
 
 pub fn deal_line(deal: &pb::Deal) -> String {
     let mut line = format!(

@@ -180,7 +180,6 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
     let mut cancelled_at: HashMap<u64, (u64, u32)> = HashMap::new();
     let mut decisions = 0u64;
     for (at, event) in events {
-        let line_no = |n: usize| n + 1;
         match event {
             Event::Decide(n) => {
                 let line = &lines[n];
@@ -190,7 +189,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     deal_id: deal_id.to_owned(),
                     user_id: line.user_id.clone(),
                     amount: Money::parse(&line.amount)
-                        .map_err(|e| anyhow::anyhow!("line {}: amount: {e}", line_no(n)))?,
+                        .map_err(|e| anyhow::anyhow!("line {}: amount: {e}", n + 1))?,
                     waitlist: line.waitlist,
                     waitlist_ttl_ms: None,
                 };
@@ -201,7 +200,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     }) => decision.verdict,
                     other => bail!(
                         "line {}: {} cannot be decided again: {other:?}",
-                        line_no(n),
+                        n + 1,
                         line.request_id
                     ),
                 };
@@ -209,7 +208,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     bail!(
                         "line {}: {} was recorded as {recorded:?}, but the rules decide \
                          {decided:?} at that point of the log",
-                        line_no(n),
+                        n + 1,
                         line.request_id
                     );
                 }
@@ -225,7 +224,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     .with_context(|| {
                         format!(
                             "line {}: {} is cancelled at {at:?}, but it holds no seat there",
-                            line_no(n),
+                            n + 1,
                             line.request_id
                         )
                     })?;
@@ -247,7 +246,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     }
                     other => bail!(
                         "line {}: the cancellation of {} does not replay: {other:?}",
-                        line_no(n),
+                        n + 1,
                         line.request_id
                     ),
                 }
@@ -265,7 +264,7 @@ pub fn check(deal: &Value, lines: &[ExportLine]) -> Result<Redecided> {
                     bail!(
                         "line {}: {} left the waitlist at {at:?}, but it was not waiting there \
                          ({withdrawn:?})",
-                        line_no(n),
+                        n + 1,
                         line.request_id
                     );
                 }
