@@ -42,6 +42,17 @@ pub enum Call {
         /// True when this request id was sent before by the workload on purpose (W4), with the
         /// same or (see `amount_cents`) a different payload.
         resubmit: bool,
+        /// The request opts into the deal's waitlist.
+        #[serde(default)]
+        waitlist: bool,
+        /// Its time on the waitlist, in log time.
+        #[serde(default)]
+        waitlist_ttl_ms: Option<u64>,
+    },
+    /// `Admission.Withdraw` of a request the worker saw WAITLISTED.
+    Withdraw {
+        /// The request id (UUID text).
+        request_id: String,
     },
     /// A linearizable `Admission.GetDeal`.
     ReadDeal {
@@ -78,6 +89,13 @@ pub enum Reply {
     Submitted(Decision),
     /// A deal as a linearizable read saw it.
     Deal(DealRead),
+    /// A waitlisted request left the waitlist at this position (`Withdraw`).
+    Withdrawn {
+        /// The log index of the command that ended it.
+        log_index: u64,
+        /// Its offset in that entry.
+        offset: u32,
+    },
 }
 
 /// A decision as a client received it.
@@ -87,10 +105,14 @@ pub struct Decision {
     pub log_index: u64,
     /// The request's position in that entry.
     pub offset: u32,
-    /// True when admitted (the reply's status was PENDING, or for a replay any status but
-    /// REJECTED); false when rejected.
+    /// True when admitted at the decision (the reply's status was PENDING, or for a replay
+    /// any status but REJECTED, of a request not decided WAITLISTED).
     pub admitted: bool,
-    /// The reject reason's proto name (e.g. `INVESTOR_LIMIT_REACHED`) when rejected.
+    /// True when decided WAITLISTED (for a replay: whatever became of it since).
+    #[serde(default)]
+    pub waitlisted: bool,
+    /// The reject reason's proto name (e.g. `INVESTOR_LIMIT_REACHED`) when rejected at the
+    /// decision.
     pub reject_reason: Option<String>,
     /// True when the server said this request id had been decided before (a replay).
     pub replayed: bool,
@@ -135,7 +157,7 @@ pub enum InvStatus {
     Cancelled,
     /// Refused at decision time, or ended on the waitlist.
     Rejected,
-    /// On its deal's waitlist (the workload does not ask for the waitlist yet).
+    /// On its deal's waitlist.
     Waitlisted,
 }
 
@@ -168,6 +190,20 @@ pub struct FinalInvestment {
     pub cancel_cause: Option<String>,
     /// True when compensation refunded a charge.
     pub refunded: bool,
+    /// The request opted into the waitlist.
+    #[serde(default)]
+    pub waitlist: bool,
+    /// Decided WAITLISTED (whatever became of it since).
+    #[serde(default)]
+    pub waitlisted: bool,
+    /// For a request admitted from the waitlist: the position of the command whose
+    /// cancellation gave it its seat.
+    #[serde(default)]
+    pub admitted_at: Option<(u64, u32)>,
+    /// For a request that left the waitlist without a seat: where (a `Withdraw`, the deal's
+    /// closing, or the start of the entry whose log time passed its TTL).
+    #[serde(default)]
+    pub waitlist_ended_at: Option<(u64, u32)>,
 }
 
 /// One deal as a node holds it at the end.
@@ -177,6 +213,9 @@ pub struct FinalDeal {
     pub terms: DealTerms,
     /// Counters.
     pub counters: DealRead,
+    /// Where the deal closed, if it did.
+    #[serde(default)]
+    pub closed_at: Option<(u64, u32)>,
 }
 
 /// Everything read from one node at the end of the run.

@@ -268,10 +268,13 @@ pub struct Applied {
     stop: Option<tokio::sync::watch::Sender<bool>>,
 }
 
-/// The base fault config of the partners in every run: a little latency, 5% declines.
+/// The base fault config of the partners in every run: a little latency, 5% declines. Charges
+/// take about a second, so that some are declined after their deal filled: those cancellations
+/// are what admits from the waitlists (a decline within milliseconds of its admission frees a
+/// seat nobody waits for yet).
 pub fn partners_base() -> serde_json::Value {
     serde_json::json!({
-        "payment": {"latency": {"mean_ms": 20, "jitter_ms": 10}},
+        "payment": {"latency": {"mean_ms": 1000, "jitter_ms": 500}},
         "documents": {"latency": {"mean_ms": 15, "jitter_ms": 5}},
         "email": {"latency": {"mean_ms": 5, "jitter_ms": 5}},
         "decline_rate": 0.05,

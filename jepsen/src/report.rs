@@ -66,6 +66,8 @@ pub struct Stats {
     pub submits: Counts,
     /// Linearizable deal reads.
     pub reads: Counts,
+    /// `Withdraw` operations.
+    pub withdraws: Counts,
     /// Submit latency while a fault was active.
     pub latency_in_faults: Latency,
     /// Submit latency while healthy.
@@ -122,6 +124,7 @@ pub fn stats(
         let counts = match op.call {
             Call::Submit { .. } => &mut stats.submits,
             Call::ReadDeal { .. } => &mut stats.reads,
+            Call::Withdraw { .. } => &mut stats.withdraws,
         };
         counts.invoked += 1;
         match op.result {

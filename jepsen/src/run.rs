@@ -38,6 +38,8 @@ const DEALS_PER_BATCH: usize = 10;
 const DEALS_ACTIVE: usize = 15;
 /// A new batch of deals this often (the old ones fill within seconds).
 const DEAL_BATCH_EVERY: Duration = Duration::from_secs(20);
+/// How long the deal manager tries to close one retired deal.
+const CLOSE_DEAL_FOR: Duration = Duration::from_secs(5);
 /// The deal that liveness probes submit to.
 const PROBE_DEAL: &str = "probe";
 
@@ -180,7 +182,8 @@ async fn drive(
     create_deals(&operator, std::slice::from_ref(&probe)).await?;
     let first = workload::deal_batch(0, DEALS_PER_BATCH, &mut rng);
     create_deals(&operator, &first).await?;
-    deals.open(first, DEALS_ACTIVE);
+    // Nothing is retired yet: fewer deals than DEALS_ACTIVE.
+    let _ = deals.open(first, DEALS_ACTIVE);
     log(started, "first deals open; load starts");
 
     let run_start = Instant::now();
@@ -353,9 +356,19 @@ async fn open_deals_periodically(
         }
         let next = workload::deal_batch(batch, DEALS_PER_BATCH, &mut rng);
         if create_deals(&client, &next).await.is_ok() {
-            deals.open(next, DEALS_ACTIVE);
+            let retired = deals.open(next, DEALS_ACTIVE);
+            close_deals(&client, &retired).await;
         }
         batch += 1;
+    }
+}
+
+/// Closes deals no longer offered to the workers, which ends their waitlists. Best effort,
+/// each bounded: a closing whose outcome is unknown may still land, and the checker reads where
+/// each deal closed from the final state, not from here.
+async fn close_deals(client: &Client, deals: &[DealTerms]) {
+    for deal in deals {
+        let _ = tokio::time::timeout(CLOSE_DEAL_FOR, client.close_deal(&deal.deal_id)).await;
     }
 }
 
@@ -595,6 +608,7 @@ async fn final_reads(world: &World, deals: &[DealTerms]) -> Result<Vec<NodeFinal
                     confirmed_count: read.confirmed_count,
                     confirmed_cents: cents(&read.confirmed_amount).unwrap_or(u64::MAX),
                 },
+                closed_at: position(read.closed_log_index, read.closed_offset),
             });
             node.investments
                 .extend(list_stale(&mut client, &deal.deal_id).await?);
@@ -638,11 +652,17 @@ fn name<E: Copy>(
         .then(|| to_name(value).map_or_else(|| value.to_string(), |e| text(e).to_owned()))
 }
 
+/// A log position the API gives as an index and an offset, index 0 meaning none.
+fn position(log_index: u64, offset: u32) -> Option<(u64, u32)> {
+    (log_index > 0).then_some((log_index, offset))
+}
+
 fn final_investment(inv: pb::Investment) -> FinalInvestment {
     let status = match pb::InvestmentStatus::try_from(inv.status) {
         Ok(pb::InvestmentStatus::Pending) => InvStatus::Pending,
         Ok(pb::InvestmentStatus::Confirmed) => InvStatus::Confirmed,
         Ok(pb::InvestmentStatus::Cancelled) => InvStatus::Cancelled,
+        Ok(pb::InvestmentStatus::Waitlisted) => InvStatus::Waitlisted,
         _ => InvStatus::Rejected,
     };
     FinalInvestment {
@@ -656,8 +676,7 @@ fn final_investment(inv: pb::Investment) -> FinalInvestment {
         ),
         log_index: inv.log_index,
         offset: inv.offset,
-        cancelled_at: (inv.cancelled_log_index > 0)
-            .then_some((inv.cancelled_log_index, inv.cancelled_offset)),
+        cancelled_at: position(inv.cancelled_log_index, inv.cancelled_offset),
         saga_step: name(
             inv.saga_step,
             0,
@@ -671,6 +690,10 @@ fn final_investment(inv: pb::Investment) -> FinalInvestment {
             |c| c.as_str_name(),
         ),
         refunded: inv.refunded,
+        waitlist: inv.waitlist,
+        waitlisted: inv.waitlisted,
+        admitted_at: position(inv.admitted_log_index, inv.admitted_offset),
+        waitlist_ended_at: position(inv.waitlist_ended_log_index, inv.waitlist_ended_offset),
         request_id: inv.request_id,
         deal_id: inv.deal_id,
         user_id: inv.user_id,
@@ -737,7 +760,11 @@ fn write_report(
     md.push_str(
         "```\n\n## Operations\n\n| | invoked | ok | fail | info |\n|---|---|---|---|---|\n",
     );
-    for (name, c) in [("submit", &stats.submits), ("read deal", &stats.reads)] {
+    for (name, c) in [
+        ("submit", &stats.submits),
+        ("read deal", &stats.reads),
+        ("withdraw", &stats.withdraws),
+    ] {
         md.push_str(&format!(
             "| {name} | {} | {} | {} | {} |\n",
             c.invoked, c.ok, c.fail, c.info

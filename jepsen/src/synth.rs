@@ -1,8 +1,9 @@
 //! Synthetic runs: valid [`CheckInput`]s made by driving a real [`AdmissionState`], for testing
 //! the checker and measuring it without a cluster.
 //!
-//! Clients submit (fresh requests, resubmits with the same or another payload, requests for a
-//! deal that does not exist) and read deals; the leader batches their commands into entries
+//! Clients submit (fresh requests, some asking for the waitlist, resubmits with the same or
+//! another payload, requests for a deal that does not exist), withdraw waitlisted requests and
+//! read deals; one deal closes two thirds of the way through; the leader batches their commands into entries
 //! together with saga step results (charges accepted or declined, documents generated or
 //! failed, voids, e-mails), which the simulated partners record in their books. Every op
 //! straddles its entry's moment (`invoke <= T <= complete`), so operations overlap as they
@@ -10,7 +11,7 @@
 //! `Info`: half of those still took effect. At the end every saga runs to DONE.
 
 use crate::rng::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ledger_partners::{AuditLog, Books, ChargeRequest, DocumentRequest, EmailRequest, VoidStatus};
 use ledger_state_machine::{
@@ -98,6 +99,7 @@ struct Request {
     deal_id: String,
     user_id: String,
     amount_cents: u64,
+    waitlist: bool,
 }
 
 /// A client op waiting for its entry to be applied.
@@ -117,6 +119,12 @@ struct Run<'c> {
     requests: Vec<Request>,
     /// Admitted investments whose saga is not DONE, in the order they are next looked at.
     open_sagas: VecDeque<RequestId>,
+    /// Every investment ever put in `open_sagas`.
+    sagas_seen: HashSet<RequestId>,
+    /// Requests decided WAITLISTED, some of them still waiting: candidates to withdraw.
+    waitlisted: Vec<RequestId>,
+    /// Whether the deal that closes during the run has closed.
+    closed_one: bool,
     cancelled_at: HashMap<RequestId, (u64, u32)>,
     ops: Vec<Op>,
     digests: Vec<DigestSample>,
@@ -147,6 +155,9 @@ impl<'c> Run<'c> {
             deals,
             requests: Vec::new(),
             open_sagas: VecDeque::new(),
+            sagas_seen: HashSet::new(),
+            waitlisted: Vec::new(),
+            closed_one: false,
             cancelled_at: HashMap::new(),
             ops: Vec::new(),
             digests: Vec::new(),
@@ -161,11 +172,25 @@ impl<'c> Run<'c> {
         let mut commands = Vec::new();
         let mut pending = Vec::new();
         let clients = 1 + self.rng.range(0, self.config.batch_max as u64);
+        if !self.closed_one && self.ops.len() * 3 >= self.config.ops * 2 {
+            self.closed_one = true;
+            if let Some(deal) = self.deals.get(1) {
+                commands.push(Command::CloseDeal {
+                    deal_id: deal.deal_id.clone(),
+                });
+            }
+        }
         for _ in 0..clients {
-            if self.rng.percent(15) {
+            let roll = self.rng.range(0, 100);
+            let withdraw = if (15..20).contains(&roll) {
+                self.withdraw_call()
+            } else {
+                None
+            };
+            if roll < 15 {
                 pending.push(self.read_call());
             } else {
-                let (command, call) = self.submit_call();
+                let (command, call) = withdraw.unwrap_or_else(|| self.submit_call());
                 let info = self.rng.percent(8);
                 // Half the indefinite submits never reached the log.
                 let offset = if info && self.rng.percent(50) {
@@ -206,18 +231,25 @@ impl<'c> Run<'c> {
             header: replay_header(),
             commands: commands.to_vec(),
         };
+        let mut events = Vec::new();
         let results = self
             .state
-            .apply_entry(self.log_index, &entry, &mut Vec::new())
+            .apply_entry(self.log_index, &entry, &mut events)
             .unwrap_or_default();
+        // A saga opens at an admission, direct or from the waitlist.
+        for event in events {
+            if event.status == Status::Pending && self.sagas_seen.insert(event.request_id) {
+                self.open_sagas.push_back(event.request_id);
+            }
+        }
         for result in &results {
             if let Ok(Outcome::Submitted {
                 decision,
                 replayed: false,
             }) = result
             {
-                if decision.verdict == Verdict::Pending {
-                    self.open_sagas.push_back(decision.request_id);
+                if decision.verdict == Verdict::Waitlisted {
+                    self.waitlisted.push(decision.request_id);
                 }
             }
         }
@@ -260,7 +292,7 @@ impl<'c> Run<'c> {
             deal_id: request.deal_id.clone(),
             user_id: request.user_id.clone(),
             amount: Money::from_cents(request.amount_cents),
-            waitlist: false,
+            waitlist: request.waitlist,
             waitlist_ttl_ms: None,
         });
         let call = Call::Submit {
@@ -269,8 +301,29 @@ impl<'c> Run<'c> {
             user_id: request.user_id,
             amount_cents: request.amount_cents,
             resubmit,
+            waitlist: request.waitlist,
+            waitlist_ttl_ms: None,
         };
         (command, call)
+    }
+
+    /// A withdrawal of a request still waiting, if there is one.
+    fn withdraw_call(&mut self) -> Option<(Command, Call)> {
+        while !self.waitlisted.is_empty() {
+            let at = self.rng.range(0, self.waitlisted.len() as u64) as usize;
+            let id = self.waitlisted.swap_remove(at);
+            let waiting = self
+                .state
+                .investment(id)
+                .is_some_and(|view| view.status == Status::Waitlisted);
+            if waiting {
+                let call = Call::Withdraw {
+                    request_id: id.to_string(),
+                };
+                return Some((Command::Withdraw { request_id: id }, call));
+            }
+        }
+        None
     }
 
     fn earlier_request(&mut self) -> Request {
@@ -297,6 +350,7 @@ impl<'c> Run<'c> {
             deal_id,
             user_id: format!("user-{}", self.rng.range(0, self.config.users as u64)),
             amount_cents: 50 + self.rng.range(0, ticket_max),
+            waitlist: self.rng.percent(40),
         }
     }
 
@@ -429,14 +483,15 @@ impl<'c> Run<'c> {
                 error: "deadline exceeded".into(),
             },
             (Call::Submit { .. }, Some(offset)) => self.reply(results.get(offset), offset),
-            (Call::Submit { .. }, None) => OpResult::Info {
+            (Call::Withdraw { .. }, Some(offset)) => self.withdrawn(results.get(offset), offset),
+            (Call::Submit { .. } | Call::Withdraw { .. }, None) => OpResult::Info {
                 error: "connection lost".into(),
             },
         };
         // A read is linearized between this entry and the next.
         let moment_us = match pending.call {
             Call::ReadDeal { .. } => moment_us + 500,
-            Call::Submit { .. } => moment_us,
+            Call::Submit { .. } | Call::Withdraw { .. } => moment_us,
         };
         let invoke_us = moment_us - self.rng.range(0, SPREAD_US);
         let complete_us = moment_us + self.rng.range(0, SPREAD_US);
@@ -463,19 +518,30 @@ impl<'c> Run<'c> {
         }
     }
 
+    fn withdrawn(&self, applied: Option<&Applied>, offset: usize) -> OpResult {
+        match applied {
+            Some(Ok(Outcome::Withdrawn)) => OpResult::Ok(Reply::Withdrawn {
+                log_index: self.log_index,
+                offset: offset as u32,
+            }),
+            Some(Err(error)) => fail("FAILED_PRECONDITION", &error.to_string()),
+            _ => fail("INTERNAL", &format!("no result at offset {offset}")),
+        }
+    }
+
     fn reply(&self, applied: Option<&Applied>, offset: usize) -> OpResult {
         match applied {
             Some(Ok(Outcome::Submitted { decision, replayed })) => {
                 let (admitted, reject_reason) = match decision.verdict {
                     Verdict::Pending => (true, None),
                     Verdict::Rejected(reason) => (false, Some(reason.as_str().to_owned())),
-                    // The workload never asks for the waitlist yet; say so plainly if it did.
-                    Verdict::Waitlisted => (false, Some("WAITLISTED".to_owned())),
+                    Verdict::Waitlisted => (false, None),
                 };
                 OpResult::Ok(Reply::Submitted(Decision {
                     log_index: decision.log_index,
                     offset: decision.offset,
                     admitted,
+                    waitlisted: decision.verdict == Verdict::Waitlisted,
                     reject_reason,
                     replayed: *replayed,
                 }))
@@ -561,6 +627,7 @@ impl<'c> Run<'c> {
                     confirmed_count: view.confirmed_count,
                     confirmed_cents: view.confirmed_amount.cents(),
                 },
+                closed_at: view.closed_at,
             });
             let mut start = Some(0);
             while let Some(from) = start {
@@ -604,6 +671,10 @@ impl<'c> Run<'c> {
             saga_step: saga.map(|s| s.step.as_str().to_uppercase()),
             cancel_cause: saga.and_then(|s| s.cancel_cause.map(|c| c.as_str().to_owned())),
             refunded: saga.is_some_and(|s| s.refunded),
+            waitlist: view.waitlist_requested,
+            waitlisted: view.waitlisted,
+            admitted_at: view.admitted_at,
+            waitlist_ended_at: view.waitlist_ended_at,
         }
     }
 }

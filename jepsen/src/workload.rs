@@ -6,6 +6,10 @@
 //!   concurrent submits from a pool of users (duplicates happen) and linearizable deal reads.
 //! - **W4 idempotence**: some submits resend an earlier request id through another node, with
 //!   the same payload or another amount.
+//! - **W6 waitlist**: 40% of fresh requests opt into the waitlist (a fifth of them with a TTL
+//!   of 1-5 s of log time), and workers withdraw some of the requests they saw WAITLISTED;
+//!   compensations admit from the waitlists, and the deal manager closes the deals it retires,
+//!   which ends their waitlists.
 //! - W2 (final reads), W3 (money) and W5 (resolving `info`) happen after the run, in
 //!   [`crate::run`].
 
@@ -22,6 +26,12 @@ use tonic::Code;
 use crate::history::{Call, DealRead, DealTerms, Decision, Op, OpResult, Reply};
 use crate::rng::Rng;
 use crate::world::Targets;
+
+/// Share of fresh requests that opt into the waitlist.
+const WAITLIST_PERCENT: u64 = 40;
+/// Share of those that also give a time to wait (log time), from the range below.
+const WAITLIST_TTL_PERCENT: u64 = 20;
+const WAITLIST_TTL_MS: (u64, u64) = (1_000, 5_000);
 
 /// How long one client operation may take before it counts as `info` (outcome unknown).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -116,8 +126,8 @@ pub struct DealBook {
 
 impl DealBook {
     /// Adds deals that were just created, making them the active ones (the older active deals
-    /// stay active too, up to `keep` in all).
-    pub fn open(&self, deals: Vec<DealTerms>, keep: usize) {
+    /// stay active too, up to `keep` in all); returns the deals no longer active.
+    pub fn open(&self, deals: Vec<DealTerms>, keep: usize) -> Vec<DealTerms> {
         self.all
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -125,7 +135,7 @@ impl DealBook {
         let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
         active.extend(deals);
         let excess = active.len().saturating_sub(keep);
-        active.drain(..excess);
+        active.drain(..excess).collect()
     }
 
     /// Every deal created.
@@ -215,6 +225,8 @@ struct Sent {
     deal_id: String,
     user_id: String,
     amount_cents: u64,
+    waitlist: bool,
+    waitlist_ttl_ms: Option<u64>,
 }
 
 /// Runs the workers until the duration or the op count is reached, or `stop` is set.
@@ -246,6 +258,8 @@ pub async fn run_workers(
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sent: Vec<Sent> = Vec::new();
+            // Requests this worker saw WAITLISTED, to withdraw some.
+            let mut waiting: Vec<String> = Vec::new();
             loop {
                 ticks.tick().await;
                 if stop.load(Ordering::Relaxed)
@@ -282,6 +296,10 @@ pub async fn run_workers(
                         ..earlier
                     };
                     submit(&recorder, worker as u32, node.id, client, &request, true).await
+                } else if roll < 15 && !waiting.is_empty() {
+                    let request_id =
+                        waiting.swap_remove(rng.range(0, waiting.len() as u64) as usize);
+                    withdraw(&recorder, worker as u32, node.id, client, request_id).await
                 } else {
                     let Some(deal) = deals.pick(&mut rng) else {
                         continue;
@@ -297,6 +315,13 @@ pub async fn run_workers(
                         deal_id: deal.deal_id.clone(),
                         user_id: format!("u{}", rng.range(0, 3_000)),
                         amount_cents: rng.range(low, high) / 100 * 100,
+                        waitlist: rng.percent(WAITLIST_PERCENT),
+                        waitlist_ttl_ms: None,
+                    };
+                    let request = Sent {
+                        waitlist_ttl_ms: (request.waitlist && rng.percent(WAITLIST_TTL_PERCENT))
+                            .then(|| rng.range(WAITLIST_TTL_MS.0, WAITLIST_TTL_MS.1)),
+                        ..request
                     };
                     if sent.len() >= 64 {
                         sent.swap_remove(rng.range(0, 64) as usize);
@@ -304,6 +329,17 @@ pub async fn run_workers(
                     sent.push(request.clone());
                     submit(&recorder, worker as u32, node.id, client, &request, false).await
                 };
+                if let OpResult::Ok(Reply::Submitted(Decision {
+                    waitlisted: true, ..
+                })) = &op.result
+                {
+                    if let Call::Submit { request_id, .. } = &op.call {
+                        if waiting.len() >= 64 {
+                            waiting.swap_remove(0);
+                        }
+                        waiting.push(request_id.clone());
+                    }
+                }
                 recorder.record(op);
             }
         }));
@@ -325,6 +361,8 @@ pub async fn submit_probe(
         deal_id: submission.deal_id.clone(),
         user_id: submission.user_id.clone(),
         amount_cents: cents(&submission.amount).unwrap_or(100),
+        waitlist: submission.waitlist,
+        waitlist_ttl_ms: submission.waitlist_ttl_ms,
     };
     submit(recorder, u32::MAX, node, client, &request, false).await
 }
@@ -342,8 +380,8 @@ async fn submit(
         deal_id: request.deal_id.clone(),
         user_id: request.user_id.clone(),
         amount: money(request.amount_cents),
-        waitlist: false,
-        waitlist_ttl_ms: None,
+        waitlist: request.waitlist,
+        waitlist_ttl_ms: request.waitlist_ttl_ms,
     });
     rpc.set_timeout(OP_TIMEOUT);
     let call = Call::Submit {
@@ -352,14 +390,19 @@ async fn submit(
         user_id: request.user_id.clone(),
         amount_cents: request.amount_cents,
         resubmit,
+        waitlist: request.waitlist,
+        waitlist_ttl_ms: request.waitlist_ttl_ms,
     };
     recorded(recorder, worker, node, call, client.submit(rpc), |reply| {
         let investment = reply.investment.unwrap_or_default();
-        let rejected = investment.status == pb::InvestmentStatus::Rejected as i32;
+        // A replay answers what became of the request; `waitlisted` keeps what was decided.
+        let waitlisted = investment.waitlisted;
+        let rejected = !waitlisted && investment.status == pb::InvestmentStatus::Rejected as i32;
         Reply::Submitted(Decision {
             log_index: reply.log_index,
             offset: reply.offset,
-            admitted: !rejected,
+            admitted: !waitlisted && !rejected,
+            waitlisted,
             reject_reason: rejected.then(|| {
                 pb::RejectReason::try_from(investment.reject_reason)
                     .map(|r| r.as_str_name().to_owned())
@@ -367,6 +410,27 @@ async fn submit(
             }),
             replayed: reply.replayed,
         })
+    })
+    .await
+}
+
+async fn withdraw(
+    recorder: &Recorder,
+    worker: u32,
+    node: u64,
+    mut client: AdmissionClient<Channel>,
+    request_id: String,
+) -> Op {
+    let mut rpc = tonic::Request::new(pb::WithdrawRequest {
+        request_id: request_id.clone(),
+    });
+    rpc.set_timeout(OP_TIMEOUT);
+    let call = Call::Withdraw { request_id };
+    recorded(recorder, worker, node, call, client.withdraw(rpc), |inv| {
+        Reply::Withdrawn {
+            log_index: inv.waitlist_ended_log_index,
+            offset: inv.waitlist_ended_offset,
+        }
     })
     .await
 }

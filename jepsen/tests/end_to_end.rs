@@ -60,6 +60,7 @@ fn first_fresh_admission(input: &CheckInput) -> (usize, u64, String) {
 
 #[test]
 fn generated_runs_are_valid() {
+    let (mut waitlist_seen, mut withdrawn, mut still_waiting, mut ended) = (0, 0, 0, 0);
     for seed in 1..=8 {
         let input = run(seed);
         let verdicts = check(&input);
@@ -84,7 +85,50 @@ fn generated_runs_are_valid() {
             "{summary:?}"
         );
         assert_eq!(summary.pending, 0);
+        waitlist_seen += summary.admitted_from_waitlist;
+        withdrawn += summary.withdraws.ok;
+        still_waiting += summary.waitlisted;
+        ended += summary
+            .rejected
+            .get("WAITLIST_CLOSED")
+            .copied()
+            .unwrap_or(0);
     }
+    assert!(
+        waitlist_seen > 0 && withdrawn > 0 && still_waiting > 0 && ended > withdrawn,
+        "the runs admit from waitlists ({waitlist_seen}), withdraw ({withdrawn}), leave some \
+         waiting ({still_waiting}) and end waits at a closing ({ended})"
+    );
+}
+
+#[test]
+fn a_waitlisted_request_left_waiting_breaks_the_replay() {
+    let mut input = run(3);
+    // Undo the first admission from a waitlist in every node's final state: the seat freed
+    // there goes to nobody, which the rules do not allow.
+    let mut undone = None;
+    for node in &mut input.finals {
+        let Some(inv) = node
+            .investments
+            .iter_mut()
+            .find(|inv| inv.admitted_at.is_some())
+        else {
+            panic!("the run admits from a waitlist");
+        };
+        inv.admitted_at = None;
+        inv.status = InvStatus::Waitlisted;
+        undone = Some(inv.request_id.clone());
+    }
+    let verdicts = check(&input);
+    let text = render_text(&verdicts);
+    assert!(invalid(&verdicts).contains(&CheckName::Replay), "{text}");
+    let undone = undone.expect("a node");
+    assert!(
+        text.contains(&format!(
+            "{undone} was admitted from the waitlist at nowhere"
+        )),
+        "{text}"
+    );
 }
 
 #[test]

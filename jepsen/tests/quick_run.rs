@@ -1,6 +1,7 @@
 //! CI's short real-process run (issue #10): three `ledger-node` processes in network
-//! namespaces, 90 s of load while partitions, SIGKILLs and SIGSTOPs rotate every ~10 s, then
-//! healing, liveness, final reads and the checker. The run must be valid on every invariant.
+//! namespaces, 90 s of load (with waitlisted requests, withdrawals and deal closings) while
+//! partitions, SIGKILLs and SIGSTOPs rotate every ~10 s, then healing, liveness, final reads
+//! and the checker. The run must be valid on every invariant.
 //!
 //! Needs root and the harness's tools: skipped outside CI when missing, a failure with
 //! `CI=true` (`.ci/run` installs them). The seed is fixed, so a failure replays with
@@ -33,6 +34,11 @@ async fn a_short_run_with_partitions_kills_and_pauses_is_valid() {
         outcome.stats.leader_changes >= 2,
         "kills and isolations of the leader changed it: {:?}",
         outcome.stats
+    );
+    let summary = &outcome.verdicts.summary;
+    assert!(
+        summary.admitted_from_waitlist > 0 && summary.withdraws.ok > 0,
+        "compensations admitted from waitlists, and investors withdrew: {summary:?}"
     );
     assert!(
         outcome.stats.submits.ok > 1_000 && outcome.stats.submits.info > 0,

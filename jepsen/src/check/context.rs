@@ -73,6 +73,13 @@ impl Pos {
         Pos::new(inv.log_index, inv.offset)
     }
 
+    /// Where the investment took its seat: its decision, or for one admitted from the
+    /// waitlist the cancellation that freed the seat.
+    pub(crate) fn of_admission(inv: &FinalInvestment) -> Pos {
+        inv.admitted_at
+            .map_or_else(|| Pos::of_decision(inv), |(i, o)| Pos::new(i, o))
+    }
+
     pub(crate) fn of_cancel(inv: &FinalInvestment) -> Option<Pos> {
         inv.cancelled_at
             .map(|(log_index, offset)| Pos::new(log_index, offset))
@@ -109,7 +116,7 @@ impl<'a> SubmitCall<'a> {
                 user_id,
                 amount_cents: *amount_cents,
             }),
-            Call::ReadDeal { .. } => None,
+            Call::ReadDeal { .. } | Call::Withdraw { .. } => None,
         }
     }
 
@@ -129,39 +136,68 @@ pub(crate) fn ok_decision(op: &Op) -> Option<&Decision> {
     }
 }
 
+/// Whether the investment holds or held a seat (admitted at its decision or from the waitlist).
 pub(crate) fn is_admitted(inv: &FinalInvestment) -> bool {
-    inv.status != InvStatus::Rejected
+    matches!(
+        inv.status,
+        InvStatus::Pending | InvStatus::Confirmed | InvStatus::Cancelled
+    )
+}
+
+/// A decision as it was made: admitted, waitlisted, or rejected for a reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decided<'a> {
+    Admitted,
+    Waitlisted,
+    Rejected(Option<&'a str>),
+}
+
+impl<'a> Decided<'a> {
+    fn of_reply(reply: &'a Decision) -> Decided<'a> {
+        if reply.waitlisted {
+            Decided::Waitlisted
+        } else if reply.admitted {
+            Decided::Admitted
+        } else {
+            Decided::Rejected(reply.reject_reason.as_deref())
+        }
+    }
+
+    /// What was decided, from what became of it: a request decided WAITLISTED may have been
+    /// admitted since or ended on the waitlist.
+    fn of_final(inv: &'a FinalInvestment) -> Decided<'a> {
+        if inv.waitlisted || inv.status == InvStatus::Waitlisted {
+            Decided::Waitlisted
+        } else if inv.status == InvStatus::Rejected {
+            Decided::Rejected(inv.reject_reason.as_deref())
+        } else {
+            Decided::Admitted
+        }
+    }
 }
 
 /// Whether a reply carries the decision the final state recorded: same position, same
-/// admitted-or-rejected, same reason when rejected.
+/// verdict, same reason when rejected.
 pub(crate) fn same_decision(reply: &Decision, inv: &FinalInvestment) -> bool {
     Pos::of_reply(reply) == Pos::of_decision(inv)
-        && reply.admitted == is_admitted(inv)
-        && (reply.admitted || reply.reject_reason == inv.reject_reason)
+        && Decided::of_reply(reply) == Decided::of_final(inv)
 }
 
 pub(crate) fn describe_reply(reply: &Decision) -> String {
-    describe(
-        reply.admitted,
-        reply.reject_reason.as_deref(),
-        Pos::of_reply(reply),
-    )
+    describe(Decided::of_reply(reply), Pos::of_reply(reply))
 }
 
 pub(crate) fn describe_final(inv: &FinalInvestment) -> String {
-    describe(
-        is_admitted(inv),
-        inv.reject_reason.as_deref(),
-        Pos::of_decision(inv),
-    )
+    describe(Decided::of_final(inv), Pos::of_decision(inv))
 }
 
-fn describe(admitted: bool, reason: Option<&str>, pos: Pos) -> String {
-    if admitted {
-        format!("admitted at {pos}")
-    } else {
-        format!("rejected ({}) at {pos}", reason.unwrap_or("no reason"))
+fn describe(decided: Decided<'_>, pos: Pos) -> String {
+    match decided {
+        Decided::Admitted => format!("admitted at {pos}"),
+        Decided::Waitlisted => format!("waitlisted at {pos}"),
+        Decided::Rejected(reason) => {
+            format!("rejected ({}) at {pos}", reason.unwrap_or("no reason"))
+        }
     }
 }
 

@@ -1,14 +1,18 @@
-//! No loss (I6): every acknowledged decision is in every node's final state, unchanged; and
-//! determinism (I9): equal state digests at equal applied index.
+//! No loss (I6): every acknowledged decision, and every acknowledged withdrawal from a
+//! waitlist, is in every node's final state, unchanged; and determinism (I9): equal state
+//! digests at equal applied index.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::context::{
-    describe_final, describe_reply, ok_decision, same_decision, Context, FinalIndex, SubmitCall,
-    Submitted,
+    describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
+    Pos, SubmitCall, Submitted,
 };
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
-use crate::history::{CheckInput, Decision, NodeFinal, Op};
+use crate::history::{Call, CheckInput, Decision, InvStatus, NodeFinal, Op, OpResult, Reply};
+
+/// The reject reason of a request that left the waitlist without a seat.
+const WAITLIST_CLOSED: &str = "WAITLIST_CLOSED";
 
 /// The reject reason of a request naming a deal that does not exist.
 const DEAL_NOT_FOUND: &str = "DEAL_NOT_FOUND";
@@ -131,6 +135,53 @@ fn check_decisions(ctx: &Context<'_>, group: &[&NodeFinal], out: &mut Violations
                 )
             }),
         }
+    }
+    check_withdrawals(ctx, index, &nodes, out);
+}
+
+/// Every acknowledged `Withdraw` left its request REJECTED (WAITLIST_CLOSED), ended where the
+/// reply said.
+fn check_withdrawals(
+    ctx: &Context<'_>,
+    index: &FinalIndex<'_>,
+    nodes: &dyn Fn(&str, &str) -> String,
+    out: &mut Violations,
+) {
+    for op in &ctx.input.history {
+        let (Call::Withdraw { request_id }, OpResult::Ok(Reply::Withdrawn { log_index, offset })) =
+            (&op.call, &op.result)
+        else {
+            continue;
+        };
+        let said = Pos::new(*log_index, *offset);
+        let found = parse_rid(request_id).and_then(|rid| index.get(rid));
+        let ended = found
+            .and_then(|inv| inv.waitlist_ended_at)
+            .map(|(i, o)| Pos::new(i, o));
+        let kept = found.is_some_and(|inv| {
+            inv.status == InvStatus::Rejected
+                && inv.reject_reason.as_deref() == Some(WAITLIST_CLOSED)
+                && ended == Some(said)
+        });
+        if kept {
+            continue;
+        }
+        out.report(|| {
+            let holds = match found {
+                None => format!("{} no request {request_id}", nodes("holds", "hold")),
+                Some(inv) => format!(
+                    "{} request {request_id} {:?}{}",
+                    nodes("holds", "hold"),
+                    inv.status,
+                    ended.map_or(String::new(), |at| format!(", off the waitlist at {at}"))
+                ),
+            };
+            Violation::new(format!(
+                "{holds}, but its withdrawal was acknowledged at {said}"
+            ))
+            .ops([op.index])
+            .requests([request_id.as_str()])
+        });
     }
 }
 

@@ -96,11 +96,14 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
     )?;
     write_ops(out, "submit", &summary.submits)?;
     write_ops(out, "read_deal", &summary.reads)?;
+    write_ops(out, "withdraw", &summary.withdraws)?;
     writeln!(
         out,
-        "  decisions: {} admitted; rejected: {}",
+        "  decisions: {} admitted ({} from a waitlist); rejected: {}; {} still waitlisted",
         summary.admitted,
-        by_key(&summary.rejected)
+        summary.admitted_from_waitlist,
+        by_key(&summary.rejected),
+        summary.waitlisted
     )?;
     writeln!(
         out,

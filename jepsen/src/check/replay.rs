@@ -1,16 +1,30 @@
-//! Replay (I4, I5): the final log order, replayed through `ledger-state-machine`, reproduces
-//! every decision of the final state and every ok reply.
+//! Replay (I4, I5, I10): the final log order, replayed through `ledger-state-machine`,
+//! reproduces every decision of the final state, every ok reply, and every admission from a
+//! waitlist.
 //!
 //! Nodes purge their log behind snapshots, so the part of the log that decides capacity is
-//! rebuilt from the final state: a setup entry at index 1, then one entry per real log index
-//! holding each `Submit` at its decision position, a `PaymentDeclined` step at each
-//! cancellation position (the saga is still in PAYMENT in the replay, so this releases the seat
-//! exactly there), and harmless fillers in the gaps. Every header carries the same time, so no
-//! deadline or lease ever moves.
+//! rebuilt from the final state as a synthetic log of one event per entry, in log position
+//! order (at equal positions: a deal's closing, a request leaving the waitlist at the start of
+//! an entry, then the command there):
+//! - a decision is its `Submit` again (the waitlist asked for as recorded, without a TTL: where
+//!   a request left the waitlist is recorded);
+//! - a cancellation is a declined payment of that saga (the replay's sagas never leave PAYMENT,
+//!   so this releases the seat exactly there, and admits from the waitlist what the rules admit
+//!   there);
+//! - a request leaving the waitlist without a seat is a `Withdraw`, unless its deal's closing
+//!   ended it;
+//! - a deal's closing is a `CloseDeal`.
+//!
+//! Every header carries the same time, so no deadline, lease or TTL ever acts by itself. Then
+//! every decision must come out as recorded, every request must end in the state recorded for
+//! it, and every admission from a waitlist must happen at the cancellation recorded for it: a
+//! request passed over on its waitlist, or admitted where no seat was free, shows here.
+
+use std::collections::{BTreeSet, HashMap};
 
 use ledger_state_machine::{
-    AdmissionState, Applied, Command, CreateDeal, Entry, EntryError, EntryHeader, Money, NodeId,
-    Outcome, Params, RecordStep, RequestId, Status, StepResult, Submit, Verdict as SmVerdict,
+    AdmissionState, Applied, Command, CreateDeal, Entry, EntryHeader, Money, NodeId, Outcome,
+    Params, RecordStep, RequestId, Status, StepResult, Submit, Verdict as SmVerdict,
     ENTRY_COMMANDS_MAX,
 };
 
@@ -21,29 +35,17 @@ use super::context::{
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{DealTerms, FinalInvestment, InvStatus};
 
-/// The only executor of the replay: every saga is assigned to it, with epoch 1.
+/// The only executor of the replay: every saga is assigned to it.
 const REPLAY_EXECUTOR: NodeId = 1;
-const REPLAY_EPOCH: u64 = 1;
 const REPLAY_LEADER: NodeId = 1;
-/// One time for every entry: log time never moves, so no deadline or lease expires.
+/// One time for every entry: log time never moves, so no deadline, lease or TTL expires.
 const REPLAY_TIME_MS: u64 = 1;
 const SETUP_INDEX: u64 = 1;
-/// Most commands (decisions, cancellations and fillers) a synthetic log may hold, so that odd
-/// offsets cannot make the replay run for ever.
-const SYNTHETIC_COMMANDS_MAX: u64 = 100_000_000;
 
 /// Why the replay could not run. Each is odd input, which makes the verdict unknown.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ReplayError {
-    /// Index 1 is the replay's setup entry.
-    #[error("request {request_id} is decided at log index {log_index}; the replay needs every decision at index 2 or later")]
-    BeforeSetup {
-        /// The request.
-        request_id: String,
-        /// Its decision's log index.
-        log_index: u64,
-    },
-    /// An entry holds at most `ENTRY_COMMANDS_MAX` commands.
+    /// An entry holds at most `ENTRY_COMMANDS_MAX` commands: no real log has this position.
     #[error(
         "request {request_id} has a command at offset {offset}, beyond what an entry may hold"
     )]
@@ -56,6 +58,9 @@ pub(crate) enum ReplayError {
     /// Without its position, a cancellation cannot be replayed.
     #[error("request {0} is CANCELLED but its cancellation position is missing")]
     NoCancelPosition(String),
+    /// Without its position, a request's leaving the waitlist cannot be replayed.
+    #[error("request {0} left the waitlist, but where is missing")]
+    NoEndPosition(String),
     /// The state machine only knows UUID request ids.
     #[error("request id {0:?} in the final state is not a UUID")]
     NotAUuid(String),
@@ -67,20 +72,9 @@ pub(crate) enum ReplayError {
         /// The state machine's answer.
         reason: String,
     },
-    /// The filler, executor or params commands were refused.
+    /// The executor or params commands were refused.
     #[error("the replay's setup entry failed: {0}")]
     Setup(String),
-    /// Bounded work on any input.
-    #[error("the synthetic log would hold {0} commands, more than the replay allows")]
-    TooLarge(u64),
-    /// The state machine refused a whole entry.
-    #[error("the state machine refused entry {index}: {error}")]
-    Entry {
-        /// The entry's log index.
-        index: u64,
-        /// Why.
-        error: EntryError,
-    },
 }
 
 /// SetParams with the longest saga deadline and executor lease, and a heartbeat of the replay's
@@ -225,14 +219,53 @@ fn holder(
     (p == pos && inv.request_id != request_id).then(|| format!("request {}", inv.request_id))
 }
 
-/// A command of the synthetic log at its real position.
-#[derive(Clone, Copy, Debug)]
+/// What happens at one log position, in the order of equal positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// A deal of the reference's list closes.
+    Close(usize),
+    /// An investment leaves the waitlist without a seat.
+    End(usize),
+    /// An investment is cancelled: its seat and amount are released.
+    Cancel(usize),
+    /// An investment is decided.
+    Decide(usize),
+}
+
+impl Event {
+    fn investment(self) -> Option<usize> {
+        match self {
+            Event::Close(_) => None,
+            Event::End(at) | Event::Cancel(at) | Event::Decide(at) => Some(at),
+        }
+    }
+
+    /// Decisions and cancellations are commands of their own: no two share a position.
+    fn is_command(self) -> bool {
+        matches!(self, Event::Cancel(_) | Event::Decide(_))
+    }
+}
+
+/// What the state machine did with a replayed command, or why it refused the whole entry.
+type Replayed = Result<Applied, String>;
+
+/// An event of the synthetic log at its real position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Placed {
     pos: Pos,
-    /// The investment's position in the node's list.
-    inv: usize,
-    request_id: RequestId,
-    cancel: bool,
+    event: Event,
+}
+
+/// The replay as it goes: the state, the synthetic index, the real position of each
+/// cancellation, and the requests already reported (one violation per request is enough).
+struct Replay<'c, 'i> {
+    ctx: &'c Context<'c>,
+    index: &'c FinalIndex<'i>,
+    state: AdmissionState,
+    next_index: u64,
+    /// Synthetic entry index of a cancellation → its real position.
+    cancelled_at: HashMap<u64, Pos>,
+    reported: BTreeSet<usize>,
 }
 
 fn replay(
@@ -241,38 +274,27 @@ fn replay(
     out: &mut Violations,
 ) -> Result<(), ReplayError> {
     let placed = place(ctx, index, out)?;
-    let mut state = AdmissionState::new();
-    let mut events = Vec::new();
-    apply_setup(&mut state, &ctx.input.deals)?;
-    let filler = filler(&ctx.input.deals);
-    for group in placed.chunk_by(|a, b| a.pos.log_index == b.pos.log_index) {
-        let Some(first) = group.first() else {
-            continue;
-        };
-        let log_index = first.pos.log_index;
-        let entry = entry_of(group, index, &filler);
-        let results = state
-            .apply_entry(log_index, &entry, &mut events)
-            .map_err(|error| ReplayError::Entry {
-                index: log_index,
-                error,
-            })?;
-        events.clear();
-        for placed in group {
-            let applied = usize::try_from(placed.pos.offset)
-                .ok()
-                .and_then(|o| results.get(o));
-            judge(ctx, index, placed, applied, out);
-        }
+    let mut replay = Replay {
+        ctx,
+        index,
+        state: AdmissionState::new(),
+        next_index: SETUP_INDEX + 1,
+        cancelled_at: HashMap::new(),
+        reported: BTreeSet::new(),
+    };
+    apply_setup(&mut replay.state, &ctx.input.deals)?;
+    for placed in &placed {
+        replay.apply(placed, out);
     }
-    if let Err(violation) = state.check_invariants() {
+    replay.compare_ends(out);
+    if let Err(violation) = replay.state.check_invariants() {
         out.report(|| Violation::new(format!("the replayed state breaks {violation}")));
     }
     Ok(())
 }
 
-/// The synthetic log's commands in log order; commands that collide or come too early are
-/// reported and left out.
+/// The synthetic log's events in log order; decisions and cancellations that collide or come
+/// in the wrong order are reported and left out.
 fn place(
     ctx: &Context<'_>,
     index: &FinalIndex<'_>,
@@ -287,55 +309,66 @@ fn place(
             .unwrap_or_default();
         return Err(ReplayError::NotAUuid(text));
     }
-    let mut placed = Vec::with_capacity(index.node.investments.len());
+    let mut placed = Vec::with_capacity(index.node.investments.len() + index.node.deals.len());
+    let mut closed_at: HashMap<&str, Pos> = HashMap::new();
+    for (at, deal) in index.node.deals.iter().enumerate() {
+        if let Some((log_index, offset)) = deal.closed_at {
+            let pos = Pos::new(log_index, offset);
+            closed_at.insert(deal.terms.deal_id.as_str(), pos);
+            placed.push(Placed {
+                pos,
+                event: Event::Close(at),
+            });
+        }
+    }
     for (at, rid, inv) in index.primaries() {
-        let request_id = RequestId::from_u128(rid)
-            .ok_or_else(|| ReplayError::NotAUuid(inv.request_id.clone()))?;
         let decided = Pos::of_decision(inv);
-        check_position(inv, decided)?;
+        check_offset(inv, decided)?;
         placed.push(Placed {
             pos: decided,
-            inv: at,
-            request_id,
-            cancel: false,
+            event: Event::Decide(at),
         });
-        if inv.status != InvStatus::Cancelled {
-            continue;
+        if inv.status == InvStatus::Cancelled {
+            let cancelled = Pos::of_cancel(inv)
+                .ok_or_else(|| ReplayError::NoCancelPosition(inv.request_id.clone()))?;
+            check_offset(inv, cancelled)?;
+            if cancelled <= decided {
+                out.report(|| {
+                    Violation::new(format!(
+                        "request {} is cancelled at {cancelled}, not after its decision at {decided}",
+                        inv.request_id
+                    ))
+                    .ops(ctx.ok_ops_of(rid))
+                    .requests([inv.request_id.as_str()])
+                });
+            } else {
+                placed.push(Placed {
+                    pos: cancelled,
+                    event: Event::Cancel(at),
+                });
+            }
         }
-        let cancelled = Pos::of_cancel(inv)
-            .ok_or_else(|| ReplayError::NoCancelPosition(inv.request_id.clone()))?;
-        check_position(inv, cancelled)?;
-        if cancelled <= decided {
-            out.report(|| {
-                Violation::new(format!(
-                    "request {} is cancelled at {cancelled}, not after its decision at {decided}",
-                    inv.request_id
-                ))
-                .ops(ctx.ok_ops_of(request_id.as_u128()))
-                .requests([inv.request_id.as_str()])
-            });
-            continue;
+        let ended = inv.waitlisted && inv.status == InvStatus::Rejected;
+        if ended {
+            let (log_index, offset) = inv
+                .waitlist_ended_at
+                .ok_or_else(|| ReplayError::NoEndPosition(inv.request_id.clone()))?;
+            let pos = Pos::new(log_index, offset);
+            // The closing ends every request still waiting.
+            if closed_at.get(inv.deal_id.as_str()) != Some(&pos) {
+                placed.push(Placed {
+                    pos,
+                    event: Event::End(at),
+                });
+            }
         }
-        placed.push(Placed {
-            pos: cancelled,
-            inv: at,
-            request_id,
-            cancel: true,
-        });
     }
-    placed.sort_unstable_by_key(|p| (p.pos, p.cancel, p.inv));
+    placed.sort_unstable();
     report_collisions(ctx, index, &mut placed, out);
-    bound_size(&placed)?;
     Ok(placed)
 }
 
-fn check_position(inv: &FinalInvestment, pos: Pos) -> Result<(), ReplayError> {
-    if pos.log_index <= SETUP_INDEX {
-        return Err(ReplayError::BeforeSetup {
-            request_id: inv.request_id.clone(),
-            log_index: pos.log_index,
-        });
-    }
+fn check_offset(inv: &FinalInvestment, pos: Pos) -> Result<(), ReplayError> {
     if usize::try_from(pos.offset).map_or(true, |o| o >= ENTRY_COMMANDS_MAX) {
         return Err(ReplayError::OffsetTooLarge {
             request_id: inv.request_id.clone(),
@@ -345,8 +378,8 @@ fn check_position(inv: &FinalInvestment, pos: Pos) -> Result<(), ReplayError> {
     Ok(())
 }
 
-/// One command per position: a second command claiming a taken position is reported and
-/// dropped, so the replay goes on with the first.
+/// One command per position: a second decision or cancellation claiming a taken position is
+/// reported and dropped, so the replay goes on with the first.
 fn report_collisions(
     ctx: &Context<'_>,
     index: &FinalIndex<'_>,
@@ -354,40 +387,33 @@ fn report_collisions(
     out: &mut Violations,
 ) {
     let request = |p: &Placed| {
-        index
-            .node
-            .investments
-            .get(p.inv)
+        p.event
+            .investment()
+            .and_then(|at| index.node.investments.get(at))
             .map_or_else(String::new, |inv| inv.request_id.clone())
     };
-    placed.dedup_by(|later, first| {
-        if later.pos != first.pos {
-            return false;
+    let mut last_command: Option<Placed> = None;
+    placed.retain(|p| {
+        if !p.event.is_command() {
+            return true;
         }
+        let Some(first) = last_command.filter(|first| first.pos == p.pos) else {
+            last_command = Some(*p);
+            return true;
+        };
         out.report(|| {
+            let rid = p.event.investment().and_then(|at| index.rid_at(at));
             Violation::new(format!(
                 "requests {} and {} both claim position {}",
-                request(first),
-                request(later),
-                later.pos
+                request(&first),
+                request(p),
+                p.pos
             ))
-            .ops(ctx.ok_ops_of(later.request_id.as_u128()))
-            .requests([request(first), request(later)])
+            .ops(rid.map(|rid| ctx.ok_ops_of(rid)).unwrap_or_default())
+            .requests([request(&first), request(p)])
         });
-        true
+        false
     });
-}
-
-fn bound_size(placed: &[Placed]) -> Result<(), ReplayError> {
-    let commands: u64 = placed
-        .chunk_by(|a, b| a.pos.log_index == b.pos.log_index)
-        .filter_map(|group| group.last())
-        .map(|last| u64::from(last.pos.offset) + 1)
-        .sum();
-    if commands > SYNTHETIC_COMMANDS_MAX {
-        return Err(ReplayError::TooLarge(commands));
-    }
-    Ok(())
 }
 
 fn apply_setup(state: &mut AdmissionState, deals: &[DealTerms]) -> Result<(), ReplayError> {
@@ -411,106 +437,213 @@ fn apply_setup(state: &mut AdmissionState, deals: &[DealTerms]) -> Result<(), Re
     Ok(())
 }
 
-/// A valid deal id the workload never created: closing it fails with `DealNotFound` and
-/// changes nothing, which makes it a harmless filler.
-fn filler(deals: &[DealTerms]) -> Command {
-    let taken = |id: &str| deals.iter().any(|d| d.deal_id == id);
-    let mut deal_id = String::from("jepsen-replay-filler");
-    while taken(&deal_id) {
-        deal_id.push('_');
-    }
-    Command::CloseDeal { deal_id }
-}
-
-fn entry_of(group: &[Placed], index: &FinalIndex<'_>, filler: &Command) -> Entry {
-    let len = group.last().map_or(0, |p| p.pos.offset as usize + 1);
-    let mut commands = Vec::with_capacity(len);
-    for placed in group {
-        while commands.len() < placed.pos.offset as usize {
-            commands.push(filler.clone());
-        }
-        commands.push(command_of(placed, index).unwrap_or_else(|| filler.clone()));
-    }
-    Entry {
-        header: replay_header(),
-        commands,
-    }
-}
-
-fn command_of(placed: &Placed, index: &FinalIndex<'_>) -> Option<Command> {
-    let inv = index.node.investments.get(placed.inv)?;
-    Some(if placed.cancel {
-        Command::RecordStep(RecordStep {
-            request_id: placed.request_id,
-            executor: REPLAY_EXECUTOR,
-            epoch: REPLAY_EPOCH,
-            result: StepResult::PaymentDeclined {
-                reason: "jepsen replay: released here".into(),
-            },
-        })
-    } else {
-        Command::Submit(Submit {
-            request_id: placed.request_id,
-            deal_id: inv.deal_id.clone(),
-            user_id: inv.user_id.clone(),
-            amount: Money::from_cents(inv.amount_cents),
-            waitlist: false,
-            waitlist_ttl_ms: None,
-        })
-    })
-}
-
-/// Compares what the state machine did with a placed command to what the final state says.
-fn judge(
-    ctx: &Context<'_>,
-    index: &FinalIndex<'_>,
-    placed: &Placed,
-    applied: Option<&Applied>,
-    out: &mut Violations,
-) {
-    let Some(inv) = index.node.investments.get(placed.inv) else {
-        return;
-    };
-    let agrees = if placed.cancel {
-        matches!(
-            applied,
-            Some(Ok(Outcome::StepRecorded {
-                status: Status::Cancelled,
-                ..
-            }))
-        )
-    } else {
-        replayed_verdict(applied).is_some_and(|verdict| verdicts_agree(verdict, inv))
-    };
-    if agrees {
-        return;
-    }
-    out.report(|| {
-        let what = if placed.cancel {
-            format!(
-                "the replay cannot cancel {} at {} ({})",
-                inv.request_id,
-                placed.pos,
-                describe_applied(applied)
-            )
-        } else {
-            format!(
-                "the replay decides {} at {} as {}, but the final state has it {}",
-                inv.request_id,
-                placed.pos,
-                describe_applied(applied),
-                describe_final(inv)
-            )
+impl<'c, 'i> Replay<'c, 'i> {
+    /// Applies one command as an entry of its own; `(its synthetic index, its result)`.
+    fn apply_one(&mut self, command: Command) -> (u64, Replayed) {
+        let index = self.next_index;
+        self.next_index += 1;
+        let entry = Entry {
+            header: replay_header(),
+            commands: vec![command],
         };
-        Violation::new(what)
-            .ops(ctx.ok_ops_of(placed.request_id.as_u128()))
-            .requests([inv.request_id.as_str()])
-    });
+        let result = self
+            .state
+            .apply_entry(index, &entry, &mut Vec::new())
+            .map_err(|error| format!("entry refused: {error}"))
+            .and_then(|mut results| results.pop().ok_or_else(|| "no result".to_owned()));
+        (index, result)
+    }
+
+    fn apply(&mut self, placed: &Placed, out: &mut Violations) {
+        match placed.event {
+            Event::Close(at) => {
+                let Some(deal) = self.index.node.deals.get(at) else {
+                    return;
+                };
+                let deal_id = deal.terms.deal_id.clone();
+                let (_, result) = self.apply_one(Command::CloseDeal {
+                    deal_id: deal_id.clone(),
+                });
+                if !matches!(result, Ok(Ok(Outcome::DealClosed))) {
+                    out.report(|| {
+                        Violation::new(format!(
+                            "the replay cannot close deal {deal_id} at {} ({})",
+                            placed.pos,
+                            describe_applied(&result)
+                        ))
+                    });
+                }
+            }
+            Event::Decide(at) => {
+                let Some((inv, request_id)) = self.request(at) else {
+                    return;
+                };
+                let (_, result) = self.apply_one(Command::Submit(Submit {
+                    request_id,
+                    deal_id: inv.deal_id.clone(),
+                    user_id: inv.user_id.clone(),
+                    amount: Money::from_cents(inv.amount_cents),
+                    waitlist: inv.waitlist,
+                    waitlist_ttl_ms: None,
+                }));
+                let agrees = replayed_verdict(&result).is_some_and(|v| verdicts_agree(v, inv));
+                if !agrees {
+                    self.report(at, out, || {
+                        format!(
+                            "the replay decides {} at {} as {}, but the final state has it {}",
+                            inv.request_id,
+                            placed.pos,
+                            describe_applied(&result),
+                            describe_final(inv)
+                        )
+                    });
+                }
+            }
+            Event::Cancel(at) => {
+                let Some((inv, request_id)) = self.request(at) else {
+                    return;
+                };
+                let saga = self
+                    .state
+                    .investment(request_id)
+                    .filter(|view| view.status == Status::Pending)
+                    .and_then(|view| view.saga);
+                let (executor, epoch) = saga.map_or((REPLAY_EXECUTOR, 0), |saga| {
+                    (saga.assignee.unwrap_or(REPLAY_EXECUTOR), saga.epoch)
+                });
+                let (entry, result) = self.apply_one(Command::RecordStep(RecordStep {
+                    request_id,
+                    executor,
+                    epoch,
+                    result: StepResult::PaymentDeclined {
+                        reason: "jepsen replay: released here".into(),
+                    },
+                }));
+                if matches!(
+                    result,
+                    Ok(Ok(Outcome::StepRecorded {
+                        status: Status::Cancelled,
+                        ..
+                    }))
+                ) {
+                    self.cancelled_at.insert(entry, placed.pos);
+                } else {
+                    self.report(at, out, || {
+                        format!(
+                            "the replay cannot cancel {} at {}: it holds no seat there ({})",
+                            inv.request_id,
+                            placed.pos,
+                            describe_applied(&result)
+                        )
+                    });
+                }
+            }
+            Event::End(at) => {
+                let Some((inv, request_id)) = self.request(at) else {
+                    return;
+                };
+                let (_, result) = self.apply_one(Command::Withdraw { request_id });
+                if !matches!(result, Ok(Ok(Outcome::Withdrawn))) {
+                    self.report(at, out, || {
+                        format!(
+                            "request {} left the waitlist at {}, but the replay has it no longer \
+                             waiting there ({})",
+                            inv.request_id,
+                            placed.pos,
+                            describe_applied(&result)
+                        )
+                    });
+                }
+            }
+        }
+    }
+
+    fn request(&self, at: usize) -> Option<(&'i FinalInvestment, RequestId)> {
+        let inv = self.index.node.investments.get(at)?;
+        let request_id = RequestId::from_u128(self.index.rid_at(at)?)?;
+        Some((inv, request_id))
+    }
+
+    /// Reports a violation about the investment at `at`, once per investment.
+    fn report(&mut self, at: usize, out: &mut Violations, message: impl FnOnce() -> String) {
+        if !self.reported.insert(at) {
+            return;
+        }
+        let Some(inv) = self.index.node.investments.get(at) else {
+            return;
+        };
+        let ops = self
+            .index
+            .rid_at(at)
+            .map(|rid| self.ctx.ok_ops_of(rid))
+            .unwrap_or_default();
+        out.report(|| {
+            Violation::new(message())
+                .ops(ops)
+                .requests([inv.request_id.as_str()])
+        });
+    }
+
+    /// Every request ends where the final state has it, and every admission from a waitlist
+    /// happened at the cancellation recorded for it.
+    fn compare_ends(&mut self, out: &mut Violations) {
+        let index = self.index;
+        for (at, rid, inv) in index.primaries() {
+            let Some(request_id) = RequestId::from_u128(rid) else {
+                continue;
+            };
+            let Some(view) = self.state.investment(request_id) else {
+                continue;
+            };
+            let replayed_admission = view
+                .admitted_at
+                .map(|(entry, _)| self.cancelled_at.get(&entry).copied());
+            let recorded_admission = inv.admitted_at.map(|(i, o)| Pos::new(i, o));
+            let status = view.status;
+            match (recorded_admission, replayed_admission) {
+                (None, None) => {}
+                (Some(recorded), Some(Some(replayed))) if recorded == replayed => {}
+                (recorded, replayed) => {
+                    let say =
+                        |pos: Option<Pos>| pos.map_or("nowhere".to_owned(), |p| p.to_string());
+                    self.report(at, out, || {
+                        format!(
+                            "request {} was admitted from the waitlist at {}, but the rules \
+                             admit it at {}",
+                            inv.request_id,
+                            say(recorded),
+                            say(replayed.flatten())
+                        )
+                    });
+                    continue;
+                }
+            }
+            if !same_end(status, inv.status) {
+                self.report(at, out, || {
+                    format!(
+                        "request {} ends {:?} in the replay, but {:?} in the final state",
+                        inv.request_id, status, inv.status
+                    )
+                });
+            }
+        }
+    }
 }
 
-fn replayed_verdict(applied: Option<&Applied>) -> Option<SmVerdict> {
+/// The replay's sagas never leave PAYMENT: PENDING there is PENDING or CONFIRMED in the run.
+fn same_end(replayed: Status, recorded: InvStatus) -> bool {
+    match replayed {
+        Status::Pending => matches!(recorded, InvStatus::Pending | InvStatus::Confirmed),
+        Status::Confirmed => recorded == InvStatus::Confirmed,
+        Status::Cancelled => recorded == InvStatus::Cancelled,
+        Status::Rejected => recorded == InvStatus::Rejected,
+        Status::Waitlisted => recorded == InvStatus::Waitlisted,
+    }
+}
+
+fn replayed_verdict(applied: &Replayed) -> Option<SmVerdict> {
     match applied {
-        Some(Ok(Outcome::Submitted {
+        Ok(Ok(Outcome::Submitted {
             decision,
             replayed: false,
         })) => Some(decision.verdict),
@@ -519,37 +652,34 @@ fn replayed_verdict(applied: Option<&Applied>) -> Option<SmVerdict> {
 }
 
 fn verdicts_agree(verdict: SmVerdict, inv: &FinalInvestment) -> bool {
+    let waitlisted = inv.waitlisted || inv.status == InvStatus::Waitlisted;
     match verdict {
-        SmVerdict::Pending => inv.status != InvStatus::Rejected,
+        SmVerdict::Pending => !waitlisted && inv.status != InvStatus::Rejected,
         SmVerdict::Rejected(reason) => {
-            inv.status == InvStatus::Rejected
+            !waitlisted
+                && inv.status == InvStatus::Rejected
                 && inv.reject_reason.as_deref() == Some(reason.as_str())
         }
-        // Waiting, admitted from the waitlist since, or ended on it.
-        SmVerdict::Waitlisted => {
-            inv.status != InvStatus::Rejected
-                || inv.reject_reason.as_deref()
-                    == Some(ledger_state_machine::RejectReason::WaitlistClosed.as_str())
-        }
+        SmVerdict::Waitlisted => waitlisted,
     }
 }
 
-fn describe_applied(applied: Option<&Applied>) -> String {
+fn describe_applied(applied: &Replayed) -> String {
     match applied {
-        None => "no result".to_owned(),
-        Some(Err(error)) => format!("error: {error}"),
-        Some(Ok(Outcome::Submitted {
+        Err(refused) => refused.clone(),
+        Ok(Err(error)) => format!("error: {error}"),
+        Ok(Ok(Outcome::Submitted {
             replayed: true,
             decision,
         })) => format!(
             "a replay of the decision at ({}, {})",
             decision.log_index, decision.offset
         ),
-        Some(Ok(Outcome::Submitted { decision, .. })) => match decision.verdict {
+        Ok(Ok(Outcome::Submitted { decision, .. })) => match decision.verdict {
             SmVerdict::Pending => "admitted".to_owned(),
             SmVerdict::Rejected(reason) => format!("rejected ({reason})"),
             SmVerdict::Waitlisted => "waitlisted".to_owned(),
         },
-        Some(Ok(other)) => format!("{other:?}"),
+        Ok(Ok(other)) => format!("{other:?}"),
     }
 }

@@ -42,6 +42,9 @@ pub struct Summary {
     pub submits: OpCounts,
     /// `ReadDeal` operations.
     pub reads: OpCounts,
+    /// `Withdraw` operations.
+    #[serde(default)]
+    pub withdraws: OpCounts,
     /// Requests admitted (any status but REJECTED and WAITLISTED).
     pub admitted: u64,
     /// Requests rejected, by reason.
@@ -55,6 +58,9 @@ pub struct Summary {
     /// Requests still WAITLISTED at the end.
     #[serde(default)]
     pub waitlisted: u64,
+    /// Requests decided WAITLISTED and admitted since (counted in `admitted` too).
+    #[serde(default)]
+    pub admitted_from_waitlist: u64,
     /// The partners' effects; `None` without an audit.
     pub money: Option<MoneyCounts>,
     /// Indefinite submits; `None` without a final state.
@@ -75,6 +81,7 @@ pub(super) fn summarize(
         match op.call {
             Call::Submit { .. } => summary.submits.add(&op.result),
             Call::ReadDeal { .. } => summary.reads.add(&op.result),
+            Call::Withdraw { .. } => summary.withdraws.add(&op.result),
         }
     }
     let Some(reference) = &ctx.reference else {
@@ -96,6 +103,7 @@ pub(super) fn summarize(
             inv.status,
             InvStatus::Rejected | InvStatus::Waitlisted
         ));
+        summary.admitted_from_waitlist += u64::from(inv.admitted_at.is_some());
     }
     summary.rejected = owned(rejected);
     summary.cancelled = owned(cancelled);

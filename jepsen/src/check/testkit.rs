@@ -33,6 +33,8 @@ pub(crate) struct Hist {
     pub(crate) deals: Vec<DealTerms>,
     pub(crate) ops: Vec<Op>,
     pub(crate) invs: Vec<FinalInvestment>,
+    /// Where the deal closed, if it did.
+    pub(crate) closed_at: Option<(u64, u32)>,
     clock_us: u64,
     next_rid: u64,
 }
@@ -50,6 +52,7 @@ impl Hist {
             }],
             ops: Vec::new(),
             invs: Vec::new(),
+            closed_at: None,
             clock_us: 1_000,
             next_rid: 0,
         }
@@ -88,6 +91,76 @@ impl Hist {
         let reply = reply(pos, reason, false);
         let op = self.push(submit(&rid, user, amount_cents, false), OpResult::Ok(reply));
         Sub { op, rid }
+    }
+
+    /// A fresh submit asking for the waitlist, waitlisted at `pos` and acknowledged; the final
+    /// state holds it WAITLISTED.
+    pub(crate) fn waitlist(&mut self, user: &str, amount_cents: u64, pos: (u64, u32)) -> Sub {
+        let rid = self.fresh_rid();
+        self.record(&rid, user, amount_cents, pos, None);
+        let inv = self.inv_mut(&rid);
+        inv.status = InvStatus::Waitlisted;
+        inv.saga_step = None;
+        inv.waitlist = true;
+        inv.waitlisted = true;
+        let reply = Reply::Submitted(Decision {
+            log_index: pos.0,
+            offset: pos.1,
+            admitted: false,
+            waitlisted: true,
+            reject_reason: None,
+            replayed: false,
+        });
+        let mut call = submit(&rid, user, amount_cents, false);
+        if let Call::Submit { waitlist, .. } = &mut call {
+            *waitlist = true;
+        }
+        let op = self.push(call, OpResult::Ok(reply));
+        Sub { op, rid }
+    }
+
+    /// A waitlisted request admitted at `at` (the cancellation that freed its seat): PENDING.
+    pub(crate) fn admit_from_waitlist(&mut self, sub: &Sub, at: (u64, u32)) {
+        let inv = self.inv_mut(&sub.rid);
+        inv.status = InvStatus::Pending;
+        inv.saga_step = Some("PAYMENT".into());
+        inv.admitted_at = Some(at);
+    }
+
+    /// A waitlisted request that left the waitlist at `at` without a seat.
+    pub(crate) fn end_waitlisted(&mut self, sub: &Sub, at: (u64, u32)) {
+        let inv = self.inv_mut(&sub.rid);
+        inv.status = InvStatus::Rejected;
+        inv.reject_reason = Some("WAITLIST_CLOSED".into());
+        inv.waitlist_ended_at = Some(at);
+    }
+
+    /// An acknowledged `Withdraw` of a waitlisted request, at `at`.
+    pub(crate) fn withdraw(&mut self, sub: &Sub, at: (u64, u32)) -> u64 {
+        self.end_waitlisted(sub, at);
+        let call = Call::Withdraw {
+            request_id: sub.rid.clone(),
+        };
+        let reply = Reply::Withdrawn {
+            log_index: at.0,
+            offset: at.1,
+        };
+        self.push(call, OpResult::Ok(reply))
+    }
+
+    /// The deal closes at `at`: every request still waiting leaves the waitlist there.
+    pub(crate) fn close(&mut self, at: (u64, u32)) {
+        self.closed_at = Some(at);
+        let waiting: Vec<String> = self
+            .invs
+            .iter()
+            .filter(|inv| inv.status == InvStatus::Waitlisted)
+            .map(|inv| inv.request_id.clone())
+            .collect();
+        for rid in waiting {
+            let sub = Sub { op: 0, rid };
+            self.end_waitlisted(&sub, at);
+        }
     }
 
     /// A submit with an unknown outcome; when `took_effect_at` is set, the final state holds it
@@ -165,7 +238,7 @@ impl Hist {
             .expect("the test recorded this request")
     }
 
-    fn inv_mut(&mut self, rid: &str) -> &mut FinalInvestment {
+    pub(crate) fn inv_mut(&mut self, rid: &str) -> &mut FinalInvestment {
         self.invs
             .iter_mut()
             .find(|inv| inv.request_id == rid)
@@ -201,6 +274,10 @@ impl Hist {
             saga_step: reason.is_none().then(|| "PAYMENT".into()),
             cancel_cause: None,
             refunded: false,
+            waitlist: false,
+            waitlisted: false,
+            admitted_at: None,
+            waitlist_ended_at: None,
         });
     }
 
@@ -279,6 +356,7 @@ impl Hist {
                         confirmed_count: confirmed().count() as u32,
                         confirmed_cents: confirmed().map(|inv| inv.amount_cents).sum(),
                     },
+                    closed_at: self.closed_at,
                 }
             })
             .collect()
@@ -313,6 +391,8 @@ fn submit(rid: &str, user: &str, amount_cents: u64, resubmit: bool) -> Call {
         user_id: user.into(),
         amount_cents,
         resubmit,
+        waitlist: false,
+        waitlist_ttl_ms: None,
     }
 }
 
@@ -321,6 +401,7 @@ fn reply(pos: (u64, u32), reason: Option<&str>, replayed: bool) -> Reply {
         log_index: pos.0,
         offset: pos.1,
         admitted: reason.is_none(),
+        waitlisted: false,
         reject_reason: reason.map(Into::into),
         replayed,
     })

@@ -1,5 +1,5 @@
 //! Each deal's history of seats and amounts, rebuilt from a final state: admissions at their
-//! decision positions, releases at their cancellation positions, in log order, with the
+//! decision positions (or, from the waitlist, at the cancellation that freed the seat), releases at their cancellation positions, in log order, with the
 //! counters after each. Confirmations change neither seats nor amounts, so these two kinds of
 //! step are all that capacity depends on.
 
@@ -66,7 +66,7 @@ impl<'a> Timelines<'a> {
                 continue;
             }
             let line = deals.entry(inv.deal_id.as_str()).or_default();
-            line.steps.push(step(Pos::of_decision(inv), at, true));
+            line.steps.push(step(Pos::of_admission(inv), at, true));
             if inv.status == InvStatus::Cancelled {
                 let released = Pos::of_cancel(inv)
                     .ok_or_else(|| TimelineError::NoCancelPosition(inv.request_id.clone()))?;
@@ -74,13 +74,26 @@ impl<'a> Timelines<'a> {
             }
         }
         for line in deals.values_mut() {
-            // Admissions first at equal positions, which only a broken state has: the release
-            // then cannot precede the seat it gives back.
             line.steps
-                .sort_unstable_by_key(|s| (s.pos, !s.admit, s.inv));
+                .sort_unstable_by_key(|s| (s.pos, rank(s, index), s.inv));
             accumulate(&mut line.steps, index);
         }
         Ok(Timelines { deals })
+    }
+}
+
+/// The order of steps at one position: a cancellation releases its seat before the waitlist
+/// takes it there; a release at its own admission's position (only a broken state has one)
+/// comes after the admission, so it cannot precede the seat it gives back.
+fn rank(step: &Step, index: &FinalIndex<'_>) -> u8 {
+    if step.admit {
+        return 1;
+    }
+    let admitted = index.node.investments.get(step.inv).map(Pos::of_admission);
+    if admitted.is_some_and(|at| at < step.pos) {
+        0
+    } else {
+        2
     }
 }
 
