@@ -33,14 +33,22 @@ for node in json.load(sys.stdin):
         print(node["node_id"]); break'; }
 pid_of() { awk -v n="node$1" '$2 == n { print $1 }' "$LEDGER_CLUSTER_DIR/pids"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$(pid_of "$1")/status"; }
+anon_kib() { awk '/^Anonymous:/ { print $2 }' "/proc/$(pid_of "$1")/smaps_rollup"; }
 snapshot_bytes() {
   ctl snapshot "$1" >/dev/null
   stat -c %s "$LEDGER_CLUSTER_DIR/node$1/snapshot.bin"
 }
+# Every node takes a snapshot first (which purges its log), then RSS is read: the leader's
+# line, then each node's RSS and its anonymous part (heap, stacks; the rest is the mapped
+# binary).
 measure() { # stage
-  local id
+  local id bytes
   id=$(leader)
-  printf '%-34s leader %s  RSS %8s KiB  snapshot %10s bytes\n' "$1" "$id" "$(rss_kib "$id")" "$(snapshot_bytes "$id")"
+  for n in 1 2 3; do bytes[n]=$(snapshot_bytes "$n"); done
+  printf '%-34s leader %s  RSS %8s KiB  snapshot %10s bytes\n' "$1" "$id" "$(rss_kib "$id")" "${bytes[id]}"
+  for n in 1 2 3; do
+    printf '    node%s RSS %8s KiB (anonymous %8s KiB)\n' "$n" "$(rss_kib "$n")" "$(anon_kib "$n")"
+  done
 }
 wait_sagas() {
   for _ in $(seq 1 600); do

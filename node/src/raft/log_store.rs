@@ -139,12 +139,18 @@ fn write_error(subject: ErrorSubject<u64>, error: impl std::fmt::Display) -> Sto
     StorageIOError::new(subject, ErrorVerb::Write, AnyError::error(error)).into()
 }
 
+/// sled's page cache. Its default (1 GiB) lets the log's pages pile up in memory far beyond
+/// what a node reads back: the entries that matter (not yet replicated or applied) are the
+/// newest few thousand. Measured in `docs/performance.md` (archiving).
+const LOG_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl LogStore {
     /// Opens (or creates) the log under `dir` and checks it from end to end.
     pub fn open(dir: &Path) -> Result<(LogStore, LogSummary), CorruptLog> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(LOG_CACHE_BYTES)
             .open()?;
         let (flushes, waiting) = mpsc::channel();
         let flusher = db.clone();
