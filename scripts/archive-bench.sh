@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What archiving gives back (issue #12 §3): the leader's RSS and snapshot size on an empty
-# ledger, after DEALS deals of PER_DEAL requests each (200 admitted per deal, sagas run against
-# the simulated partners, the rest rejected), and after exporting and archiving every deal.
+# What archiving gives back (issue #12 §3): every node's RSS and the leader's snapshot size on
+# an empty ledger, after DEALS deals of PER_DEAL requests each (200 admitted per deal, sagas run
+# against the simulated partners, the rest rejected), after exporting and archiving every deal,
+# and after restarting the cluster on that state.
 #
 #   scripts/archive-bench.sh [DEALS] [PER_DEAL]      defaults: 100 5000
 #
@@ -72,3 +73,7 @@ for d in $(seq 0 $((deals - 1))); do
   rm -f "$exports/arch-$d.jsonl" "$exports/arch-$d.jsonl.manifest.json"
 done
 measure "all $deals archived" | tee -a "$exports/summary"
+# The same data after a restart: what a process that never held the archived deals uses.
+"$root/scripts/cluster.sh" down >/dev/null
+"$root/scripts/cluster.sh" up >/dev/null
+measure "restarted on the archived state" | tee -a "$exports/summary"
