@@ -59,7 +59,7 @@ impl CheckName {
     /// The invariants of `DESIGN.md` §4.5 (and workload properties W4, W5) the check verifies.
     pub const fn invariants(self) -> &'static str {
         match self {
-            CheckName::Replay => "I4, I5",
+            CheckName::Replay => "I4, I5, I10",
             CheckName::RealTimeOrder | CheckName::LinearizableReads => "I5",
             CheckName::Capacity => "I1, I2, I3",
             CheckName::NoLoss => "I6",
