@@ -3,7 +3,8 @@
 //!
 //! Clients submit (fresh requests, some asking for the waitlist, resubmits with the same or
 //! another payload, requests for a deal that does not exist), withdraw waitlisted requests and
-//! read deals; one deal closes two thirds of the way through; the leader batches their commands into entries
+//! read deals; one deal closes two thirds of the way through; the leader batches their
+//! commands into entries
 //! together with saga step results (charges accepted or declined, documents generated or
 //! failed, voids, e-mails), which the simulated partners record in their books. Every op
 //! straddles its entry's moment (`invoke <= T <= complete`), so operations overlap as they
@@ -182,14 +183,14 @@ impl<'c> Run<'c> {
         }
         for _ in 0..clients {
             let roll = self.rng.range(0, 100);
-            let withdraw = if (15..20).contains(&roll) {
-                self.withdraw_call()
-            } else {
-                None
-            };
             if roll < 15 {
                 pending.push(self.read_call());
             } else {
+                let withdraw = if roll < 20 {
+                    self.withdraw_call()
+                } else {
+                    None
+                };
                 let (command, call) = withdraw.unwrap_or_else(|| self.submit_call());
                 let info = self.rng.percent(8);
                 // Half the indefinite submits never reached the log.

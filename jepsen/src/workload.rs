@@ -310,18 +310,15 @@ pub async fn run_workers(
                         _ if deal.max_investors > 10 => (100_000, 1_000_000),
                         _ => (50_000, 300_000),
                     };
+                    let waitlist = rng.percent(WAITLIST_PERCENT);
                     let request = Sent {
                         request_id: rng.uuid(),
                         deal_id: deal.deal_id.clone(),
                         user_id: format!("u{}", rng.range(0, 3_000)),
                         amount_cents: rng.range(low, high) / 100 * 100,
-                        waitlist: rng.percent(WAITLIST_PERCENT),
-                        waitlist_ttl_ms: None,
-                    };
-                    let request = Sent {
-                        waitlist_ttl_ms: (request.waitlist && rng.percent(WAITLIST_TTL_PERCENT))
+                        waitlist,
+                        waitlist_ttl_ms: (waitlist && rng.percent(WAITLIST_TTL_PERCENT))
                             .then(|| rng.range(WAITLIST_TTL_MS.0, WAITLIST_TTL_MS.1)),
-                        ..request
                     };
                     if sent.len() >= 64 {
                         sent.swap_remove(rng.range(0, 64) as usize);

@@ -146,13 +146,24 @@ pub(crate) fn is_admitted(inv: &FinalInvestment) -> bool {
 
 /// A decision as it was made: admitted, waitlisted, or rejected for a reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decided<'a> {
+pub(crate) enum Decided<'a> {
     Admitted,
     Waitlisted,
     Rejected(Option<&'a str>),
 }
 
 impl<'a> Decided<'a> {
+    /// The state machine's verdict.
+    pub(crate) fn of_verdict(verdict: ledger_state_machine::Verdict) -> Decided<'static> {
+        match verdict {
+            ledger_state_machine::Verdict::Pending => Decided::Admitted,
+            ledger_state_machine::Verdict::Waitlisted => Decided::Waitlisted,
+            ledger_state_machine::Verdict::Rejected(reason) => {
+                Decided::Rejected(Some(reason.as_str()))
+            }
+        }
+    }
+
     fn of_reply(reply: &'a Decision) -> Decided<'a> {
         if reply.waitlisted {
             Decided::Waitlisted
@@ -165,7 +176,7 @@ impl<'a> Decided<'a> {
 
     /// What was decided, from what became of it: a request decided WAITLISTED may have been
     /// admitted since or ended on the waitlist.
-    fn of_final(inv: &'a FinalInvestment) -> Decided<'a> {
+    pub(crate) fn of_final(inv: &'a FinalInvestment) -> Decided<'a> {
         if inv.waitlisted || inv.status == InvStatus::Waitlisted {
             Decided::Waitlisted
         } else if inv.status == InvStatus::Rejected {

@@ -8,11 +8,10 @@ use super::context::{
     describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
     Pos, SubmitCall, Submitted,
 };
+use ledger_state_machine::RejectReason;
+
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{Call, CheckInput, Decision, InvStatus, NodeFinal, Op, OpResult, Reply};
-
-/// The reject reason of a request that left the waitlist without a seat.
-const WAITLIST_CLOSED: &str = "WAITLIST_CLOSED";
 
 /// The reject reason of a request naming a deal that does not exist.
 const DEAL_NOT_FOUND: &str = "DEAL_NOT_FOUND";
@@ -160,7 +159,7 @@ fn check_withdrawals(
             .map(|(i, o)| Pos::new(i, o));
         let kept = found.is_some_and(|inv| {
             inv.status == InvStatus::Rejected
-                && inv.reject_reason.as_deref() == Some(WAITLIST_CLOSED)
+                && inv.reject_reason.as_deref() == Some(RejectReason::WaitlistClosed.as_str())
                 && ended == Some(said)
         });
         if kept {

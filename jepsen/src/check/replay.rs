@@ -29,8 +29,8 @@ use ledger_state_machine::{
 };
 
 use super::context::{
-    describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, FinalIndex,
-    Pos, Submitted,
+    describe_final, describe_reply, ok_decision, parse_rid, same_decision, Context, Decided,
+    FinalIndex, Pos, Submitted,
 };
 use super::verdict::{CheckName, CheckResult, Verdict, Violation, Violations};
 use crate::history::{DealTerms, FinalInvestment, InvStatus};
@@ -486,7 +486,8 @@ impl<'c, 'i> Replay<'c, 'i> {
                     waitlist: inv.waitlist,
                     waitlist_ttl_ms: None,
                 }));
-                let agrees = replayed_verdict(&result).is_some_and(|v| verdicts_agree(v, inv));
+                let agrees = replayed_verdict(&result)
+                    .is_some_and(|v| Decided::of_verdict(v) == Decided::of_final(inv));
                 if !agrees {
                     self.report(at, out, || {
                         format!(
@@ -648,19 +649,6 @@ fn replayed_verdict(applied: &Replayed) -> Option<SmVerdict> {
             replayed: false,
         })) => Some(decision.verdict),
         _ => None,
-    }
-}
-
-fn verdicts_agree(verdict: SmVerdict, inv: &FinalInvestment) -> bool {
-    let waitlisted = inv.waitlisted || inv.status == InvStatus::Waitlisted;
-    match verdict {
-        SmVerdict::Pending => !waitlisted && inv.status != InvStatus::Rejected,
-        SmVerdict::Rejected(reason) => {
-            !waitlisted
-                && inv.status == InvStatus::Rejected
-                && inv.reject_reason.as_deref() == Some(reason.as_str())
-        }
-        SmVerdict::Waitlisted => waitlisted,
     }
 }
 

@@ -129,7 +129,11 @@ impl Hist {
 
     /// A waitlisted request that left the waitlist at `at` without a seat.
     pub(crate) fn end_waitlisted(&mut self, sub: &Sub, at: (u64, u32)) {
-        let inv = self.inv_mut(&sub.rid);
+        self.end_wait(&sub.rid, at);
+    }
+
+    fn end_wait(&mut self, rid: &str, at: (u64, u32)) {
+        let inv = self.inv_mut(rid);
         inv.status = InvStatus::Rejected;
         inv.reject_reason = Some("WAITLIST_CLOSED".into());
         inv.waitlist_ended_at = Some(at);
@@ -158,8 +162,7 @@ impl Hist {
             .map(|inv| inv.request_id.clone())
             .collect();
         for rid in waiting {
-            let sub = Sub { op: 0, rid };
-            self.end_waitlisted(&sub, at);
+            self.end_wait(&rid, at);
         }
     }
 

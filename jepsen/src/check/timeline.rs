@@ -1,7 +1,8 @@
 //! Each deal's history of seats and amounts, rebuilt from a final state: admissions at their
-//! decision positions (or, from the waitlist, at the cancellation that freed the seat), releases at their cancellation positions, in log order, with the
-//! counters after each. Confirmations change neither seats nor amounts, so these two kinds of
-//! step are all that capacity depends on.
+//! decision positions (or, from the waitlist, at the cancellation that freed the seat),
+//! releases at their cancellation positions, in log order, with the counters after each.
+//! Confirmations change neither seats nor amounts, so these two kinds of step are all that
+//! capacity depends on.
 
 use std::collections::HashMap;
 
