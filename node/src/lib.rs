@@ -217,10 +217,19 @@ pub async fn run(
     health_reporter
         .set_serving::<ClusterServer<ClusterService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
+    // v1 for current tools (grpcurl), v1alpha for the many that still speak only it (Python's
+    // grpcio-reflection, older grpcurl, Postman).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
-        .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
+        .map_err(|e| StartError::Config(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Config(format!("reflection: {e}")))?;
 
     let limit = grpc::CLIENT_MESSAGE_BYTES_MAX;
     let mut server = tonic::transport::Server::builder();
@@ -250,7 +259,8 @@ pub async fn run(
                 .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
         )
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(node.connections.clone().incoming(listener), shutdown)
         .await;
     tracing::info!(node_id, "stopping");
