@@ -15,32 +15,49 @@
 //! is behind only holds it still for a moment (the state machine's log time never goes back).
 //! The state machine also bounds how far one entry may move log time
 //! (`Params::log_time_step_max_ms`).
+//!
+//! Both clocks are read through the [`Clock`] seam: [`SystemClock`] in production, a simulated
+//! one (skewed, jumping or frozen per node) in the deterministic simulation.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 /// Readings older than this are not counted: the peer may have gone, or its clock moved since.
 const READING_FRESH_FOR: Duration = Duration::from_secs(5);
 
-/// The local wall clock in Unix milliseconds.
-pub fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Where a node reads the time.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// The wall clock in Unix milliseconds: it may jump either way.
+    fn wall_ms(&self) -> u64;
+
+    /// The monotonic clock. tokio's, so that timers, timeouts and backoff (which sleep on
+    /// tokio's clock) and what is measured here agree, under a paused or simulated runtime too.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
-/// Milliseconds of the monotonic clock since this process first asked.
-fn mono_ms(at: Instant) -> i64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    at.saturating_duration_since(start).as_millis() as i64
-        - start.saturating_duration_since(at).as_millis() as i64
+/// The operating system's wall clock and tokio's monotonic clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn wall_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
 }
 
 /// What this node knows of the other clocks and of log time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogClock {
+    clock: Arc<dyn Clock>,
+    /// The origin of [`LogClock::mono_ms`].
+    start: Instant,
     /// Per peer: its wall clock minus our monotonic clock, and when that was measured.
     readings: Mutex<HashMap<u64, (i64, Instant)>>,
     /// The largest log time this replica applied, and when it first saw it.
@@ -48,6 +65,33 @@ pub struct LogClock {
 }
 
 impl LogClock {
+    /// Reads the time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> LogClock {
+        LogClock {
+            start: clock.now(),
+            clock,
+            readings: Mutex::default(),
+            log_time: Mutex::default(),
+        }
+    }
+
+    /// This node's wall clock, as its Raft replies report it.
+    pub fn wall_ms(&self) -> u64 {
+        self.clock.wall_ms()
+    }
+
+    /// This node's monotonic clock.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Milliseconds of the monotonic clock since this clock was made (negative before).
+    fn mono_ms(&self, at: Instant) -> i64 {
+        let start = self.start;
+        at.saturating_duration_since(start).as_millis() as i64
+            - start.saturating_duration_since(at).as_millis() as i64
+    }
+
     /// Records a reply from `peer` whose wall clock said `peer_clock_ms`, for a request sent at
     /// `sent` (monotonic) and answered at `answered`.
     pub fn record(&self, peer: u64, peer_clock_ms: u64, sent: Instant, answered: Instant) {
@@ -55,7 +99,7 @@ impl LogClock {
             return; // a peer that does not report its clock
         }
         let middle = sent + answered.saturating_duration_since(sent) / 2;
-        let reading = peer_clock_ms as i64 - mono_ms(middle);
+        let reading = peer_clock_ms as i64 - self.mono_ms(middle);
         self.readings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -66,17 +110,17 @@ impl LogClock {
     pub fn observe_log_time(&self, log_time_ms: u64) {
         let mut seen = self.log_time.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.is_none_or(|(ms, _)| log_time_ms > ms) {
-            *seen = Some((log_time_ms, Instant::now()));
+            *seen = Some((log_time_ms, self.clock.now()));
         }
     }
 
     /// The timestamp for an entry proposed now by a leader of `voters` voters.
     pub fn stamp(&self, voters: usize) -> u64 {
-        self.stamp_at(wall_clock_ms(), Instant::now(), voters)
+        self.stamp_at(self.clock.wall_ms(), self.clock.now(), voters)
     }
 
     fn stamp_at(&self, wall_ms: u64, now: Instant, voters: usize) -> u64 {
-        let own = wall_ms as i64 - mono_ms(now);
+        let own = wall_ms as i64 - self.mono_ms(now);
         let mut votes = vec![own];
         votes.extend(
             self.readings
@@ -93,7 +137,7 @@ impl LogClock {
         // and a majority of the voters' clocks.
         if votes.len() >= 3 && votes.len() * 2 > voters {
             let median = median_toward(&mut votes, own);
-            return (mono_ms(now) + median).max(0) as u64;
+            return (self.mono_ms(now) + median).max(0) as u64;
         }
         // Not enough clocks known yet (a new leader): never ahead of the log's own time.
         let extrapolated = self
@@ -108,7 +152,7 @@ impl LogClock {
 
     /// How far a stamp made now is from this node's wall clock, in ms (for diagnosis).
     pub fn offset_ms(&self, voters: usize) -> i64 {
-        let (wall, now) = (wall_clock_ms(), Instant::now());
+        let (wall, now) = (self.clock.wall_ms(), self.clock.now());
         self.stamp_at(wall, now, voters) as i64 - wall as i64
     }
 }
@@ -132,6 +176,12 @@ fn median_toward(values: &mut [i64], own: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Default for LogClock {
+        fn default() -> LogClock {
+            LogClock::new(Arc::new(SystemClock))
+        }
+    }
 
     const MINUTES_10: u64 = 600_000;
     const REAL: u64 = 1_800_000_000_000;
@@ -207,6 +257,33 @@ mod tests {
         assert_eq!(stamp, REAL);
     }
 
+    /// A wall clock set by hand, as the simulation's is.
+    #[derive(Debug, Default)]
+    struct HandClock(std::sync::atomic::AtomicU64);
+
+    impl Clock for HandClock {
+        fn wall_ms(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn stamps_read_the_clock_seam() {
+        let hand = Arc::new(HandClock::default());
+        hand.0.store(REAL, std::sync::atomic::Ordering::Relaxed);
+        let clock = LogClock::new(hand.clone());
+        assert_eq!(clock.wall_ms(), REAL);
+        let now = clock.now();
+        clock.record(2, REAL, now, now);
+        clock.record(3, REAL, now, now);
+        // The seam's wall clock jumps two hours: the median of the three holds.
+        hand.0
+            .store(REAL + 7_200_000, std::sync::atomic::Ordering::Relaxed);
+        let stamp = clock.stamp(3);
+        assert!(stamp.abs_diff(REAL) <= 1_000, "{stamp}");
+        assert!(clock.offset_ms(3) < -7_000_000);
+    }
+
     #[test]
     fn the_round_trip_is_split_in_the_middle() {
         let sent = Instant::now();
@@ -215,7 +292,7 @@ mod tests {
         // The peer read REAL + 20 at the middle of the round trip, when our wall clock read
         // REAL + 20 too: in step with us.
         let middle = sent + Duration::from_millis(20);
-        let own_at_middle = REAL as i64 + 20 - mono_ms(middle);
+        let own_at_middle = REAL as i64 + 20 - clock.mono_ms(middle);
         clock.record(2, REAL + 20, sent, answered);
         clock.record(3, REAL + 20, sent, answered);
         let readings = clock.readings.lock().unwrap();

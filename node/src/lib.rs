@@ -23,6 +23,7 @@ pub mod raft;
 pub mod saga;
 pub mod stall;
 pub mod tls;
+pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use ledger_proto::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
 
 use crate::batcher::Batcher;
-use crate::clock::LogClock;
+use crate::clock::{LogClock, SystemClock};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
@@ -46,6 +47,7 @@ use crate::raft::Raft;
 use crate::saga::executor::{Executor, ExecutorConfig};
 use crate::saga::partners::Partners;
 use crate::tls::Security;
+use crate::transport::{TonicTransport, Transport};
 
 /// Longest wait for one partner call before its outcome counts as unknown.
 const PARTNER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,7 +134,7 @@ pub async fn run(
         false => (None, None),
     };
     let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
-    let clock = Arc::new(LogClock::default());
+    let clock = Arc::new(LogClock::new(Arc::new(SystemClock)));
     state_machine.set_log_clock(clock.clone());
     tracing::info!(
         node_id,
@@ -143,12 +145,15 @@ pub async fn run(
         "storage checked"
     );
 
+    let transport: Arc<dyn Transport> = Arc::new(TonicTransport::new(
+        security.clone(),
+        config.raft.connect_timeout(),
+    ));
     let network = Network::new(
         node_id,
         config.cluster_id.clone(),
-        config.raft.connect_timeout(),
         clock.clone(),
-        security.clone(),
+        transport.clone(),
     );
     let raft = Raft::new(
         node_id,
@@ -162,7 +167,7 @@ pub async fn run(
     let batcher = Batcher::start(
         raft.clone(),
         node_id,
-        clock,
+        clock.clone(),
         config.batch_commands_max,
         config.inflight_entries_max,
         config.batch_linger,
@@ -179,6 +184,8 @@ pub async fn run(
     let node = Arc::new(Node::new(
         config,
         security.clone(),
+        transport,
+        clock,
         raft.clone(),
         replica,
         batcher,

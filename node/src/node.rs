@@ -10,14 +10,15 @@ use ledger_proto::pb::raft_client::RaftClient;
 use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tonic::transport::Channel;
 
 use crate::batcher::Batcher;
+use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::raft::state_machine::Replica;
 use crate::raft::Raft;
 use crate::tls::Security;
+use crate::transport::{PeerChannel, Transport};
 
 /// Longest wait for a command proposed by this node's executor ([`Node::propose_anywhere`]) to
 /// be committed and applied. A leader that silently stopped answering (a partition that drops
@@ -25,12 +26,6 @@ use crate::tls::Security;
 /// this the caller re-reads its saga and proposes again, under the same epoch, which is harmless
 /// if the first one landed.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 pings on node-to-node channels: a peer that stops answering them is dropped within
-/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`, failing the calls in flight on it, instead of after
-/// the kernel's TCP retransmission timeout (about 15 minutes).
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// See [`KEEPALIVE_INTERVAL`].
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Metadata marking a forwarded call, so that it is never forwarded twice (a node with a stale
 /// view of the leader answers `UNAVAILABLE` with its hint instead of starting a loop).
@@ -57,7 +52,7 @@ pub enum Route {
     /// Here: this node leads.
     Local,
     /// At the leader, over this channel.
-    Leader(Channel),
+    Leader(PeerChannel),
 }
 
 /// The result of a proposed command, once its entry is committed and applied.
@@ -77,8 +72,12 @@ pub struct Node {
     pub raft: Raft,
     /// The local replica of the state machine.
     pub replica: Arc<Replica>,
+    /// This node's clocks and what it knows of its peers'.
+    pub clock: Arc<LogClock>,
     batcher: Batcher,
-    channels: Mutex<HashMap<String, Channel>>,
+    transport: Arc<dyn Transport>,
+    /// One channel per peer address, made through `transport` when first needed.
+    channels: Mutex<HashMap<String, PeerChannel>>,
     /// Raft messages refused before they reached Raft (`ledger_raft_refused_total`).
     pub raft_refused: AtomicU64,
     /// Calls refused for their credentials (`ledger_auth_refused_total`).
@@ -96,6 +95,8 @@ impl Node {
     pub fn new(
         config: Config,
         security: Arc<Security>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<LogClock>,
         raft: Raft,
         replica: Arc<Replica>,
         batcher: Batcher,
@@ -103,7 +104,9 @@ impl Node {
         Node {
             raft,
             replica,
+            clock,
             batcher,
+            transport,
             channels: Mutex::new(HashMap::new()),
             raft_refused: AtomicU64::new(0),
             auth_refused: AtomicU64::new(0),
@@ -152,7 +155,7 @@ impl Node {
         &self,
         request: &tonic::Request<T>,
         consistency: i32,
-    ) -> Result<Option<Channel>, ApiError> {
+    ) -> Result<Option<PeerChannel>, ApiError> {
         if crate::grpc::convert::is_stale(consistency)? {
             return Ok(None);
         }
@@ -166,21 +169,12 @@ impl Node {
     }
 
     /// A lazily connected channel to `addr`, kept for reuse.
-    pub fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
+    pub fn channel(&self, addr: &str) -> Result<PeerChannel, ApiError> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = self
-            .security
-            .endpoint(addr)
-            .map_err(ApiError::Internal)?
-            .tcp_nodelay(true)
-            .connect_timeout(self.config.raft.connect_timeout())
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let channel = self.transport.channel(addr).map_err(ApiError::Internal)?;
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

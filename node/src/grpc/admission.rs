@@ -4,12 +4,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::transport::PeerChannel;
 use ledger_proto::pb::{self, admission_client::AdmissionClient};
 use ledger_state_machine::{Applied, Command, Outcome, RequestId, Status as InvestmentStatus};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -59,7 +59,7 @@ impl AdmissionService {
     }
 }
 
-fn client(channel: Channel) -> AdmissionClient<Channel> {
+fn client(channel: PeerChannel) -> AdmissionClient<PeerChannel> {
     AdmissionClient::new(channel)
         .max_decoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)

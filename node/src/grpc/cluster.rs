@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::PeerChannel;
 use ledger_proto::pb::{self, cluster_client::ClusterClient};
 use ledger_state_machine::{CancelCause, Command, CommandError, InvestmentView, Outcome, SagaStep};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -338,7 +338,7 @@ impl Drop for Quiet<'_> {
     }
 }
 
-fn client(channel: Channel) -> ClusterClient<Channel> {
+fn client(channel: PeerChannel) -> ClusterClient<PeerChannel> {
     // A forwarded `ListSagas` reply may exceed tonic's default 4 MiB.
     ClusterClient::new(channel)
         .max_decoding_message_size(crate::grpc::CLIENT_MESSAGE_BYTES_MAX)

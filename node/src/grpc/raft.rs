@@ -243,10 +243,12 @@ impl PeerMessage for Command {
     }
 }
 
+/// The reply to a peer, with this node's wall clock for its leader's median (`clock.rs`).
 fn reply<T: Serialize, E: Serialize + Display>(
+    node: &Node,
     result: Result<T, E>,
 ) -> Result<Response<RaftReply>, Status> {
-    let clock_ms = crate::clock::wall_clock_ms();
+    let clock_ms = node.clock.wall_ms();
     Ok(Response::new(match result {
         Ok(value) => RaftReply {
             payload: codec::encode(&value),
@@ -268,12 +270,12 @@ impl pb::raft_server::Raft for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.node.raft.append_entries(rpc).await)
+        reply(&self.node, self.node.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.node.raft.vote(rpc).await)
+        reply(&self.node, self.node.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
@@ -281,7 +283,7 @@ impl pb::raft_server::Raft for RaftService {
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
         let rpc = self.open(request)?;
-        reply(self.node.raft.install_snapshot(rpc).await)
+        reply(&self.node, self.node.raft.install_snapshot(rpc).await)
     }
 
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
@@ -301,6 +303,6 @@ impl pb::raft_server::Raft for RaftService {
             );
         };
         let proposed = self.node.propose(command).await?;
-        reply::<_, String>(Ok((proposed.log_index, proposed.applied)))
+        reply::<_, String>(&self.node, Ok((proposed.log_index, proposed.applied)))
     }
 }

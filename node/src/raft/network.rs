@@ -1,5 +1,6 @@
 //! The client half of the Raft transport: openraft's RPCs, bincode-encoded, over the internal
-//! `admission.v1.Raft` gRPC service (`grpc/raft.rs` is the server half).
+//! `admission.v1.Raft` gRPC service (`grpc/raft.rs` is the server half), on channels of the
+//! node's [`Transport`].
 //!
 //! Connections are made lazily and kept per peer; a peer that cannot be reached is reported as
 //! `Unreachable`, so openraft backs off instead of spinning. Every request carries the cluster id
@@ -7,7 +8,6 @@
 //! addressed to another node.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ledger_proto::admission::v1::raft_client::RaftClient;
 use ledger_proto::admission::v1::{RaftReply, RaftRequest};
@@ -23,9 +23,8 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
-use crate::tls::Security;
+use crate::transport::{PeerChannel, Transport};
 
 use super::TypeConfig;
 use crate::clock::LogClock;
@@ -38,9 +37,8 @@ pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub struct Network {
     node_id: u64,
     cluster_id: String,
-    connect_timeout: Duration,
     clock: Arc<LogClock>,
-    security: Arc<Security>,
+    transport: Arc<dyn Transport>,
 }
 
 impl Network {
@@ -49,16 +47,14 @@ impl Network {
     pub fn new(
         node_id: u64,
         cluster_id: String,
-        connect_timeout: Duration,
         clock: Arc<LogClock>,
-        security: Arc<Security>,
+        transport: Arc<dyn Transport>,
     ) -> Network {
         Network {
             node_id,
             cluster_id,
-            connect_timeout,
             clock,
-            security,
+            transport,
         }
     }
 }
@@ -67,15 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let channel = self.security.endpoint(&node.addr).map(|endpoint| {
-            endpoint
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(crate::node::KEEPALIVE_INTERVAL)
-                .keep_alive_timeout(crate::node::KEEPALIVE_TIMEOUT)
-                .keep_alive_while_idle(true)
-                .connect_lazy()
-        });
+        let channel = self.transport.channel(&node.addr);
         PeerClient {
             target,
             sender: self.node_id,
@@ -99,7 +87,7 @@ pub struct PeerClient {
     sender: u64,
     cluster_id: String,
     /// `Err` when the peer's address is not a valid URI; every call then fails as unreachable.
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<RaftClient<PeerChannel>, String>,
     /// Where the peer's clock offset is recorded.
     clock: Arc<LogClock>,
 }
@@ -142,7 +130,7 @@ impl PeerClient {
             sender_node_id: self.sender,
         });
         grpc_request.set_timeout(option.hard_ttl());
-        let sent = Instant::now();
+        let sent = self.clock.now();
         let reply = match call {
             Call::AppendEntries => client.append_entries(grpc_request).await,
             Call::Vote => client.vote(grpc_request).await,
@@ -167,7 +155,7 @@ impl PeerClient {
             Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
         self.clock
-            .record(self.target, clock_ms, sent, Instant::now());
+            .record(self.target, clock_ms, sent, self.clock.now());
         let undecodable = |e: codec::DecodeError| RPCError::Network(NetworkError::new(&e));
         if error.is_empty() {
             codec::decode(&payload).map_err(undecodable)

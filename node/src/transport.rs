@@ -1,0 +1,128 @@
+//! The seam every call from one node to another goes through: Raft's messages
+//! ([`crate::raft::network`]), writes and reads forwarded to the leader
+//! ([`crate::node::Node::route`]) and the executor's proposals
+//! ([`crate::node::Node::propose_anywhere`]).
+//!
+//! A [`Transport`] hands out [`PeerChannel`]s: gRPC channels to the node at an address, typed as
+//! any tower service of HTTP requests, so that the generated clients work over either
+//! implementation. Production uses [`TonicTransport`] (HTTP/2 over TCP, TLS when configured).
+//! The deterministic simulator plugs in an in-process one that hands the same requests to the
+//! target node's services, and drops, delays, duplicates or reorders them; a failure it injects
+//! reads, to the caller, as a `Status` from the network (`UNAVAILABLE`, `DEADLINE_EXCEEDED`).
+
+use std::time::Duration;
+
+use tonic::body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+
+use crate::tls::Security;
+
+/// A failure of a channel itself, not an answer of the peer. tonic looks for a `Status` or a
+/// connection error in its sources, so the wrapped error decides the caller's status code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ChannelError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl ChannelError {
+    /// Wraps `error` (a `tonic::Status` to choose the caller's code); the error is its
+    /// source, where tonic looks.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> ChannelError {
+        ChannelError(Box::new(error))
+    }
+}
+
+/// A gRPC channel to one peer, whichever transport made it.
+pub type PeerChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, ChannelError>;
+
+/// HTTP/2 pings on node-to-node channels: a peer that stops answering them is dropped within
+/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`, failing the calls in flight on it, instead of after
+/// the kernel's TCP retransmission timeout (about 15 minutes).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// See [`KEEPALIVE_INTERVAL`].
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes channels to peers.
+pub trait Transport: Send + Sync + 'static {
+    /// A new channel to the node listening at `addr` (`host:port`), connected lazily: a peer
+    /// that cannot be reached fails the calls made on it, not this. `Err` when `addr` cannot
+    /// name a peer at all.
+    fn channel(&self, addr: &str) -> Result<PeerChannel, String>;
+}
+
+/// gRPC over TCP with this node's TLS settings.
+pub struct TonicTransport {
+    security: std::sync::Arc<Security>,
+    connect_timeout: Duration,
+}
+
+impl TonicTransport {
+    /// Channels with `security`'s TLS settings, giving up a connection attempt after
+    /// `connect_timeout`.
+    pub fn new(security: std::sync::Arc<Security>, connect_timeout: Duration) -> TonicTransport {
+        TonicTransport {
+            security,
+            connect_timeout,
+        }
+    }
+}
+
+impl Transport for TonicTransport {
+    fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
+        let channel = self
+            .security
+            .endpoint(addr)?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(BoxCloneSyncService::new(channel.map_err(ChannelError::new)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_proto::pb::raft_client::RaftClient;
+    use ledger_proto::pb::RaftRequest;
+
+    async fn vote(channel: PeerChannel) -> tonic::Code {
+        RaftClient::new(channel)
+            .vote(RaftRequest::default())
+            .await
+            .expect_err("no peer answers")
+            .code()
+    }
+
+    /// What a simulated network injects is what the caller sees.
+    #[tokio::test]
+    async fn a_status_from_the_channel_reaches_the_caller() {
+        for status in [
+            tonic::Status::unavailable("partitioned"),
+            tonic::Status::deadline_exceeded("dropped"),
+        ] {
+            let code = status.code();
+            let failing = tower::service_fn(move |_: http::Request<Body>| {
+                let status = tonic::Status::new(status.code(), status.message());
+                async move { Err::<http::Response<Body>, _>(ChannelError::new(status)) }
+            });
+            assert_eq!(vote(BoxCloneSyncService::new(failing)).await, code);
+        }
+    }
+
+    /// A peer that is not listening is `UNAVAILABLE`, as before the seam: openraft's network
+    /// maps it to `Unreachable` and backs off.
+    #[tokio::test]
+    async fn a_peer_not_listening_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let security = std::sync::Arc::new(Security::insecure());
+        let transport = TonicTransport::new(security, Duration::from_secs(1));
+        let channel = transport.channel(&addr).expect("a channel");
+        assert_eq!(vote(channel).await, tonic::Code::Unavailable);
+        assert!(transport.channel("not an address").is_err());
+    }
+}
