@@ -1,7 +1,11 @@
 //! openraft's storage conformance suite against the sled log store and the state machine store,
-//! plus the start-up checks that keep a node from serving on a corrupt log.
+//! and against the simulation's in-memory log, plus the start-up checks that keep a node from
+//! serving on a corrupt log.
+
+use std::time::Duration;
 
 use ledger_node::raft::log_store::{CorruptLog, LogStore};
+use ledger_node::raft::mem_log::{MemDisk, MemLog};
 use ledger_node::raft::state_machine::StateMachineStore;
 use ledger_node::raft::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
@@ -23,6 +27,25 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 #[test]
 fn the_stores_pass_openraft_conformance_suite() {
     Suite::test_all(SledStores).expect("every conformance test passes");
+}
+
+/// The simulation's log, with a real (if short) fsync delay, so that appends are durable only
+/// after the call returns, as on sled.
+struct MemStores;
+
+impl StoreBuilder<TypeConfig, MemLog, StateMachineStore, tempfile::TempDir> for MemStores {
+    async fn build(&self) -> Result<(tempfile::TempDir, MemLog, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let log = MemDisk::new(Duration::from_millis(1)).open();
+        let (state_machine, _) =
+            StateMachineStore::open(dir.path(), None).expect("a fresh state machine opens");
+        Ok((dir, log, state_machine))
+    }
+}
+
+#[test]
+fn the_in_memory_log_passes_openraft_conformance_suite() {
+    Suite::test_all(MemStores).expect("every conformance test passes");
 }
 
 /// sled releases its folder lock shortly after the last handle drops (its background flusher

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod mem_log;
 pub mod network;
 pub mod state_machine;
 
