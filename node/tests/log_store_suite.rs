@@ -29,22 +29,21 @@ fn the_stores_pass_openraft_conformance_suite() {
     Suite::test_all(SledStores).expect("every conformance test passes");
 }
 
-/// The simulation's log, with a real (if short) fsync delay, so that appends are durable only
-/// after the call returns, as on sled.
+/// The simulation's disk: the log, with a real (if short) fsync delay so that appends are
+/// durable only after the call returns, as on sled, and the snapshot file.
 struct MemStores;
 
-impl StoreBuilder<TypeConfig, MemLog, StateMachineStore, tempfile::TempDir> for MemStores {
-    async fn build(&self) -> Result<(tempfile::TempDir, MemLog, StateMachineStore), StorageError> {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let log = MemDisk::new(Duration::from_millis(1)).open();
+impl StoreBuilder<TypeConfig, MemLog, StateMachineStore, MemDisk> for MemStores {
+    async fn build(&self) -> Result<(MemDisk, MemLog, StateMachineStore), StorageError> {
+        let disk = MemDisk::new(Duration::from_millis(1));
         let (state_machine, _) =
-            StateMachineStore::open(dir.path(), None).expect("a fresh state machine opens");
-        Ok((dir, log, state_machine))
+            StateMachineStore::open_in_memory(&disk, None).expect("a fresh state machine opens");
+        Ok((disk.clone(), disk.open(), state_machine))
     }
 }
 
 #[test]
-fn the_in_memory_log_passes_openraft_conformance_suite() {
+fn the_in_memory_stores_pass_openraft_conformance_suite() {
     Suite::test_all(MemStores).expect("every conformance test passes");
 }
 

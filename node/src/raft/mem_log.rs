@@ -7,7 +7,8 @@
 //! since the last sync. As the sled store does, an append is synced before openraft is told it
 //! is durable (after the disk's fsync delay, which the simulation can raise to model a slow
 //! disk), a vote and a purge marker are synced before their call returns, and the committed
-//! marker is not synced at all.
+//! marker is not synced at all. The disk also holds the node's snapshot file, replaced
+//! atomically, as the rename of the real file is.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -73,6 +74,8 @@ struct Disk {
     generation: u64,
     fsync_delay: Duration,
     syncs: u64,
+    /// The snapshot file's bytes and the last index it covers.
+    snapshot: Option<(Option<u64>, Vec<u8>)>,
 }
 
 impl Disk {
@@ -127,6 +130,29 @@ impl MemDisk {
     /// A log store on this disk, for a node starting on it.
     pub fn open(&self) -> MemLog {
         MemLog { disk: self.clone() }
+    }
+
+    /// The snapshot file's bytes, if one was stored.
+    pub(crate) fn snapshot(&self) -> Option<Vec<u8>> {
+        self.lock()
+            .snapshot
+            .as_ref()
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    /// Stores a snapshot file covering up to `position` unless the stored one is as new or
+    /// newer; returns whether it did.
+    pub(crate) fn store_snapshot(&self, position: Option<u64>, bytes: Vec<u8>) -> bool {
+        let mut disk = self.lock();
+        if disk
+            .snapshot
+            .as_ref()
+            .is_some_and(|(stored, _)| position <= *stored)
+        {
+            return false;
+        }
+        disk.snapshot = Some((position, bytes));
+        true
     }
 
     /// Waits the disk's fsync delay, then syncs, unless the disk crashed meanwhile. `Ok` once

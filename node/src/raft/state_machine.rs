@@ -8,6 +8,10 @@
 //! the leader's concurrently, so each write has its own temporary file, and the file only moves
 //! forward: a write older than the stored snapshot is dropped (`SnapshotFiles`). On start the
 //! node loads it and openraft re-applies the committed log after it.
+//!
+//! In the simulation the same file's bytes live on the node's [`MemDisk`] instead
+//! ([`SnapshotPlace::Memory`]), and encoding and writing run inline: a blocking thread would
+//! finish at a moment the simulation does not decide.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
@@ -26,6 +30,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::mem_log::MemDisk;
 use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 use crate::clock::LogClock;
 
@@ -268,7 +273,7 @@ pub enum SnapshotLoadError {
 /// openraft's handle on the state machine.
 pub struct StateMachineStore {
     replica: Arc<Replica>,
-    files: Arc<SnapshotFiles>,
+    files: Arc<SnapshotPlace>,
     events: Option<mpsc::UnboundedSender<SagaEvent>>,
     /// Told the log time of what this replica applies (a new leader's fallback clock).
     clock: Option<Arc<LogClock>>,
@@ -290,23 +295,41 @@ impl StateMachineStore {
         events: Option<mpsc::UnboundedSender<SagaEvent>>,
     ) -> Result<(StateMachineStore, Arc<Replica>), SnapshotLoadError> {
         let path = dir.join(SNAPSHOT_FILE);
-        let loaded =
-            match std::fs::read(&path) {
-                Ok(bytes) => Some(load_snapshot_file(&bytes).map_err(|reason| {
-                    SnapshotLoadError::Corrupt {
-                        path: path.clone(),
-                        reason,
-                    }
-                })?),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                Err(error) => return Err(SnapshotLoadError::Io { path, error }),
-            };
+        let loaded = match std::fs::read(&path) {
+            Ok(bytes) => Some(load(&path, &bytes)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(SnapshotLoadError::Io { path, error }),
+        };
         let files = SnapshotFiles::open(
             dir,
             loaded
                 .as_ref()
                 .map(|(file, _)| snapshot_position(&file.meta)),
         );
+        Ok(Self::start(loaded, SnapshotPlace::Dir(files), events))
+    }
+
+    /// Opens the store on the simulation's `disk`, as [`StateMachineStore::open`] does a folder.
+    pub fn open_in_memory(
+        disk: &MemDisk,
+        events: Option<mpsc::UnboundedSender<SagaEvent>>,
+    ) -> Result<(StateMachineStore, Arc<Replica>), SnapshotLoadError> {
+        let loaded = match disk.snapshot() {
+            Some(bytes) => Some(load(Path::new("memory"), &bytes)?),
+            None => None,
+        };
+        Ok(Self::start(
+            loaded,
+            SnapshotPlace::Memory(disk.clone()),
+            events,
+        ))
+    }
+
+    fn start(
+        loaded: Option<(SnapshotFile, AdmissionState)>,
+        files: SnapshotPlace,
+        events: Option<mpsc::UnboundedSender<SagaEvent>>,
+    ) -> (StateMachineStore, Arc<Replica>) {
         let inner = match loaded {
             Some((file, state)) => ReplicaState {
                 state,
@@ -335,7 +358,7 @@ impl StateMachineStore {
             events,
             clock: None,
         };
-        Ok((store, replica))
+        (store, replica)
     }
 
     /// Tells `clock` the log time of every entry and snapshot this replica applies, starting
@@ -355,6 +378,14 @@ fn read_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile, String> {
         return Err("checksum mismatch".into());
     }
     codec::decode_large(payload).map_err(|e| e.to_string())
+}
+
+/// [`load_snapshot_file`], failing as the start-up check does.
+fn load(path: &Path, bytes: &[u8]) -> Result<(SnapshotFile, AdmissionState), SnapshotLoadError> {
+    load_snapshot_file(bytes).map_err(|reason| SnapshotLoadError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 /// Reads the file and decodes the state it holds, checking the two agree.
@@ -425,14 +456,6 @@ impl SnapshotFiles {
 
     /// Stores `file` unless the stored snapshot is as new or newer; returns whether it did.
     /// Atomic: temporary file, fsync, rename, fsync of the folder.
-    async fn write(self: &Arc<Self>, file: SnapshotFile) -> Result<bool, StorageError> {
-        let files = self.clone();
-        tokio::task::spawn_blocking(move || files.write_blocking(&file))
-            .await
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
-    }
-
     fn write_blocking(&self, file: &SnapshotFile) -> std::io::Result<bool> {
         let position = snapshot_position(&file.meta);
         let stored = *self.stored.lock().unwrap_or_else(PoisonError::into_inner);
@@ -483,10 +506,71 @@ impl SnapshotFiles {
     }
 }
 
+/// Where the snapshot file is kept.
+enum SnapshotPlace {
+    /// `snapshot.bin` in the node's data folder.
+    Dir(SnapshotFiles),
+    /// On the simulation's disk.
+    Memory(MemDisk),
+}
+
+impl SnapshotPlace {
+    /// Stores `file` unless the stored snapshot is as new or newer; returns whether it did.
+    async fn write(self: &Arc<Self>, file: SnapshotFile) -> Result<bool, StorageError> {
+        match &**self {
+            SnapshotPlace::Dir(_) => {
+                let place = self.clone();
+                tokio::task::spawn_blocking(move || match &*place {
+                    SnapshotPlace::Dir(files) => files.write_blocking(&file),
+                    SnapshotPlace::Memory(_) => unreachable!("matched above"),
+                })
+                .await
+                .map_err(|e| snapshot_error(ErrorVerb::Write, e))?
+                .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+            }
+            SnapshotPlace::Memory(disk) => {
+                Ok(disk.store_snapshot(snapshot_position(&file.meta), seal_snapshot(&file)))
+            }
+        }
+    }
+
+    /// The stored file's bytes.
+    async fn read(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            SnapshotPlace::Dir(files) => match tokio::fs::read(files.dir.join(SNAPSHOT_FILE)).await
+            {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error),
+            },
+            SnapshotPlace::Memory(disk) => Ok(disk.snapshot()),
+        }
+    }
+
+    /// Encodes `state` off the async workers on a real disk, inline in the simulation.
+    async fn encode(&self, state: codec::SnapshotCopy) -> Result<Vec<u8>, StorageError> {
+        match self {
+            SnapshotPlace::Dir(_) => tokio::task::spawn_blocking(move || state.encode())
+                .await
+                .map_err(|e| snapshot_error(ErrorVerb::Write, e)),
+            SnapshotPlace::Memory(_) => Ok(state.encode()),
+        }
+    }
+}
+
+/// The file's bytes: `crc32 ‖ payload`.
+fn seal_snapshot(file: &SnapshotFile) -> Vec<u8> {
+    let payload = codec::encode(file);
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 /// Builds snapshots from the live replica.
 pub struct SnapshotBuilder {
     replica: Arc<Replica>,
-    files: Arc<SnapshotFiles>,
+    files: Arc<SnapshotPlace>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -503,9 +587,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             )
         };
         let copied = started.elapsed();
-        let data = tokio::task::spawn_blocking(move || state.encode())
-            .await
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let data = self.files.encode(state).await?;
         let encoded = started.elapsed();
         let snapshot_id = match last_log_id {
             Some(id) => format!(
@@ -657,10 +739,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let path = self.files.dir.join(SNAPSHOT_FILE);
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let bytes = match self.files.read().await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
             Err(error) => return Err(snapshot_error(ErrorVerb::Read, error)),
         };
         let file = read_snapshot_file(&bytes).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
@@ -700,6 +781,43 @@ mod tests {
                 commands,
             }),
         }
+    }
+
+    /// The simulation's disk keeps the snapshot a crash cannot take (it was stored whole), and
+    /// a node restarting on it loads that state; an older snapshot never replaces it.
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_on_the_memory_disk_survives_a_crash() {
+        let disk = MemDisk::new(std::time::Duration::from_millis(1));
+        let (mut store, _) = StateMachineStore::open_in_memory(&disk, None).expect("open");
+        store
+            .apply([log_entry(1, Vec::new()), log_entry(2, Vec::new())])
+            .await
+            .expect("apply");
+        let built = store
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(2));
+        let older = SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 1)),
+                ..built.meta.clone()
+            },
+            data: Vec::new(),
+        };
+        assert!(!store.files.write(older).await.expect("write"));
+        disk.crash();
+
+        let (mut reopened, replica) = StateMachineStore::open_in_memory(&disk, None).expect("open");
+        assert_eq!(replica.read().last_applied.map(|l| l.index), Some(2));
+        let current = reopened
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(current.meta, built.meta);
     }
 
     /// Postmortem: `install_snapshot` woke no `WatchInvestment` watcher, so a follower that
@@ -942,7 +1060,7 @@ mod tests {
     async fn concurrent_snapshot_writes_leave_the_newest_intact() {
         const WRITERS: u64 = 24;
         let dir = tempfile::tempdir().unwrap();
-        let files = Arc::new(SnapshotFiles::open(dir.path(), None));
+        let files = Arc::new(SnapshotPlace::Dir(SnapshotFiles::open(dir.path(), None)));
         // The older a snapshot, the larger: the oldest take longest and finish last.
         let mut writers = tokio::task::JoinSet::new();
         for index in 1..=WRITERS {
