@@ -35,12 +35,13 @@ use ledger_proto::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
 
 use crate::batcher::Batcher;
-use crate::clock::{LogClock, SystemClock};
+use crate::clock::{Clock, LogClock, SystemClock};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
 use crate::node::Node;
 use crate::raft::log_store::LogStore;
+use crate::raft::mem_log::MemDisk;
 use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
@@ -85,6 +86,32 @@ fn staggered(every: u64, node_id: u64) -> u64 {
     every.saturating_add(every.saturating_mul(node_id % 4) / 50)
 }
 
+/// What a node reads time from, talks to its peers through, and keeps its Raft log and snapshot
+/// on. [`Seams::default`] is production: the system clock, gRPC over TCP with the node's TLS, and
+/// sled plus a snapshot file in `--data-dir`. The deterministic simulation replaces each.
+#[derive(Clone)]
+pub struct Seams {
+    /// The wall and monotonic clocks.
+    pub clock: Arc<dyn Clock>,
+    /// Node-to-node calls; `None`: [`TonicTransport`] with the node's TLS settings.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// The Raft log and snapshot on a simulated disk; `None`: sled and a file in `--data-dir`.
+    pub disk: Option<MemDisk>,
+    /// Whether the runtime watchdog runs (it measures real time against tokio's timers).
+    pub watchdog: bool,
+}
+
+impl Default for Seams {
+    fn default() -> Seams {
+        Seams {
+            clock: Arc::new(SystemClock),
+            transport: None,
+            disk: None,
+            watchdog: true,
+        }
+    }
+}
+
 /// Runs one node on `listener` until `shutdown` completes, then stops gracefully.
 ///
 /// Refuses to start, with a [`StartError`] saying why, when the log or the snapshot in the data
@@ -94,6 +121,34 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    run_with(
+        config,
+        Seams::default(),
+        |node| node.connections.clone().incoming(listener),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs one node with `seams`, serving the connections `incoming` yields (given the node, for
+/// the connection cap), until `shutdown` completes.
+pub async fn run_with<I, IO, IE>(
+    config: Config,
+    seams: Seams,
+    incoming: impl FnOnce(&Arc<Node>) -> I,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError>
+where
+    I: futures_util::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let node_id = config.node_id;
     let seed = match config.hash_seed {
         Some(seed) => [seed, seed.rotate_left(32)],
@@ -121,11 +176,6 @@ pub async fn run(
              development only"
         );
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
-        path: config.data_dir.clone(),
-        error,
-    })?;
-    let (log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
     let (events, saga_events) = match config.executor {
         true => {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -133,37 +183,49 @@ pub async fn run(
         }
         false => (None, None),
     };
-    let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
-    let clock = Arc::new(LogClock::new(Arc::new(SystemClock)));
-    state_machine.set_log_clock(clock.clone());
-    tracing::info!(
-        node_id,
-        first_index = ?summary.first_index,
-        last_index = ?summary.last_index,
-        purged_index = ?summary.purged_index,
-        applied_index = replica.read().last_applied.map_or(0, |l| l.index),
-        "storage checked"
-    );
-
-    let transport: Arc<dyn Transport> = Arc::new(TonicTransport::new(
-        security.clone(),
-        config.raft.connect_timeout(),
-    ));
+    let clock = Arc::new(LogClock::new(seams.clock.clone()));
+    let transport: Arc<dyn Transport> = match &seams.transport {
+        Some(transport) => transport.clone(),
+        None => Arc::new(TonicTransport::new(
+            security.clone(),
+            config.raft.connect_timeout(),
+        )),
+    };
     let network = Network::new(
         node_id,
         config.cluster_id.clone(),
         clock.clone(),
         transport.clone(),
     );
-    let raft = Raft::new(
-        node_id,
-        Arc::new(raft_config(&config)?),
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
-    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft_config = Arc::new(raft_config(&config)?);
+    let (raft, replica) = match &seams.disk {
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
+                path: config.data_dir.clone(),
+                error,
+            })?;
+            let (log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
+            let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
+            state_machine.set_log_clock(clock.clone());
+            tracing::info!(
+                node_id,
+                first_index = ?summary.first_index,
+                last_index = ?summary.last_index,
+                purged_index = ?summary.purged_index,
+                applied_index = replica.read().last_applied.map_or(0, |l| l.index),
+                "storage checked"
+            );
+            let raft = Raft::new(node_id, raft_config, network, log_store, state_machine).await;
+            (raft, replica)
+        }
+        Some(disk) => {
+            let (mut state_machine, replica) = StateMachineStore::open_in_memory(disk, events)?;
+            state_machine.set_log_clock(clock.clone());
+            let raft = Raft::new(node_id, raft_config, network, disk.open(), state_machine).await;
+            (raft, replica)
+        }
+    };
+    let raft = raft.map_err(|e| StartError::Raft(e.to_string()))?;
     let batcher = Batcher::start(
         raft.clone(),
         node_id,
@@ -172,7 +234,9 @@ pub async fn run(
         config.inflight_entries_max,
         config.batch_linger,
     );
-    stall::spawn_watchdog(node_id);
+    if seams.watchdog {
+        stall::spawn_watchdog(node_id);
+    }
     let metrics_listen = config.metrics_listen;
     let partners_url = config.partners_url.clone();
     let partners_ca = match &config.partners_ca {
@@ -268,7 +332,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(node.connections.clone().incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(&node), shutdown)
         .await;
     tracing::info!(node_id, "stopping");
     if let Some(executor) = executor {
