@@ -187,7 +187,7 @@ async fn drive(
     log(started, "first deals open; load starts");
 
     let run_start = Instant::now();
-    let recorder = Arc::new(Recorder::new(run_start));
+    let recorder = Arc::new(Recorder::new(tokio::time::Instant::from_std(run_start)));
     let observations = Arc::new(Observations::default());
     let stop = Arc::new(AtomicBool::new(false));
     let observer = tokio::spawn(observer::observe(
@@ -205,6 +205,7 @@ async fn drive(
             seed: config.seed,
         },
         world.targets.clone(),
+        workload::Channels::default(),
         deals.clone(),
         recorder.clone(),
         stop.clone(),
@@ -572,50 +573,58 @@ async fn final_reads(world: &World, deals: &[DealTerms]) -> Result<Vec<NodeFinal
     let mut finals = Vec::new();
     for (i, status) in statuses {
         let addr = world.slots[i].addr();
-        let mut client = AdmissionClient::new(
-            Channel::from_shared(format!("http://{addr}"))?
-                .connect_timeout(Duration::from_secs(2))
-                .connect()
-                .await?,
-        )
-        .max_decoding_message_size(ledger_client::MESSAGE_BYTES_MAX);
-        let mut node = NodeFinal {
-            node_id: status.node_id,
-            applied_index: status.applied_index,
-            digest: status.state_digest.clone(),
-            deals: Vec::new(),
-            investments: Vec::new(),
-        };
-        for deal in deals {
-            let read = client
-                .get_deal(pb::GetDealRequest {
-                    deal_id: deal.deal_id.clone(),
-                    consistency: pb::Consistency::Stale as i32,
-                })
-                .await
-                .with_context(|| {
-                    format!(
-                        "final read of deal {} on node {}",
-                        deal.deal_id, status.node_id
-                    )
-                })?
-                .into_inner();
-            node.deals.push(FinalDeal {
-                terms: deal.clone(),
-                counters: DealRead {
-                    investor_count: read.investor_count,
-                    reserved_cents: cents(&read.reserved_amount).unwrap_or(u64::MAX),
-                    confirmed_count: read.confirmed_count,
-                    confirmed_cents: cents(&read.confirmed_amount).unwrap_or(u64::MAX),
-                },
-                closed_at: position(read.closed_log_index, read.closed_offset),
-            });
-            node.investments
-                .extend(list_stale(&mut client, &deal.deal_id).await?);
-        }
-        finals.push(node);
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await?;
+        finals.push(node_final(channel, &status, deals).await?);
     }
     Ok(finals)
+}
+
+/// What the node behind `channel`, whose `Status` was `status`, holds of `deals` (read STALE).
+pub async fn node_final(
+    channel: Channel,
+    status: &pb::StatusResponse,
+    deals: &[DealTerms],
+) -> Result<NodeFinal> {
+    let mut client =
+        AdmissionClient::new(channel).max_decoding_message_size(ledger_client::MESSAGE_BYTES_MAX);
+    let mut node = NodeFinal {
+        node_id: status.node_id,
+        applied_index: status.applied_index,
+        digest: status.state_digest.clone(),
+        deals: Vec::new(),
+        investments: Vec::new(),
+    };
+    for deal in deals {
+        let read = client
+            .get_deal(pb::GetDealRequest {
+                deal_id: deal.deal_id.clone(),
+                consistency: pb::Consistency::Stale as i32,
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "final read of deal {} on node {}",
+                    deal.deal_id, status.node_id
+                )
+            })?
+            .into_inner();
+        node.deals.push(FinalDeal {
+            terms: deal.clone(),
+            counters: DealRead {
+                investor_count: read.investor_count,
+                reserved_cents: cents(&read.reserved_amount).unwrap_or(u64::MAX),
+                confirmed_count: read.confirmed_count,
+                confirmed_cents: cents(&read.confirmed_amount).unwrap_or(u64::MAX),
+            },
+            closed_at: position(read.closed_log_index, read.closed_offset),
+        });
+        node.investments
+            .extend(list_stale(&mut client, &deal.deal_id).await?);
+    }
+    Ok(node)
 }
 
 async fn list_stale(

@@ -16,7 +16,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use ledger_client::pb;
 use ledger_client::pb::admission_client::AdmissionClient;
@@ -36,7 +38,8 @@ const WAITLIST_TTL_MS: (u64, u64) = (1_000, 5_000);
 /// How long one client operation may take before it counts as `info` (outcome unknown).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Records operations with times on one monotonic clock.
+/// Records operations with times on one monotonic clock (tokio's, so that a simulated run
+/// records simulated time).
 pub struct Recorder {
     start: Instant,
     next: Mutex<u64>,
@@ -87,24 +90,49 @@ impl Recorder {
     }
 }
 
-/// Lazily connected channels to the nodes, one HTTP/2 connection per address.
-#[derive(Clone, Default)]
-pub struct Channels(Arc<Mutex<HashMap<String, Channel>>>);
+/// Makes a lazily connected channel to a node's address.
+pub type Connect = Arc<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
 
-impl Channels {
-    /// The `Admission` client of the node at `addr`.
-    pub fn admission(&self, addr: &str) -> Option<AdmissionClient<Channel>> {
-        let mut channels = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let channel = match channels.get(addr) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
+/// Lazily connected channels to the nodes, one HTTP/2 connection per address.
+#[derive(Clone)]
+pub struct Channels {
+    open: Arc<Mutex<HashMap<String, Channel>>>,
+    connect: Connect,
+}
+
+impl Default for Channels {
+    /// Channels over TCP.
+    fn default() -> Channels {
+        Channels::with(Arc::new(|addr| {
+            Some(
+                Endpoint::from_shared(format!("http://{addr}"))
                     .ok()?
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(1))
                     .keep_alive_timeout(Duration::from_secs(2))
-                    .connect_lazy();
+                    .connect_lazy(),
+            )
+        }))
+    }
+}
+
+impl Channels {
+    /// Channels made by `connect` (the simulation's network).
+    pub fn with(connect: Connect) -> Channels {
+        Channels {
+            open: Arc::default(),
+            connect,
+        }
+    }
+
+    /// The `Admission` client of the node at `addr`.
+    pub fn admission(&self, addr: &str) -> Option<AdmissionClient<Channel>> {
+        let mut channels = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let channel = match channels.get(addr) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = (self.connect)(addr)?;
                 channels.insert(addr.to_owned(), channel.clone());
                 channel
             }
@@ -233,11 +261,11 @@ struct Sent {
 pub async fn run_workers(
     config: WorkloadConfig,
     targets: Targets,
+    channels: Channels,
     deals: Arc<DealBook>,
     recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
 ) {
-    let channels = Channels::default();
     let invoked = Arc::new(AtomicU64::new(0));
     let deadline = tokio::time::Instant::now() + config.duration;
     let mut handles = Vec::new();

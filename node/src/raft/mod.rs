@@ -8,6 +8,7 @@
 pub mod log_store;
 pub mod mem_log;
 pub mod network;
+pub mod runtime;
 pub mod state_machine;
 
 use ledger_state_machine::{Applied, Entry};
@@ -30,6 +31,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = runtime::LedgerRuntime,
 );
 
 /// The Raft handle of this node.
