@@ -18,6 +18,7 @@ mod demo;
 mod export;
 mod load;
 mod output;
+mod plot;
 mod redecide;
 mod saga_bench;
 
