@@ -18,10 +18,10 @@ use rand::Rng;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::cli::Cli;
 use crate::load::{histogram, wait_for_executors};
 use crate::output::reject_reason;
 use crate::plot::{write_timeline_svg, Second};
-use crate::Cli;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
