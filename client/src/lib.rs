@@ -42,6 +42,7 @@ mod error;
 
 pub use client::{
     is_final, status_of, Client, ClientConfig, Decision, LearnerAdded, Services, Submission,
+    VoterSetError,
 };
 pub use credentials::Credentials;
 pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};

@@ -3,8 +3,9 @@
 //! One concept per file: `discovery.rs` finds the leader, `retry.rs` runs a call's attempts
 //! until its deadline and says what an exhausted call reports, `admission.rs` holds the calls of
 //! the `Admission` service (submissions, watches, deals, reads), `operator.rs` those of the
-//! `Cluster` service (status, membership, leadership, snapshots, sagas, exports), and
-//! `types.rs` the requests and results they take and give.
+//! `Cluster` service (status, membership, leadership, snapshots, sagas, exports), `voters.rs`
+//! the voter set after a promotion or a removal, and `types.rs` the requests and results the
+//! calls take and give.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,10 @@ mod retry;
 #[cfg(test)]
 mod tests;
 mod types;
+mod voters;
 
 pub use types::{is_final, status_of, Decision, LearnerAdded, Submission};
+pub use voters::VoterSetError;
 
 /// How a [`Client`] behaves; [`ClientConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use ledger_proto::pb;
 
 use super::retry::{Exhausted, Route};
+use super::voters;
 use super::{lock, Client, LearnerAdded, Services};
 use crate::error::ClientError;
 
@@ -270,6 +271,37 @@ impl Client {
             |mut node, request| async move { node.cluster.change_membership(request).await },
         )
         .await
+    }
+
+    /// Makes learner `node_id` a voter: reads the membership from the leader, then asks for the
+    /// voters with it added ([`Client::change_membership`], removed voters retained as
+    /// learners). Promote a learner only once it has caught up ([`LearnerAdded::caught_up`]).
+    ///
+    /// Repeating it is safe: once the node votes, the same voters are asked for and nothing is
+    /// proposed (`changed` false in the reply). A node that is not a member is refused with
+    /// [`ClientError::VoterSet`] ([`NotAMember`]) before anything is sent.
+    ///
+    /// [`NotAMember`]: crate::VoterSetError::NotAMember
+    pub async fn promote(&self, node_id: u64) -> Result<pb::MembershipResponse, ClientError> {
+        let status = self.status().await?;
+        let voters = voters::after_promote(&status.members, node_id)?;
+        self.change_membership(&voters, true).await
+    }
+
+    /// Removes voter `node_id` from the cluster: reads the membership from the leader, then asks
+    /// for the voters without it ([`Client::change_membership`], not retained as a learner).
+    ///
+    /// Repeating it is safe: once the node is gone, the same voters are asked for and nothing is
+    /// proposed (`changed` false in the reply). Refused with [`ClientError::VoterSet`] before
+    /// anything is sent when the node is a learner ([`RemovingLearner`]: `ChangeMembership`
+    /// names voters only, so it would stay) or the last voter ([`LastVoter`]).
+    ///
+    /// [`RemovingLearner`]: crate::VoterSetError::RemovingLearner
+    /// [`LastVoter`]: crate::VoterSetError::LastVoter
+    pub async fn remove_member(&self, node_id: u64) -> Result<pb::MembershipResponse, ClientError> {
+        let status = self.status().await?;
+        let voters = voters::after_remove(&status.members, node_id)?;
+        self.change_membership(&voters, false).await
     }
 
     /// Hands leadership to node `to`; returns the new leader's id.

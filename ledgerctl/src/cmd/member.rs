@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use ledger_client::pb;
+use anyhow::Result;
+use ledger_client::ClientError;
 use serde_json::json;
 
 use crate::cli::{Cli, MemberCmd};
@@ -54,42 +54,8 @@ pub async fn run(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
                 false => ExitCode::from(EXIT_STILL_CATCHING_UP),
             });
         }
-        MemberCmd::Promote { node_id } | MemberCmd::Remove { node_id } => {
-            let status = client.status().await?;
-            let member = status.members.iter().find(|m| m.node_id == *node_id);
-            let mut voters: Vec<u64> = status
-                .members
-                .iter()
-                .filter(|m| m.role == pb::MemberRole::Voter as i32)
-                .map(|m| m.node_id)
-                .collect();
-            let retain = match cmd {
-                MemberCmd::Promote { .. } => {
-                    match member {
-                        None => bail!("node {node_id} is not a member: add it as a learner first"),
-                        // Already promoted (a repeated command): the node proposes nothing and
-                        // says so.
-                        Some(m) if m.role == pb::MemberRole::Voter as i32 => {}
-                        Some(_) => voters.push(*node_id),
-                    }
-                    true
-                }
-                _ => {
-                    // `ChangeMembership` names voters only: a learner would stay.
-                    if member.is_some_and(|m| m.role == pb::MemberRole::Learner as i32) {
-                        bail!("node {node_id} is a learner; removing learners is not supported");
-                    }
-                    // Not a member (already removed, by a repeated command): the voters stay
-                    // as they are, and the node proposes nothing and says so.
-                    voters.retain(|v| v != node_id);
-                    if voters.is_empty() {
-                        bail!("node {node_id} is the last voter");
-                    }
-                    false
-                }
-            };
-            client.change_membership(&voters, retain).await?
-        }
+        MemberCmd::Promote { node_id } => client.promote(*node_id).await.map_err(refusal)?,
+        MemberCmd::Remove { node_id } => client.remove_member(*node_id).await.map_err(refusal)?,
     };
     print_or_json(
         cli,
@@ -108,4 +74,13 @@ pub async fn run(cli: &Cli, cmd: &MemberCmd) -> Result<ExitCode> {
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A voter set the client refused to compute is a plain failure of the command (`--json` code
+/// `ERROR`, like any other refusal of ours), not an error the cluster or the transport gave.
+fn refusal(error: ClientError) -> anyhow::Error {
+    match error {
+        ClientError::VoterSet(refused) => anyhow::Error::new(refused),
+        other => other.into(),
+    }
 }
