@@ -65,7 +65,7 @@ up() {
   local cargo_profile=()
   [ "$profile" = release ] && cargo_profile=(--release)
   echo "building ($profile)..."
-  (cd "$root" && cargo build --quiet "${cargo_profile[@]}" -p ledger-node -p ledger-partners -p ledger-client)
+  (cd "$root" && cargo build --quiet "${cargo_profile[@]}" -p ledger-node -p ledger-partners -p ledgerctl)
   mkdir -p "$dir"
   local certs="$dir/certs" security=()
   if $insecure; then

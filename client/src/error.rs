@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tonic::Code;
 
+use crate::VoterSetError;
+
 /// A failed call. Capacity rejections are not errors: they are decisions
 /// ([`crate::Decision`] with status `REJECTED`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,6 +75,10 @@ pub enum ClientError {
     /// The client's own settings are unusable (no seeds, a malformed address).
     #[error("client configuration: {0}")]
     Config(String),
+    /// [`crate::Client::promote`] or [`crate::Client::remove_member`] refused the change
+    /// before sending anything.
+    #[error(transparent)]
+    VoterSet(#[from] VoterSetError),
 }
 
 impl ClientError {
@@ -89,6 +95,7 @@ impl ClientError {
             ClientError::NotFinal { .. } => "NOT_FINAL",
             ClientError::Other { .. } => "OTHER",
             ClientError::Config(_) => "CONFIG",
+            ClientError::VoterSet(_) => "VOTER_SET",
         }
     }
 

@@ -1,4 +1,5 @@
-//! `ledger-client`: the client library of the admission ledger, and the `ledgerctl` CLI.
+//! `ledger-client`: the client library of the admission ledger (the `ledgerctl` CLI is its own
+//! crate, `ledgerctl/`).
 //!
 //! A [`Client`] takes a few seed endpoints, finds the leader (`Cluster.Status`), sends writes
 //! there, follows leader hints, and retries with backoff until a deadline. A `Submit` is
@@ -38,10 +39,10 @@ pub mod certs;
 mod client;
 mod credentials;
 mod error;
-pub mod plot;
 
 pub use client::{
     is_final, status_of, Client, ClientConfig, Decision, LearnerAdded, Services, Submission,
+    VoterSetError,
 };
 pub use credentials::Credentials;
 pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};

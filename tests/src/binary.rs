@@ -30,7 +30,7 @@ pub fn node_binary() -> &'static Path {
 
 /// The path of a runnable `ledgerctl`, as [`node_binary`] (`LEDGERCTL_BIN` overrides).
 pub fn ledgerctl_binary() -> &'static Path {
-    LEDGERCTL_BINARY.get_or_init(|| find_or_build("LEDGERCTL_BIN", "ledger-client", "ledgerctl"))
+    LEDGERCTL_BINARY.get_or_init(|| find_or_build("LEDGERCTL_BIN", "ledgerctl", "ledgerctl"))
 }
 
 fn find_or_build(variable: &str, package: &str, bin: &str) -> PathBuf {

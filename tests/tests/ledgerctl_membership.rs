@@ -1,11 +1,11 @@
 //! `ledgerctl` takes a 3-node cluster through a membership change as an operator would: add
 //! a learner, promote it, hand it the leadership, remove an old voter, with `cluster status`
-//! showing each step.
+//! showing each step; repeated changes propose nothing, and impossible ones are refused.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ledger_tests::ctl::run_ok;
+use ledger_tests::ctl::{self, run_ok};
 use ledger_tests::{bounded, wait_until, ClusterOptions, TestCluster};
 use serde_json::Value;
 
@@ -55,6 +55,20 @@ async fn wait_status(endpoints: &[String], expected: &BTreeMap<u64, String>, lea
     .await;
 }
 
+/// Runs `ledgerctl --json <args>` and expects the command refused (exit code 1) with `message`.
+async fn refused(endpoints: &[String], args: &[&str], message: &str) {
+    let mut json_args = vec!["--json"];
+    json_args.extend_from_slice(args);
+    let output = ctl::spawn(endpoints, &json_args)
+        .await
+        .finish(Duration::from_secs(60))
+        .await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let error = &output.json()["error"];
+    assert_eq!(error["code"], "ERROR", "{output:?}");
+    assert_eq!(error["message"], message, "{output:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledgerctl_adds_promotes_transfers_and_removes() {
     ledger_tests::ctl::prepare().await;
@@ -73,8 +87,25 @@ async fn ledgerctl_adds_promotes_transfers_and_removes() {
         assert!(added["log_index"].as_u64().unwrap_or(0) > 0, "{added}");
         wait_status(&endpoints, &roles(&[1, 2, 3], &[4]), None).await;
 
+        refused(
+            &endpoints,
+            &["member", "remove", "4"],
+            "node 4 is a learner; removing learners is not supported",
+        )
+        .await;
+        refused(
+            &endpoints,
+            &["member", "promote", "9"],
+            "node 9 is not a member: add it as a learner first",
+        )
+        .await;
+
         run_ok(&endpoints, &["--json", "member", "promote", "4"]).await;
         wait_status(&endpoints, &roles(&[1, 2, 3, 4], &[]), None).await;
+        let again = run_ok(&endpoints, &["--json", "member", "promote", "4"])
+            .await
+            .json();
+        assert_eq!(again["changed"], false, "{again}");
 
         let moved = run_ok(&endpoints, &["--json", "leader", "transfer", "4"])
             .await
@@ -84,6 +115,10 @@ async fn ledgerctl_adds_promotes_transfers_and_removes() {
 
         run_ok(&endpoints, &["--json", "member", "remove", "1"]).await;
         wait_status(&endpoints, &roles(&[2, 3, 4], &[]), Some(4)).await;
+        let again = run_ok(&endpoints, &["--json", "member", "remove", "1"])
+            .await
+            .json();
+        assert_eq!(again["changed"], false, "{again}");
 
         // The text form names the same membership.
         let text = run_ok(&endpoints, &["cluster", "status"]).await.stdout;

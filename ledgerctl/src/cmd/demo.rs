@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::plot::{write_timeline_svg, Second};
 use ledger_client::{is_final, pb, status_of, Client, Submission};
 use ledger_partners::AuditLog;
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::cli::Cli;
 use crate::load::{histogram, wait_for_executors};
 use crate::output::reject_reason;
-use crate::Cli;
+use crate::plot::{write_timeline_svg, Second};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {

@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use ledger_client::{connect_with, pb, NodeClients};
 use serde_json::json;
 
+use crate::cli::Cli;
 use crate::load::{create_deals, histogram, wait_for_executors};
-use crate::Cli;
 
 #[derive(clap::Args)]
 pub struct SagaBenchArgs {

@@ -16,9 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ledger_client::Submission;
 use serde_json::json;
 
+use crate::cli::Cli;
 use crate::load::{create_deals, histogram};
 use crate::output::reject_reason;
-use crate::Cli;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

@@ -1,7 +1,10 @@
 //! How `ledgerctl` shows things: one JSON shape per message (`--json`) and one table or line.
 
+use anyhow::Result;
 use ledger_client::pb;
 use serde_json::{json, Value};
+
+use crate::cli::Cli;
 
 fn name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> &'static str {
     E::try_from(value).map(name).unwrap_or("?")
@@ -155,4 +158,18 @@ pub fn members_line(members: &[pb::Member]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Prints `value` with `--json`, else the text line.
+pub fn print_or_json(
+    cli: &Cli,
+    value: serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
 }
