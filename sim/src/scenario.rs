@@ -1,0 +1,463 @@
+//! One simulated run: the cluster, the client, the fault schedule, and the verdicts.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _, Result};
+use clap::Parser as _;
+use ledger_jepsen::check::{self, Overall, Verdicts};
+use ledger_jepsen::history::{CheckInput, DigestSample, Liveness, NodeFinal};
+use ledger_jepsen::rng::Rng as JepsenRng;
+use ledger_jepsen::workload::{self, Channels, DealBook, Recorder, WorkloadConfig};
+use ledger_jepsen::world::{Target, Targets};
+use ledger_node::raft::mem_log::MemDisk;
+use ledger_node::Seams;
+use ledger_proto::pb;
+use ledger_proto::pb::admission_client::AdmissionClient;
+use ledger_proto::pb::cluster_client::ClusterClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::clock::SimClock;
+use crate::net::{self, MessageFaults, SimTransport};
+
+/// What a run simulates.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Voters.
+    pub nodes: u64,
+    /// How long the client load runs (simulated time); faults strike within it.
+    pub load: Duration,
+    /// Concurrent client workers.
+    pub workers: usize,
+    /// Client operations per second, all workers together.
+    pub rate: f64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            nodes: 3,
+            load: Duration::from_secs(10),
+            workers: 6,
+            rate: 60.0,
+        }
+    }
+}
+
+/// What one seed produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// BLAKE3 of the client history and every node's final state: equal for equal seeds.
+    pub history_hash: String,
+    /// The checker's verdicts.
+    pub verdicts: Verdicts,
+    /// Operations in the history.
+    pub ops: usize,
+    /// The faults the seed drew, in order.
+    pub faults: Vec<String>,
+    /// Simulated time the run took, in ms.
+    pub simulated_ms: u64,
+}
+
+impl Outcome {
+    /// Whether a check found a violation.
+    pub fn failed(&self) -> bool {
+        self.verdicts.overall == Overall::Invalid
+    }
+}
+
+/// A fault, at a simulated time.
+#[derive(Clone, Debug)]
+enum Fault {
+    /// Cut the links between the two sides.
+    Partition(Vec<u64>, Vec<u64>),
+    /// Restore every link.
+    Repair,
+    /// Stop the node; its disk loses what it had not synced.
+    Crash(u64),
+    /// Start a crashed node again on its disk.
+    Restart(u64),
+    /// Move the node's wall clock, in ms.
+    ClockJump(u64, i64),
+    /// Give the node's disk this fsync delay.
+    SlowDisk(u64, Duration),
+}
+
+/// Draws the fault schedule: windows of one fault each, healed before the next.
+fn schedule(rng: &mut SmallRng, nodes: u64, load: Duration) -> Vec<(Duration, Fault)> {
+    let mut at = Duration::from_millis(rng.random_range(500..1_500));
+    let mut faults = Vec::new();
+    while at < load {
+        let node = rng.random_range(1..=nodes);
+        let window = Duration::from_millis(rng.random_range(300..3_000));
+        let (start, end) = match rng.random_range(0..4) {
+            0 => {
+                let (side, rest): (Vec<u64>, Vec<u64>) = if rng.random_bool(0.5) {
+                    (1..=nodes).partition(|&n| n == node)
+                } else {
+                    (1..=nodes).partition(|&n| n == node || n == node % nodes + 1)
+                };
+                (Fault::Partition(side, rest), Fault::Repair)
+            }
+            1 => (Fault::Crash(node), Fault::Restart(node)),
+            2 => {
+                let jump = rng.random_range(-3_600_000..3_600_000);
+                (Fault::ClockJump(node, jump), Fault::ClockJump(node, 0))
+            }
+            _ => {
+                let delay = Duration::from_millis(rng.random_range(20..300));
+                (
+                    Fault::SlowDisk(node, delay),
+                    Fault::SlowDisk(node, Duration::from_millis(1)),
+                )
+            }
+        };
+        faults.push((at, start));
+        faults.push((at + window, end));
+        at += window + Duration::from_millis(rng.random_range(200..2_000));
+    }
+    faults
+}
+
+fn host(id: u64) -> String {
+    format!("n{id}")
+}
+
+/// The node's flags, as `ledger-node` would parse them.
+fn node_config(id: u64, seed: u64) -> Result<ledger_node::config::Config> {
+    let args = [
+        "ledger-node".to_owned(),
+        format!("--id={id}"),
+        format!("--listen=0.0.0.0:{}", net::PORT),
+        format!("--advertise={}", net::addr(id)),
+        "--data-dir=/nonexistent/simulated".to_owned(),
+        "--insecure".to_owned(),
+        "--executor=false".to_owned(),
+        "--cluster-id=sim".to_owned(),
+        "--heartbeat-ms=50".to_owned(),
+        "--election-timeout-ms=300".to_owned(),
+        "--snapshot-every-entries=200".to_owned(),
+        "--log-keep-entries=50".to_owned(),
+        format!("--hash-seed={seed}"),
+    ];
+    let flags = ledger_node::config::Flags::try_parse_from(args)?;
+    flags.validate().map_err(|e| anyhow!("{e}"))
+}
+
+/// What the client hands back to the driver.
+#[derive(Default)]
+struct Shared {
+    load_done: AtomicBool,
+    healed: AtomicBool,
+    input: Mutex<Option<CheckInput>>,
+}
+
+/// Runs one seed to its verdicts.
+pub fn run_seed(seed: u64, options: &Options) -> Result<Outcome> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    // openraft's election timeouts: every host runs on this thread.
+    ledger_node::raft::runtime::seed_thread_rng(rng.random());
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(rng.random())
+        .simulation_duration(options.load + Duration::from_secs(120))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_micros(100))
+        .max_message_latency(Duration::from_millis(rng.random_range(1..30)))
+        .build();
+    let faults = MessageFaults::draw(&mut rng);
+    let nodes = options.nodes;
+    let disks: Vec<MemDisk> = (0..nodes)
+        .map(|_| MemDisk::new(Duration::from_millis(1)))
+        .collect();
+    let offsets: Vec<Arc<AtomicI64>> = (0..nodes).map(|_| Arc::default()).collect();
+    for id in 1..=nodes {
+        let disk = disks[(id - 1) as usize].clone();
+        let offset = offsets[(id - 1) as usize].clone();
+        let transport_seed: u64 = rng.random();
+        sim.host(host(id), move || {
+            let (disk, offset) = (disk.clone(), offset.clone());
+            async move {
+                let config = node_config(id, seed)?;
+                let seams = Seams {
+                    clock: Arc::new(SimClock::new(offset)),
+                    transport: Some(Arc::new(SimTransport::new(faults, transport_seed))),
+                    disk: Some(disk),
+                    watchdog: false,
+                };
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", net::PORT)).await?;
+                ledger_node::run_with(
+                    config,
+                    seams,
+                    |_| net::incoming(listener),
+                    std::future::pending(),
+                )
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error> { format!("node {id}: {e}").into() })
+            }
+        });
+    }
+    let shared = Arc::new(Shared::default());
+    let workload_seed: u64 = rng.random();
+    sim.client(
+        "client",
+        client(shared.clone(), options.clone(), workload_seed),
+    );
+
+    let mut plan = schedule(&mut rng, nodes, options.load);
+    plan.reverse();
+    let mut drawn = Vec::new();
+    let mut crashed = BTreeSet::new();
+    loop {
+        let now = sim.elapsed();
+        while plan.last().is_some_and(|(at, _)| *at <= now) {
+            let (at, fault) = plan.pop().expect("checked");
+            if shared.load_done.load(Ordering::Acquire) {
+                continue;
+            }
+            drawn.push(format!("{} ms: {fault:?}", at.as_millis()));
+            apply(&mut sim, &fault, &disks, &offsets, &mut crashed, nodes);
+        }
+        if shared.load_done.load(Ordering::Acquire) && !shared.healed.load(Ordering::Acquire) {
+            apply(
+                &mut sim,
+                &Fault::Repair,
+                &disks,
+                &offsets,
+                &mut crashed,
+                nodes,
+            );
+            for id in std::mem::take(&mut crashed) {
+                sim.bounce(host(id));
+            }
+            for disk in &disks {
+                disk.set_fsync_delay(Duration::from_millis(1));
+            }
+            shared.healed.store(true, Ordering::Release);
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(error) => return Err(anyhow!("seed {seed}: {error}")),
+        }
+    }
+    let input = shared
+        .input
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| anyhow!("seed {seed}: the client ended without a history"))?;
+    let history_hash = blake3::hash(&serde_json::to_vec(&(&input.history, &input.finals))?)
+        .to_hex()
+        .to_string();
+    Ok(Outcome {
+        seed,
+        history_hash,
+        ops: input.history.len(),
+        verdicts: check::check(&input),
+        faults: drawn,
+        simulated_ms: sim.elapsed().as_millis() as u64,
+    })
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    fault: &Fault,
+    disks: &[MemDisk],
+    offsets: &[Arc<AtomicI64>],
+    crashed: &mut BTreeSet<u64>,
+    nodes: u64,
+) {
+    let index = |id: u64| (id - 1) as usize;
+    match fault {
+        Fault::Partition(a, b) => {
+            for &x in a {
+                for &y in b {
+                    sim.partition(host(x), host(y));
+                }
+            }
+        }
+        Fault::Repair => {
+            for x in 1..=nodes {
+                for y in x + 1..=nodes {
+                    sim.repair(host(x), host(y));
+                }
+            }
+        }
+        Fault::Crash(id) => {
+            if crashed.insert(*id) {
+                sim.crash(host(*id));
+                disks[index(*id)].crash();
+            }
+        }
+        Fault::Restart(id) => {
+            if crashed.remove(id) {
+                sim.bounce(host(*id));
+            }
+        }
+        Fault::ClockJump(id, ms) => offsets[index(*id)].store(*ms, Ordering::Relaxed),
+        Fault::SlowDisk(id, delay) => disks[index(*id)].set_fsync_delay(*delay),
+    }
+}
+
+fn targets(nodes: u64) -> Targets {
+    Arc::new(std::sync::RwLock::new(
+        (1..=nodes)
+            .map(|id| Target {
+                id,
+                addr: net::addr(id),
+            })
+            .collect(),
+    ))
+}
+
+/// Retries `call` every 100 ms (simulated) until it succeeds, at most `attempts` times.
+async fn retried<T, F, Fut>(attempts: usize, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut last = anyhow!("never tried");
+    for _ in 0..attempts {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) => last = error,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
+
+async fn status(id: u64, with_digest: bool) -> Result<pb::StatusResponse> {
+    let mut client = ClusterClient::new(net::channel(&net::addr(id)).map_err(|e| anyhow!(e))?);
+    let mut request = tonic::Request::new(pb::StatusRequest { with_digest });
+    request.set_timeout(Duration::from_secs(1));
+    Ok(client.status(request).await?.into_inner())
+}
+
+/// The client: starts the cluster, creates the deals, runs the workload, waits for the driver
+/// to heal every fault, then reads every node's final state into `shared.input`.
+async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Result {
+    let nodes = options.nodes;
+    let recorder = Arc::new(Recorder::new(tokio::time::Instant::now()));
+    let members: Vec<pb::MemberAddr> = (1..=nodes)
+        .map(|id| pb::MemberAddr {
+            node_id: id,
+            addr: net::addr(id),
+        })
+        .collect();
+    retried(100, || {
+        let members = members.clone();
+        async move {
+            let mut cluster =
+                ClusterClient::new(net::channel(&net::addr(1)).map_err(|e| anyhow!(e))?);
+            cluster.init(pb::InitRequest { members }).await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("init")?;
+
+    let mut rng = JepsenRng::new(seed);
+    let deals = Arc::new(DealBook::default());
+    let terms = workload::deal_batch(0, 4, &mut rng);
+    for deal in &terms {
+        retried(300, || async {
+            let leader = status(1, false)
+                .await?
+                .leader_id
+                .ok_or_else(|| anyhow!("no leader yet"))?;
+            let mut admission =
+                AdmissionClient::new(net::channel(&net::addr(leader)).map_err(|e| anyhow!(e))?);
+            admission
+                .create_deal(pb::CreateDealRequest {
+                    deal_id: deal.deal_id.clone(),
+                    amount: workload::money(deal.amount_cents),
+                    max_investors: deal.max_investors,
+                    min_ticket: deal.min_ticket_cents.map(workload::money),
+                    max_ticket: deal.max_ticket_cents.map(workload::money),
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("create deal {}", deal.deal_id))?;
+    }
+    deals.open(terms, 4);
+
+    let connect: workload::Connect = Arc::new(|addr: &str| net::channel(addr).ok());
+    workload::run_workers(
+        WorkloadConfig {
+            workers: options.workers,
+            rate: options.rate,
+            duration: options.load,
+            max_ops: (options.rate * options.load.as_secs_f64() * 1.2) as u64 + 100,
+            seed,
+        },
+        targets(nodes),
+        Channels::with(connect),
+        deals.clone(),
+        recorder.clone(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
+
+    shared.load_done.store(true, Ordering::Release);
+    while !shared.healed.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let healed_us = recorder.now_us();
+    let mut liveness = Liveness {
+        healed_us,
+        ..Liveness::default()
+    };
+
+    // Every node at one applied index, with one leader agreed.
+    let statuses = retried(600, || async {
+        let mut statuses = Vec::new();
+        for id in 1..=nodes {
+            statuses.push(status(id, true).await?);
+        }
+        let leaders: BTreeSet<Option<u64>> = statuses.iter().map(|s| s.leader_id).collect();
+        let indexes: BTreeSet<u64> = statuses.iter().map(|s| s.applied_index).collect();
+        if leaders.len() != 1 || leaders.contains(&None) || indexes.len() != 1 {
+            return Err(anyhow!(
+                "not converged: leaders {leaders:?}, indexes {indexes:?}"
+            ));
+        }
+        Ok(statuses)
+    })
+    .await
+    .context("convergence after healing")?;
+    liveness.leader_us = Some(recorder.now_us());
+    liveness.waited_us = recorder.now_us() - healed_us;
+
+    let all = deals.all();
+    let mut finals: Vec<NodeFinal> = Vec::new();
+    let mut digests = Vec::new();
+    for status in &statuses {
+        let channel = net::channel(&net::addr(status.node_id)).map_err(|e| anyhow!(e))?;
+        finals.push(ledger_jepsen::run::node_final(channel, status, &all).await?);
+        digests.push(DigestSample {
+            node_id: status.node_id,
+            applied_index: status.applied_index,
+            digest: status.state_digest.clone(),
+        });
+    }
+    let input = CheckInput {
+        deals: all,
+        history: recorder.history(),
+        finals,
+        digests,
+        audit: None,
+        liveness,
+        log_times: Vec::new(),
+    };
+    *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(input);
+    Ok(())
+}
