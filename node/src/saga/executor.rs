@@ -25,7 +25,7 @@ use ledger_state_machine::{
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
-use super::partners::{CallError, Partners};
+use super::api::{CallError, PartnerApi};
 use crate::node::{Node, Proposed};
 
 /// Tunables of the executor.
@@ -79,7 +79,7 @@ enum Attempted<T> {
 /// The executor of one node.
 pub struct Executor {
     node: Arc<Node>,
-    partners: Partners,
+    partners: Arc<dyn PartnerApi>,
     config: ExecutorConfig,
     me: u64,
     running: Mutex<HashSet<RequestId>>,
@@ -90,7 +90,7 @@ impl Executor {
     /// Starts the executor of `node`, fed by `events` from its state machine store.
     pub fn start(
         node: Arc<Node>,
-        partners: Partners,
+        partners: Arc<dyn PartnerApi>,
         config: ExecutorConfig,
         events: mpsc::UnboundedReceiver<SagaEvent>,
     ) -> Arc<Executor> {
