@@ -46,7 +46,7 @@ use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
 use crate::saga::executor::{Executor, ExecutorConfig};
-use crate::saga::partners::Partners;
+use crate::saga::partners::HttpPartners;
 use crate::tls::Security;
 use crate::transport::{TonicTransport, Transport};
 
@@ -257,11 +257,11 @@ where
     let executor = match saga_events {
         Some(receiver) => {
             let partners =
-                Partners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
+                HttpPartners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
                     .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?;
             Some(Executor::start(
                 node.clone(),
-                partners,
+                Arc::new(partners),
                 ExecutorConfig::default(),
                 receiver,
             ))

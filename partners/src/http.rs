@@ -1,5 +1,6 @@
 //! The axum routes, the single error → response conversion ([`ApiError`]),
-//! and the reply mangling used by post-effect faults.
+//! and the delivery of a [`Wire`] (the reply [`Partners::answer`] decided)
+//! on the socket: held, or cut with the connection aborted.
 
 use std::io;
 
@@ -14,8 +15,9 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::books::{Books, BooksError, ChargeRequest, DocumentRequest, EmailRequest};
-use crate::faults::{FaultConfig, FaultConfigError, Plan, PostFault, Service};
+use crate::books::BooksError;
+use crate::exchange::{Delivery, Request, Wire};
+use crate::faults::{FaultConfig, FaultConfigError, Service};
 use crate::server::Partners;
 
 /// Every error reply. Converted to `{"error": "..."}` with its status code in
@@ -93,7 +95,7 @@ impl From<PathRejection> for ApiError {
 /// Parses a JSON body ourselves (instead of axum's `Json`) so a missing
 /// content type is accepted and syntax (400) vs shape (422) errors map
 /// cleanly.
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedBody(e.to_string()),
@@ -124,89 +126,35 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn charge(State(partners): State<Partners>, body: Bytes) -> Response {
-    let input = parse_json::<ChargeRequest>(&body);
-    guarded(
-        &partners,
-        Service::Payment,
-        true,
-        input,
-        |books, req, plan| {
-            let receipt =
-                books.charge(req, plan.decline, format!("pay_{}", plan.new_id.simple()))?;
-            tracing::info!(payment_id = %receipt.payment_id, status = ?receipt.status, "charge");
-            Ok(Json(receipt).into_response())
-        },
-    )
-    .await
+    exchange(&partners, Request::Charge(&body)).await
 }
 
 async fn void(
     State(partners): State<Partners>,
     key: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let input = key.map(|Path(key)| key).map_err(ApiError::from);
-    guarded(
-        &partners,
-        Service::Payment,
-        false,
-        input,
-        |books, key, _| {
-            let receipt = books.void(&key)?;
-            tracing::info!(key, status = ?receipt.status, "void");
-            Ok(Json(receipt).into_response())
-        },
-    )
-    .await
+    match key {
+        Ok(Path(key)) => exchange(&partners, Request::Void(&key)).await,
+        Err(rejection) => refused(&partners, Service::Payment, rejection.into()).await,
+    }
 }
 
 async fn payment_status(
     State(partners): State<Partners>,
     key: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let input = key.map(|Path(key)| key).map_err(ApiError::from);
-    guarded(
-        &partners,
-        Service::Payment,
-        false,
-        input,
-        |books, key, _| {
-            let view = books.payment(&key).ok_or(ApiError::UnknownKey)?;
-            Ok(Json(view).into_response())
-        },
-    )
-    .await
+    match key {
+        Ok(Path(key)) => exchange(&partners, Request::Payment(&key)).await,
+        Err(rejection) => refused(&partners, Service::Payment, rejection.into()).await,
+    }
 }
 
 async fn document(State(partners): State<Partners>, body: Bytes) -> Response {
-    let input = parse_json::<DocumentRequest>(&body);
-    guarded(
-        &partners,
-        Service::Documents,
-        false,
-        input,
-        |books, req, plan| {
-            let receipt = books.document(req, format!("doc_{}", plan.new_id.simple()))?;
-            tracing::info!(document_id = %receipt.document_id, "document");
-            Ok(Json(receipt).into_response())
-        },
-    )
-    .await
+    exchange(&partners, Request::Document(&body)).await
 }
 
 async fn email(State(partners): State<Partners>, body: Bytes) -> Response {
-    let input = parse_json::<EmailRequest>(&body);
-    guarded(
-        &partners,
-        Service::Email,
-        false,
-        input,
-        |books, req, plan| {
-            let receipt = books.email(req, format!("msg_{}", plan.new_id.simple()))?;
-            tracing::info!(message_id = %receipt.message_id, "email");
-            Ok(Json(receipt).into_response())
-        },
-    )
-    .await
+    exchange(&partners, Request::Email(&body)).await
 }
 
 async fn audit(State(partners): State<Partners>) -> Response {
@@ -237,52 +185,37 @@ fn as_fault_error(error: ApiError) -> ApiError {
     ApiError::Faults(FaultConfigError(error.to_string()))
 }
 
-/// Runs one partner request through the fault pipeline:
-/// latency → outage → transient error → request check → effect (under the
-/// books lock, never across an await) → post-effect fault.
-async fn guarded<T>(
-    partners: &Partners,
-    service: Service,
-    is_charge: bool,
-    input: Result<T, ApiError>,
-    apply: impl FnOnce(&mut Books, T, &Plan) -> Result<Response, ApiError>,
-) -> Response {
-    let plan = partners.plan(service, is_charge);
+/// Serves one request: the fault plan is rolled, its latency slept, then the books answer
+/// ([`Partners::answer`], shared with in-process callers) and the reply goes out as planned.
+async fn exchange(partners: &Partners, request: Request<'_>) -> Response {
+    let plan = partners.plan(request.service(), request.is_charge());
     if !partners.pause(plan.latency).await {
         return ApiError::ShuttingDown.into_response();
     }
-    if plan.outage {
-        return ApiError::Outage(service).into_response();
-    }
-    if plan.error {
-        tracing::debug!(%service, "injected transient error");
-        return ApiError::Transient(service).into_response();
-    }
-    let input = match input {
-        Ok(input) => input,
-        Err(error) => return error.into_response(),
-    };
-    let reply = partners
-        .with_books(|books| {
-            let before = books.events_len();
-            let reply = apply(books, input, &plan);
-            books.stamp_latency(before, plan.latency);
-            reply
-        })
-        .unwrap_or_else(IntoResponse::into_response);
-    match plan.post {
-        None => reply,
-        Some(fault) => {
-            tracing::debug!(%service, ?fault, "injected post-effect fault");
-            degrade(partners, reply, fault).await
-        }
-    }
+    deliver(partners, partners.answer(request, &plan)).await
 }
 
-/// Mangles a reply whose effect was already applied.
-async fn degrade(partners: &Partners, reply: Response, fault: PostFault) -> Response {
-    match fault {
-        PostFault::Delay(delay) => {
+/// Serves a request the route could not read, through the same plan and latency.
+async fn refused(partners: &Partners, service: Service, error: ApiError) -> Response {
+    let plan = partners.plan(service, false);
+    if !partners.pause(plan.latency).await {
+        return ApiError::ShuttingDown.into_response();
+    }
+    deliver(partners, partners.refuse(service, error, &plan)).await
+}
+
+/// Puts a [`Wire`] on the socket: whole, held, or cut with the connection aborted.
+async fn deliver(partners: &Partners, wire: Wire) -> Response {
+    let status = StatusCode::from_u16(wire.status).unwrap_or(StatusCode::IM_A_TEAPOT);
+    let reply = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        wire.body,
+    )
+        .into_response();
+    match wire.delivery {
+        Delivery::Now => reply,
+        Delivery::After(delay) => {
             if partners.pause(delay).await {
                 reply
             } else {
@@ -290,27 +223,7 @@ async fn degrade(partners: &Partners, reply: Response, fault: PostFault) -> Resp
                 aborting(reply, 0).await
             }
         }
-        PostFault::Drop => aborting(reply, 0).await,
-        PostFault::TruncatedBody => {
-            let (parts, body) = reply.into_parts();
-            let bytes = body_bytes(body).await;
-            let half = bytes.len() / 2;
-            aborting(Response::from_parts(parts, Body::from(bytes)), half).await
-        }
-        PostFault::MalformedJson => {
-            let (mut parts, body) = reply.into_parts();
-            let bytes = body_bytes(body).await;
-            // Half an object plus junk is never valid JSON.
-            let mut garbage = bytes[..bytes.len() / 2].to_vec();
-            garbage.extend_from_slice(b"\x00<<garbage>>");
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, Body::from(garbage))
-        }
-        PostFault::UnexpectedStatus(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
-            let body = json!({ "error": format!("simulated unexpected status {code}") });
-            (status, Json(body)).into_response()
-        }
+        Delivery::CutAfter(keep) => aborting(reply, keep).await,
     }
 }
 

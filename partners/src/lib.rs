@@ -21,6 +21,11 @@
 //!   [`serve_partners_tls`] and [`SpawnedPartners::start_tls`].
 //! - [`ApiError`] (module [`http`]): every error reply, turned into
 //!   `{"error": "..."}` with its status in one `IntoResponse` impl.
+//! - [`Partners::answer`] (module [`exchange`]): one request's reply as a
+//!   [`Wire`] (status, body, delivered at once, held or cut), without a
+//!   socket or a clock; the routes serve it, and in-process callers (the
+//!   node's simulation partners) use it directly after rolling
+//!   [`Partners::plan`] and waiting its latency on their own clock.
 //! - [`config::Args`]: the binary's clap flags (`LEDGER_PARTNERS_*` env).
 //!
 //! ```no_run
@@ -36,6 +41,7 @@
 
 pub mod books;
 pub mod config;
+pub mod exchange;
 pub mod faults;
 pub mod http;
 pub mod server;
@@ -46,8 +52,10 @@ pub use books::{
     ChargeStatus, DocumentReceipt, DocumentRequest, EmailReceipt, EmailRequest, PaymentState,
     PaymentView, VoidReceipt, VoidStatus,
 };
+pub use exchange::{Delivery, Request, Wire};
 pub use faults::{
-    FaultConfig, FaultConfigError, FaultState, Latency, Service, ServiceFaults, UnknownMode,
+    FaultConfig, FaultConfigError, FaultState, Latency, Plan, PostFault, Service, ServiceFaults,
+    UnknownMode,
 };
 pub use http::{router, ApiError};
 pub use server::{

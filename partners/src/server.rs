@@ -115,7 +115,9 @@ impl Partners {
         self.inner.stopping.send_replace(true);
     }
 
-    pub(crate) fn plan(&self, service: Service, is_charge: bool) -> Plan {
+    /// Rolls every fault decision for one request to `service` (the first thing a route does;
+    /// in-process callers do the same before [`Partners::answer`]).
+    pub fn plan(&self, service: Service, is_charge: bool) -> Plan {
         lock(&self.inner.faults).plan(service, is_charge)
     }
 

@@ -1,4 +1,6 @@
-//! The HTTP client of the payment, documents and e-mail partners (API: `partners/README.md`).
+//! The partners' HTTP API: [`HttpPartners`], the production [`PartnerApi`], and the wire
+//! knowledge it shares with the in-process partners of a simulation (request bodies,
+//! [`classify`] of replies), so that both see the same outcomes (API: `partners/README.md`).
 //!
 //! Every call carries its idempotency key, so a retry after a timeout, a reset connection or a
 //! garbled reply returns the partner's first result. Replies are classified into a definite
@@ -8,62 +10,117 @@
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use ledger_state_machine::Money;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-/// How a partner call went, when it did not give its answer.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// The charge's key was voided first (compensation ran): no charge can happen with it.
-    #[error("payment key voided")]
-    Voided,
-    /// The partner refused the request for good (e.g. the key was used with another payload).
-    #[error("refused: {0}")]
-    Permanent(String),
-    /// The effect may or may not have happened; retry with the same key.
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-}
-
-/// A charge's result.
-#[derive(Debug, Deserialize)]
-pub struct Charge {
-    /// The partner's payment id.
-    pub payment_id: String,
-    /// `succeeded` or `declined`.
-    pub status: String,
-}
+use super::api::{CallError, Charge, PartnerApi};
 
 #[derive(Deserialize)]
-struct VoidReply {
+pub(crate) struct VoidReply {
     status: String,
 }
 
 #[derive(Deserialize)]
-struct DocumentReply {
-    document_id: String,
+pub(crate) struct DocumentReply {
+    pub(crate) document_id: String,
 }
 
 #[derive(Deserialize)]
-struct EmailReply {
-    message_id: String,
+pub(crate) struct EmailReply {
+    pub(crate) message_id: String,
+}
+
+/// One request at the partners' API: the route and its JSON body. The in-process partners
+/// take the same bytes, so a payload means the same to both.
+pub(crate) enum Request {
+    /// `POST /v1/payments`.
+    Charge(Value),
+    /// `POST /v1/payments/{key}/void`.
+    Void(String),
+    /// `POST /v1/documents`.
+    Documents(Value),
+    /// `POST /v1/emails`.
+    Email(Value),
+}
+
+impl Request {
+    pub(crate) fn charge(key: &str, user_id: &str, amount: Money) -> Request {
+        Request::Charge(
+            json!({"idempotency_key": key, "user_id": user_id, "amount": amount.to_string(), "currency": "EUR"}),
+        )
+    }
+
+    pub(crate) fn documents(
+        key: &str,
+        request_id: &str,
+        deal_id: &str,
+        user_id: &str,
+        amount: Money,
+    ) -> Request {
+        Request::Documents(
+            json!({"idempotency_key": key, "request_id": request_id, "deal_id": deal_id, "user_id": user_id, "amount": amount.to_string()}),
+        )
+    }
+
+    pub(crate) fn email(key: &str, to: &str, subject: &str, body: &str) -> Request {
+        Request::Email(json!({"idempotency_key": key, "to": to, "subject": subject, "body": body}))
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Request::Charge(_) => "/v1/payments".into(),
+            Request::Void(key) => format!("/v1/payments/{key}/void"),
+            Request::Documents(_) => "/v1/documents".into(),
+            Request::Email(_) => "/v1/emails".into(),
+        }
+    }
+
+    pub(crate) fn body(&self) -> Option<&Value> {
+        match self {
+            Request::Charge(body) | Request::Documents(body) | Request::Email(body) => Some(body),
+            Request::Void(_) => None,
+        }
+    }
+
+    /// Only a charge can be refused because its key was voided.
+    pub(crate) fn is_charge(&self) -> bool {
+        matches!(self, Request::Charge(_))
+    }
+}
+
+/// A charge reply's status checked: anything but a definite answer is an unknown outcome.
+pub(crate) fn charge_answer(charge: Charge) -> Result<Charge, CallError> {
+    match charge.status.as_str() {
+        "succeeded" | "declined" => Ok(charge),
+        other => Err(CallError::Unknown(format!("charge status {other:?}"))),
+    }
+}
+
+/// A void reply's status: whether a charge was refunded.
+pub(crate) fn void_answer(void: VoidReply) -> Result<bool, CallError> {
+    match void.status.as_str() {
+        "refunded" => Ok(true),
+        "voided" | "declined" => Ok(false),
+        other => Err(CallError::Unknown(format!("void status {other:?}"))),
+    }
 }
 
 /// Largest reply body read from a partner; a longer one is an unknown outcome (the partner, or
 /// whoever answers in its place, cannot make a node buffer without bound).
 pub const REPLY_BYTES_MAX: usize = 64 * 1024;
 
-/// The partners, at one base URL.
+/// The partners over HTTP(S), at one base URL.
 #[derive(Clone)]
-pub struct Partners {
+pub struct HttpPartners {
     http: reqwest::Client,
     base: String,
 }
 
-impl Partners {
+impl HttpPartners {
     /// A client for the partners at `base_url`, with `timeout` per call. For `https://`, the
     /// partners' certificate must chain to `ca_pem` when given (a private CA, trusted alone),
     /// else to the public web roots.
@@ -71,7 +128,7 @@ impl Partners {
         base_url: &str,
         timeout: Duration,
         ca_pem: Option<&[u8]>,
-    ) -> Result<Partners, reqwest::Error> {
+    ) -> Result<HttpPartners, reqwest::Error> {
         let mut http = reqwest::Client::builder();
         if let Some(ca_pem) = ca_pem {
             http = http
@@ -86,81 +143,68 @@ impl Partners {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;
-        Ok(Partners {
+        Ok(HttpPartners {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
         })
     }
 
-    /// Charges `amount` to `user_id` under `key`.
-    pub async fn charge(
-        &self,
-        key: &str,
-        user_id: &str,
-        amount: Money,
-    ) -> Result<Charge, CallError> {
-        let body = json!({"idempotency_key": key, "user_id": user_id, "amount": amount.to_string(), "currency": "EUR"});
-        let charge: Charge = self.post("/v1/payments", Some(body), true).await?;
-        match charge.status.as_str() {
-            "succeeded" | "declined" => Ok(charge),
-            other => Err(CallError::Unknown(format!("charge status {other:?}"))),
+    /// POSTs `request` and decodes the reply.
+    async fn send<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
+        let mut post = self.http.post(format!("{}{}", self.base, request.path()));
+        if let Some(body) = request.body() {
+            post = post.json(body);
         }
-    }
-
-    /// Voids the payment `key`: refunds it if it was charged, else refuses any later charge with
-    /// it. Returns whether a charge was refunded.
-    pub async fn void(&self, key: &str) -> Result<bool, CallError> {
-        let void: VoidReply = self
-            .post(&format!("/v1/payments/{key}/void"), None, false)
-            .await?;
-        match void.status.as_str() {
-            "refunded" => Ok(true),
-            "voided" | "declined" => Ok(false),
-            other => Err(CallError::Unknown(format!("void status {other:?}"))),
-        }
-    }
-
-    /// Generates the legal documents of an investment.
-    pub async fn documents(
-        &self,
-        key: &str,
-        request_id: &str,
-        deal_id: &str,
-        user_id: &str,
-        amount: Money,
-    ) -> Result<String, CallError> {
-        let body = json!({"idempotency_key": key, "request_id": request_id, "deal_id": deal_id, "user_id": user_id, "amount": amount.to_string()});
-        let document: DocumentReply = self.post("/v1/documents", Some(body), false).await?;
-        Ok(document.document_id)
-    }
-
-    /// Sends an e-mail.
-    pub async fn email(
-        &self,
-        key: &str,
-        to: &str,
-        subject: &str,
-        body: &str,
-    ) -> Result<String, CallError> {
-        let body = json!({"idempotency_key": key, "to": to, "subject": subject, "body": body});
-        let email: EmailReply = self.post("/v1/emails", Some(body), false).await?;
-        Ok(email.message_id)
+        decode(post.send().await, request.is_charge()).await
     }
 }
 
-impl Partners {
-    /// POSTs `body` (if any) to `path` and decodes the reply.
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: Option<serde_json::Value>,
-        is_charge: bool,
-    ) -> Result<T, CallError> {
-        let mut request = self.http.post(format!("{}{path}", self.base));
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        decode(request.send().await, is_charge).await
+impl PartnerApi for HttpPartners {
+    fn charge<'a>(
+        &'a self,
+        key: &'a str,
+        user_id: &'a str,
+        amount: Money,
+    ) -> BoxFuture<'a, Result<Charge, CallError>> {
+        Box::pin(async move {
+            let request = Request::charge(key, user_id, amount);
+            self.send(request).await.and_then(charge_answer)
+        })
+    }
+
+    fn void<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CallError>> {
+        Box::pin(async move {
+            let request = Request::Void(key.to_owned());
+            self.send(request).await.and_then(void_answer)
+        })
+    }
+
+    fn documents<'a>(
+        &'a self,
+        key: &'a str,
+        request_id: &'a str,
+        deal_id: &'a str,
+        user_id: &'a str,
+        amount: Money,
+    ) -> BoxFuture<'a, Result<String, CallError>> {
+        Box::pin(async move {
+            let request = Request::documents(key, request_id, deal_id, user_id, amount);
+            let document: DocumentReply = self.send(request).await?;
+            Ok(document.document_id)
+        })
+    }
+
+    fn email<'a>(
+        &'a self,
+        key: &'a str,
+        to: &'a str,
+        subject: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<String, CallError>> {
+        Box::pin(async move {
+            let email: EmailReply = self.send(Request::email(key, to, subject, body)).await?;
+            Ok(email.message_id)
+        })
     }
 }
 
@@ -209,10 +253,25 @@ async fn decode<T: DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
+    classify(status, &body, is_charge)
+}
+
+/// What a whole reply means: the decoded answer, a voided key, a permanent refusal, or an
+/// unknown outcome. The one classification of replies, for HTTP and in-process partners alike.
+pub(crate) fn classify<T: DeserializeOwned>(
+    status: StatusCode,
+    body: &[u8],
+    is_charge: bool,
+) -> Result<T, CallError> {
+    if body.len() > REPLY_BYTES_MAX {
+        return Err(CallError::Unknown(format!(
+            "{status}: reply longer than {REPLY_BYTES_MAX} bytes"
+        )));
+    }
     match status {
-        StatusCode::OK => serde_json::from_slice(&body)
+        StatusCode::OK => serde_json::from_slice(body)
             .map_err(|e| CallError::Unknown(format!("malformed reply: {e}"))),
-        StatusCode::CONFLICT if is_charge && body.as_slice() == br#"{"error":"voided"}"# => {
+        StatusCode::CONFLICT if is_charge && body == br#"{"error":"voided"}"# => {
             Err(CallError::Voided)
         }
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
