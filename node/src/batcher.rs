@@ -219,13 +219,16 @@ async fn run(
                 if inflight.available_permits() + 1 >= inflight_entries_max {
                     break; // nothing else in flight
                 }
+                // In a fixed order (not tokio's random one), so that a simulation replays: a
+                // freed slot or the end of the linger ends the batch before one more command.
                 tokio::select! {
+                    biased;
+                    () = &mut freed => break,
+                    () = tokio::time::sleep_until(until) => break,
                     next = waiting.recv() => match next {
                         Some(next) => batch.push(next),
                         None => break,
                     },
-                    () = &mut freed => break,
-                    () = tokio::time::sleep_until(until) => break,
                 }
             }
         }

@@ -45,6 +45,7 @@ use crate::raft::mem_log::MemDisk;
 use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
+use crate::saga::api::PartnerApi;
 use crate::saga::executor::{Executor, ExecutorConfig};
 use crate::saga::partners::HttpPartners;
 use crate::tls::Security;
@@ -97,6 +98,10 @@ pub struct Seams {
     pub transport: Option<Arc<dyn Transport>>,
     /// The Raft log and snapshot on a simulated disk; `None`: sled and a file in `--data-dir`.
     pub disk: Option<MemDisk>,
+    /// The executor's partners; `None`: HTTP to `--partners-url`.
+    pub partners: Option<Arc<dyn PartnerApi>>,
+    /// Seed of the executor's retry jitter; `None`: random.
+    pub jitter_seed: Option<u64>,
     /// Whether the runtime watchdog runs (it measures real time against tokio's timers).
     pub watchdog: bool,
 }
@@ -107,6 +112,8 @@ impl Default for Seams {
             clock: Arc::new(SystemClock),
             transport: None,
             disk: None,
+            partners: None,
+            jitter_seed: None,
             watchdog: true,
         }
     }
@@ -256,13 +263,20 @@ where
     ));
     let executor = match saga_events {
         Some(receiver) => {
-            let partners =
-                HttpPartners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
-                    .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?;
+            let partners: Arc<dyn PartnerApi> = match seams.partners.clone() {
+                Some(partners) => partners,
+                None => Arc::new(
+                    HttpPartners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
+                        .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?,
+                ),
+            };
             Some(Executor::start(
                 node.clone(),
-                Arc::new(partners),
-                ExecutorConfig::default(),
+                partners,
+                ExecutorConfig {
+                    jitter_seed: seams.jitter_seed,
+                    ..ExecutorConfig::default()
+                },
                 receiver,
             ))
         }

@@ -7,8 +7,17 @@
 //! checker (`ledger_jepsen::check`) judges the history. The same seed gives the same history:
 //! [`Outcome::history_hash`] says so.
 
+mod cli;
 pub mod clock;
 pub mod net;
 mod scenario;
 
+/// Whether this build replays a seed exactly: tokio draws `select!` branch orders and `watch`
+/// wake orders from its runtime's generator, which turmoil seeds only when tokio is built with
+/// `--cfg tokio_unstable` (`.cargo/config.toml`; a RUSTFLAGS variable replaces it).
+pub fn deterministic() -> bool {
+    cfg!(tokio_unstable)
+}
+
+pub use cli::cli_main;
 pub use scenario::{run_seed, Options, Outcome};

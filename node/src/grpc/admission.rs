@@ -338,10 +338,12 @@ impl pb::admission_server::Admission for AdmissionService {
                 }
                 // Saga events wake the watch; until the request reaches this replica (a rejection
                 // has no saga, hence no event), every applied entry does.
+                // In a fixed order (not tokio's random one), so that a simulation replays.
                 tokio::select! {
+                    biased;
+                    () = sender.closed() => return,
                     () = watch.changed() => {}
                     changed = applied.changed(), if !present => if changed.is_err() { return },
-                    () = sender.closed() => return,
                 }
             }
         });

@@ -40,6 +40,8 @@ pub struct ExecutorConfig {
     pub retry_delay_min: Duration,
     /// Longest retry delay.
     pub retry_delay_max: Duration,
+    /// Seed of the retry jitter; `None`: a random one per process. A simulation fixes it.
+    pub jitter_seed: Option<u64>,
 }
 
 impl ExecutorConfig {
@@ -62,6 +64,7 @@ impl Default for ExecutorConfig {
             notify_attempts_max: 6,
             retry_delay_min: Duration::from_millis(100),
             retry_delay_max: Duration::from_secs(3),
+            jitter_seed: None,
         }
     }
 }
@@ -97,7 +100,10 @@ impl Executor {
         let executor = Arc::new(Executor {
             me,
             // std's hasher keys are random per process: jitter needs no more than that here.
-            seed: std::collections::hash_map::RandomState::new().hash_one(me),
+            seed: match config.jitter_seed {
+                Some(seed) => seed ^ me.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                None => std::collections::hash_map::RandomState::new().hash_one(me),
+            },
             permits: Arc::new(Semaphore::new(config.concurrency)),
             node,
             partners,
@@ -132,7 +138,13 @@ impl Executor {
             // A snapshot install replaces the state without saga events: sweep at once then,
             // rather than at the next period.
             let replaced = replica.replaced();
+            // In a fixed order (not tokio's random one), so that a simulation replays which
+            // worker starts first; the rare branches first, so a stream of events cannot hold
+            // them back.
             tokio::select! {
+                biased;
+                () = replaced => self.sweep(),
+                _ = sweep.tick() => self.sweep(),
                 event = events.recv() => match event {
                     Some(event) if event.executor == Some(self.me) && event.step != SagaStep::Done => {
                         self.ensure_worker(event.request_id);
@@ -140,8 +152,6 @@ impl Executor {
                     Some(_) => {}
                     None => break,
                 },
-                _ = sweep.tick() => self.sweep(),
-                () = replaced => self.sweep(),
             }
         }
         heartbeats.abort();
