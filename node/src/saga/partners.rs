@@ -150,7 +150,7 @@ impl HttpPartners {
     }
 
     /// POSTs `request` and decodes the reply.
-    async fn send<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
+    async fn post<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
         let mut post = self.http.post(format!("{}{}", self.base, request.path()));
         if let Some(body) = request.body() {
             post = post.json(body);
@@ -159,7 +159,27 @@ impl HttpPartners {
     }
 }
 
-impl PartnerApi for HttpPartners {
+impl Carrier for HttpPartners {
+    fn send<T: DeserializeOwned>(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<T, CallError>> + Send {
+        self.post(request)
+    }
+}
+
+/// How a partner request travels and its reply comes back: HTTP ([`HttpPartners`]), or the
+/// simulation's books in-process (`saga::sim::SimPartners`). Both speak the same requests and
+/// classify the same replies, so the four calls are written once, here.
+pub(crate) trait Carrier: Send + Sync {
+    /// Sends `request` and reads its reply as a `T`, or says why not.
+    fn send<T: DeserializeOwned>(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<T, CallError>> + Send;
+}
+
+impl<C: Carrier> PartnerApi for C {
     fn charge<'a>(
         &'a self,
         key: &'a str,

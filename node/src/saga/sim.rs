@@ -18,12 +18,11 @@ use std::time::Duration;
 
 use futures_util::future::{self, BoxFuture, Either};
 use ledger_partners::{Delivery, FaultConfig, FaultConfigError, Partners};
-use ledger_state_machine::Money;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use super::api::{CallError, Charge, PartnerApi};
-use super::partners::{charge_answer, classify, void_answer, DocumentReply, EmailReply, Request};
+use super::api::CallError;
+use super::partners::{classify, Carrier, Request};
 
 /// How the simulated partners wait: given a duration, a future that completes after it.
 pub type Sleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -67,7 +66,7 @@ impl SimPartners {
     }
 
     /// One call, the way HTTP would carry it, bounded by the call timeout.
-    async fn send<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
+    async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
         let timeout = (self.sleep)(self.call_timeout);
         match future::select(Box::pin(self.exchange(&request)), timeout).await {
             Either::Left((reply, _)) => reply,
@@ -117,52 +116,12 @@ impl SimPartners {
     }
 }
 
-impl PartnerApi for SimPartners {
-    fn charge<'a>(
-        &'a self,
-        key: &'a str,
-        user_id: &'a str,
-        amount: Money,
-    ) -> BoxFuture<'a, Result<Charge, CallError>> {
-        Box::pin(async move {
-            let request = Request::charge(key, user_id, amount);
-            self.send(request).await.and_then(charge_answer)
-        })
-    }
-
-    fn void<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, CallError>> {
-        Box::pin(async move {
-            let request = Request::Void(key.to_owned());
-            self.send(request).await.and_then(void_answer)
-        })
-    }
-
-    fn documents<'a>(
-        &'a self,
-        key: &'a str,
-        request_id: &'a str,
-        deal_id: &'a str,
-        user_id: &'a str,
-        amount: Money,
-    ) -> BoxFuture<'a, Result<String, CallError>> {
-        Box::pin(async move {
-            let request = Request::documents(key, request_id, deal_id, user_id, amount);
-            let document: DocumentReply = self.send(request).await?;
-            Ok(document.document_id)
-        })
-    }
-
-    fn email<'a>(
-        &'a self,
-        key: &'a str,
-        to: &'a str,
-        subject: &'a str,
-        body: &'a str,
-    ) -> BoxFuture<'a, Result<String, CallError>> {
-        Box::pin(async move {
-            let email: EmailReply = self.send(Request::email(key, to, subject, body)).await?;
-            Ok(email.message_id)
-        })
+impl Carrier for SimPartners {
+    fn send<T: DeserializeOwned>(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<T, CallError>> + Send {
+        self.call(request)
     }
 }
 
@@ -171,6 +130,7 @@ mod tests {
     use std::sync::Mutex;
 
     use ledger_partners::{Latency, SpawnedPartners, UnknownMode};
+    use ledger_state_machine::Money;
 
     use super::*;
     use crate::saga::api::{Call, Reply};
