@@ -531,14 +531,17 @@ async fn agreed_leader(world: &World) -> Option<u64> {
 }
 
 /// Request ids still PENDING in any deal (linearizable reads through the leader).
+/// The PENDING investments of every deal, the probe's included: the final reads must not race
+/// a probe saga still running (its deal's counters and its investment read at two moments).
 async fn pending(operator: &Client, deals: &DealBook) -> Result<Vec<String>> {
     let mut stuck = Vec::new();
-    for deal in deals.all() {
-        let counters = operator.deal(&deal.deal_id).await?;
+    let ids = deals.all().into_iter().map(|deal| deal.deal_id);
+    for deal_id in std::iter::once(PROBE_DEAL.to_owned()).chain(ids) {
+        let counters = operator.deal(&deal_id).await?;
         if counters.investor_count == counters.confirmed_count {
             continue;
         }
-        for inv in operator.deal_investments(&deal.deal_id).await? {
+        for inv in operator.deal_investments(&deal_id).await? {
             if inv.status == pb::InvestmentStatus::Pending as i32 {
                 stuck.push(inv.request_id);
             }
