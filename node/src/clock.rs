@@ -108,6 +108,14 @@ impl LogClock {
 
     /// Notes the log time of the entries this replica just applied.
     pub fn observe_log_time(&self, log_time_ms: u64) {
+        if log_time_ms == 0 {
+            // A replica that has applied no stamped entry has no log time yet. Taken as one,
+            // it made a new leader without readings stamp "1970 plus a few seconds" (the
+            // extrapolation below), and log time then crawled back at 5 s per entry, lapsing
+            // every executor's lease and every saga's deadline on the way (found by the
+            // simulation: seeds 55, 123, 228, 372).
+            return;
+        }
         let mut seen = self.log_time.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.is_none_or(|(ms, _)| log_time_ms > ms) {
             *seen = Some((log_time_ms, self.clock.now()));
@@ -242,6 +250,16 @@ mod tests {
         // Both followers heard: the median.
         clock.record(3, REAL + 100, later, later);
         assert_eq!(clock.stamp_at(REAL + 7_200_000, later, 3), REAL + 100);
+    }
+
+    #[test]
+    fn a_replica_without_log_time_lets_a_new_leader_stamp_its_wall_clock() {
+        let now = Instant::now();
+        let clock = LogClock::default();
+        // What a fresh replica reports before any stamped entry: no log time at all.
+        clock.observe_log_time(0);
+        let later = now + Duration::from_millis(100);
+        assert_eq!(clock.stamp_at(REAL, later, 3), REAL);
     }
 
     #[test]
