@@ -634,6 +634,16 @@ async fn list_stale(
     client: &mut AdmissionClient<Channel>,
     deal_id: &str,
 ) -> Result<Vec<FinalInvestment>> {
+    let all = list_investments(client, deal_id, pb::Consistency::Stale).await?;
+    Ok(all.into_iter().map(final_investment).collect())
+}
+
+/// Every investment of `deal_id`, page after page, read with `consistency`.
+pub async fn list_investments(
+    client: &mut AdmissionClient<Channel>,
+    deal_id: &str,
+    consistency: pb::Consistency,
+) -> Result<Vec<pb::Investment>> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
@@ -642,11 +652,11 @@ async fn list_stale(
                 deal_id: deal_id.to_owned(),
                 page_size: 1_000,
                 page_token: token.clone(),
-                consistency: pb::Consistency::Stale as i32,
+                consistency: consistency as i32,
             })
             .await?
             .into_inner();
-        out.extend(page.investments.into_iter().map(final_investment));
+        out.extend(page.investments);
         if page.next_page_token.is_empty() {
             return Ok(out);
         }

@@ -412,28 +412,17 @@ async fn pending(leader: u64, deals: &DealBook) -> Result<Vec<String>> {
     let mut stuck = Vec::new();
     let ids = deals.all().into_iter().map(|deal| deal.deal_id);
     for deal_id in std::iter::once(PROBE_DEAL.to_owned()).chain(ids) {
-        let mut token = String::new();
-        loop {
-            let page = admission
-                .list_investments(pb::ListInvestmentsRequest {
-                    deal_id: deal_id.clone(),
-                    page_size: 1_000,
-                    page_token: token.clone(),
-                    consistency: pb::Consistency::Linearizable as i32,
-                })
-                .await?
-                .into_inner();
-            stuck.extend(
-                page.investments
-                    .into_iter()
-                    .filter(|i| i.status == pb::InvestmentStatus::Pending as i32)
-                    .map(|i| i.request_id),
-            );
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+        let all = ledger_jepsen::run::list_investments(
+            &mut admission,
+            &deal_id,
+            pb::Consistency::Linearizable,
+        )
+        .await?;
+        stuck.extend(
+            all.into_iter()
+                .filter(|i| i.status == pb::InvestmentStatus::Pending as i32)
+                .map(|i| i.request_id),
+        );
     }
     Ok(stuck)
 }
