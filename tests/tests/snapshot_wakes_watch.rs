@@ -153,12 +153,28 @@ async fn a_watch_on_a_follower_wakes_when_a_snapshot_brings_the_change() {
             .expect("the stream is open");
         assert_eq!(next.request_id, request_id);
         assert_eq!(next.saga_step(), pb::SagaStep::Void);
-        let status = cluster.status(follower).await.expect("follower status");
-        assert!(
-            status.snapshot_index >= purged,
-            "node {follower} caught up without a snapshot covering the purged log ({} < {purged})",
-            status.snapshot_index
-        );
+        // The watch wakes when the state machine installs the snapshot; Raft's metrics, which
+        // `Status` reports, catch up a moment later (seen in CI: the stream came first).
+        wait_until(
+            Duration::from_secs(10),
+            "the follower's status to show a snapshot covering the purged log",
+            || {
+                let cluster = &cluster;
+                async move {
+                    let status = cluster.status(follower).await?;
+                    if status.snapshot_index >= purged {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "node {follower} caught up without a snapshot covering the purged \
+                             log ({} < {purged})",
+                            status.snapshot_index
+                        ))
+                    }
+                }
+            },
+        )
+        .await;
         assert!(
             cluster.latest_log_contains(follower, "snapshot installed"),
             "node {follower} does not log a snapshot installation"
