@@ -1,27 +1,28 @@
-//! Every openraft message and persisted record the node decodes with
-//! `ledger_state_machine::codec::decode` (bincode 2 over serde), with a `TypeConfig` equal to
-//! the node's (`node/src/raft/mod.rs`: `D = Entry`, `R = ApplyReply`, `u64` node ids,
-//! `BasicNode`), declared again here so that the fuzz build does not include the node:
+//! Every openraft message the node decodes with `ledger_state_machine::codec::decode` (bincode 2
+//! over serde), with a `TypeConfig` equal to the node's (`node/src/raft/mod.rs`:
+//! `D = EncodedEntry`, `R = ApplyReply`, `u64` node ids, `BasicNode`), declared again here so
+//! that the fuzz build does not include the node, and every persisted record
+//! (`codec::record`):
 //! - the Raft service's requests (`grpc/raft.rs`): `AppendEntriesRequest`, `VoteRequest`,
 //!   `InstallSnapshotRequest` and `Propose`'s `Command`;
 //! - the replies the client half decodes (`raft/network.rs`): the three responses and the
 //!   `RaftError`s, and `Propose`'s `(u64, Applied)` (`node.rs`);
-//! - the sled log store's records (`raft/log_store.rs`): `crc32 (LE) ‖ payload` of a log entry,
-//!   the vote, the purged and the committed log ids (`unseal` is private, so the same layout is
-//!   decoded here);
-//! - the snapshot file (`raft/state_machine.rs`): `crc32 ‖ { meta, data }`, whose `data` is a
-//!   state snapshot (`SnapshotFile` is private; the same layout is declared here).
+//! - the sled log store's records (`raft/log_store.rs`): a log entry, the vote, the purged and
+//!   the committed log ids, of this layout or of format 0;
+//! - the snapshot file (`raft/state_machine.rs`), whose `data` is a state snapshot.
 //!
 //! The first byte picks the type; for the checksummed records, the next byte says whether the
 //! target seals the rest itself (so that the fuzzer reaches the payload) or takes it as is.
 //! Asserts: never panics; whatever decodes re-encodes to bytes that decode again and re-encode
-//! identically; a log entry's membership can be looked at as openraft does.
+//! identically (a record: re-encodes to one that decodes to the same value); a log entry's
+//! membership can be looked at as openraft does.
 
 #![no_main]
 
 use std::fmt::Debug;
 
-use ledger_state_machine::{codec, AdmissionState, Applied, Command, Entry};
+use ledger_state_machine::codec::record::{self, EncodedEntry, RecordError};
+use ledger_state_machine::{codec, AdmissionState, Applied, Command};
 use libfuzzer_sys::fuzz_target;
 use openraft::entry::RaftPayload;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -29,7 +30,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, EffectiveMembership, SnapshotMeta, Vote};
+use openraft::EffectiveMembership;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,7 @@ struct ApplyReply {
 openraft::declare_raft_types!(
     /// `ledger_node::raft::TypeConfig`, declared again.
     TypeConfig:
-        D = Entry,
+        D = EncodedEntry,
         R = ApplyReply,
         NodeId = u64,
         Node = openraft::BasicNode,
@@ -50,14 +51,6 @@ openraft::declare_raft_types!(
 );
 
 type LogEntry = openraft::Entry<TypeConfig>;
-type LogId = openraft::LogId<u64>;
-
-/// The layout of the node's snapshot file payload (`raft/state_machine.rs`, private there).
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<u64, BasicNode>,
-    data: Vec<u8>,
-}
 
 /// Decodes `bytes` as `T`; if it decodes, checks the encoding round trip.
 fn round_trip<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8]) -> Option<T> {
@@ -76,16 +69,28 @@ fn round_trip<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8]) -> Option<T
     Some(value)
 }
 
-/// `unseal` of the log store: checksum, then payload.
-fn unseal<T: Serialize + DeserializeOwned + Debug>(record: &[u8]) -> Option<T> {
-    let (checksum, payload) = record.split_first_chunk::<4>()?;
-    if crc32fast::hash(payload) != u32::from_le_bytes(*checksum) {
-        return None;
+/// Decodes a record; if it decodes, checks that its re-encoding decodes to the same value, and
+/// that a record of this build's layout re-encodes to its own bytes.
+fn record_round_trip<T: PartialEq + Debug>(
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, RecordError>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> Option<T> {
+    let value = decode(bytes).ok()?;
+    let encoded = encode(&value);
+    match decode(&encoded) {
+        Ok(again) => assert_eq!(again, value, "{value:?} re-encodes to another value"),
+        Err(error) => panic!("{value:?} re-encodes to bytes that do not decode: {error}"),
     }
-    round_trip(payload)
+    if bytes.get(4) == Some(&0xFF) {
+        assert_eq!(encoded, bytes, "unstable encoding of {value:?}");
+    }
+    let _ = format!("{value:?}");
+    Some(value)
 }
 
-/// The record as stored: `seal` when `seal_it`, else the bytes as they are.
+/// The record as stored: with a checksum of the bytes when `seal_it`, else the bytes as they
+/// are.
 fn record(seal_it: bool, bytes: &[u8]) -> Vec<u8> {
     if seal_it {
         let mut record = crc32fast::hash(bytes).to_le_bytes().to_vec();
@@ -98,6 +103,9 @@ fn record(seal_it: bool, bytes: &[u8]) -> Vec<u8> {
 
 fn look_at_entry(entry: &LogEntry) {
     let _ = entry.is_blank();
+    if let openraft::EntryPayload::Normal(encoded) = &entry.payload {
+        let _ = encoded.entry().map(|entry| entry.commands.len());
+    }
     if let Some(membership) = entry.get_membership() {
         let effective = EffectiveMembership::new(Some(entry.log_id), membership.clone());
         let _ = effective.voter_ids().count();
@@ -163,21 +171,44 @@ fuzz_target!(|data: &[u8]| {
             let _ = round_trip::<ApplyReply>(rest);
         }
         10 => {
-            if let Some(entry) = unseal::<LogEntry>(&record(seal_it, sealed)) {
-                look_at_entry(&entry);
+            if let Some(entry) = record_round_trip(
+                &record(seal_it, sealed),
+                record::decode_log_record,
+                record::encode_log_record,
+            ) {
+                if let record::PayloadRecord::Normal(encoded) = &entry.payload {
+                    let _ = encoded.entry();
+                }
             }
         }
         11 => {
-            let _ = unseal::<Vote<u64>>(&record(seal_it, sealed));
+            let _ = record_round_trip(
+                &record(seal_it, sealed),
+                record::decode_vote_record,
+                record::encode_vote_record,
+            );
         }
         12 => {
-            let _ = unseal::<LogId>(&record(seal_it, sealed));
+            let _ = record_round_trip(
+                &record(seal_it, sealed),
+                record::decode_purged_record,
+                |id| record::encode_log_id_record(id.as_ref()),
+            );
         }
         13 => {
-            let _ = unseal::<Option<LogId>>(&record(seal_it, sealed));
+            let _ = record_round_trip(
+                &record(seal_it, sealed),
+                record::decode_committed_record,
+                |id| record::encode_log_id_record(id.as_ref()),
+            );
         }
         _ => {
-            if let Some(file) = unseal::<SnapshotFile>(&record(seal_it, sealed)) {
+            let file = record_round_trip(
+                &record(seal_it, sealed),
+                record::decode_snapshot_record,
+                |file| record::encode_snapshot_record(&file.head, &file.data),
+            );
+            if let Some(file) = file {
                 if let Ok(state) = AdmissionState::decode_snapshot(&file.data) {
                     let _ = state.digest();
                 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledger_state_machine::codec::record::EncodedEntry;
 use ledger_state_machine::{Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
@@ -263,7 +264,8 @@ async fn run(
             },
             commands,
         };
-        let proposed = raft.client_write_ff(entry).await;
+        // Encoded once: these bytes go to this node's disk and to every follower.
+        let proposed = raft.client_write_ff(EncodedEntry::new(entry)).await;
         drop(gate);
         let receiver = match proposed {
             Ok(receiver) => receiver,

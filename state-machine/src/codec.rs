@@ -18,6 +18,8 @@ use crate::state::{AdmissionState, Deal, DealCounters, Executor, InvIdx, Investm
 use crate::table::KeyedVec;
 use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
 
+pub mod record;
+
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// Version of the snapshot payload layout written by this build.
@@ -103,7 +105,7 @@ fn whole<T>(value: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
 /// command they can hold is unchanged).
 pub const ENTRY_FORMAT_VERSION: u32 = 2;
 
-mod entry_format {
+pub(crate) mod entry_format {
     use std::fmt;
 
     use serde::de::{Error, SeqAccess, Visitor};
@@ -159,17 +161,24 @@ mod entry_format {
                     commands: commands.into_iter().map(CommandV0::upgrade).collect(),
                 });
             }
-            let version: u32 = seq.next_element()?.ok_or_else(missing)?;
-            if !(1..=ENTRY_FORMAT_VERSION).contains(&version) {
-                return Err(A::Error::custom(format!(
-                    "log entry format version {version} is newer than this build reads \
-                     ({ENTRY_FORMAT_VERSION}): upgrade this node"
-                )));
-            }
-            let header = seq.next_element()?.ok_or_else(missing)?;
-            let commands = seq.next_element()?.ok_or_else(missing)?;
-            Ok(Entry { header, commands })
+            versioned_rest(&mut seq)
         }
+    }
+
+    /// The rest of a versioned entry, after its leading `VERSIONED` (also read by
+    /// `record::EncodedEntry`, which tells a peer's inline entry from its own encoded bytes).
+    pub(crate) fn versioned_rest<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<Entry, A::Error> {
+        let missing = || A::Error::custom("a log entry ends early");
+        let version: u32 = seq.next_element()?.ok_or_else(missing)?;
+        if !(1..=ENTRY_FORMAT_VERSION).contains(&version) {
+            return Err(A::Error::custom(format!(
+                "log entry format version {version} is newer than this build reads \
+                 ({ENTRY_FORMAT_VERSION}): upgrade this node"
+            )));
+        }
+        let header = seq.next_element()?.ok_or_else(missing)?;
+        let commands = seq.next_element()?.ok_or_else(missing)?;
+        Ok(Entry { header, commands })
     }
 
     /// [`Command`] before entry format versions: no waitlist, schedules or `Withdraw`.

@@ -36,7 +36,7 @@ async fn submit(node: &NodeClients, n: usize) -> pb::SubmitResponse {
         deal_id: DEAL.into(),
         user_id: format!("user-{n}"),
         amount: money(100 + n as u64),
-        waitlist: n % 5 == 0,
+        waitlist: n.is_multiple_of(5),
         waitlist_ttl_ms: None,
     };
     load::submit_retrying(

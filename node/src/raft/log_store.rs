@@ -1,6 +1,8 @@
 //! The Raft log on sled: entries, vote, committed and purged markers.
 //!
-//! Every record is stored as `crc32 (4 bytes, little endian) ‖ bincode`, and the checksum is
+//! Every record is laid out by `ledger_state_machine::codec::record` (`records.rs` maps openraft's
+//! types onto it): a crc32, a format version, and the project's own layout; records of the
+//! previous format (openraft's serde layout in bincode) are read as well. The checksum is
 //! verified on every read: sled survives process crashes, but its flush does not force the disk's
 //! own write cache and it has known corruption reports after abrupt stops, so a record that does
 //! not check out is reported as corrupt instead of being used. [`LogStore::open`] also checks the
@@ -18,12 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use ledger_state_machine::codec;
+use ledger_state_machine::codec::record::RecordError;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, Vote};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use super::records;
 use super::{LogEntry, LogId, StorageError, TypeConfig};
 
 const VOTE_KEY: &[u8] = b"vote";
@@ -109,24 +110,6 @@ pub struct LogSummary {
     pub purged_index: Option<u64>,
 }
 
-fn seal<T: Serialize>(value: &T) -> Vec<u8> {
-    let payload = codec::encode(value);
-    let mut record = Vec::with_capacity(4 + payload.len());
-    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    record.extend_from_slice(&payload);
-    record
-}
-
-fn unseal<T: DeserializeOwned>(record: &[u8]) -> Result<T, String> {
-    let (checksum, payload) = record
-        .split_first_chunk::<4>()
-        .ok_or_else(|| "shorter than its checksum".to_owned())?;
-    if crc32fast::hash(payload) != u32::from_le_bytes(*checksum) {
-        return Err("checksum mismatch".to_owned());
-    }
-    codec::decode(payload).map_err(|e| e.to_string())
-}
-
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -180,9 +163,9 @@ impl LogStore {
         let Some(record) = self.meta.get(PURGED_KEY)? else {
             return Ok(());
         };
-        let purged: LogId = unseal(&record).map_err(|reason| CorruptLog::BadRecord {
+        let purged = records::decode_purged(&record).map_err(|e| CorruptLog::BadRecord {
             key: "purged".into(),
-            reason,
+            reason: e.to_string(),
         })?;
         remove_up_to(&self.logs, purged.index, Duration::ZERO)?;
         self.db.flush()?;
@@ -195,13 +178,14 @@ impl LogStore {
             Ok(self.meta.get(key)?.map(|v| v.to_vec()))
         };
         let vote: Option<Vote<u64>> = read_meta(VOTE_KEY)?
-            .map(|v| unseal(&v).map_err(|e| bad("vote".into(), e)))
+            .map(|v| records::decode_vote(&v).map_err(|e| bad("vote".into(), e.to_string())))
             .transpose()?;
         let purged: Option<LogId> = read_meta(PURGED_KEY)?
-            .map(|v| unseal(&v).map_err(|e| bad("purged".into(), e)))
+            .map(|v| records::decode_purged(&v).map_err(|e| bad("purged".into(), e.to_string())))
             .transpose()?;
         if let Some(committed) = read_meta(COMMITTED_KEY)? {
-            unseal::<Option<LogId>>(&committed).map_err(|e| bad("committed".into(), e))?;
+            records::decode_committed(&committed)
+                .map_err(|e| bad("committed".into(), e.to_string()))?;
         }
         let mut summary = LogSummary {
             purged_index: purged.map(|p| p.index),
@@ -214,7 +198,8 @@ impl LogStore {
             let key_index = <[u8; 8]>::try_from(key.as_ref())
                 .map(u64::from_be_bytes)
                 .map_err(|_| bad(format!("{key:?}"), "key is not an index".into()))?;
-            let entry: LogEntry = unseal(&value).map_err(|e| bad(key_index.to_string(), e))?;
+            let entry = records::decode_entry(&value)
+                .map_err(|e| bad(key_index.to_string(), e.to_string()))?;
             if entry.log_id.index != key_index {
                 return Err(bad(
                     key_index.to_string(),
@@ -259,10 +244,11 @@ impl LogStore {
         Ok(summary)
     }
 
-    fn read_meta<T: DeserializeOwned>(
+    fn read_meta<T>(
         &self,
         key: &'static [u8],
         subject: ErrorSubject<u64>,
+        decode: fn(&[u8]) -> Result<T, RecordError>,
     ) -> Result<Option<T>, StorageError> {
         let Some(record) = self
             .meta
@@ -271,20 +257,20 @@ impl LogStore {
         else {
             return Ok(None);
         };
-        unseal(&record)
+        decode(&record)
             .map(Some)
             .map_err(|e| read_error(subject, e))
     }
 
-    async fn write_meta<T: Serialize>(
+    async fn write_meta(
         &self,
         key: &'static [u8],
-        value: &T,
+        record: Vec<u8>,
         subject: ErrorSubject<u64>,
         durable: bool,
     ) -> Result<(), StorageError> {
         self.meta
-            .insert(key, seal(value))
+            .insert(key, record)
             .map_err(|e| write_error(subject.clone(), e))?;
         if durable {
             self.db
@@ -303,7 +289,7 @@ impl LogStore {
         else {
             return Ok(None);
         };
-        let entry: LogEntry = unseal(&value)
+        let entry = records::decode_entry(&value)
             .map_err(|e| read_error(ErrorSubject::Logs, format!("entry at key {key:?}: {e}")))?;
         Ok(Some(entry.log_id))
     }
@@ -328,7 +314,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut entries = Vec::new();
         for record in self.logs.range::<[u8; 8], _>((start, end)) {
             let (key, value) = record.map_err(|e| read_error(ErrorSubject::Logs, e))?;
-            let entry: LogEntry = unseal(&value).map_err(|e| {
+            let entry = records::decode_entry(&value).map_err(|e| {
                 read_error(ErrorSubject::Logs, format!("entry at key {key:?}: {e}"))
             })?;
             entries.push(entry);
@@ -341,7 +327,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.read_meta(PURGED_KEY, ErrorSubject::Store)?;
+        let last_purged_log_id =
+            self.read_meta(PURGED_KEY, ErrorSubject::Store, records::decode_purged)?;
         // While a background purge runs, the last entry can be one it has yet to remove.
         let last_log_id = match (self.last_entry_id()?, last_purged_log_id) {
             (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
@@ -358,23 +345,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        self.write_meta(VOTE_KEY, vote, ErrorSubject::Vote, true)
-            .await
+        self.write_meta(
+            VOTE_KEY,
+            records::encode_vote(vote),
+            ErrorSubject::Vote,
+            true,
+        )
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
-        self.read_meta(VOTE_KEY, ErrorSubject::Vote)
+        self.read_meta(VOTE_KEY, ErrorSubject::Vote, records::decode_vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed: a lost committed marker only means re-applying from the snapshot on start.
-        self.write_meta(COMMITTED_KEY, &committed, ErrorSubject::Store, false)
+        let record = records::encode_log_id(committed.as_ref());
+        self.write_meta(COMMITTED_KEY, record, ErrorSubject::Store, false)
             .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
         Ok(self
-            .read_meta::<Option<LogId>>(COMMITTED_KEY, ErrorSubject::Store)?
+            .read_meta(
+                COMMITTED_KEY,
+                ErrorSubject::Store,
+                records::decode_committed,
+            )?
             .flatten())
     }
 
@@ -389,7 +386,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(&index_key(entry.log_id.index), seal(&entry));
+            batch.insert(
+                &index_key(entry.log_id.index),
+                records::encode_entry(&entry),
+            );
         }
         // The write now (readers see the entries when this returns; sled can block the calling
         // thread, so not on an async worker); the fsync by the flusher thread. openraft 0.9
@@ -423,7 +423,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The marker first: a crash between the two steps leaves entries below the marker, which
         // are removed on the next start, never a marker below missing entries.
-        self.write_meta(PURGED_KEY, &log_id, ErrorSubject::Store, true)
+        let record = records::encode_log_id(Some(&log_id));
+        self.write_meta(PURGED_KEY, record, ErrorSubject::Store, true)
             .await?;
         self.first_kept
             .fetch_max(log_id.index + 1, Ordering::AcqRel);

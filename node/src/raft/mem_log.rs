@@ -277,6 +277,7 @@ impl RaftLogStorage<TypeConfig> for MemLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_state_machine::codec::record::EncodedEntry;
     use ledger_state_machine::{Entry, EntryHeader};
     use openraft::storage::RaftLogStorageExt;
     use openraft::{CommittedLeaderId, EntryPayload};
@@ -284,13 +285,13 @@ mod tests {
     fn entry(index: u64) -> LogEntry {
         LogEntry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Entry {
+            payload: EntryPayload::Normal(EncodedEntry::new(Entry {
                 header: EntryHeader {
                     leader_id: 1,
                     time_ms: index,
                 },
                 commands: Vec::new(),
-            }),
+            })),
         }
     }
 

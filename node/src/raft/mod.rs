@@ -1,5 +1,6 @@
 //! Everything openraft needs from us: the type configuration, the sled log store, the state
-//! machine store and the network. Only this module and `grpc/raft.rs` know openraft's types.
+//! machine store and the network. Only this module and `grpc/raft.rs` know openraft's types; the
+//! bytes of what is persisted are `ledger_state_machine::codec::record`'s (`records.rs`).
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); our helpers
 // return it as the traits do.
@@ -8,10 +9,12 @@
 pub mod log_store;
 pub mod mem_log;
 pub mod network;
+pub mod records;
 pub mod runtime;
 pub mod state_machine;
 
-use ledger_state_machine::{Applied, Entry};
+use ledger_state_machine::codec::record::EncodedEntry;
+use ledger_state_machine::Applied;
 use serde::{Deserialize, Serialize};
 
 /// What applying one log entry returns: one result per command, in the entry's order. Empty for
@@ -24,9 +27,10 @@ pub struct ApplyReply {
 
 openraft::declare_raft_types!(
     /// The openraft type configuration of the ledger: log entries carry a batch of state machine
-    /// commands ([`Entry`]); nodes are `u64` ids with a gRPC address.
+    /// commands, encoded once by the leader's batcher ([`EncodedEntry`]); nodes are `u64` ids
+    /// with a gRPC address.
     pub TypeConfig:
-        D = Entry,
+        D = EncodedEntry,
         R = ApplyReply,
         NodeId = u64,
         Node = openraft::BasicNode,

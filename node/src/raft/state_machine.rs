@@ -1,9 +1,9 @@
 //! The state machine store: the replica's [`AdmissionState`] in memory, applied to by openraft,
 //! and its snapshots on disk.
 //!
-//! A snapshot is one file, `snapshot.bin` in the node's data folder: `crc32 ‖ bincode` of the
-//! openraft snapshot meta (last applied log id, membership) and the state's own snapshot bytes
-//! (`AdmissionState::encode_snapshot`). It is written to a temporary file, fsynced and renamed,
+//! A snapshot is one file, `snapshot.bin` in the node's data folder: a record of
+//! `codec::record` (checksum, format version) holding openraft's snapshot meta (last applied log
+//! id, membership) and the state's own snapshot bytes (`AdmissionState::encode_snapshot`). It is written to a temporary file, fsynced and renamed,
 //! so a crash leaves either the old or the new snapshot. openraft builds snapshots and installs
 //! the leader's concurrently, so each write has its own temporary file, and the file only moves
 //! forward: a write older than the stored snapshot is dropped (`SnapshotFiles`). On start the
@@ -27,11 +27,10 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError,
     StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::mem_log::MemDisk;
-use super::{ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
+use super::{records, ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 use crate::clock::LogClock;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -242,8 +241,8 @@ impl Replica {
     }
 }
 
-/// The on-disk snapshot: openraft's meta and the state's snapshot bytes.
-#[derive(Serialize, Deserialize)]
+/// The on-disk snapshot: openraft's meta and the state's snapshot bytes, laid out by
+/// `codec::record` (`records.rs`).
 struct SnapshotFile {
     meta: SnapshotMeta<u64, openraft::BasicNode>,
     data: Vec<u8>,
@@ -371,13 +370,8 @@ impl StateMachineStore {
 
 /// Checks the file's checksum and decodes it; the state bytes stay encoded.
 fn read_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile, String> {
-    let (checksum, payload) = bytes
-        .split_first_chunk::<4>()
-        .ok_or_else(|| "shorter than its checksum".to_owned())?;
-    if crc32fast::hash(payload) != u32::from_le_bytes(*checksum) {
-        return Err("checksum mismatch".into());
-    }
-    codec::decode_large(payload).map_err(|e| e.to_string())
+    let (meta, data) = records::decode_snapshot(bytes).map_err(|e| e.to_string())?;
+    Ok(SnapshotFile { meta, data })
 }
 
 /// [`load_snapshot_file`], failing as the start-up check does.
@@ -479,9 +473,8 @@ impl SnapshotFiles {
         tmp: &Path,
     ) -> std::io::Result<bool> {
         use std::io::Write;
-        let payload = codec::encode(file);
+        let payload = seal_snapshot(file);
         let mut out = std::fs::File::create(tmp)?;
-        out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
         // Written and synced a piece at a time: on ext4 (data=ordered) every other fsync on the
         // file system, such as the log's after each append, waits for dirty data like this file's
         // to reach the disk. Megabytes left dirty made the log's fsyncs of all replicas (which
@@ -558,13 +551,9 @@ impl SnapshotPlace {
     }
 }
 
-/// The file's bytes: `crc32 ‖ payload`.
+/// The file's bytes.
 fn seal_snapshot(file: &SnapshotFile) -> Vec<u8> {
-    let payload = codec::encode(file);
-    let mut bytes = Vec::with_capacity(4 + payload.len());
-    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
+    records::encode_snapshot(&file.meta, &file.data)
 }
 
 /// Builds snapshots from the live replica.
@@ -651,9 +640,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => ApplyReply::default(),
                     EntryPayload::Normal(batch) => {
                         let before = events.len();
+                        let batch = batch.entry().map_err(|e| sm_error(ErrorVerb::Read, e))?;
                         let results = guard
                             .state
-                            .apply_entry(entry.log_id.index, &batch, &mut events)
+                            .apply_entry(entry.log_id.index, batch, &mut events)
                             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
                         self.replica
                             .capture(&guard.state, entry.log_id.index, &events[before..]);
@@ -754,6 +744,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 #[cfg(test)]
 mod tests {
+    use ledger_state_machine::codec::record::EncodedEntry;
     use openraft::{CommittedLeaderId, LogId};
 
     use super::*;
@@ -773,13 +764,13 @@ mod tests {
     fn log_entry(index: u64, commands: Vec<ledger_state_machine::Command>) -> LogEntry {
         LogEntry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(ledger_state_machine::Entry {
+            payload: EntryPayload::Normal(EncodedEntry::new(ledger_state_machine::Entry {
                 header: ledger_state_machine::EntryHeader {
                     leader_id: 1,
                     time_ms: 1_000 + index,
                 },
                 commands,
-            }),
+            })),
         }
     }
 
