@@ -22,13 +22,14 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()
 
 async fn render(State(node): State<Arc<Node>>) -> String {
     let metrics = node.raft.metrics().borrow().clone();
-    let (investments, executors_live, (unknown_kept, unknown_forgotten)) = {
+    let (investments, executors_live, (unknown_kept, unknown_forgotten), breaches) = {
         let replica = node.replica.read();
         let live = replica.state.executors().iter().filter(|e| e.live).count();
         (
             replica.state.investment_count(),
             live,
             replica.state.unknown_deal_rejections(),
+            replica.state.breaches().count,
         )
     };
     let id = node.config.node_id;
@@ -109,6 +110,13 @@ async fn render(State(node): State<Arc<Node>>) -> String {
         "Rejections of requests naming a deal that does not exist, forgotten past the bound since \
          the ledger began (a resubmission of one is decided anew).",
         unknown_forgotten,
+    );
+    gauge(
+        "ledger_state_breaches",
+        "Counter updates that found the replica's state already wrong while applying (a seat \
+         released that was never held, an overflow), since it was loaded; anything but 0 is a \
+         bug: the log names the deal.",
+        breaches,
     );
     gauge(
         "ledger_executors_live",

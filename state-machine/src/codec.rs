@@ -501,6 +501,7 @@ impl AdmissionState {
             timers: Default::default(),
             receipts: Vec::new(),
             archived: Default::default(),
+            breaches: Default::default(),
         };
         for archived in snapshot.archived_deals {
             let deal_id = archived.deal_id.clone();

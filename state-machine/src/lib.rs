@@ -95,6 +95,6 @@ pub use query::{
 };
 pub use receipts::Receipt;
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
-pub use state::{AdmissionState, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
+pub use state::{AdmissionState, Breaches, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;
 pub use unknown_deals::UNKNOWN_DEAL_REJECTIONS_KEPT;

@@ -184,6 +184,11 @@ impl AdmissionState {
         self.last_log_index
     }
 
+    /// Counter updates that found this state already wrong while applying ([`Breaches`]).
+    pub fn breaches(&self) -> &crate::state::Breaches {
+        &self.breaches
+    }
+
     /// How many requests for existing deals were decided (admitted or rejected).
     pub fn investment_count(&self) -> usize {
         self.investments.len()

@@ -51,6 +51,27 @@ pub struct AdmissionState {
     pub(crate) receipts: Vec<[u8; 32]>,
     /// What is kept of archived deals, by deal id; none of them is in `deals`.
     pub(crate) archived: BTreeMap<Box<str>, ArchivedDeal>,
+    /// Counter updates that found the state already wrong (never persisted).
+    pub(crate) breaches: Breaches,
+}
+
+/// Counter updates that could only fail if the state were already wrong (a seat released that
+/// was never taken, a total past `u64`), found while applying. The update is clamped, so `apply`
+/// goes on without panicking, and the breach is kept here for the host to report (the node logs
+/// it and counts it in its metrics); `check_invariants` then names what is inconsistent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Breaches {
+    /// How many were found since this state was created or loaded.
+    pub count: u64,
+    /// The latest: which deal, and which update.
+    pub last: Option<String>,
+}
+
+impl Breaches {
+    fn record(&mut self, deal: &Deal, what: &str) {
+        self.count += 1;
+        self.last = Some(format!("deal {}: {what}", deal.deal_id));
+    }
 }
 
 /// What log time makes due, besides saga deadlines (derived). Entries for what changed since
@@ -128,6 +149,47 @@ pub(crate) struct DealCounters {
     pub(crate) reserved: Money,
     pub(crate) confirmed_count: u32,
     pub(crate) confirmed_amount: Money,
+}
+
+impl DealCounters {
+    /// A seat taken for `amount`, which the caller checked fits. An overflow means the counters
+    /// were already wrong: clamped, and reported.
+    fn admit(&mut self, amount: Money) -> Result<(), &'static str> {
+        let seats = self.investor_count.checked_add(1);
+        let reserved = self.reserved.checked_add(amount);
+        self.investor_count = self.investor_count.saturating_add(1);
+        self.reserved = self.reserved.saturating_add(amount);
+        match (seats, reserved) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err("admitting overflows the seat count or the reserved amount"),
+        }
+    }
+
+    /// A seat given back: it was counted, so neither counter can go below zero unless they
+    /// were already wrong.
+    fn release(&mut self, amount: Money) -> Result<(), &'static str> {
+        let seats = self.investor_count.checked_sub(1);
+        let reserved = self.reserved.checked_sub(amount);
+        self.investor_count = self.investor_count.saturating_sub(1);
+        self.reserved = self.reserved.saturating_sub(amount);
+        match (seats, reserved) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err("releasing a seat takes the seat count or the reserved amount below zero"),
+        }
+    }
+
+    /// An admitted investment confirmed: it is within the reserved totals, so these cannot
+    /// overflow unless they were already wrong.
+    fn confirm(&mut self, amount: Money) -> Result<(), &'static str> {
+        let count = self.confirmed_count.checked_add(1);
+        let total = self.confirmed_amount.checked_add(amount);
+        self.confirmed_count = self.confirmed_count.saturating_add(1);
+        self.confirmed_amount = self.confirmed_amount.saturating_add(amount);
+        match (count, total) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err("confirming overflows the confirmed count or amount"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -499,8 +561,9 @@ impl AdmissionState {
                 continue;
             }
             deal.waitlist.remove(&inv_idx);
-            deal.counters.investor_count += 1;
-            deal.counters.reserved = deal.counters.reserved.saturating_add(inv.amount);
+            if let Err(what) = deal.counters.admit(inv.amount) {
+                self.breaches.record(deal, what);
+            }
             inv.status = Status::Pending;
             if let Some(entry) = inv.waitlist.as_deref_mut() {
                 entry.admitted_at = Some(position);
@@ -586,9 +649,10 @@ impl AdmissionState {
             }
             Verdict::Pending => {
                 investment.status = Status::Pending;
-                deal.counters.investor_count += 1;
-                // `decide` checked that the sum stays within the deal amount.
-                deal.counters.reserved = deal.counters.reserved.saturating_add(submit.amount);
+                // `decide` checked that the seat and the amount fit.
+                if let Err(what) = deal.counters.admit(submit.amount) {
+                    self.breaches.record(deal, what);
+                }
                 deal.decisions.push(inv_idx);
                 self.holdings
                     .entry(user_idx)
@@ -827,7 +891,13 @@ impl AdmissionState {
             }
             StepResult::PaymentDeclined { reason } => {
                 saga.cancel_cause = Some(CancelCause::PaymentDeclined);
-                if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
+                if cancel(
+                    inv_idx,
+                    inv,
+                    &mut self.deals,
+                    &mut self.holdings,
+                    &mut self.breaches,
+                ) {
                     saga.cancelled_at = Some(position);
                     freed = Some(inv.deal);
                 }
@@ -836,7 +906,7 @@ impl AdmissionState {
             }
             StepResult::DocumentsGenerated { document_id } => {
                 saga.document_id = Some(document_id.as_str().into());
-                confirm(inv, &mut self.deals);
+                confirm(inv, &mut self.deals, &mut self.breaches);
                 saga.enter(SagaStep::Notify, now_ms);
             }
             StepResult::DocumentsFailed { error } => {
@@ -844,7 +914,13 @@ impl AdmissionState {
             }
             StepResult::PaymentVoided { refunded } => {
                 saga.refunded = *refunded;
-                if cancel(inv_idx, inv, &mut self.deals, &mut self.holdings) {
+                if cancel(
+                    inv_idx,
+                    inv,
+                    &mut self.deals,
+                    &mut self.holdings,
+                    &mut self.breaches,
+                ) {
                     saga.cancelled_at = Some(position);
                     freed = Some(inv.deal);
                 }
@@ -1120,14 +1196,15 @@ fn start_compensation(saga: &mut Saga, cause: CancelCause, detail: Option<&str>,
 }
 
 /// CONFIRMED: the seat is held for good and counts as confirmed.
-fn confirm(inv: &mut Investment, deals: &mut KeyedVec<Deal>) {
+fn confirm(inv: &mut Investment, deals: &mut KeyedVec<Deal>, breaches: &mut Breaches) {
     if inv.status != Status::Pending {
         return;
     }
     inv.status = Status::Confirmed;
     if let Some(deal) = deals.at_mut(inv.deal) {
-        deal.counters.confirmed_count += 1;
-        deal.counters.confirmed_amount = deal.counters.confirmed_amount.saturating_add(inv.amount);
+        if let Err(what) = deal.counters.confirm(inv.amount) {
+            breaches.record(deal, what);
+        }
     }
 }
 
@@ -1138,14 +1215,16 @@ fn cancel(
     inv: &mut Investment,
     deals: &mut KeyedVec<Deal>,
     holdings: &mut HashMap<UserIdx, Vec<(DealIdx, InvIdx)>, FixedHasher>,
+    breaches: &mut Breaches,
 ) -> bool {
     if inv.status != Status::Pending {
         return false;
     }
     inv.status = Status::Cancelled;
     if let Some(deal) = deals.at_mut(inv.deal) {
-        deal.counters.investor_count = deal.counters.investor_count.saturating_sub(1);
-        deal.counters.reserved = deal.counters.reserved.saturating_sub(inv.amount);
+        if let Err(what) = deal.counters.release(inv.amount) {
+            breaches.record(deal, what);
+        }
     }
     release_holding(holdings, inv.user, inv_idx);
     true
@@ -1190,5 +1269,92 @@ impl Deal {
             waitlist: BTreeSet::new(),
             receipt_head: Receipt::GENESIS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CreateDeal, EntryHeader, RecordStep, StepResult, Submit};
+    use crate::ids::RequestId;
+
+    fn entry(commands: Vec<Command>) -> Entry {
+        Entry {
+            header: EntryHeader {
+                leader_id: 1,
+                time_ms: 1_790_000_000_000,
+            },
+            commands,
+        }
+    }
+
+    /// A seat released that the counters never held: `apply` neither panics nor wraps; it
+    /// clamps at zero, reports the breach, and the invariant check names the inconsistency.
+    #[test]
+    fn a_counter_that_would_underflow_is_reported_not_wrapped() {
+        let mut state = AdmissionState::new();
+        let mut events = Vec::new();
+        let request_id = RequestId::from_u128(1).unwrap();
+        state
+            .apply_entry(
+                1,
+                &entry(vec![
+                    Command::ExecutorHeartbeat {
+                        node_id: 2,
+                        applied_index: 0,
+                    },
+                    Command::CreateDeal(CreateDeal {
+                        deal_id: "alpha".into(),
+                        amount: Money::from_cents(100_000),
+                        max_investors: 2,
+                        min_ticket: None,
+                        max_ticket: None,
+                        opens_at_ms: None,
+                        closes_at_ms: None,
+                        max_waitlist: 1,
+                    }),
+                    Command::Submit(Submit {
+                        request_id,
+                        deal_id: "alpha".into(),
+                        user_id: "ana".into(),
+                        amount: Money::from_cents(500),
+                        waitlist: false,
+                        waitlist_ttl_ms: None,
+                    }),
+                ]),
+                &mut events,
+            )
+            .unwrap();
+        assert_eq!(state.breaches(), &Breaches::default());
+        let saga = state.investment(request_id).unwrap().saga.unwrap();
+        assert_eq!(saga.assignee, Some(2));
+
+        // Break the state: the deal's counters forget the admitted seat.
+        state.deals.at_mut(0).unwrap().counters = DealCounters::default();
+        state
+            .apply_entry(
+                2,
+                &entry(vec![Command::RecordStep(RecordStep {
+                    request_id,
+                    executor: 2,
+                    epoch: saga.epoch,
+                    result: StepResult::PaymentDeclined {
+                        reason: "declined".into(),
+                    },
+                })]),
+                &mut events,
+            )
+            .unwrap();
+        let counters = state.deals.at(0).unwrap().counters;
+        assert_eq!(
+            (counters.investor_count, counters.reserved),
+            (0, Money::ZERO)
+        );
+        assert_eq!(state.breaches().count, 1, "{:?}", state.breaches());
+        let last = state.breaches().last.clone().unwrap();
+        assert!(
+            last.contains("deal alpha") && last.contains("below zero"),
+            "{last}"
+        );
     }
 }

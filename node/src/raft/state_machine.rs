@@ -640,11 +640,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => ApplyReply::default(),
                     EntryPayload::Normal(batch) => {
                         let before = events.len();
+                        let breaches = guard.state.breaches().count;
                         let batch = batch.entry().map_err(|e| sm_error(ErrorVerb::Read, e))?;
                         let results = guard
                             .state
                             .apply_entry(entry.log_id.index, batch, &mut events)
                             .map_err(|e| sm_error(ErrorVerb::Write, e))?;
+                        if guard.state.breaches().count != breaches {
+                            tracing::error!(
+                                log_index = entry.log_id.index,
+                                breach = ?guard.state.breaches().last,
+                                "applying found the state already inconsistent (clamped; see \
+                                 ledger_state_breaches)"
+                            );
+                        }
                         self.replica
                             .capture(&guard.state, entry.log_id.index, &events[before..]);
                         ApplyReply { results }
