@@ -60,6 +60,24 @@ const APPEND_ENTRIES_MAX: u64 = 64;
 /// Snapshot bytes per InstallSnapshot message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// [`raft::admin::step_down_on_start`], logged.
+async fn step_down<S>(node_id: u64, store: &mut S) -> Result<(), StartError>
+where
+    S: openraft::storage::RaftLogStorage<raft::TypeConfig>,
+{
+    let term = raft::admin::step_down_on_start(node_id, store)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    if let Some(term) = term {
+        tracing::info!(
+            node_id,
+            term,
+            "led term {term} before it stopped; starts as a follower"
+        );
+    }
+    Ok(())
+}
+
 fn raft_config(config: &Config) -> Result<openraft::Config, StartError> {
     let tuning = config.raft;
     openraft::Config {
@@ -211,7 +229,8 @@ where
                 path: config.data_dir.clone(),
                 error,
             })?;
-            let (log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
+            let (mut log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
+            step_down(node_id, &mut log_store).await?;
             let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
             state_machine.set_log_clock(clock.clone());
             tracing::info!(
@@ -228,7 +247,9 @@ where
         Some(disk) => {
             let (mut state_machine, replica) = StateMachineStore::open_in_memory(disk, events)?;
             state_machine.set_log_clock(clock.clone());
-            let raft = Raft::new(node_id, raft_config, network, disk.open(), state_machine).await;
+            let mut log_store = disk.open();
+            step_down(node_id, &mut log_store).await?;
+            let raft = Raft::new(node_id, raft_config, network, log_store, state_machine).await;
             (raft, replica)
         }
     };

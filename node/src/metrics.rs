@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use openraft::ServerState;
 use tokio::net::TcpListener;
 
 use crate::node::Node;
@@ -48,7 +47,7 @@ async fn render(State(node): State<Arc<Node>>) -> String {
     gauge(
         "ledger_raft_is_leader",
         "1 if this node leads.",
-        u64::from(metrics.state == ServerState::Leader),
+        u64::from(crate::raft::admin::leads(&metrics)),
     );
     gauge(
         "ledger_raft_leader_id",

@@ -9,7 +9,6 @@ use std::time::Duration;
 use ledger_proto::pb::raft_client::RaftClient;
 use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
-use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::batcher::Batcher;
 use crate::clock::LogClock;
@@ -279,21 +278,7 @@ impl Node {
     /// Waits until a read of the local replica is linearizable: confirms leadership with a
     /// quorum and waits for the state machine to apply up to the read index.
     pub async fn linearizable_barrier(&self) -> Result<(), ApiError> {
-        self.raft
-            .ensure_linearizable()
-            .await
-            .map(|_| ())
-            .map_err(|error| match error {
-                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => {
-                    ApiError::NoLeader {
-                        leader_id: forward.leader_id,
-                        leader_addr: forward.leader_node.map(|n| n.addr),
-                    }
-                }
-                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => {
-                    ApiError::Unavailable(e.to_string())
-                }
-                RaftError::Fatal(fatal) => ApiError::Unavailable(fatal.to_string()),
-            })
+        self.raft.ensure_linearizable().await?;
+        Ok(())
     }
 }

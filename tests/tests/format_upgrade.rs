@@ -8,7 +8,7 @@
 //! records what that build served from it: applied index, state digest, and every investment.
 //!
 //! The test copies the folder into a fresh one-node cluster, restarts the node on it and checks
-//! that the node serves exactly that (same applied index, same digest, same investments); then it
+//! that the node serves exactly that (same digest, same investments); then it
 //! writes through it (new records in this build's format after the old ones), restarts it again
 //! and reads everything back.
 
@@ -111,8 +111,12 @@ async fn a_node_serves_data_written_by_the_previous_format() {
             status.snapshot_index > 0 && status.purged_index > 0,
             "the fixture's snapshot and purged log: {status:?}"
         );
-        let now = served(&cluster).await;
-        assert_eq!(now, (applied, digest.clone(), investments.clone()));
+        // The same state; the applied index may be past the fixture's by the blank entry of the
+        // election the restarted node holds (it never resumes its old term).
+        let (now_applied, now_digest, now_investments) = served(&cluster).await;
+        assert!(now_applied >= applied, "{now_applied} < {applied}");
+        assert_eq!(now_digest, digest);
+        assert_eq!(now_investments, investments);
 
         // Writes append records of this build's format after the old ones; both read back
         // after another restart.

@@ -6,6 +6,7 @@
 // return it as the traits do.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod log_store;
 pub mod mem_log;
 pub mod network;
