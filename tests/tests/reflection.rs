@@ -2,7 +2,14 @@
 //! only one that Python's grpcio-reflection, older grpcurl and Postman speak. Each client below
 //! speaks one version only, with nothing but the cluster CA (reflection needs no role), and must
 //! list every service and resolve a method's file.
+//!
+//! The same from a tool built elsewhere: `buf curl --list-services` (Buf's gRPC client, the
+//! grpcurl of the Buf tool chain; grpcurl itself is in no registry this project's CI can reach),
+//! forced to each reflection version in turn. `.ci/run` installs it from npm
+//! (`target/tools/node_modules/.bin/buf`, or `LEDGER_BUF`); without it the test is skipped with
+//! a message, and fails when `CI=true`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ledger_client::{certs, Credentials};
@@ -90,6 +97,64 @@ async fn both_reflection_versions_list_the_services() {
         let (services, files) = ask!(v1alpha, anonymous(&cluster).await);
         assert_eq!(services, expected("v1alpha"));
         assert!(files >= 1, "v1alpha resolved no file for Admission.Submit");
+    })
+    .await;
+}
+
+/// `buf`, from `LEDGER_BUF` or where `.ci/run` installs it.
+fn buf() -> Option<PathBuf> {
+    let found = std::env::var_os("LEDGER_BUF")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Some(ledger_tests::binary::workspace_root().join("target/tools/node_modules/.bin/buf"))
+        })
+        .filter(|path| path.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "buf is missing (npm install --prefix target/tools @bufbuild/buf); .ci/run installs it"
+        );
+        eprintln!(
+            "skipped: buf is not installed (npm install --prefix target/tools @bufbuild/buf)"
+        );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_reflection_client_lists_the_services_in_both_versions() {
+    let Some(buf) = buf() else {
+        return;
+    };
+    bounded(Duration::from_secs(60), async {
+        let cluster = TestCluster::start(ClusterOptions::new(1).tls()).await;
+        let ca = certs::ca_path(&cluster.certs_dir().expect("a TLS cluster"));
+        for (protocol, version) in [("grpc-v1", "v1"), ("grpc-v1alpha", "v1alpha")] {
+            let output = tokio::process::Command::new(&buf)
+                .args([
+                    "curl",
+                    "--list-services",
+                    "--protocol",
+                    "grpc",
+                    "--reflect-protocol",
+                ])
+                .arg(protocol)
+                .arg("--cacert")
+                .arg(&ca)
+                .arg(format!("https://{}", cluster.addr(1)))
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("run buf");
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "buf curl ({protocol}) failed: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let listed = sorted(text.lines().map(str::to_owned).collect());
+            assert_eq!(listed, expected(version), "{protocol}");
+        }
     })
     .await;
 }
