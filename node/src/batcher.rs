@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_state_machine::codec::record::EncodedEntry;
-use ledger_state_machine::{Command, Entry, EntryHeader};
+use ledger_state_machine::{Applied, Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use openraft::BasicNode;
@@ -16,8 +16,16 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify, Semaphore};
 
 use crate::clock::LogClock;
 use crate::error::ApiError;
-use crate::node::Proposed;
 use crate::raft::{Raft, TypeConfig};
+
+/// The result of a proposed command, once its entry is committed and applied.
+#[derive(Debug)]
+pub struct Proposed {
+    /// The log index of the entry that carried the command.
+    pub log_index: u64,
+    /// The command's result.
+    pub applied: Applied,
+}
 
 /// Commands waiting for a batch; beyond this, callers wait for room (backpressure).
 const QUEUE_COMMANDS_MAX: usize = 65_536;

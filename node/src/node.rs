@@ -11,6 +11,7 @@ use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
 
 use crate::batcher::Batcher;
+pub use crate::batcher::Proposed;
 use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -52,15 +53,6 @@ pub enum Route {
     Local,
     /// At the leader, over this channel.
     Leader(PeerChannel),
-}
-
-/// The result of a proposed command, once its entry is committed and applied.
-#[derive(Debug)]
-pub struct Proposed {
-    /// The log index of the entry that carried the command.
-    pub log_index: u64,
-    /// The command's result.
-    pub applied: Applied,
 }
 
 /// The node's shared state.
@@ -148,14 +140,14 @@ impl Node {
         }
     }
 
-    /// Where a read with `consistency` runs: `None` when the local replica may serve it (after a
-    /// read barrier for a linearizable read on the leader), else the leader to forward it to.
+    /// Where a read runs: `None` when the local replica may serve it (a `stale` read, or a
+    /// linearizable one on the leader after a read barrier), else the leader to forward it to.
     pub async fn read_route<T>(
         &self,
         request: &tonic::Request<T>,
-        consistency: i32,
+        stale: bool,
     ) -> Result<Option<PeerChannel>, ApiError> {
-        if crate::grpc::convert::is_stale(consistency)? {
+        if stale {
             return Ok(None);
         }
         match self.route(is_forwarded(request))? {

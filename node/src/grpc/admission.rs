@@ -156,7 +156,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).get_deal(forwarded(request)).await;
@@ -173,7 +173,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let start = convert::page_token(&request.get_ref().page_token)?;
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).list_deals(forwarded(request)).await;
@@ -250,7 +250,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let request_id = convert::request_id(&request.get_ref().request_id)?;
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).get_investment(forwarded(request)).await;
@@ -358,7 +358,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let start = convert::page_token(&request.get_ref().page_token)?;
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).list_investments(forwarded(request)).await;
@@ -383,7 +383,7 @@ impl pb::admission_server::Admission for AdmissionService {
         let user_id = convert::user_id(&request.get_ref().user_id)?.to_owned();
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).get_user(forwarded(request)).await;

@@ -35,12 +35,6 @@ const STAND_ASIDE_FOR: Duration = Duration::from_secs(WAIT_FOR_EFFECT.as_secs() 
 /// Longest `AddLearner` waits for the learner to catch up (`catch_up_wait_ms` is capped here).
 pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// Sagas `ListSagas` returns when the request's `limit` is 0.
-pub const LIST_SAGAS_LIMIT_DEFAULT: usize = 100;
-/// Largest `limit` of `ListSagas`; about 11 MB of worst-case investments, within
-/// [`crate::grpc::CLIENT_MESSAGE_BYTES_MAX`].
-pub const LIST_SAGAS_LIMIT_MAX: usize = 10_000;
-
 /// The `Cluster` service of one node.
 pub struct ClusterService {
     node: Arc<Node>,
@@ -428,8 +422,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         request: Request<pb::ExportDealRequest>,
     ) -> Result<Response<ExportStream>, Status> {
         let deal_id = convert::deal_id(&request.get_ref().deal_id)?.to_owned();
-        let linearizable = pb::Consistency::Linearizable as i32;
-        if let Some(channel) = self.node.read_route(&request, linearizable).await? {
+        if let Some(channel) = self.node.read_route(&request, false).await? {
             let forwarded = client(channel).export_deal(forwarded(request)).await?;
             let stream: ExportStream = Box::pin(forwarded.into_inner());
             return Ok(Response::new(stream));
@@ -743,7 +736,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let (filter, limit) = convert::list_sagas(request.get_ref())?;
         if let Some(channel) = self
             .node
-            .read_route(&request, request.get_ref().consistency)
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
             .await?
         {
             return client(channel).list_sagas(forwarded(request)).await;

@@ -9,7 +9,6 @@ use ledger_state_machine::{
     MAX_INVESTORS_DEFAULT, MAX_WAITLIST_DEFAULT,
 };
 
-use super::cluster::{LIST_SAGAS_LIMIT_DEFAULT, LIST_SAGAS_LIMIT_MAX};
 use crate::error::ApiError;
 
 /// Parses a request id.
@@ -92,6 +91,12 @@ pub fn page_token(text: &str) -> Result<u64, ApiError> {
 pub fn next_page_token(next: Option<u64>) -> String {
     next.map(|n| n.to_string()).unwrap_or_default()
 }
+
+/// Sagas `ListSagas` returns when the request's `limit` is 0.
+pub const LIST_SAGAS_LIMIT_DEFAULT: usize = 100;
+/// Largest `limit` of `ListSagas`; about 11 MB of worst-case investments, within
+/// [`crate::grpc::CLIENT_MESSAGE_BYTES_MAX`].
+pub const LIST_SAGAS_LIMIT_MAX: usize = 10_000;
 
 /// Validates a `ListSagas` request: which open sagas to keep and how many to return at most.
 pub fn list_sagas(request: &pb::ListSagasRequest) -> Result<(SagaFilter, usize), ApiError> {
