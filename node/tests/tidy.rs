@@ -63,11 +63,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ),
     (
         "openraft",
-        "node/src/grpc/cluster.rs",
-        "membership changes, init, leader hand-over: to move to raft/admin.rs",
-    ),
-    (
-        "openraft",
         "node/src/grpc/raft.rs",
         "decodes openraft's RPCs for the Raft service: to split into raft/",
     ),

@@ -10,8 +10,6 @@ use std::time::Duration;
 use crate::transport::PeerChannel;
 use ledger_proto::pb::{self, cluster_client::ClusterClient};
 use ledger_state_machine::{CancelCause, Command, CommandError, InvestmentView, Outcome, SagaStep};
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -19,6 +17,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::error::ApiError;
 use crate::node::{forwarded, is_forwarded, Node, Route};
+use crate::raft::admin;
 
 /// How long `TransferLeader` and `TriggerSnapshot` wait for their effect, and a repeated
 /// membership change for the entry already proposed to commit.
@@ -51,89 +50,34 @@ impl ClusterService {
     }
 
     fn members(&self) -> Vec<pb::Member> {
-        let metrics = self.node.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let matched: BTreeMap<u64, u64> = metrics
-            .replication
-            .iter()
-            .flatten()
-            .map(|(id, log_id)| (*id, log_id.map_or(0, |l| l.index)))
-            .collect();
-        membership
-            .nodes()
-            .map(|(id, node)| pb::Member {
-                node_id: *id,
-                addr: node.addr.clone(),
-                role: if voters.contains(id) {
+        admin::members(&self.node.raft)
+            .into_iter()
+            .map(|member| pb::Member {
+                node_id: member.node_id,
+                addr: member.addr,
+                role: if member.voter {
                     pb::MemberRole::Voter
                 } else {
                     pb::MemberRole::Learner
                 } as i32,
-                matched_index: matched.get(id).copied().unwrap_or(0),
+                matched_index: member.matched_index,
             })
             .collect()
     }
 
     /// Waits until the membership entry at `log_index` is applied (hence committed) while this
-    /// node leads. A membership found already in force may still be uncommitted: a retry must
-    /// not call it done before it is.
+    /// node leads.
     async fn membership_committed(&self, log_index: u64) -> Result<(), ApiError> {
         let me = self.node.config.node_id;
-        let metrics = self
-            .node
-            .raft
-            .wait(Some(WAIT_FOR_EFFECT))
-            .metrics(
-                |m| applied_index(m) >= log_index || m.current_leader != Some(me),
-                "membership entry applied",
-            )
-            .await
-            .map_err(|e| {
-                ApiError::outcome_unknown(format!(
-                    "the membership entry at {log_index} has not committed yet: {e}"
-                ))
-            })?;
-        if applied_index(&metrics) >= log_index {
-            Ok(())
-        } else {
-            Err(ApiError::outcome_unknown(format!(
-                "this node lost the leadership before the membership entry at {log_index} \
-                 committed"
-            )))
-        }
+        admin::wait_committed_while_leading(&self.node.raft, me, log_index, WAIT_FOR_EFFECT).await
     }
 
     /// Waits at most `wait` for `node_id`'s log to reach `target` on this leader's view;
     /// returns whether it did.
     async fn caught_up(&self, node_id: u64, target: u64, wait: Duration) -> bool {
-        if node_id == self.node.config.node_id {
-            return true;
-        }
-        let reached = |m: &RaftMetrics<u64, BasicNode>| matched_index(m, node_id) >= target;
-        if wait.is_zero() {
-            return reached(&self.node.raft.metrics().borrow());
-        }
-        self.node
-            .raft
-            .wait(Some(wait))
-            .metrics(reached, "learner caught up")
-            .await
-            .is_ok()
+        node_id == self.node.config.node_id
+            || admin::caught_up(&self.node.raft, node_id, target, wait).await
     }
-}
-
-fn applied_index(metrics: &RaftMetrics<u64, BasicNode>) -> u64 {
-    metrics.last_applied.map_or(0, |l| l.index)
-}
-
-/// The last log index the leader knows `node_id` holds; 0 if unknown.
-fn matched_index(metrics: &RaftMetrics<u64, BasicNode>, node_id: u64) -> u64 {
-    metrics
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&node_id).copied().flatten())
-        .map_or(0, |l| l.index)
 }
 
 impl ClusterService {
@@ -144,25 +88,7 @@ impl ClusterService {
     async fn campaign(&self) -> Result<(), ApiError> {
         let me = self.node.config.node_id;
         let retry = Duration::from_millis(self.node.config.raft.heartbeat_ms * 3);
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_EFFECT;
-        loop {
-            self.node
-                .raft
-                .trigger()
-                .elect()
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            let won = self
-                .node
-                .raft
-                .wait(Some(retry))
-                .metrics(|m| m.current_leader == Some(me), "campaign")
-                .await
-                .is_ok();
-            if won || tokio::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-        }
+        admin::campaign(&self.node.raft, me, retry, WAIT_FOR_EFFECT).await
     }
 
     /// A voter other than the target, asked by the leader's hand-over: no election of its own
@@ -196,19 +122,18 @@ impl ClusterService {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<(), ApiError> {
         let (addr, others) = {
-            let metrics = self.node.raft.metrics();
-            let metrics = metrics.borrow();
-            let membership = metrics.membership_config.membership();
-            if !membership.voter_ids().any(|id| id == to) {
+            let membership = admin::membership(&self.node.raft);
+            if !membership.is_voter(to) {
                 return Err(ApiError::invalid("to", format!("node {to} is not a voter")));
             }
             let me = self.node.config.node_id;
             let others: Vec<String> = membership
-                .voter_ids()
+                .voters()
+                .into_iter()
                 .filter(|&id| id != to && id != me)
-                .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+                .filter_map(|id| membership.nodes.get(&id).cloned())
                 .collect();
-            (membership.get_node(&to).map(|n| n.addr.clone()), others)
+            (membership.nodes.get(&to).cloned(), others)
         };
         let addr =
             addr.ok_or_else(|| ApiError::invalid("to", format!("node {to} has no address")))?;
@@ -219,23 +144,7 @@ impl ClusterService {
         // up within the bound, it campaigns anyway: it may still win once it catches up.
         let drained = tokio::time::timeout(CATCH_UP_FOR_TRANSFER, self.node.writes_drained()).await;
         let caught_up = drained.is_ok()
-            && self
-                .node
-                .raft
-                .wait(Some(CATCH_UP_FOR_TRANSFER))
-                .metrics(
-                    |m| {
-                        let matched = m
-                            .replication
-                            .as_ref()
-                            .and_then(|r| r.get(&to))
-                            .and_then(|l| l.map(|l| l.index));
-                        matched.is_some() && matched == m.last_log_index
-                    },
-                    "transfer target caught up",
-                )
-                .await
-                .is_ok();
+            && admin::holds_whole_log(&self.node.raft, to, CATCH_UP_FOR_TRANSFER).await;
         if !caught_up {
             tracing::warn!(
                 to,
@@ -307,9 +216,11 @@ impl ElectionHolds {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         change(&mut holds);
-        let config = node.raft.runtime_config();
-        config.heartbeat(holds.heartbeat());
-        config.elect(holds.elect(tokio::time::Instant::now()));
+        admin::set_switches(
+            &node.raft,
+            holds.heartbeat(),
+            holds.elect(tokio::time::Instant::now()),
+        );
     }
 }
 
@@ -375,35 +286,6 @@ fn compensable(view: &InvestmentView) -> Result<Compensation, ApiError> {
             "investment {id} is already {status} (saga step {step}); only a PENDING saga in \
              PAYMENT or DOCUMENTS can be compensated"
         ))),
-    }
-}
-
-/// A membership change that openraft did not confirm. A refusal of the change itself comes
-/// before anything is appended; the rest may come after (see `batcher::settle`): unknown.
-fn write_error(error: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ApiError {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            ApiError::OutcomeUnknown {
-                reason: "this node lost the leadership before the membership change committed"
-                    .into(),
-                leader_id: forward.leader_id,
-                leader_addr: forward.leader_node.map(|n| n.addr),
-            }
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ApiError::FailedPrecondition(e.to_string())
-        }
-        RaftError::Fatal(fatal) => ApiError::outcome_unknown(fatal.to_string()),
-    }
-}
-
-fn role(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
     }
 }
 
@@ -478,7 +360,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let metrics = self.node.raft.metrics().borrow().clone();
+        let raft = admin::status(&self.node.raft);
         // The digest hashes the whole state: only when asked (leader discovery does not).
         let (applied_index, state_digest) = if request.get_ref().with_digest {
             let (index, digest) = self.node.replica.digest();
@@ -503,9 +385,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             .collect();
         Ok(Response::new(pb::StatusResponse {
             node_id: self.node.config.node_id,
-            leader_id: metrics.current_leader,
-            term: metrics.current_term,
-            last_log_index: metrics.last_log_index.unwrap_or(0),
+            leader_id: raft.leader_id,
+            term: raft.term,
+            last_log_index: raft.last_log_index,
             // openraft 0.9 does not publish the commit index; what is applied is committed, and
             // the leader's view of its followers is in `matched_index`.
             committed_index: applied_index,
@@ -513,9 +395,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             state_digest,
             members: self.members(),
             executors,
-            role: role(metrics.state).to_owned(),
-            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
-            purged_index: metrics.purged.map_or(0, |l| l.index),
+            role: raft.role.to_owned(),
+            snapshot_index: raft.snapshot_index,
+            purged_index: raft.purged_index,
         }))
     }
 
@@ -536,43 +418,14 @@ impl pb::cluster_server::Cluster for ClusterService {
                 )
                 .into());
             }
-            nodes.insert(
-                member.node_id,
-                BasicNode {
-                    addr: member.addr.clone(),
-                },
-            );
+            nodes.insert(member.node_id, member.addr.clone());
         }
         if !nodes.contains_key(&self.node.config.node_id) {
             return Err(
                 ApiError::invalid("members", "must include the node receiving Init").into(),
             );
         }
-        let result = self.node.raft.initialize(nodes.clone()).await;
-        match result {
-            Ok(()) => {}
-            // A retry of the Init that took effect: the membership asked for is the one here.
-            Err(RaftError::APIError(InitializeError::NotAllowed(_)))
-                if self
-                    .node
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .nodes()
-                    .eq(nodes.iter()) => {}
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                return Err(
-                    ApiError::FailedPrecondition(format!("already initialized: {e}")).into(),
-                )
-            }
-            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
-                return Err(ApiError::invalid("members", e.to_string()).into())
-            }
-            Err(RaftError::Fatal(fatal)) => {
-                return Err(ApiError::outcome_unknown(fatal.to_string()).into())
-            }
-        }
+        admin::initialize(&self.node.raft, nodes).await?;
         Ok(Response::new(pb::InitResponse {}))
     }
 
@@ -596,13 +449,11 @@ impl pb::cluster_server::Cluster for ClusterService {
         // openraft would append another membership entry for a node already there (and keep
         // its old address): a retry proposes nothing instead.
         let (present, membership_index) = {
-            let metrics = self.node.raft.metrics().borrow().clone();
-            let membership = &metrics.membership_config;
-            let present = membership
-                .membership()
-                .get_node(&node_id)
-                .map(|n| n.addr.clone());
-            (present, membership.log_id().map_or(0, |l| l.index))
+            let membership = admin::membership(&self.node.raft);
+            (
+                membership.nodes.get(&node_id).cloned(),
+                membership.log_index,
+            )
         };
         let (log_index, changed) = match present {
             Some(existing) if existing == addr => {
@@ -616,25 +467,12 @@ impl pb::cluster_server::Cluster for ClusterService {
                 ))
                 .into())
             }
-            None => {
-                // Not blocking: openraft's blocking form waits for the catch-up without a bound,
-                // and a slow catch-up is not a failed add.
-                let response = self
-                    .node
-                    .raft
-                    .add_learner(node_id, BasicNode { addr }, false)
-                    .await
-                    .map_err(write_error)?;
-                (response.log_id.index, true)
-            }
+            None => (
+                admin::add_learner(&self.node.raft, node_id, addr).await?,
+                true,
+            ),
         };
-        let catch_up_index = self
-            .node
-            .raft
-            .metrics()
-            .borrow()
-            .last_log_index
-            .unwrap_or(0);
+        let catch_up_index = admin::status(&self.node.raft).last_log_index;
         let wait = Duration::from_millis(u64::from(catch_up_wait_ms)).min(CATCH_UP_WAIT_MAX);
         let caught_up = self.caught_up(node_id, catch_up_index, wait).await;
         Ok(Response::new(pb::MembershipResponse {
@@ -661,11 +499,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         // openraft would append the same membership again: a retry, or a promotion repeated,
         // proposes nothing once these voters are in force (not a joint configuration).
         let in_force = {
-            let metrics = self.node.raft.metrics().borrow().clone();
-            let membership = &metrics.membership_config;
-            let configs = membership.membership().get_joint_config();
-            (configs.len() == 1 && configs[0] == voters)
-                .then(|| membership.log_id().map_or(0, |l| l.index))
+            let membership = admin::membership(&self.node.raft);
+            (membership.configs.len() == 1 && membership.configs[0] == voters)
+                .then_some(membership.log_index)
         };
         if let Some(log_index) = in_force {
             self.membership_committed(log_index).await?;
@@ -675,15 +511,10 @@ impl pb::cluster_server::Cluster for ClusterService {
                 ..Default::default()
             }));
         }
-        let response = self
-            .node
-            .raft
-            .change_membership(voters, retain)
-            .await
-            .map_err(write_error)?;
+        let log_index = admin::change_membership(&self.node.raft, voters, retain).await?;
         Ok(Response::new(pb::MembershipResponse {
             members: self.members(),
-            log_index: response.log_id.index,
+            log_index,
             changed: true,
             ..Default::default()
         }))
@@ -717,16 +548,8 @@ impl pb::cluster_server::Cluster for ClusterService {
             (false, Ok(Route::Local)) => self.hand_over(to, request).await?,
             (false, Err(error)) => return Err(error.into()),
         }
-        let metrics = self
-            .node
-            .raft
-            .wait(Some(WAIT_FOR_EFFECT))
-            .metrics(|m| m.current_leader == Some(to), "leader transfer")
-            .await
-            .map_err(|e| ApiError::Timeout(format!("node {to} did not become leader: {e}")))?;
-        Ok(Response::new(pb::TransferLeaderResponse {
-            leader_id: metrics.current_leader.unwrap_or(to),
-        }))
+        let leader_id = admin::wait_leader(&self.node.raft, to, WAIT_FOR_EFFECT).await?;
+        Ok(Response::new(pb::TransferLeaderResponse { leader_id }))
     }
 
     async fn list_sagas(
@@ -839,28 +662,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         _request: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
-        let applied = self
-            .node
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
-        self.node
-            .raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let metrics = self
-            .node
-            .raft
-            .wait(Some(WAIT_FOR_EFFECT))
-            .metrics(|m| m.snapshot.map_or(0, |l| l.index) >= applied, "snapshot")
-            .await
-            .map_err(|e| ApiError::Timeout(format!("snapshot not built in time: {e}")))?;
+        let snapshot_index = admin::snapshot_now(&self.node.raft, WAIT_FOR_EFFECT).await?;
         Ok(Response::new(pb::TriggerSnapshotResponse {
-            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            snapshot_index,
         }))
     }
 }
