@@ -10,7 +10,6 @@
 //! [`run`] is the whole node: it takes a validated [`config::Config`], a bound listener and a
 //! shutdown future, so tests and the binary drive it the same way.
 
-pub mod batcher;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -34,12 +33,12 @@ use ledger_proto::pb::cluster_server::ClusterServer;
 use ledger_proto::pb::raft_server::RaftServer;
 use tokio::net::TcpListener;
 
-use crate::batcher::Batcher;
 use crate::clock::{Clock, LogClock, SystemClock};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
 use crate::node::Node;
+use crate::raft::batcher::Batcher;
 use crate::raft::log_store::LogStore;
 use crate::raft::mem_log::MemDisk;
 use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};

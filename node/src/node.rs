@@ -10,11 +10,11 @@ use ledger_proto::pb::raft_client::RaftClient;
 use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
 
-use crate::batcher::Batcher;
-pub use crate::batcher::Proposed;
 use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::raft::batcher::Batcher;
+pub use crate::raft::batcher::Proposed;
 use crate::raft::state_machine::Replica;
 use crate::raft::Raft;
 use crate::tls::Security;
@@ -180,7 +180,7 @@ impl Node {
 
     /// Stops this node's batcher from proposing new entries while the guard lives; returns once
     /// no proposal is under way.
-    pub async fn hold_writes(&self) -> crate::batcher::Hold {
+    pub async fn hold_writes(&self) -> crate::raft::batcher::Hold {
         self.batcher.hold().await
     }
 

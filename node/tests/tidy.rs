@@ -58,11 +58,6 @@ fn uses(text: &str, needle: &str) -> Vec<String> {
 const KNOWN: &[(&str, &str, &str)] = &[
     (
         "openraft",
-        "node/src/batcher.rs",
-        "client_write_ff and its ClientWriteError: the batcher proposes to openraft",
-    ),
-    (
-        "openraft",
         "node/src/grpc/raft.rs",
         "decodes openraft's RPCs for the Raft service: to split into raft/",
     ),

@@ -1,12 +1,15 @@
-//! Everything openraft needs from us: the type configuration, the sled log store, the state
-//! machine store and the network. Only this module and `grpc/raft.rs` know openraft's types; the
-//! bytes of what is persisted are `ledger_state_machine::codec::record`'s (`records.rs`).
+//! Everything that talks to openraft: the type configuration, the sled log store, the state
+//! machine store, the network, the batcher (the leader's proposals), and the administration the
+//! rest of the node needs (`admin.rs`). Outside this module only `lib.rs` (the wiring) and, for
+//! now, `grpc/raft.rs` name openraft's types (`node/tests/tidy.rs`); the bytes of what is
+//! persisted are `ledger_state_machine::codec::record`'s (`records.rs`).
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); our helpers
 // return it as the traits do.
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod batcher;
 pub mod log_store;
 pub mod mem_log;
 pub mod network;

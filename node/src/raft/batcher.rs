@@ -14,9 +14,9 @@ use openraft::raft::ClientWriteResponse;
 use openraft::BasicNode;
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify, Semaphore};
 
+use super::{Raft, TypeConfig};
 use crate::clock::LogClock;
 use crate::error::ApiError;
-use crate::raft::{Raft, TypeConfig};
 
 /// The result of a proposed command, once its entry is committed and applied.
 #[derive(Debug)]
