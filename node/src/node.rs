@@ -6,13 +6,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ledger_proto::pb::raft_client::RaftClient;
-use ledger_proto::pb::RaftRequest;
 use ledger_state_machine::{codec, Applied, Command};
 
 use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::grpc::peer::{RaftCall, RaftMethod, RaftPeer};
 use crate::raft::batcher::Batcher;
 pub use crate::raft::batcher::Proposed;
 use crate::raft::state_machine::Replica;
@@ -220,17 +219,17 @@ impl Node {
                 })
             }
         };
-        let mut client = RaftClient::new(self.channel(&addr)?);
-        let reply = client
-            .propose(RaftRequest {
-                payload: codec::encode(&command),
-                cluster_id: self.config.cluster_id.clone(),
-                target_node_id: leader_id,
-                sender_node_id: self.config.node_id,
-            })
+        let call = RaftCall {
+            payload: codec::encode(&command),
+            cluster_id: self.config.cluster_id.clone(),
+            target_node_id: leader_id,
+            sender_node_id: self.config.node_id,
+            timeout: None,
+        };
+        let reply = RaftPeer::new(self.channel(&addr)?)
+            .call(RaftMethod::Propose, call)
             .await
-            .map_err(|status| ApiError::Unavailable(format!("leader: {}", status.message())))?
-            .into_inner();
+            .map_err(|status| ApiError::Unavailable(format!("leader: {}", status.message())))?;
         if !reply.error.is_empty() {
             return Err(ApiError::Unavailable(format!("leader: {}", reply.error)));
         }

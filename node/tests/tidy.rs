@@ -5,9 +5,8 @@
 //! - the state machine has no I/O, clock, thread, randomness or async: none of those crates in
 //!   its dependencies, none of those `std` modules in its source.
 //!
-//! Files that still break the first two rules are listed in `KNOWN`, with what they use; the
-//! list may only shrink: a listed file that no longer needs its place fails the test too, so
-//! an exception is removed in the change that ends it (issue #13 §4 moves them).
+//! A use is a code line (comments dropped) naming the crate or the types; a log filter string
+//! such as `openraft=warn` is not one.
 
 use std::path::{Path, PathBuf};
 
@@ -54,30 +53,6 @@ fn uses(text: &str, needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// Files allowed, for now, to break a rule, and why.
-const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "openraft",
-        "node/src/grpc/raft.rs",
-        "decodes openraft's RPCs for the Raft service: to split into raft/",
-    ),
-    (
-        "protobuf",
-        "node/src/node.rs",
-        "forwards a proposal to the leader with the Raft service's client",
-    ),
-    (
-        "protobuf",
-        "node/src/raft/network.rs",
-        "sends openraft's RPCs with the Raft service's client",
-    ),
-    (
-        "protobuf",
-        "node/src/transport.rs",
-        "the tonic transport's own test of the Raft service",
-    ),
-];
-
 fn check_rule(rule: &str, needles: &[&str], allowed: impl Fn(&str) -> bool) {
     let mut found = Vec::new();
     for (name, text) in sources(&root().join("node/src")) {
@@ -85,13 +60,8 @@ fn check_rule(rule: &str, needles: &[&str], allowed: impl Fn(&str) -> bool) {
             continue;
         }
         let lines: Vec<String> = needles.iter().flat_map(|n| uses(&text, n)).collect();
-        let known = KNOWN.iter().any(|(r, file, _)| *r == rule && *file == name);
-        match (lines.is_empty(), known) {
-            (false, false) => found.push(format!("{name} uses {rule}: {}", lines.join(" | "))),
-            (true, true) => found.push(format!(
-                "{name} no longer uses {rule}: take it off KNOWN in this test"
-            )),
-            _ => {}
+        if !lines.is_empty() {
+            found.push(format!("{name} uses {rule}: {}", lines.join(" | ")));
         }
     }
     assert!(found.is_empty(), "{}", found.join("\n"));

@@ -1,28 +1,19 @@
-//! The server half of the Raft transport (`raft/network.rs` is the client half): refuses requests
-//! from another cluster or addressed to another node, decodes openraft's RPCs, refuses terms and
-//! indexes that would overflow and snapshot chunks past the size limit, hands the rest to the
-//! local Raft, and encodes the reply or the Raft error.
+//! The server half of the Raft transport (`grpc/peer.rs` is the client half): refuses requests
+//! from another cluster, addressed to another node, or from a sender its certificate does not
+//! name, and hands the rest to `raft/server.rs` (openraft's messages: decoded, checked, handed
+//! to Raft) or, for `Propose`, to the batcher.
 
-use std::fmt::Display;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ledger_proto::pb::{self, RaftReply, RaftRequest};
 use ledger_state_machine::{codec, Command};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::config::RaftTuning;
 use crate::error::ApiError;
 use crate::node::{Node, Route};
-use crate::raft::{LogId, TypeConfig};
-
-/// Terms and log indexes above this are refused. openraft adds to them (the next term, the next
-/// index): a vote for term `u64::MAX` would be persisted, then wrap or panic at the next
-/// election, an outage that survives restarts. No honest cluster reaches 2^62 of either.
-pub const RAFT_NUMBER_MAX: u64 = 1 << 62;
+use crate::raft::admin;
+use crate::raft::server::{self, Answer, RaftRpc};
 
 /// The internal `admission.v1.Raft` service.
 pub struct RaftService {
@@ -35,26 +26,35 @@ impl RaftService {
         RaftService { node }
     }
 
-    /// Checks that the request is for this node of this cluster, decodes it and checks its
-    /// numbers; nothing reaches Raft before that. A refusal is logged and counted.
-    fn open<T: DeserializeOwned + PeerMessage>(
-        &self,
-        request: Request<RaftRequest>,
-    ) -> Result<T, Status> {
+    /// Checks that the request is for this node of this cluster, from the node its certificate
+    /// names; the payload, else the refusal (logged and counted).
+    fn admitted(&self, request: Request<RaftRequest>) -> Result<(u64, Vec<u8>), Status> {
         let certified = super::auth::node_caller(&request)?;
         let request = request.into_inner();
         let sender = request.sender_node_id;
         self.check_sender(certified, sender)
             .and_then(|()| self.admit(request))
-            .and_then(|message: T| {
-                message.check(&self.node.config.raft)?;
-                Ok(message)
-            })
-            .map_err(|error| {
-                self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sender, %error, "refused a Raft message");
-                error.into()
-            })
+            .map(|payload| (sender, payload))
+            .map_err(|error| self.refused(sender, error))
+    }
+
+    fn refused(&self, sender: u64, error: ApiError) -> Status {
+        self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(sender, %error, "refused a Raft message");
+        error.into()
+    }
+
+    /// An openraft message: admitted, then decoded, checked and handed to Raft.
+    async fn raft_rpc(
+        &self,
+        rpc: RaftRpc,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let (sender, payload) = self.admitted(request)?;
+        let answer = server::handle(&self.node.raft, rpc, &payload, &self.node.config.raft)
+            .await
+            .map_err(|error| self.refused(sender, error))?;
+        Ok(reply(&self.node, answer))
     }
 
     /// With TLS, the sender a message names must be the node its certificate names, and a
@@ -70,11 +70,9 @@ impl RaftService {
                 "the message names sender {sender}, but the certificate is node {certified}'s"
             )));
         }
-        let metrics = self.node.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        let known = membership.nodes().next().is_some();
-        if known && membership.get_node(&sender).is_none() {
+        let membership = admin::membership(&self.node.raft);
+        let known = !membership.nodes.is_empty();
+        if known && !membership.nodes.contains_key(&sender) {
             return Err(ApiError::PermissionDenied(format!(
                 "node {sender} is not a member or learner of this cluster"
             )));
@@ -125,7 +123,7 @@ impl RaftService {
         Ok(())
     }
 
-    fn admit<T: DeserializeOwned>(&self, request: RaftRequest) -> Result<T, ApiError> {
+    fn admit(&self, request: RaftRequest) -> Result<Vec<u8>, ApiError> {
         if request.cluster_id != self.node.config.cluster_id {
             return Err(ApiError::ForeignCluster {
                 theirs: request.cluster_id,
@@ -150,73 +148,7 @@ impl RaftService {
             }
             _ => {}
         }
-        codec::decode(&request.payload)
-            .map_err(|e| ApiError::invalid("payload", format!("undecodable Raft message: {e}")))
-    }
-}
-
-/// What a peer's message must satisfy before openraft sees it.
-trait PeerMessage {
-    fn check(&self, limits: &RaftTuning) -> Result<(), ApiError>;
-}
-
-fn bounded(field: &'static str, value: u64) -> Result<(), ApiError> {
-    if value > RAFT_NUMBER_MAX {
-        return Err(ApiError::invalid(
-            field,
-            format!("{value} is beyond {RAFT_NUMBER_MAX}, where Raft's arithmetic would overflow"),
-        ));
-    }
-    Ok(())
-}
-
-fn bounded_log_id(field: &'static str, log_id: Option<&LogId>) -> Result<(), ApiError> {
-    match log_id {
-        Some(log_id) => {
-            bounded(field, log_id.leader_id.term)?;
-            bounded(field, log_id.index)
-        }
-        None => Ok(()),
-    }
-}
-
-impl PeerMessage for VoteRequest<u64> {
-    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
-        bounded("vote.term", self.vote.leader_id.term)?;
-        bounded_log_id("last_log_id", self.last_log_id.as_ref())
-    }
-}
-
-impl PeerMessage for AppendEntriesRequest<TypeConfig> {
-    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
-        bounded("vote.term", self.vote.leader_id.term)?;
-        bounded_log_id("prev_log_id", self.prev_log_id.as_ref())?;
-        bounded_log_id("leader_commit", self.leader_commit.as_ref())?;
-        self.entries
-            .iter()
-            .try_for_each(|entry| bounded_log_id("entries.log_id", Some(&entry.log_id)))
-    }
-}
-
-impl PeerMessage for InstallSnapshotRequest<TypeConfig> {
-    fn check(&self, limits: &RaftTuning) -> Result<(), ApiError> {
-        bounded("vote.term", self.vote.leader_id.term)?;
-        bounded_log_id("meta.last_log_id", self.meta.last_log_id.as_ref())?;
-        // openraft writes the chunk at `offset` into an in-memory buffer, zero-filling any gap.
-        let end = self.offset.checked_add(self.data.len() as u64);
-        match end {
-            Some(end) if end <= limits.snapshot_bytes_max => Ok(()),
-            _ => Err(ApiError::invalid(
-                "offset",
-                format!(
-                    "a snapshot chunk at {} of {} bytes reaches past the {} bytes this node \
-                     accepts (--snapshot-max-mib)",
-                    self.offset,
-                    self.data.len(),
-                    limits.snapshot_bytes_max
-                ),
-            )),
-        }
+        Ok(request.payload)
     }
 }
 
@@ -235,32 +167,13 @@ fn command_name(command: &Command) -> &'static str {
     }
 }
 
-/// `Propose` checks its command against the state and the sender (`check_proposer`,
-/// `check_proposal`) instead.
-impl PeerMessage for Command {
-    fn check(&self, _: &RaftTuning) -> Result<(), ApiError> {
-        Ok(())
-    }
-}
-
 /// The reply to a peer, with this node's wall clock for its leader's median (`clock.rs`).
-fn reply<T: Serialize, E: Serialize + Display>(
-    node: &Node,
-    result: Result<T, E>,
-) -> Result<Response<RaftReply>, Status> {
-    let clock_ms = node.clock.wall_ms();
-    Ok(Response::new(match result {
-        Ok(value) => RaftReply {
-            payload: codec::encode(&value),
-            error: String::new(),
-            clock_ms,
-        },
-        Err(error) => RaftReply {
-            payload: codec::encode(&error),
-            error: error.to_string(),
-            clock_ms,
-        },
-    }))
+fn reply(node: &Node, answer: Answer) -> Response<RaftReply> {
+    Response::new(RaftReply {
+        payload: answer.payload,
+        error: answer.error,
+        clock_ms: node.clock.wall_ms(),
+    })
 }
 
 #[tonic::async_trait]
@@ -269,26 +182,29 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.node, self.node.raft.append_entries(rpc).await)
+        self.raft_rpc(RaftRpc::AppendEntries, request).await
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.node, self.node.raft.vote(rpc).await)
+        self.raft_rpc(RaftRpc::Vote, request).await
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = self.open(request)?;
-        reply(&self.node, self.node.raft.install_snapshot(rpc).await)
+        self.raft_rpc(RaftRpc::InstallSnapshot, request).await
     }
 
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let certified = super::auth::node_caller(&request)?;
-        let command: Command = self.open(request)?;
+        let (sender, payload) = self.admitted(request)?;
+        let command: Command = codec::decode(&payload).map_err(|e| {
+            self.refused(
+                sender,
+                ApiError::invalid("payload", format!("undecodable Raft message: {e}")),
+            )
+        })?;
         command.validate().map_err(ApiError::from)?;
         self.check_proposer(certified, &command).map_err(|error| {
             self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
@@ -303,6 +219,9 @@ impl pb::raft_server::Raft for RaftService {
             );
         };
         let proposed = self.node.propose(command).await?;
-        reply::<_, String>(&self.node, Ok((proposed.log_index, proposed.applied)))
+        Ok(reply(
+            &self.node,
+            Answer::of::<_, String>(Ok((proposed.log_index, proposed.applied))),
+        ))
     }
 }

@@ -1,7 +1,7 @@
 //! Everything that talks to openraft: the type configuration, the sled log store, the state
 //! machine store, the network, the batcher (the leader's proposals), and the administration the
-//! rest of the node needs (`admin.rs`). Outside this module only `lib.rs` (the wiring) and, for
-//! now, `grpc/raft.rs` name openraft's types (`node/tests/tidy.rs`); the bytes of what is
+//! rest of the node needs (`admin.rs`). Outside this module only `lib.rs` (the wiring) names
+//! openraft's types (`node/tests/tidy.rs`); the bytes of what is
 //! persisted are `ledger_state_machine::codec::record`'s (`records.rs`).
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); our helpers
@@ -15,6 +15,7 @@ pub mod mem_log;
 pub mod network;
 pub mod records;
 pub mod runtime;
+pub mod server;
 pub mod state_machine;
 
 use ledger_state_machine::codec::record::EncodedEntry;

@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use ledger_proto::admission::v1::raft_client::RaftClient;
-use ledger_proto::admission::v1::{RaftReply, RaftRequest};
 use ledger_state_machine::codec;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -24,7 +22,8 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::transport::{PeerChannel, Transport};
+use crate::grpc::peer::{RaftAnswer, RaftCall, RaftMethod, RaftPeer};
+use crate::transport::Transport;
 
 use super::TypeConfig;
 use crate::clock::LogClock;
@@ -69,11 +68,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             sender: self.node_id,
             cluster_id: self.cluster_id.clone(),
             clock: self.clock.clone(),
-            client: channel.map(|channel| {
-                RaftClient::new(channel)
-                    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-            }),
+            client: channel
+                .map(|channel| RaftPeer::with_message_limit(channel, RAFT_MESSAGE_BYTES_MAX)),
         }
     }
 }
@@ -87,7 +83,7 @@ pub struct PeerClient {
     sender: u64,
     cluster_id: String,
     /// `Err` when the peer's address is not a valid URI; every call then fails as unreachable.
-    client: Result<RaftClient<PeerChannel>, String>,
+    client: Result<RaftPeer, String>,
     /// Where the peer's clock offset is recorded.
     clock: Arc<LogClock>,
 }
@@ -97,16 +93,10 @@ pub struct PeerClient {
 #[error("{0}")]
 struct TransportError(String);
 
-enum Call {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
-}
-
 impl PeerClient {
     async fn call<Req, Resp, E>(
         &mut self,
-        call: Call,
+        method: RaftMethod,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
@@ -123,25 +113,20 @@ impl PeerClient {
                 ))))
             }
         };
-        let mut grpc_request = tonic::Request::new(RaftRequest {
+        let call = RaftCall {
             payload: codec::encode(request),
             cluster_id: self.cluster_id.clone(),
             target_node_id: self.target,
             sender_node_id: self.sender,
-        });
-        grpc_request.set_timeout(option.hard_ttl());
-        let sent = self.clock.now();
-        let reply = match call {
-            Call::AppendEntries => client.append_entries(grpc_request).await,
-            Call::Vote => client.vote(grpc_request).await,
-            Call::InstallSnapshot => client.install_snapshot(grpc_request).await,
+            timeout: Some(option.hard_ttl()),
         };
-        let RaftReply {
+        let sent = self.clock.now();
+        let RaftAnswer {
             payload,
             error,
             clock_ms,
-        } = match reply {
-            Ok(reply) => reply.into_inner(),
+        } = match client.call(method, call).await {
+            Ok(answer) => answer,
             Err(status)
                 if matches!(
                     status.code(),
@@ -172,7 +157,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(Call::AppendEntries, &rpc, &option).await
+        self.call(RaftMethod::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -183,7 +168,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call(Call::InstallSnapshot, &rpc, &option).await
+        self.call(RaftMethod::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -191,6 +176,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(Call::Vote, &rpc, &option).await
+        self.call(RaftMethod::Vote, &rpc, &option).await
     }
 }
