@@ -2,10 +2,11 @@
 //!
 //! A node persists the Raft log in sled ([`raft::log_store`]), applies committed entries to its
 //! in-memory [`ledger_state_machine::AdmissionState`] ([`raft::state_machine`]), talks to its
-//! peers over the internal gRPC `Raft` service ([`raft::network`], [`grpc::raft`]), and serves
-//! the public `Admission` and operators' `Cluster` services ([`grpc`]). On the leader, the
-//! [`batcher::Batcher`] turns concurrent writes into one log entry per batch; every other node
-//! forwards writes and linearizable reads to the leader ([`node::Node::route`]).
+//! peers over the internal gRPC `Raft` service ([`raft::network`] and [`grpc::peer`] send,
+//! [`grpc::raft`] and [`raft::server`] receive), and serves the public `Admission` and
+//! operators' `Cluster` services ([`grpc`]). On the leader, the [`raft::batcher::Batcher`] turns
+//! concurrent writes into one log entry per batch; every other node forwards writes and
+//! linearizable reads to the leader ([`node::Node::route`]).
 //!
 //! [`run`] is the whole node: it takes a validated [`config::Config`], a bound listener and a
 //! shutdown future, so tests and the binary drive it the same way.

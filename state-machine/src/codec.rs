@@ -31,7 +31,7 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// admitted from it), scheduled openings and closings, `max_waitlist`.
 /// Version 5: what is kept of archived deals; where each deal closed and each waitlisted
 /// request ended.
-/// Versions 2 to 4 are read and converted ([`legacy`]).
+/// Versions 2 to 4 are read and converted (`legacy`).
 pub const FORMAT_VERSION: u32 = 5;
 
 fn config() -> bincode::config::Configuration {

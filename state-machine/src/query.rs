@@ -184,7 +184,7 @@ impl AdmissionState {
         self.last_log_index
     }
 
-    /// Counter updates that found this state already wrong while applying ([`Breaches`]).
+    /// Counter updates that found this state already wrong while applying ([`Breaches`](crate::Breaches)).
     pub fn breaches(&self) -> &crate::state::Breaches {
         &self.breaches
     }

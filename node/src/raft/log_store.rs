@@ -10,8 +10,11 @@
 //! vote present whenever entries are, and its term at least the last entry's), and the node
 //! refuses to serve on any finding.
 //!
-//! Appends are written as one sled batch and flushed (`flush_async`, i.e. fsync) before openraft
-//! is told they are durable, so an entry counts towards a quorum only once it is on disk.
+//! An append is written at once as one sled batch; the `log-flusher` thread then fsyncs it
+//! (`Db::flush`, one fsync for every append waiting) before openraft is told it is durable, so
+//! an entry counts towards a quorum only once it is on disk. Votes and the purge marker are
+//! flushed before their call returns; the committed marker is not (losing it only means
+//! re-applying from the snapshot).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};

@@ -10,7 +10,7 @@
 //! node loads it and openraft re-applies the committed log after it.
 //!
 //! In the simulation the same file's bytes live on the node's [`MemDisk`] instead
-//! ([`SnapshotPlace::Memory`]), and encoding and writing run inline: a blocking thread would
+//! (`SnapshotPlace::Memory`), and encoding and writing run inline: a blocking thread would
 //! finish at a moment the simulation does not decide.
 
 use std::collections::{HashMap, VecDeque};

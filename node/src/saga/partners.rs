@@ -1,6 +1,6 @@
 //! The partners' HTTP API: [`HttpPartners`], the production [`PartnerApi`], and the wire
 //! knowledge it shares with the in-process partners of a simulation (request bodies,
-//! [`classify`] of replies), so that both see the same outcomes (API: `partners/README.md`).
+//! `classify` of replies), so that both see the same outcomes (API: `partners/README.md`).
 //!
 //! Every call carries its idempotency key, so a retry after a timeout, a reset connection or a
 //! garbled reply returns the partner's first result. Replies are classified into a definite

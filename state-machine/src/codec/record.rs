@@ -12,7 +12,7 @@
 //! Format 0, what builds before this layout wrote, is `crc32 ‖ bincode` of openraft 0.9's serde
 //! derives. Its bincode never starts with `0xFF` (a varint's first byte is at most 254, an
 //! `Option` tag 0 or 1), so a record of either format tells which it is, and format 0 records are
-//! read and converted ([`format0`]). A record of a version newer than this build's is refused
+//! read and converted (`format0`). A record of a version newer than this build's is refused
 //! with a message naming both versions.
 
 use std::collections::{BTreeMap, BTreeSet};
