@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::{run_seed, Options};
+use crate::{run_seed, MembershipChanges, Options};
 
 #[derive(Parser)]
 #[command(about = "Deterministic simulation of an admission-ledger cluster")]
@@ -30,6 +30,10 @@ struct Args {
     /// Stop at the first failing seed.
     #[arg(long)]
     first_failure: bool,
+    /// Whether seeds change the membership while the load runs (`auto`: half of them, drawn
+    /// from the seed).
+    #[arg(long, value_enum, default_value_t = MembershipChanges::Auto)]
+    membership: MembershipChanges,
     /// Run this one seed in this process (what the batch runs each seed with).
     #[arg(long, hide = true)]
     one: Option<u64>,
@@ -54,6 +58,7 @@ pub fn cli_main() -> ExitCode {
     }
     let options = Options {
         load: Duration::from_secs(args.load_s),
+        membership: args.membership,
         ..Options::default()
     };
     if let Some(seed) = args.one {
@@ -85,6 +90,8 @@ pub fn cli_main() -> ExitCode {
             &seed.to_string(),
             "--load-s",
             &args.load_s.to_string(),
+            "--membership",
+            membership_flag(args.membership),
         ]);
         if args.verbose {
             child.arg("--verbose");
@@ -99,7 +106,7 @@ pub fn cli_main() -> ExitCode {
                 if status.code() != Some(1) {
                     println!(
                         "FAIL seed {seed}: the process ended with {status}; replay: {}",
-                        replay(seed)
+                        replay(seed, args.membership)
                     );
                 }
             }
@@ -117,13 +124,27 @@ pub fn cli_main() -> ExitCode {
     }
 }
 
-fn replay(seed: u64) -> String {
-    format!("scripts/simulate.sh --seeds 1 --seed {seed}")
+fn membership_flag(membership: MembershipChanges) -> &'static str {
+    match membership {
+        MembershipChanges::Auto => "auto",
+        MembershipChanges::On => "on",
+        MembershipChanges::Off => "off",
+    }
+}
+
+fn replay(seed: u64, membership: MembershipChanges) -> String {
+    match membership {
+        MembershipChanges::Auto => format!("scripts/simulate.sh --seeds 1 --seed {seed}"),
+        other => format!(
+            "scripts/simulate.sh --seeds 1 --seed {seed} --membership {}",
+            membership_flag(other)
+        ),
+    }
 }
 
 /// Runs `seed` in this process, prints what it found; true when it passed.
 fn one(seed: u64, options: &Options, args: &Args) -> bool {
-    let replay = replay(seed);
+    let replay = replay(seed, args.membership);
     match std::panic::catch_unwind(|| run_seed(seed, options)) {
         Ok(Ok(outcome)) if !outcome.failed() => {
             if args.report {

@@ -20,4 +20,4 @@ pub fn deterministic() -> bool {
 }
 
 pub use cli::cli_main;
-pub use scenario::{run_seed, Options, Outcome};
+pub use scenario::{run_seed, MembershipChanges, Options, Outcome};

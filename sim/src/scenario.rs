@@ -25,11 +25,27 @@ use rand::{Rng, SeedableRng};
 use crate::clock::SimClock;
 use crate::net::{self, MessageFaults, SimTransport};
 
+/// Whether a seed changes the membership while the load runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MembershipChanges {
+    /// Drawn from the seed (half of the seeds).
+    Auto,
+    /// Always.
+    On,
+    /// Never: the cluster keeps its first voters (what seeds replayed before membership
+    /// changes existed ran).
+    Off,
+}
+
 /// What a run simulates.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Voters.
+    /// Voters at the start.
     pub nodes: u64,
+    /// Hosts beside them that a run with membership changes adds (as learners, then voters).
+    pub spares: u64,
+    /// Whether the membership changes during the load.
+    pub membership: MembershipChanges,
     /// How long the client load runs (simulated time); faults strike within it.
     pub load: Duration,
     /// Concurrent client workers.
@@ -42,6 +58,8 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             nodes: 3,
+            spares: 2,
+            membership: MembershipChanges::Auto,
             load: Duration::from_secs(10),
             workers: 6,
             rate: 60.0,
@@ -179,6 +197,23 @@ struct Shared {
     load_done: AtomicBool,
     healed: AtomicBool,
     input: Mutex<Option<CheckInput>>,
+    /// Nodes removed from the membership, for the driver to stop for good (a removed voter of
+    /// openraft 0.9 would go on campaigning).
+    retire: Mutex<Vec<u64>>,
+    /// What the membership changes did, for the report.
+    changes: Mutex<Vec<String>>,
+}
+
+/// Whether `seed` changes the membership: drawn apart from every other draw of the seed, so a
+/// seed without changes runs exactly as before they existed.
+fn changes_membership(seed: u64, options: &Options) -> bool {
+    match options.membership {
+        MembershipChanges::On => true,
+        MembershipChanges::Off => false,
+        MembershipChanges::Auto => {
+            SmallRng::seed_from_u64(seed ^ 0x6d65_6d62_6572_7368).random_bool(0.5)
+        }
+    }
 }
 
 /// Runs one seed to its verdicts.
@@ -203,7 +238,9 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Outcome> {
     )
     .map_err(|e| anyhow!("partner faults: {e}"))?;
     let jitter_seed: u64 = rng.random();
-    let nodes = options.nodes;
+    let changes = changes_membership(seed, options);
+    // Hosts: the first voters, and the spares a run with membership changes adds.
+    let nodes = options.nodes + if changes { options.spares } else { 0 };
     let disks: Vec<MemDisk> = (0..nodes)
         .map(|_| MemDisk::new(Duration::from_millis(1)))
         .collect();
@@ -241,18 +278,36 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Outcome> {
     let workload_seed: u64 = rng.random();
     sim.client(
         "client",
-        client(shared.clone(), options.clone(), workload_seed),
+        client(shared.clone(), options.clone(), workload_seed, changes),
     );
 
     let mut plan = schedule(&mut rng, nodes, options.load);
     plan.reverse();
     let mut drawn = Vec::new();
     let mut crashed = BTreeSet::new();
+    let mut retired = BTreeSet::new();
     loop {
         let now = sim.elapsed();
+        let retiring =
+            std::mem::take(&mut *shared.retire.lock().unwrap_or_else(PoisonError::into_inner));
+        for id in retiring {
+            if retired.insert(id) {
+                drawn.push(format!("{} ms: Retire({id})", now.as_millis()));
+                if !crashed.remove(&id) {
+                    sim.crash(host(id));
+                }
+            }
+        }
         while plan.last().is_some_and(|(at, _)| *at <= now) {
             let (at, fault) = plan.pop().expect("checked");
             if shared.load_done.load(Ordering::Acquire) {
+                continue;
+            }
+            let on_retired = match &fault {
+                Fault::Crash(id) | Fault::Restart(id) => retired.contains(id),
+                _ => false,
+            };
+            if on_retired {
                 continue;
             }
             drawn.push(format!("{} ms: {fault:?}", at.as_millis()));
@@ -293,6 +348,13 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Outcome> {
         .take()
         .ok_or_else(|| anyhow!("seed {seed}: the client ended without a history"))?;
     input.audit = Some(partners.partners().audit());
+    drawn.extend(
+        shared
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..),
+    );
     if let Ok(path) = std::env::var("LEDGER_SIM_DUMP") {
         std::fs::write(
             format!("{path}.{seed}"),
@@ -429,7 +491,7 @@ async fn pending(leader: u64, deals: &DealBook) -> Result<Vec<String>> {
 
 /// I8 after healing, as the real-process harness observes it: one leader agreed on, a fresh
 /// submit answered, every saga terminal, within the checker's window.
-async fn liveness(nodes: u64, recorder: &Recorder, deals: &DealBook, seed: u64) -> Liveness {
+async fn liveness(ids: &[u64], recorder: &Recorder, deals: &DealBook, seed: u64) -> Liveness {
     let healed_us = recorder.now_us();
     let mut live = Liveness {
         healed_us,
@@ -441,7 +503,7 @@ async fn liveness(nodes: u64, recorder: &Recorder, deals: &DealBook, seed: u64) 
     let mut probes = 0u64;
     while tokio::time::Instant::now() < deadline {
         let mut leaders = BTreeSet::new();
-        for id in 1..=nodes {
+        for &id in ids {
             leaders.insert(status(id, false).await.ok().and_then(|s| s.leader_id));
         }
         let leader = match (leaders.len(), leaders.first()) {
@@ -514,7 +576,12 @@ async fn status(id: u64, with_digest: bool) -> Result<pb::StatusResponse> {
 
 /// The client: starts the cluster, creates the deals, runs the workload, waits for the driver
 /// to heal every fault, then reads every node's final state into `shared.input`.
-async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Result {
+async fn client(
+    shared: Arc<Shared>,
+    options: Options,
+    seed: u64,
+    changes: bool,
+) -> turmoil::Result {
     let nodes = options.nodes;
     let recorder = Arc::new(Recorder::new(tokio::time::Instant::now()));
     let members: Vec<pb::MemberAddr> = (1..=nodes)
@@ -554,6 +621,17 @@ async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Re
     tracing::info!(sim_ms = sim_ms(), "deals created");
 
     let connect: workload::Connect = Arc::new(|addr: &str| net::channel(addr).ok());
+    let targets = targets(nodes);
+    let load_over = Arc::new(AtomicBool::new(false));
+    let membership = changes.then(|| {
+        tokio::spawn(change_membership(
+            shared.clone(),
+            targets.clone(),
+            (nodes, options.spares),
+            JepsenRng::new(seed ^ 0x6d65_6d62_6572_7368),
+            load_over.clone(),
+        ))
+    });
     workload::run_workers(
         WorkloadConfig {
             workers: options.workers,
@@ -562,7 +640,7 @@ async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Re
             max_ops: (options.rate * options.load.as_secs_f64() * 1.2) as u64 + 100,
             seed,
         },
-        targets(nodes),
+        targets,
         Channels::with(connect),
         deals.clone(),
         recorder.clone(),
@@ -570,6 +648,10 @@ async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Re
     )
     .await;
 
+    load_over.store(true, Ordering::Release);
+    if let Some(task) = membership {
+        let _ = task.await;
+    }
     tracing::info!(
         sim_ms = sim_ms(),
         ops = recorder.history().len(),
@@ -579,12 +661,20 @@ async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Re
     while !shared.healed.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let liveness = liveness(nodes, &recorder, &deals, seed).await;
+    // The members, as the cluster has them now (without changes: the first voters).
+    let ids: Vec<u64> = if changes {
+        retried(600, || current_members(nodes + options.spares))
+            .await
+            .context("final membership")?
+    } else {
+        (1..=nodes).collect()
+    };
+    let liveness = liveness(&ids, &recorder, &deals, seed).await;
     // Every node at one applied index (executors' heartbeats keep appending: a moment when
     // they agree is enough).
     let statuses = retried(600, || async {
         let mut statuses = Vec::new();
-        for id in 1..=nodes {
+        for &id in &ids {
             statuses.push(status(id, true).await?);
         }
         let indexes: BTreeSet<u64> = statuses.iter().map(|s| s.applied_index).collect();
@@ -621,4 +711,180 @@ async fn client(shared: Arc<Shared>, options: Options, seed: u64) -> turmoil::Re
     };
     *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(input);
     Ok(())
+}
+
+/// The members (voters and learners) of the cluster, as the leader has them; asked of every host
+/// until one names a leader that answers.
+async fn current_members(hosts: u64) -> Result<Vec<u64>> {
+    for id in 1..=hosts {
+        let Ok(seen) = status(id, false).await else {
+            continue;
+        };
+        let Some(leader) = seen.leader_id else {
+            continue;
+        };
+        if let Ok(leader) = status_of_leader(leader).await {
+            return Ok(leader.members.iter().map(|m| m.node_id).collect());
+        }
+    }
+    Err(anyhow!("no leader to tell the membership"))
+}
+
+/// While the load runs, changes the membership one step at a time, as an operator would, each
+/// waiting for the previous to commit: adds a spare as a learner and promotes it once caught up
+/// (up to 5 voters), or removes a voter other than the leader (down to 3); a removed node is
+/// stopped for good. A step whose outcome is unknown is settled by reading the membership
+/// again. The workload's targets follow the voters.
+async fn change_membership(
+    shared: Arc<Shared>,
+    targets: Targets,
+    (nodes, spares): (u64, u64),
+    mut rng: JepsenRng,
+    load_over: Arc<AtomicBool>,
+) {
+    let mut spare: Vec<u64> = (nodes + 1..=nodes + spares).collect();
+    let mut known: BTreeSet<u64> = (1..=nodes).collect();
+    let note = |line: String| {
+        tracing::info!(sim_ms = sim_ms(), "{line}");
+        shared
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!("{} ms: {line}", sim_ms()));
+    };
+    let retire = |known: &mut BTreeSet<u64>, gone: u64| {
+        known.remove(&gone);
+        shared
+            .retire
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(gone);
+        targets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|t| t.id != gone);
+    };
+    let mut last_round = false;
+    loop {
+        if load_over.load(Ordering::Acquire) {
+            // A last look, so that a removal whose answer was lost is settled too.
+            last_round = true;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.range(500, 2_500))).await;
+        }
+        // The membership as the leader has it.
+        let mut leader = None;
+        for &id in &known {
+            if let Ok(status) = status(id, false).await {
+                if let Some(id) = status.leader_id {
+                    if let Ok(found) = status_of_leader(id).await {
+                        leader = Some(found);
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(leader) = leader else {
+            if last_round {
+                return;
+            }
+            continue;
+        };
+        let voters: BTreeSet<u64> = leader
+            .members
+            .iter()
+            .filter(|m| m.role == pb::MemberRole::Voter as i32)
+            .map(|m| m.node_id)
+            .collect();
+        let members: BTreeSet<u64> = leader.members.iter().map(|m| m.node_id).collect();
+        // Whoever left the membership (a removal that answered "unknown" but took effect)
+        // stops for good.
+        for gone in known.difference(&members).copied().collect::<Vec<_>>() {
+            retire(&mut known, gone);
+        }
+        if last_round {
+            return;
+        }
+        let Ok(channel) = net::channel(&net::addr(leader.node_id)) else {
+            continue;
+        };
+        let mut cluster = ClusterClient::new(channel);
+        // A learner not yet promoted comes first.
+        let learner = members.difference(&voters).next().copied();
+        let grow = learner.is_some()
+            || (voters.len() < 5 && !spare.is_empty() && (voters.len() < 4 || rng.percent(50)));
+        if grow {
+            let id = match learner {
+                Some(id) => id,
+                None => spare.remove(0),
+            };
+            known.insert(id);
+            let add = pb::AddLearnerRequest {
+                node_id: id,
+                addr: net::addr(id),
+                catch_up_wait_ms: 5_000,
+            };
+            let added = cluster.add_learner(add).await;
+            let caught_up = match added {
+                Ok(reply) => reply.into_inner().caught_up,
+                Err(status) => {
+                    note(format!("add learner {id}: {}", status.message()));
+                    false
+                }
+            };
+            if !caught_up {
+                continue;
+            }
+            let mut promoted = voters.clone();
+            promoted.insert(id);
+            let change = pb::ChangeMembershipRequest {
+                voters: promoted.into_iter().collect(),
+                retain: false,
+            };
+            match cluster.change_membership(change).await {
+                Ok(_) => {
+                    note(format!("added and promoted {id}"));
+                    let mut targets = targets.write().unwrap_or_else(PoisonError::into_inner);
+                    if !targets.iter().any(|t| t.id == id) {
+                        targets.push(Target {
+                            id,
+                            addr: net::addr(id),
+                        });
+                    }
+                }
+                Err(status) => note(format!("promote {id}: {}", status.message())),
+            }
+        } else if voters.len() > 3 {
+            let others: Vec<u64> = voters
+                .iter()
+                .copied()
+                .filter(|&id| id != leader.node_id)
+                .collect();
+            let Some(&victim) = rng.pick(&others) else {
+                continue;
+            };
+            let remaining: Vec<u64> = voters.iter().copied().filter(|&id| id != victim).collect();
+            let change = pb::ChangeMembershipRequest {
+                voters: remaining,
+                retain: false,
+            };
+            match cluster.change_membership(change).await {
+                Ok(_) => {
+                    note(format!("removed {victim}"));
+                    retire(&mut known, victim);
+                }
+                Err(status) => note(format!("remove {victim}: {}", status.message())),
+            }
+        }
+    }
+}
+
+/// The status of `leader`, if it answers as the leader.
+async fn status_of_leader(leader: u64) -> Result<pb::StatusResponse> {
+    let status = status(leader, false).await?;
+    if status.leader_id == Some(status.node_id) {
+        Ok(status)
+    } else {
+        Err(anyhow!("node {leader} does not lead"))
+    }
 }

@@ -3,10 +3,13 @@
 
 use std::process::Command;
 
-/// `(history hash, the whole line)` of one run of `seed`.
+/// `(history hash, the whole line)` of one run of `seed`, without membership changes (as this
+/// test ran before they existed; `docs/SIMULATION.md`, "Determinism", says which seeds do not
+/// replay exactly yet).
 fn run(seed: u64) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
         .args(["--seeds", "1", "--seed", &seed.to_string(), "--verbose"])
+        .args(["--membership", "off"])
         .output()
         .expect("run ledger-sim");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -1,5 +1,6 @@
 //! Seeds that once failed, each with the bug it found (`docs/SIMULATION.md`, "Bugs found"). They
-//! run on every build, besides the 200-seed run.
+//! run on every build, besides the 200-seed run, without membership changes, as they ran when
+//! they failed (membership changes draw other faults).
 
 use std::process::Command;
 
@@ -7,6 +8,7 @@ use std::process::Command;
 fn passes(seed: u64) {
     let output = Command::new(env!("CARGO_BIN_EXE_ledger-sim"))
         .args(["--seeds", "1", "--seed", &seed.to_string(), "--report"])
+        .args(["--membership", "off"])
         .output()
         .expect("run ledger-sim");
     let text = String::from_utf8_lossy(&output.stdout);
