@@ -155,39 +155,73 @@ impl DealCounters {
     /// A seat taken for `amount`, which the caller checked fits. An overflow means the counters
     /// were already wrong: clamped, and reported.
     fn admit(&mut self, amount: Money) -> Result<(), &'static str> {
-        let seats = self.investor_count.checked_add(1);
-        let reserved = self.reserved.checked_add(amount);
-        self.investor_count = self.investor_count.saturating_add(1);
-        self.reserved = self.reserved.saturating_add(amount);
-        match (seats, reserved) {
-            (Some(_), Some(_)) => Ok(()),
-            _ => Err("admitting overflows the seat count or the reserved amount"),
-        }
+        let seats = settle(
+            &mut self.investor_count,
+            |n| n.checked_add(1),
+            |n| n.saturating_add(1),
+        );
+        let reserved = settle(
+            &mut self.reserved,
+            |m| m.checked_add(amount),
+            |m| m.saturating_add(amount),
+        );
+        (seats && reserved)
+            .then_some(())
+            .ok_or("admitting overflows the seat count or the reserved amount")
     }
 
     /// A seat given back: it was counted, so neither counter can go below zero unless they
     /// were already wrong.
     fn release(&mut self, amount: Money) -> Result<(), &'static str> {
-        let seats = self.investor_count.checked_sub(1);
-        let reserved = self.reserved.checked_sub(amount);
-        self.investor_count = self.investor_count.saturating_sub(1);
-        self.reserved = self.reserved.saturating_sub(amount);
-        match (seats, reserved) {
-            (Some(_), Some(_)) => Ok(()),
-            _ => Err("releasing a seat takes the seat count or the reserved amount below zero"),
-        }
+        let seats = settle(
+            &mut self.investor_count,
+            |n| n.checked_sub(1),
+            |n| n.saturating_sub(1),
+        );
+        let reserved = settle(
+            &mut self.reserved,
+            |m| m.checked_sub(amount),
+            |m| m.saturating_sub(amount),
+        );
+        (seats && reserved)
+            .then_some(())
+            .ok_or("releasing a seat takes the seat count or the reserved amount below zero")
     }
 
     /// An admitted investment confirmed: it is within the reserved totals, so these cannot
     /// overflow unless they were already wrong.
     fn confirm(&mut self, amount: Money) -> Result<(), &'static str> {
-        let count = self.confirmed_count.checked_add(1);
-        let total = self.confirmed_amount.checked_add(amount);
-        self.confirmed_count = self.confirmed_count.saturating_add(1);
-        self.confirmed_amount = self.confirmed_amount.saturating_add(amount);
-        match (count, total) {
-            (Some(_), Some(_)) => Ok(()),
-            _ => Err("confirming overflows the confirmed count or amount"),
+        let count = settle(
+            &mut self.confirmed_count,
+            |n| n.checked_add(1),
+            |n| n.saturating_add(1),
+        );
+        let total = settle(
+            &mut self.confirmed_amount,
+            |m| m.checked_add(amount),
+            |m| m.saturating_add(amount),
+        );
+        (count && total)
+            .then_some(())
+            .ok_or("confirming overflows the confirmed count or amount")
+    }
+}
+
+/// Moves `slot` by the checked operation, or, when it fails (the state was already wrong), by
+/// the clamping one; whether the checked operation held.
+fn settle<T: Copy>(
+    slot: &mut T,
+    checked: impl FnOnce(T) -> Option<T>,
+    clamped: impl FnOnce(T) -> T,
+) -> bool {
+    match checked(*slot) {
+        Some(value) => {
+            *slot = value;
+            true
+        }
+        None => {
+            *slot = clamped(*slot);
+            false
         }
     }
 }

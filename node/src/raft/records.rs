@@ -199,19 +199,24 @@ mod tests {
             SnapshotData = std::io::Cursor<Vec<u8>>,
     );
 
+    /// `entry` as the previous build held it: the decoded entry inline.
+    fn format0_entry(entry: &LogEntry) -> openraft::Entry<Format0> {
+        openraft::Entry {
+            log_id: entry.log_id,
+            payload: match &entry.payload {
+                EntryPayload::Normal(encoded) => {
+                    EntryPayload::Normal(encoded.entry().expect("decodes").clone())
+                }
+                EntryPayload::Blank => EntryPayload::Blank,
+                EntryPayload::Membership(m) => EntryPayload::Membership(m.clone()),
+            },
+        }
+    }
+
     #[test]
     fn format_0_log_records_read_as_openraft_wrote_them() {
         for entry in entries() {
-            let legacy = openraft::Entry::<Format0> {
-                log_id: entry.log_id,
-                payload: match &entry.payload {
-                    EntryPayload::Normal(encoded) => {
-                        EntryPayload::Normal(encoded.entry().expect("decodes").clone())
-                    }
-                    EntryPayload::Blank => EntryPayload::Blank,
-                    EntryPayload::Membership(m) => EntryPayload::Membership(m.clone()),
-                },
-            };
+            let legacy = format0_entry(&entry);
             assert_eq!(
                 decode_entry(&format0(&legacy)).expect("format 0 reads"),
                 entry
@@ -286,20 +291,7 @@ mod tests {
         let previous = AppendEntriesRequest::<Format0> {
             vote: current.vote,
             prev_log_id: current.prev_log_id,
-            entries: current
-                .entries
-                .iter()
-                .map(|entry| openraft::Entry::<Format0> {
-                    log_id: entry.log_id,
-                    payload: match &entry.payload {
-                        EntryPayload::Normal(encoded) => {
-                            EntryPayload::Normal(encoded.entry().expect("decodes").clone())
-                        }
-                        EntryPayload::Blank => EntryPayload::Blank,
-                        EntryPayload::Membership(m) => EntryPayload::Membership(m.clone()),
-                    },
-                })
-                .collect(),
+            entries: current.entries.iter().map(format0_entry).collect(),
             leader_commit: current.leader_commit,
         };
         let read: AppendEntriesRequest<super::super::TypeConfig> =
