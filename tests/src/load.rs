@@ -116,6 +116,19 @@ pub fn retryable(code: Code) -> bool {
     )
 }
 
+/// Submits `request` to `node`, retrying retryable failures with the default policy; panics if
+/// it is not decided.
+pub async fn submit_to(node: &NodeClients, request: pb::SubmitRequest) -> Acked {
+    submit_retrying(
+        std::slice::from_ref(node),
+        0,
+        request,
+        RetryPolicy::default(),
+    )
+    .await
+    .expect("submit")
+}
+
 /// Submits `request` to `nodes[first_node]`, retrying retryable failures on the next node
 /// (round robin) with the same request, within `policy`. Returns the reply, or the last error
 /// (`Err` at once for a non-retryable one).

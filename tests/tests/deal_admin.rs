@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ledger_tests::check::money;
-use ledger_tests::load::{self, Acked, RetryPolicy};
+use ledger_tests::load::{self, Acked};
 use ledger_tests::saga;
 use ledger_tests::{bounded, ctl, pb, ClusterOptions, NodeClients, TestCluster};
 use serde_json::Value;
@@ -38,14 +38,7 @@ async fn list_page(
 }
 
 async fn submit(node: &NodeClients, request: pb::SubmitRequest) -> Acked {
-    load::submit_retrying(
-        std::slice::from_ref(node),
-        0,
-        request,
-        RetryPolicy::default(),
-    )
-    .await
-    .expect("submit")
+    load::submit_to(node, request).await
 }
 
 fn request(deal: &str, user: &str) -> pb::SubmitRequest {

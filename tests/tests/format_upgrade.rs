@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ledger_tests::binary::workspace_root;
 use ledger_tests::check::{self, money};
-use ledger_tests::load::{self, RetryPolicy};
+use ledger_tests::load;
 use ledger_tests::{bounded, pb, wait_until, ClusterOptions, NodeClients, TestCluster};
 
 const DEAL: &str = "upgrade-deal";
@@ -39,15 +39,7 @@ async fn submit(node: &NodeClients, n: usize) -> pb::SubmitResponse {
         waitlist: n.is_multiple_of(5),
         waitlist_ttl_ms: None,
     };
-    load::submit_retrying(
-        std::slice::from_ref(node),
-        0,
-        request,
-        RetryPolicy::default(),
-    )
-    .await
-    .expect("submit")
-    .response
+    load::submit_to(node, request).await.response
 }
 
 /// One line per investment, every field of it.

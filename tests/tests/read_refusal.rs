@@ -99,9 +99,8 @@ async fn a_leader_without_quorum_refuses_linearizable_reads_and_serves_stale_one
         let leader = cluster.leader().await;
         let node = cluster.client(leader).await;
         load::create_deal(&node, DEAL, "10000.00", 10).await;
-        let ack = load::submit_retrying(
-            std::slice::from_ref(&node),
-            0,
+        let ack = load::submit_to(
+            &node,
             pb::SubmitRequest {
                 request_id: uuid::Uuid::new_v4().to_string(),
                 deal_id: DEAL.into(),
@@ -110,10 +109,8 @@ async fn a_leader_without_quorum_refuses_linearizable_reads_and_serves_stale_one
                 waitlist: false,
                 waitlist_ttl_ms: None,
             },
-            load::RetryPolicy::default(),
         )
-        .await
-        .expect("submit");
+        .await;
         let request_id = ack.request.request_id.clone();
 
         // With the quorum, every read answers either way.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ledger_tests::check::{self, money};
-use ledger_tests::load::{self, RetryPolicy};
+use ledger_tests::load;
 use ledger_tests::{bounded, ctl, pb, wait_until, ClusterOptions, NodeClients, TestCluster};
 
 const DEAL: &str = "restart-deal";
@@ -35,14 +35,7 @@ async fn submit_some(node: &NodeClients, from: usize, count: usize) {
             waitlist: false,
             waitlist_ttl_ms: None,
         };
-        load::submit_retrying(
-            std::slice::from_ref(node),
-            0,
-            request,
-            RetryPolicy::default(),
-        )
-        .await
-        .expect("submit");
+        load::submit_to(node, request).await;
     }
 }
 
