@@ -13,7 +13,7 @@
 //! - W2 (final reads), W3 (money) and W5 (resolving `info`) happen after the run, in
 //!   [`crate::run`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -96,7 +96,9 @@ pub type Connect = Arc<dyn Fn(&str) -> Option<Channel> + Send + Sync>;
 /// Lazily connected channels to the nodes, one HTTP/2 connection per address.
 #[derive(Clone)]
 pub struct Channels {
-    open: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Ordered, so that dropping them closes the connections in the same order every time:
+    /// a simulation replays.
+    open: Arc<Mutex<BTreeMap<String, Channel>>>,
     connect: Connect,
 }
 

@@ -1,7 +1,7 @@
 //! [`Node`]: what every RPC handler shares: the Raft handle, the local replica, the batcher, and
 //! the routing of writes and linearizable reads to the leader.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -67,7 +67,9 @@ pub struct Node {
     batcher: Batcher,
     transport: Arc<dyn Transport>,
     /// One channel per peer address, made through `transport` when first needed.
-    channels: Mutex<HashMap<String, PeerChannel>>,
+    /// Ordered, so that a crash drops (and closes) the connections in the same order every
+    /// time: a simulation replays.
+    channels: Mutex<BTreeMap<String, PeerChannel>>,
     /// Raft messages refused before they reached Raft (`ledger_raft_refused_total`).
     pub raft_refused: AtomicU64,
     /// Calls refused for their credentials (`ledger_auth_refused_total`).
@@ -97,7 +99,7 @@ impl Node {
             clock,
             batcher,
             transport,
-            channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(BTreeMap::new()),
             raft_refused: AtomicU64::new(0),
             auth_refused: AtomicU64::new(0),
             security,

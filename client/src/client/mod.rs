@@ -7,7 +7,7 @@
 //! the voter set after a promotion or a removal, and `types.rs` the requests and results the
 //! calls take and give.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,7 +77,8 @@ pub struct Client {
 
 struct Inner {
     config: ClientConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Ordered: dropped in the same order every time, so that a simulation replays.
+    channels: Mutex<BTreeMap<String, Channel>>,
     /// The leader's address as last learned, if any.
     leader: Mutex<Option<String>>,
     /// Every member's address as last learned (plus the seeds).
@@ -107,7 +108,7 @@ impl Client {
             inner: Arc::new(Inner {
                 members: Mutex::new(config.seeds.clone()),
                 config,
-                channels: Mutex::new(HashMap::new()),
+                channels: Mutex::new(BTreeMap::new()),
                 leader: Mutex::new(None),
             }),
         })

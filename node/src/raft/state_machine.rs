@@ -13,7 +13,7 @@
 //! (`SnapshotPlace::Memory`), and encoding and writing run inline: a blocking thread would
 //! finish at a moment the simulation does not decide.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -57,8 +57,9 @@ pub struct Replica {
     /// Readers following one investment: each gets the investment's state after every entry
     /// that changed it (captured while applying, so none is skipped when a replica applies
     /// several entries at once or the reader wakes late) and a wake-up; a watch costs nothing
-    /// while other investments change.
-    watchers: Mutex<HashMap<RequestId, Vec<Arc<WatchSlot>>>>,
+    /// while other investments change. Ordered, so that a snapshot wakes every watcher in the
+    /// same order: a simulation replays.
+    watchers: Mutex<BTreeMap<RequestId, Vec<Arc<WatchSlot>>>>,
     /// How many watches are registered: applying looks at `watchers` only when some are.
     watching: AtomicUsize,
     /// Signalled when a snapshot replaced the whole state (no saga events say what changed).
@@ -345,7 +346,7 @@ impl StateMachineStore {
         let replica = Arc::new(Replica {
             inner: RwLock::new(inner),
             applied,
-            watchers: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(BTreeMap::new()),
             watching: AtomicUsize::new(0),
             replaced: Notify::new(),
             digest_memo: Mutex::new(None),
