@@ -38,6 +38,7 @@ use crate::clock::{Clock, LogClock, SystemClock};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::raft::batcher::Batcher;
 use crate::raft::log_store::LogStore;
@@ -209,6 +210,7 @@ where
         false => (None, None),
     };
     let clock = Arc::new(LogClock::new(seams.clock.clone()));
+    let metrics = Arc::new(Metrics::new(node_id));
     let transport: Arc<dyn Transport> = match &seams.transport {
         Some(transport) => transport.clone(),
         None => Arc::new(TonicTransport::new(
@@ -229,10 +231,13 @@ where
                 path: config.data_dir.clone(),
                 error,
             })?;
-            let (mut log_store, summary) = LogStore::open(&config.data_dir.join("raft-log"))?;
+            let log_dir = config.data_dir.join("raft-log");
+            let (mut log_store, summary) = LogStore::open_metered(&log_dir, metrics.clone())?;
+            metrics.watch_log_dir(log_dir);
             step_down(node_id, &mut log_store).await?;
             let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
             state_machine.set_log_clock(clock.clone());
+            state_machine.set_metrics(metrics.clone());
             tracing::info!(
                 node_id,
                 first_index = ?summary.first_index,
@@ -247,6 +252,7 @@ where
         Some(disk) => {
             let (mut state_machine, replica) = StateMachineStore::open_in_memory(disk, events)?;
             state_machine.set_log_clock(clock.clone());
+            state_machine.set_metrics(metrics.clone());
             let mut log_store = disk.open();
             step_down(node_id, &mut log_store).await?;
             let raft = Raft::new(node_id, raft_config, network, log_store, state_machine).await;
@@ -254,6 +260,16 @@ where
         }
     };
     let raft = raft.map_err(|e| StartError::Raft(e.to_string()))?;
+    {
+        let metrics = metrics.clone();
+        tokio::spawn(crate::raft::admin::on_leader_change(
+            raft.clone(),
+            move || {
+                metrics.leader_changes.inc();
+            },
+        ));
+    }
+    metrics.set_started(seams.clock.wall_ms() / 1000);
     let batcher = Batcher::start(
         raft.clone(),
         node_id,
@@ -281,6 +297,7 @@ where
         raft.clone(),
         replica,
         batcher,
+        metrics,
     ));
     let executor = match saga_events {
         Some(receiver) => {
@@ -343,6 +360,7 @@ where
         server = server.tls_config(tls)?;
     }
     let served = server
+        .layer(grpc::metered::MeteredLayer::new(node.metrics.clone()))
         .layer(grpc::limits::LimitLayer::new(node.guard.clone()))
         .layer(grpc::auth::AuthLayer::new(node.clone()))
         .max_concurrent_streams(node.config.limits.streams_per_connection_max)

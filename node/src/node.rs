@@ -12,6 +12,7 @@ use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::grpc::peer::{RaftCall, RaftMethod, RaftPeer};
+use crate::metrics::Metrics;
 use crate::raft::batcher::Batcher;
 pub use crate::raft::batcher::Proposed;
 use crate::raft::state_machine::Replica;
@@ -58,6 +59,8 @@ pub enum Route {
 pub struct Node {
     /// Settings.
     pub config: Config,
+    /// What the node records for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// The Raft handle.
     pub raft: Raft,
     /// The local replica of the state machine.
@@ -84,6 +87,7 @@ pub struct Node {
 
 impl Node {
     /// Ties the parts together.
+    #[allow(clippy::too_many_arguments)] // one caller: `lib.rs`'s wiring
     pub fn new(
         config: Config,
         security: Arc<Security>,
@@ -92,8 +96,10 @@ impl Node {
         raft: Raft,
         replica: Arc<Replica>,
         batcher: Batcher,
+        metrics: Arc<Metrics>,
     ) -> Node {
         Node {
+            metrics,
             raft,
             replica,
             clock,

@@ -502,6 +502,7 @@ impl AdmissionState {
             receipts: Vec::new(),
             archived: Default::default(),
             breaches: Default::default(),
+            tally: Default::default(),
         };
         for archived in snapshot.archived_deals {
             let deal_id = archived.deal_id.clone();

@@ -90,11 +90,11 @@ pub use invariants::InvariantViolation;
 pub use money::{Money, MoneyError};
 pub use outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
 pub use query::{
-    DealView, ExecutorView, InvestmentView, Page, SagaFilter, UserView, PAGE_SIZE_DEFAULT,
-    PAGE_SIZE_MAX,
+    DealView, ExecutorView, InvestmentView, OpenDealLoad, Page, SagaCensus, SagaFilter, UserView,
+    PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
 };
 pub use receipts::Receipt;
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
-pub use state::{AdmissionState, Breaches, DealStatus, DealTerms, ENTRY_COMMANDS_MAX};
+pub use state::{AdmissionState, Breaches, DealStatus, DealTerms, Tally, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;
 pub use unknown_deals::UNKNOWN_DEAL_REJECTIONS_KEPT;

@@ -76,6 +76,23 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in [`RejectReason::index`] order.
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::DealNotFound,
+        RejectReason::DealClosed,
+        RejectReason::TicketOutOfRange,
+        RejectReason::DuplicateInvestor,
+        RejectReason::InvestorLimitReached,
+        RejectReason::AmountExceedsRemaining,
+        RejectReason::DealNotOpen,
+        RejectReason::WaitlistClosed,
+    ];
+
+    /// The reason's position in [`RejectReason::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The reason's name in the API.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -1,7 +1,7 @@
 //! Read-only views of the state for the API, the executors and operators. Views are owned
 //! copies: a reader never holds the state while it formats a reply.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::Params;
 use crate::error::QueryError;
@@ -159,6 +159,26 @@ impl SagaFilter {
     }
 }
 
+/// Open sagas counted for monitoring ([`AdmissionState::saga_census`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SagaCensus {
+    /// Open sagas by current step and executor (`None`: no live executor).
+    pub open: BTreeMap<(SagaStep, Option<NodeId>), u64>,
+    /// Open sagas decided at least the given time ago, in log time.
+    pub older: u64,
+}
+
+/// An open deal's load, for monitoring ([`AdmissionState::open_deal_loads`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenDealLoad {
+    /// The deal.
+    pub deal_id: String,
+    /// Investors holding a seat (PENDING or CONFIRMED).
+    pub investors: u32,
+    /// Requests waiting on its waitlist.
+    pub waitlisted: usize,
+}
+
 /// One page of a list, with the cursor of the next page if there is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
@@ -187,6 +207,50 @@ impl AdmissionState {
     /// Counter updates that found this state already wrong while applying ([`Breaches`](crate::Breaches)).
     pub fn breaches(&self) -> &crate::state::Breaches {
         &self.breaches
+    }
+
+    /// Open sagas by step and executor, and how many were decided at least `older_than_ms`
+    /// ago in log time (what an operator calls stuck). Walks the open sagas only.
+    pub fn saga_census(&self, older_than_ms: u64) -> SagaCensus {
+        let mut census = SagaCensus::default();
+        let assigned = self
+            .sagas
+            .by_executor
+            .iter()
+            .flat_map(|(&node_id, sagas)| sagas.iter().map(move |&idx| (Some(node_id), idx)));
+        let unassigned = self.sagas.unassigned.iter().map(|&idx| (None, idx));
+        for (executor, idx) in assigned.chain(unassigned) {
+            let Some(inv) = self.investments.at(idx) else {
+                continue;
+            };
+            let Some(saga) = inv.saga.as_deref() else {
+                continue;
+            };
+            *census.open.entry((saga.step, executor)).or_default() += 1;
+            if self.now_ms.saturating_sub(inv.decided_at_ms) >= older_than_ms {
+                census.older += 1;
+            }
+        }
+        census
+    }
+
+    /// Every open deal's seats taken and waitlist length, in creation order.
+    pub fn open_deal_loads(&self) -> Vec<OpenDealLoad> {
+        self.deals
+            .items()
+            .iter()
+            .filter(|deal| deal.status == DealStatus::Open)
+            .map(|deal| OpenDealLoad {
+                deal_id: deal.deal_id.to_string(),
+                investors: deal.counters.investor_count,
+                waitlisted: deal.waitlist.len(),
+            })
+            .collect()
+    }
+
+    /// What applying decided since this state was created or loaded.
+    pub fn tally(&self) -> &crate::state::Tally {
+        &self.tally
     }
 
     /// How many requests for existing deals were decided (admitted or rejected).

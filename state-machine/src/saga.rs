@@ -66,6 +66,19 @@ pub enum CancelCause {
 }
 
 impl CancelCause {
+    /// Every cause, in [`CancelCause::index`] order.
+    pub const ALL: [CancelCause; 4] = [
+        CancelCause::PaymentDeclined,
+        CancelCause::DocumentsFailed,
+        CancelCause::DeadlineExceeded,
+        CancelCause::Aborted,
+    ];
+
+    /// The cause's position in [`CancelCause::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The cause's name in the API.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -53,6 +53,37 @@ pub struct AdmissionState {
     pub(crate) archived: BTreeMap<Box<str>, ArchivedDeal>,
     /// Counter updates that found the state already wrong (never persisted).
     pub(crate) breaches: Breaches,
+    /// What applying decided since this state was created or loaded (never persisted).
+    pub(crate) tally: Tally,
+}
+
+/// What applying decided since this state was created or loaded: the host exports these as
+/// counters (they start again from 0 when a node restarts or installs a snapshot, as a
+/// Prometheus counter may). Never persisted, so not part of a snapshot or the digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests admitted when decided (PENDING).
+    pub admitted: u64,
+    /// Requests put on a waitlist when decided.
+    pub waitlisted: u64,
+    /// Requests rejected, by [`RejectReason::index`]: when decided, and (WAITLIST_CLOSED) when a
+    /// wait ended without a seat.
+    pub rejected: [u64; RejectReason::ALL.len()],
+    /// Waitlisted requests admitted when a seat and the amount freed.
+    pub admitted_from_waitlist: u64,
+    /// Sagas turned toward cancellation, by [`CancelCause::index`]: a declined payment
+    /// cancels at once, the other causes start compensation (void, then CANCELLED).
+    pub cancellations: [u64; CancelCause::ALL.len()],
+}
+
+impl Tally {
+    fn decided(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Pending => self.admitted += 1,
+            Verdict::Waitlisted => self.waitlisted += 1,
+            Verdict::Rejected(reason) => self.rejected[reason.index()] += 1,
+        }
+    }
 }
 
 /// Counter updates that could only fail if the state were already wrong (a seat released that
@@ -514,6 +545,7 @@ impl AdmissionState {
         }
         inv.status = Status::Rejected;
         inv.reject = Some(RejectReason::WaitlistClosed);
+        self.tally.rejected[RejectReason::WaitlistClosed.index()] += 1;
         if let Some(entry) = inv.waitlist.as_deref_mut() {
             entry.ended_at = Some(position);
         }
@@ -602,6 +634,7 @@ impl AdmissionState {
             if let Some(entry) = inv.waitlist.as_deref_mut() {
                 entry.admitted_at = Some(position);
             }
+            self.tally.admitted_from_waitlist += 1;
             let deadline_ms = now_ms.saturating_add(self.params.saga_deadline_ms);
             let mut saga = Box::new(Saga::new(deadline_ms, now_ms));
             self.sagas.deadlines.push(Reverse((deadline_ms, inv_idx)));
@@ -656,6 +689,7 @@ impl AdmissionState {
         let holdings = self.holdings.get(&user_idx).map_or(&[][..], Vec::as_slice);
         let now_ms = self.now_ms;
         let verdict = decide(deal, deal_idx, holdings, submit, now_ms);
+        self.tally.decided(verdict);
         let mut investment = Investment {
             request_id: submit.request_id,
             deal: deal_idx,
@@ -745,6 +779,8 @@ impl AdmissionState {
     /// Rule 2 for a deal that does not exist: the rejection is kept apart (bounded), and
     /// nothing else changes: no deal entry, no user.
     fn reject_unknown_deal(&mut self, ctx: &Ctx, offset: u32, submit: &Submit) -> Outcome {
+        self.tally
+            .decided(Verdict::Rejected(RejectReason::DealNotFound));
         self.unknown_deals.record(UnknownDealRejection {
             request_id: submit.request_id,
             deal_id: submit.deal_id.as_str().into(),
@@ -866,7 +902,13 @@ impl AdmissionState {
             };
             // Skip index entries of sagas that moved on or whose deadline changed.
             if saga.step.is_compensable() && saga.deadline_ms == deadline_ms {
-                start_compensation(saga, CancelCause::DeadlineExceeded, None, now_ms);
+                start_compensation(
+                    saga,
+                    CancelCause::DeadlineExceeded,
+                    None,
+                    now_ms,
+                    &mut self.tally,
+                );
                 // The owner let the deadline pass: whatever holds it up (a dead replica that
                 // still renews its lease, a stuck worker) may hold up the void too, and with it
                 // the seat. Another live executor takes the compensation, under a new epoch.
@@ -925,6 +967,7 @@ impl AdmissionState {
             }
             StepResult::PaymentDeclined { reason } => {
                 saga.cancel_cause = Some(CancelCause::PaymentDeclined);
+                self.tally.cancellations[CancelCause::PaymentDeclined.index()] += 1;
                 if cancel(
                     inv_idx,
                     inv,
@@ -944,7 +987,13 @@ impl AdmissionState {
                 saga.enter(SagaStep::Notify, now_ms);
             }
             StepResult::DocumentsFailed { error } => {
-                start_compensation(&mut saga, CancelCause::DocumentsFailed, Some(error), now_ms);
+                start_compensation(
+                    &mut saga,
+                    CancelCause::DocumentsFailed,
+                    Some(error),
+                    now_ms,
+                    &mut self.tally,
+                );
             }
             StepResult::PaymentVoided { refunded } => {
                 saga.refunded = *refunded;
@@ -1024,7 +1073,13 @@ impl AdmissionState {
                 step: saga.step,
             });
         }
-        start_compensation(saga, CancelCause::Aborted, Some(reason), self.now_ms);
+        start_compensation(
+            saga,
+            CancelCause::Aborted,
+            Some(reason),
+            self.now_ms,
+            &mut self.tally,
+        );
         events.push(event_of(request_id, inv.status, saga));
         Ok(Outcome::SagaAborted)
     }
@@ -1223,7 +1278,14 @@ fn unindex(saga: &Saga, inv_idx: InvIdx, index: &mut SagaIndex) {
 }
 
 /// Turns a saga toward compensation: void the payment by its key, then CANCELLED.
-fn start_compensation(saga: &mut Saga, cause: CancelCause, detail: Option<&str>, now_ms: u64) {
+fn start_compensation(
+    saga: &mut Saga,
+    cause: CancelCause,
+    detail: Option<&str>,
+    now_ms: u64,
+    tally: &mut Tally,
+) {
+    tally.cancellations[cause.index()] += 1;
     saga.cancel_cause = Some(cause);
     saga.enter(SagaStep::Void, now_ms);
     saga.last_error = detail.map(Into::into);
@@ -1320,6 +1382,97 @@ mod tests {
             },
             commands,
         }
+    }
+
+    /// The tally counts each decision once (a resubmission is not a new one), admissions from
+    /// the waitlist, waits that ended, and cancellations by cause.
+    #[test]
+    fn the_tally_counts_decisions_waitlist_admissions_and_cancellations() {
+        let mut state = AdmissionState::new();
+        let mut events = Vec::new();
+        let id = |n: u128| RequestId::from_u128(n).unwrap();
+        let submit = |n: u128, deal: &str, user: &str, cents: u64| {
+            Command::Submit(Submit {
+                request_id: id(n),
+                deal_id: deal.into(),
+                user_id: user.into(),
+                amount: Money::from_cents(cents),
+                waitlist: true,
+                waitlist_ttl_ms: None,
+            })
+        };
+        state
+            .apply_entry(
+                1,
+                &entry(vec![
+                    Command::ExecutorHeartbeat {
+                        node_id: 2,
+                        applied_index: 0,
+                    },
+                    Command::CreateDeal(CreateDeal {
+                        deal_id: "alpha".into(),
+                        amount: Money::from_cents(1_000),
+                        max_investors: 1,
+                        min_ticket: None,
+                        max_ticket: Some(Money::from_cents(1_000)),
+                        opens_at_ms: None,
+                        closes_at_ms: None,
+                        max_waitlist: 1,
+                    }),
+                    submit(1, "alpha", "ana", 500),
+                    submit(1, "alpha", "ana", 500),
+                    submit(2, "alpha", "bob", 500),
+                    submit(3, "alpha", "cid", 5_000),
+                    submit(4, "nowhere", "dan", 500),
+                ]),
+                &mut events,
+            )
+            .unwrap();
+        let tally = state.tally().clone();
+        assert_eq!((tally.admitted, tally.waitlisted), (1, 1));
+        assert_eq!(
+            tally.rejected[RejectReason::TicketOutOfRange.index()],
+            1,
+            "{tally:?}"
+        );
+        assert_eq!(tally.rejected[RejectReason::DealNotFound.index()], 1);
+        assert_eq!(tally.rejected.iter().sum::<u64>(), 2);
+
+        let saga = state.investment(id(1)).unwrap().saga.unwrap();
+        state
+            .apply_entry(
+                2,
+                &entry(vec![Command::RecordStep(RecordStep {
+                    request_id: id(1),
+                    executor: 2,
+                    epoch: saga.epoch,
+                    result: StepResult::PaymentDeclined {
+                        reason: "declined".into(),
+                    },
+                })]),
+                &mut events,
+            )
+            .unwrap();
+        let tally = state.tally();
+        assert_eq!(tally.cancellations[CancelCause::PaymentDeclined.index()], 1);
+        assert_eq!(tally.cancellations.iter().sum::<u64>(), 1);
+        assert_eq!(tally.admitted_from_waitlist, 1, "bob takes the freed seat");
+        assert_eq!(state.investment(id(2)).unwrap().status, Status::Pending);
+
+        let census = state.saga_census(0);
+        // Bob's saga pays; Ana's tells her of the decline.
+        let open: Vec<_> = census.open.iter().map(|(k, n)| (*k, *n)).collect();
+        assert_eq!(
+            open,
+            [
+                ((SagaStep::Payment, Some(2)), 1),
+                ((SagaStep::Notify, Some(2)), 1)
+            ]
+        );
+        assert_eq!(census.older, 2);
+        assert_eq!(state.saga_census(60_000).older, 0);
+        let loads = state.open_deal_loads();
+        assert_eq!((loads[0].investors, loads[0].waitlisted), (1, 0));
     }
 
     /// A seat released that the counters never held: `apply` neither panics nor wraps; it

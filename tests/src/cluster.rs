@@ -49,6 +49,9 @@ pub struct ClusterOptions {
     /// Whether nodes run with mutual TLS (certificates from a CA made for the cluster, in its
     /// temporary folder); off by default: `--insecure`.
     pub tls: bool,
+    /// Whether nodes serve `/metrics` (`--metrics-listen` on a port of their own, see
+    /// [`TestCluster::metrics_url`]); off by default.
+    pub metrics: bool,
 }
 
 impl ClusterOptions {
@@ -60,7 +63,14 @@ impl ClusterOptions {
             leader_timeout: Duration::from_secs(20),
             executor: false,
             tls: false,
+            metrics: false,
         }
+    }
+
+    /// Each node serves `/metrics` on a loopback port of its own.
+    pub fn metrics(mut self) -> ClusterOptions {
+        self.metrics = true;
+        self
     }
 
     /// Runs the nodes with mutual TLS; the harness then calls them as an operator.
@@ -94,6 +104,8 @@ enum StartFailure {
 /// One node: its port and folder survive restarts; `child` is the running process, if any.
 struct NodeProc {
     port: u16,
+    /// Where it serves `/metrics`, when the cluster's nodes do.
+    metrics_port: Option<u16>,
     data_dir: PathBuf,
     child: Option<Child>,
     /// Output files (stdout, stderr) of every run, oldest first.
@@ -223,6 +235,12 @@ impl TestCluster {
             .filter(|(_, node)| node.child.is_some())
             .map(|(&id, _)| id)
             .collect()
+    }
+
+    /// `http://…/metrics` of node `id`, when the cluster's nodes serve metrics.
+    pub fn metrics_url(&self, id: u64) -> Option<String> {
+        let port = self.nodes.get(&id)?.metrics_port?;
+        Some(format!("http://127.0.0.1:{port}/metrics"))
     }
 
     /// Node `id`'s gRPC address, `127.0.0.1:PORT`.
@@ -588,6 +606,7 @@ impl TestCluster {
             id,
             NodeProc {
                 port,
+                metrics_port: self.options.metrics.then(|| free_ports(1)[0]),
                 data_dir,
                 child: None,
                 logs: Vec::new(),
@@ -629,6 +648,9 @@ impl TestCluster {
         }
         let executor = self.options.executor;
         let node = self.node_mut(id);
+        if let Some(port) = node.metrics_port {
+            extra.extend(["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
+        }
         assert!(node.child.is_none(), "node {id} is already running");
         let run = node.logs.len() + 1;
         let out = dir.join(format!("node-{id}.run-{run}.stdout"));

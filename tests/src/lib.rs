@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod faketime;
 pub mod load;
+pub mod metrics;
 pub mod raft;
 pub mod saga;
 pub mod signal;

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod connections;
 pub mod convert;
 pub mod limits;
+pub mod metered;
 pub mod peer;
 pub mod raft;
 pub mod status;

@@ -140,6 +140,20 @@ pub fn members(raft: &Raft) -> Vec<Member> {
         .collect()
 }
 
+/// Calls `changed` each time the leader this node knows changes (to another node or to none),
+/// until Raft stops.
+pub async fn on_leader_change(raft: Raft, changed: impl Fn()) {
+    let mut metrics = raft.metrics();
+    let mut leader = metrics.borrow().current_leader;
+    while metrics.changed().await.is_ok() {
+        let now = metrics.borrow().current_leader;
+        if now != leader {
+            leader = now;
+            changed();
+        }
+    }
+}
+
 /// Waits until the entry at `log_index` is applied (hence committed) while node `me` leads. A
 /// membership found already in force may still be uncommitted: a retry must not call it done
 /// before it is.

@@ -29,6 +29,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, StorageIOError, 
 
 use super::records;
 use super::{LogEntry, LogId, StorageError, TypeConfig};
+use crate::metrics::Metrics;
 
 const VOTE_KEY: &[u8] = b"vote";
 const COMMITTED_KEY: &[u8] = b"committed";
@@ -92,6 +93,8 @@ pub struct LogStore {
     purging: Arc<Mutex<()>>,
     /// Appends waiting for the flusher thread's next fsync.
     flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Where append and fsync times and the committed index go.
+    metrics: Arc<Metrics>,
 }
 
 /// Entries a background purge removes between two pauses.
@@ -133,6 +136,15 @@ const LOG_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 impl LogStore {
     /// Opens (or creates) the log under `dir` and checks it from end to end.
     pub fn open(dir: &Path) -> Result<(LogStore, LogSummary), CorruptLog> {
+        LogStore::open_metered(dir, Arc::new(Metrics::new(0)))
+    }
+
+    /// [`LogStore::open`], recording append and fsync times and the committed index in
+    /// `metrics`.
+    pub fn open_metered(
+        dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<(LogStore, LogSummary), CorruptLog> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -140,9 +152,10 @@ impl LogStore {
             .open()?;
         let (flushes, waiting) = mpsc::channel();
         let flusher = db.clone();
+        let fsyncs = metrics.clone();
         std::thread::Builder::new()
             .name("log-flusher".into())
-            .spawn(move || flush_in_groups(&flusher, &waiting))
+            .spawn(move || flush_in_groups(&flusher, &waiting, &fsyncs))
             .map_err(|e| CorruptLog::Sled(sled::Error::Io(e)))?;
         let store = LogStore {
             logs: db.open_tree("logs")?,
@@ -151,6 +164,7 @@ impl LogStore {
             first_kept: Arc::new(AtomicU64::new(0)),
             purging: Arc::new(Mutex::new(())),
             flushes,
+            metrics,
         };
         store.finish_interrupted_purge()?;
         let summary = store.check()?;
@@ -365,7 +379,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not flushed: a lost committed marker only means re-applying from the snapshot on start.
         let record = records::encode_log_id(committed.as_ref());
         self.write_meta(COMMITTED_KEY, record, ErrorSubject::Store, false)
-            .await
+            .await?;
+        if let Some(committed) = committed {
+            self.metrics.committed_index.set(committed.index as i64);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -398,11 +416,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // thread, so not on an async worker); the fsync by the flusher thread. openraft 0.9
         // awaits the callback before its next command, so a group rarely holds more than this
         // append, and the leader's own fsync is on the path of every commit.
-        let logs = self.logs.clone();
-        tokio::task::spawn_blocking(move || logs.apply_batch(batch))
-            .await
-            .map_err(|e| write_error(ErrorSubject::Logs, e))?
-            .map_err(|e| write_error(ErrorSubject::Logs, e))?;
+        let (logs, metrics) = (self.logs.clone(), self.metrics.clone());
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let written = logs.apply_batch(batch);
+            metrics
+                .append_seconds
+                .observe(started.elapsed().as_secs_f64());
+            written
+        })
+        .await
+        .map_err(|e| write_error(ErrorSubject::Logs, e))?
+        .map_err(|e| write_error(ErrorSubject::Logs, e))?;
         self.flushes
             .send(callback)
             .map_err(|_| write_error(ErrorSubject::Logs, "the log flusher has stopped"))
@@ -456,12 +481,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// Group commit: takes every append waiting, syncs once, and tells them all, until the store
 /// is dropped. Under load one fsync covers several appends (each one an entry of a batch of
 /// commands); a single append waits no longer than its own fsync.
-fn flush_in_groups(db: &sled::Db, waiting: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_in_groups(
+    db: &sled::Db,
+    waiting: &mpsc::Receiver<LogFlushed<TypeConfig>>,
+    metrics: &Metrics,
+) {
     while let Ok(first) = waiting.recv() {
         let mut group = vec![first];
         group.extend(waiting.try_iter());
         let started = std::time::Instant::now();
         let flushed = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        metrics
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
         if started.elapsed() > SLOW_WRITE {
             tracing::warn!(
                 flush_ms = started.elapsed().as_millis() as u64,

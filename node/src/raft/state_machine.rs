@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::mem_log::MemDisk;
 use super::{records, ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 use crate::clock::LogClock;
+use crate::metrics::Metrics;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 /// Prefix of the writers' temporary files, `snapshot.bin.tmp.<n>`; leftovers of a crash are
@@ -277,6 +278,8 @@ pub struct StateMachineStore {
     events: Option<mpsc::UnboundedSender<SagaEvent>>,
     /// Told the log time of what this replica applies (a new leader's fallback clock).
     clock: Option<Arc<LogClock>>,
+    /// Where snapshot build and install times and sizes go.
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn sm_error(verb: ErrorVerb, error: impl std::fmt::Display) -> StorageError {
@@ -357,6 +360,7 @@ impl StateMachineStore {
             files: Arc::new(files),
             events,
             clock: None,
+            metrics: None,
         };
         (store, replica)
     }
@@ -366,6 +370,11 @@ impl StateMachineStore {
     pub fn set_log_clock(&mut self, clock: Arc<LogClock>) {
         clock.observe_log_time(self.replica.read().state.now_ms());
         self.clock = Some(clock);
+    }
+
+    /// Records snapshot build and install times and sizes in `metrics`.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
     }
 }
 
@@ -561,6 +570,7 @@ fn seal_snapshot(file: &SnapshotFile) -> Vec<u8> {
 pub struct SnapshotBuilder {
     replica: Arc<Replica>,
     files: Arc<SnapshotPlace>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -607,6 +617,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             write_ms = (started.elapsed() - encoded).as_millis() as u64,
             "snapshot built"
         );
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .snapshot_build_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.snapshot_bytes.observe(data.len() as f64);
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -692,6 +708,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             replica: self.replica.clone(),
             files: self.files.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -704,7 +721,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let data = snapshot.into_inner();
+        let size = data.len();
         let state = AdmissionState::decode_snapshot(&data)
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
         let stored = self
@@ -730,6 +749,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // A snapshot carries no saga events: without this, a watch on an investment the
         // snapshot changed would wait for a change this replica already has.
         self.replica.wake_all();
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .snapshot_install_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.snapshot_bytes.observe(size as f64);
+        }
         self.replica.replaced.notify_waiters();
         if let Some(clock) = &self.clock {
             clock.observe_log_time(self.replica.read().state.now_ms());

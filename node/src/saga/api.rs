@@ -7,7 +7,7 @@
 //! a macro crate.
 
 use futures_util::future::BoxFuture;
-use ledger_state_machine::Money;
+use ledger_state_machine::{Money, SagaStep};
 use serde::Deserialize;
 
 /// How a partner call went, when it did not give its answer.
@@ -132,6 +132,26 @@ impl Call {
             | Call::Documents { key, .. }
             | Call::Void { key }
             | Call::Email { key, .. } => key,
+        }
+    }
+
+    /// The partner and operation, as metrics name them.
+    pub fn operation(&self) -> (&'static str, &'static str) {
+        match self {
+            Call::Charge { .. } => ("payment", "charge"),
+            Call::Void { .. } => ("payment", "void"),
+            Call::Documents { .. } => ("documents", "generate"),
+            Call::Email { .. } => ("email", "send"),
+        }
+    }
+
+    /// The saga step this call performs.
+    pub fn step(&self) -> SagaStep {
+        match self {
+            Call::Charge { .. } => SagaStep::Payment,
+            Call::Void { .. } => SagaStep::Void,
+            Call::Documents { .. } => SagaStep::Documents,
+            Call::Email { .. } => SagaStep::Notify,
         }
     }
 

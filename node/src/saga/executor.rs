@@ -13,7 +13,7 @@
 //! epoch), so a paused or partitioned executor cannot keep acting on stale work; and its late
 //! results are ignored by the state machine anyway (epoch fencing).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use super::api::{CallError, PartnerApi};
 use super::driver::{Action, Lane, LaneEnd, LaneStep, Last, RetryPolicy, StepDriver};
+use crate::metrics::OperationLabels;
 use crate::node::{Node, Proposed};
 
 /// Tunables of the executor.
@@ -255,6 +256,7 @@ impl Executor {
         let bits = request_id.as_u128();
         let seed = self.seed ^ (bits as u64) ^ ((bits >> 64) as u64);
         let mut driver = StepDriver::new(self.me, self.config.retry_policy(), seed);
+        let times = StepTimes::default();
         let mut last = Last::Start;
         loop {
             let view = self.view(request_id);
@@ -274,14 +276,18 @@ impl Executor {
                 Action::Pipeline(pipeline) => {
                     let lanes = async {
                         tokio::join!(
-                            self.run_lane(request_id, pipeline.charge),
-                            self.run_lane(request_id, pipeline.documents)
+                            self.run_lane(request_id, pipeline.charge, &times),
+                            self.run_lane(request_id, pipeline.documents, &times)
                         )
                     };
                     let (charge, documents) = lanes.instrument(span).await;
                     Last::Pipelined { charge, documents }
                 }
-                action => self.perform(request_id, action).instrument(span).await,
+                action => {
+                    self.perform(request_id, action, &times)
+                        .instrument(span)
+                        .await
+                }
             };
         }
         self.running
@@ -292,12 +298,12 @@ impl Executor {
     }
 
     /// Runs one lane of a pipeline to its end.
-    async fn run_lane(&self, request_id: RequestId, mut lane: Lane) -> LaneEnd {
+    async fn run_lane(&self, request_id: RequestId, mut lane: Lane, times: &StepTimes) -> LaneEnd {
         let mut last = Last::Start;
         loop {
             let view = self.view(request_id);
             match lane.next_action(view.as_ref(), last) {
-                LaneStep::Act(action) => last = self.perform(request_id, action).await,
+                LaneStep::Act(action) => last = self.perform(request_id, action, times).await,
                 LaneStep::End(end) => return end,
             }
         }
@@ -305,10 +311,29 @@ impl Executor {
 
     /// Performs one action of a worker or lane (waits for a change, pipelines and stops are the
     /// worker's own).
-    async fn perform(&self, request_id: RequestId, action: Action) -> Last {
+    async fn perform(&self, request_id: RequestId, action: Action, times: &StepTimes) -> Last {
         match action {
             Action::Call { call, attempt } => {
+                let (partner, operation) = call.operation();
+                let labels = OperationLabels { partner, operation };
+                if attempt > 1 {
+                    self.node
+                        .metrics
+                        .partner_retries
+                        .get_or_create(&labels)
+                        .inc();
+                }
+                let started = Instant::now();
                 let called = call.perform(self.partners.as_ref()).await;
+                let took = started.elapsed();
+                times.called(call.step(), started, took);
+                let result = match &called {
+                    Ok(_) => "ok",
+                    Err(CallError::Unknown(_)) => "unknown",
+                    Err(CallError::Permanent(_)) => "refused",
+                    Err(CallError::Voided) => "voided",
+                };
+                self.node.metrics.partner_call(labels, result, took);
                 match &called {
                     Err(CallError::Voided) => {}
                     Err(error) => tracing::warn!(
@@ -320,7 +345,26 @@ impl Executor {
                 }
                 Last::Called(called)
             }
-            Action::Record(command) => self.record(request_id, command).await,
+            Action::Record(command) => {
+                let step = match &command {
+                    Command::RecordStep(record) => Some(record.result.step()),
+                    _ => None,
+                };
+                let last = self.record(request_id, command).await;
+                if let (
+                    Some(step),
+                    Last::Entered {
+                        applied: Ok(Outcome::StepRecorded { .. }),
+                        ..
+                    },
+                ) = (step, &last)
+                {
+                    if let Some((took, in_partners)) = times.recorded(step) {
+                        self.node.metrics.step(step.as_str(), took, in_partners);
+                    }
+                }
+                last
+            }
             Action::Progress(command) => {
                 // Progress for operators; best effort.
                 let _ = self.node.propose_anywhere(command).await;
@@ -378,5 +422,29 @@ impl Executor {
                 Ok(Err(_)) | Err(_) => return,
             }
         }
+    }
+}
+
+/// When each step of one saga began (its first partner call) and how long its partner calls
+/// took, until its result is recorded: `ledger_saga_step_duration_seconds` and the overhead
+/// beyond the partners.
+#[derive(Default)]
+struct StepTimes(Mutex<BTreeMap<SagaStep, (Instant, Duration)>>);
+
+impl StepTimes {
+    /// A call of `step` began at `started` and took `took`.
+    fn called(&self, step: SagaStep, started: Instant, took: Duration) {
+        let mut steps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, in_partners) = steps.entry(step).or_insert((started, Duration::ZERO));
+        *in_partners += took;
+    }
+
+    /// `step`'s result is recorded: how long the step took, and how much of it in partner calls
+    /// (`None` if this worker made none, e.g. it took the step over with its call done).
+    fn recorded(&self, step: SagaStep) -> Option<(Duration, Duration)> {
+        let mut steps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        steps
+            .remove(&step)
+            .map(|(started, in_partners)| (started.elapsed(), in_partners))
     }
 }
