@@ -106,6 +106,9 @@ fn staggered(every: u64, node_id: u64) -> u64 {
     every.saturating_add(every.saturating_mul(node_id % 4) / 50)
 }
 
+/// The Raft log's folder inside `--data-dir`.
+pub const RAFT_LOG_DIR: &str = "raft-log";
+
 /// What a node reads time from, talks to its peers through, and keeps its Raft log and snapshot
 /// on. [`Seams::default`] is production: the system clock, gRPC over TCP with the node's TLS, and
 /// sled plus a snapshot file in `--data-dir`. The deterministic simulation replaces each.
@@ -231,9 +234,9 @@ where
                 path: config.data_dir.clone(),
                 error,
             })?;
-            let log_dir = config.data_dir.join("raft-log");
+            let log_dir = config.data_dir.join(RAFT_LOG_DIR);
             let (mut log_store, summary) = LogStore::open_metered(&log_dir, metrics.clone())?;
-            metrics.watch_log_dir(log_dir);
+            metrics.watch_data_dir(config.data_dir.clone());
             step_down(node_id, &mut log_store).await?;
             let (mut state_machine, replica) = StateMachineStore::open(&config.data_dir, events)?;
             state_machine.set_log_clock(clock.clone());

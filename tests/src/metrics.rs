@@ -1,5 +1,6 @@
 //! Scraping a node's `/metrics` (plain HTTP/1.1 on loopback) and reading its samples.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,6 +72,37 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     found
 }
 
+/// The sample names of an exposition (`x_total`, `y_bucket`, …).
+pub fn sample_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The project's metric names a text mentions (a PromQL expression, a dashboard, rules): every
+/// identifier starting with `ledger_` or `process_`. Prometheus's own (`up`) are not included.
+pub fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(|c: char| is_ident(c)) {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !is_ident(c)).unwrap_or(tail.len());
+        let word = &tail[..end];
+        let preceded = rest[..at].chars().last();
+        // Not the end of a longer word (a label value "x_ledger_y" is one identifier anyway).
+        if preceded.is_none_or(|c| !is_ident(c))
+            && (word.starts_with("ledger_") || word.starts_with("process_"))
+        {
+            names.insert(word.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +116,21 @@ mod tests {
         assert_eq!(sum(text, "x_total", &[("code", "OK")]), Some(3.0));
         assert_eq!(sum(text, "y", &[]), Some(7.0));
         assert_eq!(sum(text, "z", &[]), None);
+        assert_eq!(
+            sample_names(text).into_iter().collect::<Vec<_>>(),
+            ["x_total", "y"]
+        );
+    }
+
+    #[test]
+    fn finds_the_project_metric_names_in_a_query() {
+        let names = metric_names_in(
+            "sum by (le) (rate(ledger_rpc_duration_seconds_bucket{method=\"x\"}[1m])) \
+             / process_open_fds and up{job=\"admission-ledger\"}",
+        );
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["ledger_rpc_duration_seconds_bucket", "process_open_fds"]
+        );
     }
 }

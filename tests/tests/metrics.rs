@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use ledger_tests::metrics::{families, scrape, sum};
+use std::collections::BTreeSet;
+
+use ledger_tests::binary::workspace_root;
+use ledger_tests::metrics::{families, metric_names_in, sample_names, scrape, sum};
 use ledger_tests::saga::{self, SagaCluster};
 use ledger_tests::{bounded, ClusterOptions, Rng};
 
@@ -158,6 +161,22 @@ async fn every_family_is_exported_and_moves_under_load() {
         assert!(changes >= 3.0, "every node saw the first leader: {changes}");
         let built = total("ledger_raft_snapshot_build_duration_seconds_count", &[]);
         assert!(built >= 1.0, "a snapshot every 20 entries: {built}");
+
+        // Every metric the dashboard and the alert rules name is exported by a running node.
+        let exported: BTreeSet<String> = texts.iter().flat_map(|t| sample_names(t)).collect();
+        for file in [
+            "ops/grafana/admission-ledger.json",
+            "ops/prometheus/alerts.yml",
+        ] {
+            let text = std::fs::read_to_string(workspace_root().join(file)).unwrap();
+            let named = metric_names_in(&text);
+            assert!(named.len() >= 5, "{file} names only {named:?}");
+            let unknown: Vec<_> = named.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} names metrics no node exports: {unknown:?}"
+            );
+        }
     })
     .await;
 }

@@ -136,8 +136,9 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// The committed index this node's log store last saved.
     pub committed_index: Gauge,
-    /// Bytes of the Raft log's folder, measured at scrape time when this is set.
-    log_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// The data folder: its Raft log's size and its file system's free space are measured at
+    /// scrape time when this is set.
+    data_dir: std::sync::OnceLock<std::path::PathBuf>,
     started: AtomicU64,
 }
 
@@ -166,7 +167,7 @@ impl Metrics {
             snapshot_bytes: bytes(),
             leader_changes: Counter::default(),
             committed_index: Gauge::default(),
-            log_dir: std::sync::OnceLock::new(),
+            data_dir: std::sync::OnceLock::new(),
             started: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -278,9 +279,9 @@ impl Metrics {
         }
     }
 
-    /// Measures the Raft log's folder at every scrape.
-    pub fn watch_log_dir(&self, dir: std::path::PathBuf) {
-        let _ = self.log_dir.set(dir);
+    /// Measures the data folder (its Raft log, its disk) at every scrape.
+    pub fn watch_data_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.data_dir.set(dir);
     }
 
     /// Records one call to a partner that took `took`.
@@ -473,13 +474,27 @@ fn read_now(node: &Node) -> Registry {
         "On the leader: entries each member is behind the leader's last log index",
         lag,
     );
-    if let Some(dir) = node.metrics.log_dir.get() {
+    if let Some(dir) = node.metrics.data_dir.get() {
         gauge(
             &mut r,
             "ledger_raft_log_disk_bytes",
             "Bytes the Raft log's folder takes on disk",
-            dir_bytes(dir) as i64,
+            dir_bytes(&dir.join(crate::RAFT_LOG_DIR)) as i64,
         );
+        if let Some((free, size)) = process::disk(dir) {
+            gauge(
+                &mut r,
+                "ledger_disk_free_bytes",
+                "Bytes free (to this process) on the data folder's file system",
+                free as i64,
+            );
+            gauge(
+                &mut r,
+                "ledger_disk_size_bytes",
+                "Size of the data folder's file system",
+                size as i64,
+            );
+        }
     }
 
     // The replica's tallies only grow (until a restart or a snapshot): counters, set afresh in

@@ -1,4 +1,5 @@
-//! The process's own figures, read from `/proc/self` at scrape time (Linux; elsewhere absent).
+//! The process's own figures, read from `/proc/self` at scrape time, and the data folder's file
+//! system (Linux; elsewhere absent).
 
 /// Resident memory, open file descriptors and CPU seconds (user plus system).
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,6 +43,19 @@ fn cpu_seconds() -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
+/// Bytes available to this process and the size of the file system holding `dir`.
+pub fn disk(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct it is given and reads the C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let block = stat.f_frsize as u64;
+    Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -53,5 +67,12 @@ mod tests {
         );
         assert!(figures.open_fds.is_some_and(|n| n >= 3), "{figures:?}");
         assert!(figures.cpu_seconds.is_some_and(|s| s >= 0.0), "{figures:?}");
+    }
+
+    #[test]
+    fn the_disk_under_a_folder_has_a_size_and_free_space() {
+        let (free, size) = super::disk(&std::env::temp_dir()).unwrap();
+        assert!(size > 0 && free <= size, "{free} of {size}");
+        assert!(super::disk(std::path::Path::new("/no/such/folder")).is_none());
     }
 }
