@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use ledger_client::{Client, ClientConfig, Credentials};
 
 use crate::cmd::{bench, demo, saga_bench};
@@ -104,11 +104,10 @@ pub enum Top {
     /// Leadership.
     #[command(subcommand)]
     Leader(LeaderCmd),
-    /// Make a node build a snapshot now.
-    Snapshot {
-        /// The node's id.
-        node_id: u64,
-    },
+    /// Snapshots and backups: `snapshot now N` (or `snapshot N`) makes node N build one now;
+    /// `snapshot save FILE` writes a backup of the cluster; `snapshot restore FILE` writes a new
+    /// node's data folder from one.
+    Snapshot(SnapshotArgs),
     /// Deals.
     #[command(subcommand)]
     Deal(DealCmd),
@@ -167,6 +166,52 @@ pub enum CertsCmd {
     Token {
         /// Where to write it (readable by its owner only).
         file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SnapshotArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<SnapshotCmd>,
+    /// The node to make build a snapshot now (the same as `snapshot now N`).
+    pub node_id: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCmd {
+    /// Make node NODE_ID build a snapshot now.
+    Now {
+        /// The node's id.
+        node_id: u64,
+    },
+    /// Save a backup of the cluster's state to FILE: taken on the leader after a read barrier
+    /// (every acknowledged write is in it), with its log index, term, format version, state
+    /// digest and a checksum over the file. Written to FILE.tmp, checked, then renamed.
+    Save {
+        /// Where to write it.
+        file: PathBuf,
+    },
+    /// Write node --id's data folder for a NEW cluster restored from the backup FILE (like
+    /// `etcdutl snapshot restore`); run it once per node, with the same --members and
+    /// --cluster-id, then start each node on its folder with the new --cluster-id.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new node's data folder (created; it must not hold a node's data).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// `id=host:port` of every voter of the new cluster.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+        /// The new cluster's id; default: the old one with `-r<log index>` (it must differ
+        /// from the old one, so that the two clusters cannot mix).
+        #[arg(long)]
+        cluster_id: Option<String>,
     },
 }
 

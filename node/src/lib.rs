@@ -26,6 +26,7 @@ pub mod tls;
 pub mod transport;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,32 @@ fn staggered(every: u64, node_id: u64) -> u64 {
 
 /// The Raft log's folder inside `--data-dir`.
 pub const RAFT_LOG_DIR: &str = "raft-log";
+/// The file inside `--data-dir` naming the cluster the data belongs to.
+pub const CLUSTER_ID_FILE: &str = "cluster-id";
+
+/// Checks that the data in `dir` belongs to `cluster_id`, and records it there when the folder
+/// names no cluster yet (a new node, or data written before this check existed): a node whose
+/// data came from another cluster (or was restored from a backup for a new one) refuses to
+/// start rather than mix two clusters' logs.
+fn claim_data_dir(dir: &Path, cluster_id: &str) -> Result<(), StartError> {
+    let path = dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == cluster_id => Ok(()),
+        Ok(found) => Err(StartError::Config(format!(
+            "{} belongs to cluster {:?} ({}), not --cluster-id {cluster_id:?}",
+            dir.display(),
+            found.trim(),
+            path.display()
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{cluster_id}\n")).map_err(|error| StartError::DataDir {
+                path: path.clone(),
+                error,
+            })
+        }
+        Err(error) => Err(StartError::DataDir { path, error }),
+    }
+}
 
 /// What a node reads time from, talks to its peers through, and keeps its Raft log and snapshot
 /// on. [`Seams::default`] is production: the system clock, gRPC over TCP with the node's TLS, and
@@ -234,6 +261,7 @@ where
                 path: config.data_dir.clone(),
                 error,
             })?;
+            claim_data_dir(&config.data_dir, &config.cluster_id)?;
             let log_dir = config.data_dir.join(RAFT_LOG_DIR);
             let (mut log_store, summary) = LogStore::open_metered(&log_dir, metrics.clone())?;
             metrics.watch_data_dir(config.data_dir.clone());

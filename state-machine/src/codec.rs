@@ -18,6 +18,7 @@ use crate::state::{AdmissionState, Deal, DealCounters, Executor, InvIdx, Investm
 use crate::table::KeyedVec;
 use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
 
+pub mod backup;
 pub mod record;
 
 /// First bytes of every snapshot.

@@ -254,6 +254,19 @@ fn encodings() -> Vec<(String, Vec<u8>)> {
                 &[1, 2, 3],
             ),
         ),
+        (
+            "backup",
+            ledger_state_machine::codec::backup::encode(
+                &ledger_state_machine::codec::backup::Backup {
+                    log_index: 48_213,
+                    term: 7,
+                    log_time_ms: 1_790_000_000_000,
+                    cluster_id: "prod-eu".into(),
+                    digest: state.digest().0,
+                    state: state.encode_snapshot(),
+                },
+            ),
+        ),
     ];
     for (name, bytes) in records {
         out.push((name.into(), bytes));

@@ -218,6 +218,13 @@ impl TestCluster {
         &self.cluster_id
     }
 
+    /// Starts nodes from now on with `--cluster-id cluster_id` (a cluster restored from a
+    /// backup gets an id of its own; without TLS only, as certificates name the cluster).
+    pub fn set_cluster_id(&mut self, cluster_id: &str) {
+        assert!(!self.options.tls, "certificates name the old cluster id");
+        self.cluster_id = cluster_id.to_owned();
+    }
+
     /// The folder holding every node's data and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -52,6 +52,38 @@ impl Client {
         Ok((deal, decisions))
     }
 
+    /// A backup of the cluster's state (`Cluster.SaveSnapshot`, operator role): the first
+    /// chunk's description (log index, term, digest, size) and the backup file's bytes. A
+    /// broken stream is read again from the start.
+    pub async fn save_snapshot(&self) -> Result<(pb::BackupChunk, Vec<u8>), ClientError> {
+        let chunks = self
+            .call(pb::SaveSnapshotRequest {}, |mut node, request| async move {
+                let mut stream = node.cluster.save_snapshot(request).await?.into_inner();
+                let mut chunks = Vec::new();
+                while let Some(chunk) = stream.message().await? {
+                    chunks.push(chunk);
+                }
+                Ok(tonic::Response::new(chunks))
+            })
+            .await?;
+        let mut chunks = chunks.into_iter();
+        let mut first = chunks
+            .next()
+            .ok_or_else(|| ClientError::Unavailable("SaveSnapshot sent nothing".into()))?;
+        let mut bytes = std::mem::take(&mut first.data);
+        for chunk in chunks {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        if bytes.len() as u64 != first.total_bytes {
+            return Err(ClientError::Unavailable(format!(
+                "SaveSnapshot sent {} bytes of {}",
+                bytes.len(),
+                first.total_bytes
+            )));
+        }
+        Ok((first, bytes))
+    }
+
     /// Archives a CLOSED deal whose sagas all ended (`Cluster.ArchiveDeal`, operator role),
     /// naming its current receipt head. Retrying with the same head is safe.
     pub async fn archive_deal(

@@ -120,6 +120,13 @@ impl Cluster for Fake {
     ) -> Result<Response<pb::Investment>, Status> {
         Err(self.fail().await)
     }
+    type SaveSnapshotStream = tonic::codegen::BoxStream<pb::BackupChunk>;
+    async fn save_snapshot(
+        &self,
+        _: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        Err(self.fail().await)
+    }
     type ExportDealStream = tonic::codegen::BoxStream<pb::ExportDealPart>;
     async fn export_deal(
         &self,

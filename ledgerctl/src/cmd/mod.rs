@@ -26,7 +26,7 @@ pub async fn run(cli: &Cli) -> Result<ExitCode> {
         Top::Cluster(ClusterCmd::Init { members }) => cluster::init(cli, members).await,
         Top::Member(cmd) => return member::run(cli, cmd).await,
         Top::Leader(LeaderCmd::Transfer { node_id }) => leader::transfer(cli, *node_id).await,
-        Top::Snapshot { node_id } => snapshot::run(cli, *node_id).await,
+        Top::Snapshot(args) => snapshot::run(cli, args).await,
         Top::Deal(cmd) => deal::run(cli, cmd).await,
         Top::Invest(cmd) => invest::run(cli, cmd).await,
         Top::User(UserCmd::Show { user_id }) => user::show(cli, user_id).await,

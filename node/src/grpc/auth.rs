@@ -53,7 +53,7 @@ pub fn access(path: &str) -> Option<Access> {
         "admission.v1.Cluster" => match method {
             "Status" => Some(Access::Client),
             "Init" | "AddLearner" | "ChangeMembership" | "TransferLeader" | "TriggerSnapshot"
-            | "ListSagas" | "CompensateSaga" | "ExportDeal" | "ArchiveDeal" => {
+            | "ListSagas" | "CompensateSaga" | "ExportDeal" | "ArchiveDeal" | "SaveSnapshot" => {
                 Some(Access::Operator)
             }
             _ => None,

@@ -295,9 +295,52 @@ type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportDealPart, Status>
 /// most for one page.
 const EXPORT_PAGE: usize = 1_000;
 
+type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
+
+/// Bytes of a backup file per streamed chunk (well under the 4 MiB message limit).
+const BACKUP_CHUNK: usize = 1 << 20;
+
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
     type ExportDealStream = ExportStream;
+    type SaveSnapshotStream = BackupStream;
+
+    async fn save_snapshot(
+        &self,
+        request: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        // On the leader after a read barrier: every write acknowledged before this call is in.
+        if let Some(channel) = self.node.read_route(&request, false).await? {
+            let forwarded = client(channel).save_snapshot(forwarded(request)).await?;
+            let stream: BackupStream = Box::pin(forwarded.into_inner());
+            return Ok(Response::new(stream));
+        }
+        let backup = crate::raft::backup::save(&self.node.replica, &self.node.config.cluster_id)
+            .await
+            .map_err(ApiError::Internal)?;
+        let (log_index, term) = (backup.log_index, backup.term);
+        let digest = ledger_state_machine::StateDigest(backup.digest).to_string();
+        let bytes = ledger_state_machine::codec::backup::encode(&backup);
+        drop(backup);
+        tracing::info!(log_index, term, bytes = bytes.len(), %digest, "backup saved");
+        let total_bytes = bytes.len() as u64;
+        let chunks: Vec<pb::BackupChunk> = bytes
+            .chunks(BACKUP_CHUNK)
+            .enumerate()
+            .map(|(n, data)| {
+                let first = n == 0;
+                pb::BackupChunk {
+                    data: data.to_vec(),
+                    total_bytes: if first { total_bytes } else { 0 },
+                    log_index: if first { log_index } else { 0 },
+                    term: if first { term } else { 0 },
+                    digest: if first { digest.clone() } else { String::new() },
+                }
+            })
+            .collect();
+        let stream: BackupStream = Box::pin(tokio_stream::iter(chunks.into_iter().map(Ok)));
+        Ok(Response::new(stream))
+    }
 
     async fn export_deal(
         &self,

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod backup;
 pub mod batcher;
 pub mod log_store;
 pub mod mem_log;

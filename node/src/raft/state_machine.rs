@@ -34,7 +34,7 @@ use super::{records, ApplyReply, LogEntry, LogId, StorageError, TypeConfig};
 use crate::clock::LogClock;
 use crate::metrics::Metrics;
 
-const SNAPSHOT_FILE: &str = "snapshot.bin";
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot.bin";
 /// Prefix of the writers' temporary files, `snapshot.bin.tmp.<n>`; leftovers of a crash are
 /// removed on open.
 const SNAPSHOT_TMP_PREFIX: &str = "snapshot.bin.tmp";
@@ -419,6 +419,17 @@ type SnapshotPosition = Option<u64>;
 
 fn snapshot_position(meta: &SnapshotMeta<u64, openraft::BasicNode>) -> SnapshotPosition {
     meta.last_log_id.map(|id| id.index)
+}
+
+/// Writes `dir`'s snapshot file (a restore's: nothing else may use the folder meanwhile).
+pub(crate) fn write_snapshot_file(
+    dir: &Path,
+    meta: SnapshotMeta<u64, openraft::BasicNode>,
+    data: Vec<u8>,
+) -> std::io::Result<()> {
+    SnapshotFiles::open(dir, None)
+        .write_blocking(&SnapshotFile { meta, data })
+        .map(|_| ())
 }
 
 /// The snapshot file of one data folder, shared by the snapshot builder and `install_snapshot`,
