@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::config::{Flags, LogFormat};
+use crate::config::Flags;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -27,13 +27,7 @@ pub fn main() -> ExitCode {
 async fn node_main(flags: Flags) -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn"));
-    match flags.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
+    crate::logging::init(flags.log_format, flags.id, filter);
     match serve(flags).await {
         Ok(()) => ExitCode::SUCCESS,
         // Plain display: every start error already names its cause (the alternate form would

@@ -576,6 +576,15 @@ impl TestCluster {
         self.node(id).data_dir.clone()
     }
 
+    /// What node `id`'s latest run printed: stdout, then stderr.
+    pub fn latest_output(&self, id: u64) -> (String, String) {
+        let Some((out, err)) = self.node(id).logs.last() else {
+            return (String::new(), String::new());
+        };
+        let read = |path: &PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+        (read(out), read(err))
+    }
+
     /// Whether the output of node `id`'s latest run contains `needle`.
     pub fn latest_log_contains(&self, id: u64, needle: &str) -> bool {
         let Some((out, err)) = self.node(id).logs.last() else {

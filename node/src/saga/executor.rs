@@ -263,7 +263,7 @@ impl Executor {
             let action = driver.next_action(view.as_ref(), last);
             let span = match driver.working_on() {
                 Some((step, epoch)) => {
-                    tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, step = %step, epoch)
+                    tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch)
                 }
                 None => tracing::Span::none(),
             };
