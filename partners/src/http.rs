@@ -112,13 +112,39 @@ pub fn router(partners: Partners) -> Router {
         .route("/v1/documents", post(document))
         .route("/v1/emails", post(email))
         .route("/v1/audit", get(audit))
+        .route("/v1/traces", get(traces))
         .route(
             "/v1/faults",
             get(get_faults).post(patch_faults).put(put_faults),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            partners.clone(),
+            note_traceparent,
+        ))
         .with_state(partners)
+}
+
+/// Notes the W3C `traceparent` header of every request that carries one (`GET /v1/traces`),
+/// so a test or an operator sees the trace a saga's call belongs to.
+async fn note_traceparent(
+    State(partners): State<Partners>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(value) = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        partners.note_traced(request.method().as_str(), request.uri().path(), value);
+    }
+    next.run(request).await
+}
+
+async fn traces(State(partners): State<Partners>) -> Response {
+    Json(partners.traced()).into_response()
 }
 
 async fn healthz() -> Json<Value> {

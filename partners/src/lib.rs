@@ -60,4 +60,5 @@ pub use faults::{
 pub use http::{router, ApiError};
 pub use server::{
     serve, serve_partners, serve_partners_tls, Partners, SpawnedPartners, TlsFailures,
+    TracedRequest, TRACED_KEPT,
 };

@@ -40,6 +40,22 @@ struct Inner {
     recorded: watch::Sender<usize>,
     /// TLS handshakes that failed (HTTPS only).
     tls_failures: watch::Sender<TlsFailures>,
+    /// The latest requests that carried a W3C `traceparent` header, oldest first.
+    traced: Mutex<std::collections::VecDeque<TracedRequest>>,
+}
+
+/// How many traced requests [`Partners::traced`] keeps (the oldest go first).
+pub const TRACED_KEPT: usize = 10_000;
+
+/// A request that carried a `traceparent` header, as `GET /v1/traces` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TracedRequest {
+    /// `POST`, …
+    pub method: String,
+    /// The request's path (`/v1/payments`, …).
+    pub path: String,
+    /// The header's value, as received.
+    pub traceparent: String,
 }
 
 /// TLS handshakes that failed since the server started: a client that does
@@ -69,6 +85,7 @@ impl Partners {
                 stopping: watch::Sender::new(false),
                 recorded: watch::Sender::new(0),
                 tls_failures: watch::Sender::new(TlsFailures::default()),
+                traced: Mutex::new(std::collections::VecDeque::new()),
             }),
         })
     }
@@ -102,6 +119,24 @@ impl Partners {
     /// A copy of the audit trail.
     pub fn audit(&self) -> AuditLog {
         lock(&self.inner.books).audit()
+    }
+
+    /// Notes a request that carried a `traceparent` header (the last [`TRACED_KEPT`] are kept).
+    pub fn note_traced(&self, method: &str, path: &str, traceparent: &str) {
+        let mut traced = lock(&self.inner.traced);
+        if traced.len() == TRACED_KEPT {
+            traced.pop_front();
+        }
+        traced.push_back(TracedRequest {
+            method: method.to_owned(),
+            path: path.chars().take(256).collect(),
+            traceparent: traceparent.chars().take(256).collect(),
+        });
+    }
+
+    /// The latest requests that carried a `traceparent` header, oldest first.
+    pub fn traced(&self) -> Vec<TracedRequest> {
+        lock(&self.inner.traced).iter().cloned().collect()
     }
 
     /// Current state of a payment key.

@@ -104,7 +104,8 @@ fn whole<T>(value: T, read: usize, bytes: &[u8]) -> Result<T, DecodeError> {
 /// `max_waitlist`, and `Withdraw` exists.
 /// Version 2: `ArchiveDeal` exists. Version 1 entries read as they are (the layout of every
 /// command they can hold is unchanged).
-pub const ENTRY_FORMAT_VERSION: u32 = 2;
+/// Version 3: `SubmitTraced` exists. Version 1 and 2 entries read as they are.
+pub const ENTRY_FORMAT_VERSION: u32 = 3;
 
 pub(crate) mod entry_format {
     use std::fmt;

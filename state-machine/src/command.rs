@@ -164,6 +164,19 @@ pub enum Command {
     },
     /// An operator removes a closed deal, whose sagas have all ended, from the live state.
     ArchiveDeal(ArchiveDeal),
+    /// A `Submit` whose client sent a trace context: decided exactly as the `Submit` (the
+    /// trace is not part of the request's identity), and the saga events it causes carry the
+    /// trace to the executor, which sends it on to the partners.
+    SubmitTraced(TracedSubmit),
+}
+
+/// A `Submit` and the client's trace context.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedSubmit {
+    /// The request.
+    pub submit: Submit,
+    /// The client's `traceparent`.
+    pub trace: crate::trace::TraceContext,
 }
 
 /// What `ArchiveDeal` names: the deal, and the receipt head the caller holds an export up to.
@@ -347,6 +360,7 @@ impl Command {
                 validate_deal_id(deal_id).map_err(|e| CommandError::invalid_id("deal_id", e))
             }
             Command::Submit(submit) => submit.validate(),
+            Command::SubmitTraced(traced) => traced.submit.validate(),
             Command::ExecutorHeartbeat { .. } | Command::ExecutorRetire { .. } => Ok(()),
             Command::RecordStep(record) => {
                 validate_request_id(record.request_id)?;

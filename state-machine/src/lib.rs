@@ -72,14 +72,15 @@ pub mod receipts;
 mod saga;
 mod state;
 mod table;
+mod trace;
 mod unknown_deals;
 
 pub use archive::ArchivedDeal;
 pub use codec::StateDigest;
 pub use command::{
     ArchiveDeal, Command, CreateDeal, Entry, EntryHeader, Params, RecordStep, StepResult, Submit,
-    ERROR_TEXT_LEN_MAX, EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_DEFAULT, MAX_INVESTORS_LIMIT,
-    MAX_WAITLIST_DEFAULT, MAX_WAITLIST_LIMIT, WAITLIST_TTL_MS_MAX,
+    TracedSubmit, ERROR_TEXT_LEN_MAX, EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_DEFAULT,
+    MAX_INVESTORS_LIMIT, MAX_WAITLIST_DEFAULT, MAX_WAITLIST_LIMIT, WAITLIST_TTL_MS_MAX,
 };
 pub use error::{CommandError, EntryError, QueryError, SnapshotError};
 pub use ids::{
@@ -97,4 +98,5 @@ pub use receipts::Receipt;
 pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
 pub use state::{AdmissionState, Breaches, DealStatus, DealTerms, Tally, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;
+pub use trace::TraceContext;
 pub use unknown_deals::UNKNOWN_DEAL_REJECTIONS_KEPT;

@@ -172,4 +172,7 @@ pub struct SagaEvent {
     pub executor: Option<NodeId>,
     /// The assignment epoch to report results under.
     pub epoch: u64,
+    /// The client's trace context, on the events of the entry that decided a `SubmitTraced`
+    /// (never persisted: an executor that learns of the saga later works without it).
+    pub trace: Option<crate::trace::TraceContext>,
 }

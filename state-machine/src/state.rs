@@ -398,6 +398,14 @@ impl AdmissionState {
                 self.close_deal(deal_id, (ctx.log_index, offset), events)
             }
             Command::Submit(submit) => self.submit(ctx, offset, submit, events),
+            Command::SubmitTraced(traced) => {
+                let before = events.len();
+                let applied = self.submit(ctx, offset, &traced.submit, events);
+                for event in &mut events[before..] {
+                    event.trace = Some(traced.trace);
+                }
+                applied
+            }
             Command::ExecutorHeartbeat {
                 node_id,
                 applied_index,
@@ -556,6 +564,7 @@ impl AdmissionState {
             step: SagaStep::Done,
             executor: None,
             epoch: 0,
+            trace: None,
         });
     }
 
@@ -1210,6 +1219,7 @@ fn event_of(request_id: RequestId, status: Status, saga: &Saga) -> SagaEvent {
         step: saga.step,
         executor: saga.assignee,
         epoch: saga.epoch,
+        trace: None,
     }
 }
 
@@ -1473,6 +1483,71 @@ mod tests {
         assert_eq!(state.saga_census(60_000).older, 0);
         let loads = state.open_deal_loads();
         assert_eq!((loads[0].investors, loads[0].waitlisted), (1, 0));
+    }
+
+    /// A traced submit is decided as the plain one (a resubmission without the trace replays
+    /// it), and only the events of its own entry carry the trace.
+    #[test]
+    fn a_traced_submit_is_decided_as_a_submit_and_its_events_carry_the_trace() {
+        let mut state = AdmissionState::new();
+        let mut events = Vec::new();
+        let trace =
+            crate::TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .unwrap();
+        let submit = Submit {
+            request_id: RequestId::from_u128(5).unwrap(),
+            deal_id: "alpha".into(),
+            user_id: "ana".into(),
+            amount: Money::from_cents(500),
+            waitlist: false,
+            waitlist_ttl_ms: None,
+        };
+        let results = state
+            .apply_entry(
+                1,
+                &entry(vec![
+                    Command::ExecutorHeartbeat {
+                        node_id: 2,
+                        applied_index: 0,
+                    },
+                    Command::CreateDeal(CreateDeal {
+                        deal_id: "alpha".into(),
+                        amount: Money::from_cents(100_000),
+                        max_investors: 2,
+                        min_ticket: None,
+                        max_ticket: None,
+                        opens_at_ms: None,
+                        closes_at_ms: None,
+                        max_waitlist: 1,
+                    }),
+                    Command::SubmitTraced(crate::TracedSubmit {
+                        submit: submit.clone(),
+                        trace,
+                    }),
+                ]),
+                &mut events,
+            )
+            .unwrap();
+        let Ok(Outcome::Submitted { decision, replayed }) = &results[2] else {
+            panic!("{:?}", results[2]);
+        };
+        assert_eq!((decision.verdict, *replayed), (Verdict::Pending, false));
+        let traced: Vec<_> = events.iter().filter(|e| e.trace == Some(trace)).collect();
+        assert_eq!(traced.len(), 1, "{events:?}");
+        assert_eq!(traced[0].request_id, submit.request_id);
+
+        events.clear();
+        let again = state
+            .apply_entry(2, &entry(vec![Command::Submit(submit)]), &mut events)
+            .unwrap();
+        let Ok(Outcome::Submitted {
+            decision: again,
+            replayed,
+        }) = &again[0]
+        else {
+            panic!("{again:?}");
+        };
+        assert_eq!((again, *replayed), (decision, true));
     }
 
     /// A seat released that the counters never held: `apply` neither panics nor wraps; it

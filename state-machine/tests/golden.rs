@@ -58,6 +58,21 @@ fn commands() -> Vec<(&'static str, Command)> {
                 deal_id: "alpha".into(),
             },
         ),
+        (
+            "command/submit_traced",
+            match submit(1, "alpha", "ana", "100") {
+                Command::Submit(submit) => {
+                    Command::SubmitTraced(ledger_state_machine::TracedSubmit {
+                        submit,
+                        trace: ledger_state_machine::TraceContext::parse(
+                            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                        )
+                        .unwrap(),
+                    })
+                }
+                _ => unreachable!(),
+            },
+        ),
         ("command/submit", submit(1, "alpha", "ana", "500.25")),
         (
             "command/submit_waitlisted",

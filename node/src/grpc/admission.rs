@@ -44,7 +44,8 @@ impl AdmissionService {
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
             Route::Local => {
-                let proposed = self.node.propose(Command::Submit(submit)).await?;
+                let trace = convert::trace_of(request.metadata());
+                let proposed = self.node.propose(convert::traced(submit, trace)).await?;
                 Ok(Response::new(submit_response(
                     &self.node,
                     proposed.applied,
@@ -195,7 +196,8 @@ impl pb::admission_server::Admission for AdmissionService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let submit = convert::submit(request.get_ref())?;
-        let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id);
+        let trace = convert::trace_of(request.metadata()).map(|t| t.trace_id_hex());
+        let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id, trace_id = trace);
         tracing::Instrument::instrument(self.submit_one(request, submit), span).await
     }
 
@@ -216,9 +218,11 @@ impl pb::admission_server::Admission for AdmissionService {
         if let Route::Leader(channel) = self.node.route(is_forwarded(&request))? {
             return client(channel).submit_batch(forwarded(request)).await;
         }
+        // One trace context for the whole batch: the call's.
+        let trace = convert::trace_of(request.metadata());
         let commands = parsed
             .iter()
-            .filter_map(|p| p.as_ref().ok().map(|s| Command::Submit(s.clone())))
+            .filter_map(|p| p.as_ref().ok().map(|s| convert::traced(s.clone(), trace)))
             .collect();
         let mut proposed = self.node.propose_all(commands).await.into_iter();
         let responses = parsed

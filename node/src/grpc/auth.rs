@@ -273,7 +273,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 25);
+        assert_eq!(count, 26);
         assert_eq!(access("/admission.v1.Admission/Nope"), None);
         assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
     }

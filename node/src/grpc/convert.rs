@@ -332,6 +332,26 @@ fn cancel_cause(cause: CancelCause) -> pb::CancelCause {
     }
 }
 
+/// The client's W3C trace context: its `traceparent` metadata, when valid (anything else is
+/// ignored, as the W3C text asks).
+pub fn trace_of(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Option<ledger_state_machine::TraceContext> {
+    let value = metadata.get("traceparent")?.to_str().ok()?;
+    ledger_state_machine::TraceContext::parse(value)
+}
+
+/// The command deciding `submit`, carrying the client's trace when there is one.
+pub fn traced(
+    submit: ledger_state_machine::Submit,
+    trace: Option<ledger_state_machine::TraceContext>,
+) -> Command {
+    match trace {
+        Some(trace) => Command::SubmitTraced(ledger_state_machine::TracedSubmit { submit, trace }),
+        None => Command::Submit(submit),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

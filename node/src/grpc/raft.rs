@@ -157,6 +157,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::CreateDeal(_) => "CreateDeal",
         Command::CloseDeal { .. } => "CloseDeal",
         Command::Submit(_) => "Submit",
+        Command::SubmitTraced(_) => "SubmitTraced",
         Command::ExecutorHeartbeat { .. } => "ExecutorHeartbeat",
         Command::ExecutorRetire { .. } => "ExecutorRetire",
         Command::RecordStep(_) => "RecordStep",

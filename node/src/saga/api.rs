@@ -7,6 +7,7 @@
 //! a macro crate.
 
 use futures_util::future::BoxFuture;
+use ledger_state_machine::TraceContext;
 use ledger_state_machine::{Money, SagaStep};
 use serde::Deserialize;
 
@@ -188,4 +189,37 @@ impl Call {
                 .map(Reply::Email),
         }
     }
+}
+
+tokio::task_local! {
+    /// The `traceparent` header of the partner call being made, when its saga has a trace.
+    static CALL_TRACEPARENT: Option<String>;
+}
+
+/// The `traceparent` the partner call being made sends, if any ([`with_trace`]).
+pub fn call_traceparent() -> Option<String> {
+    CALL_TRACEPARENT.try_with(Clone::clone).ok().flatten()
+}
+
+/// Runs `call` sending `trace`'s child span for attempt `attempt` of the call with idempotency
+/// key `key` as its `traceparent`. The span id is derived from the key and the attempt, so every
+/// attempt is a span of its own, and a replay of the same saga (the simulation) sends the same.
+pub async fn with_trace<F: std::future::Future>(
+    trace: Option<TraceContext>,
+    key: &str,
+    attempt: usize,
+    call: F,
+) -> F::Output {
+    let traceparent = trace.map(|trace| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(key.as_bytes());
+        hasher.update(&(attempt as u64).to_le_bytes());
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        trace.child(span_id).to_string()
+    });
+    CALL_TRACEPARENT.scope(traceparent, call).await
 }

@@ -13,12 +13,14 @@
 //! epoch), so a paused or partitioned executor cannot keep acting on stale work; and its late
 //! results are ignored by the state machine anyway (epoch fencing).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ledger_state_machine::{Command, InvestmentView, Outcome, RequestId, SagaEvent, SagaStep};
+use ledger_state_machine::{
+    Command, InvestmentView, Outcome, RequestId, SagaEvent, SagaStep, TraceContext,
+};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
@@ -86,6 +88,9 @@ pub struct Executor {
     /// Mixed with each saga's id into its driver's seed, so that workers' jitters differ.
     seed: u64,
     running: Mutex<HashSet<RequestId>>,
+    /// The client's trace of sagas assigned here, from the events of the entry that decided
+    /// them; dropped when the saga's worker ends.
+    traces: Mutex<HashMap<RequestId, TraceContext>>,
     permits: Arc<Semaphore>,
 }
 
@@ -110,6 +115,7 @@ impl Executor {
             partners,
             config,
             running: Mutex::new(HashSet::new()),
+            traces: Mutex::new(HashMap::new()),
         });
         tokio::spawn(executor.clone().run(events));
         executor
@@ -148,6 +154,12 @@ impl Executor {
                 _ = sweep.tick() => self.sweep(),
                 event = events.recv() => match event {
                     Some(event) if event.executor == Some(self.me) && event.step != SagaStep::Done => {
+                        if let Some(trace) = event.trace {
+                            self.traces
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .insert(event.request_id, trace);
+                        }
                         self.ensure_worker(event.request_id);
                     }
                     Some(_) => {}
@@ -257,13 +269,20 @@ impl Executor {
         let seed = self.seed ^ (bits as u64) ^ ((bits >> 64) as u64);
         let mut driver = StepDriver::new(self.me, self.config.retry_policy(), seed);
         let times = StepTimes::default();
+        let trace = self
+            .traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&request_id)
+            .copied();
+        let trace_id = trace.map(|t| t.trace_id_hex());
         let mut last = Last::Start;
         loop {
             let view = self.view(request_id);
             let action = driver.next_action(view.as_ref(), last);
             let span = match driver.working_on() {
                 Some((step, epoch)) => {
-                    tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch)
+                    tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch, trace_id)
                 }
                 None => tracing::Span::none(),
             };
@@ -276,15 +295,15 @@ impl Executor {
                 Action::Pipeline(pipeline) => {
                     let lanes = async {
                         tokio::join!(
-                            self.run_lane(request_id, pipeline.charge, &times),
-                            self.run_lane(request_id, pipeline.documents, &times)
+                            self.run_lane(request_id, pipeline.charge, &times, trace),
+                            self.run_lane(request_id, pipeline.documents, &times, trace)
                         )
                     };
                     let (charge, documents) = lanes.instrument(span).await;
                     Last::Pipelined { charge, documents }
                 }
                 action => {
-                    self.perform(request_id, action, &times)
+                    self.perform(request_id, action, &times, trace)
                         .instrument(span)
                         .await
                 }
@@ -294,16 +313,28 @@ impl Executor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&request_id);
+        self.traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&request_id);
         // An assignment that arrived while this worker was finishing is picked up by the sweep.
     }
 
     /// Runs one lane of a pipeline to its end.
-    async fn run_lane(&self, request_id: RequestId, mut lane: Lane, times: &StepTimes) -> LaneEnd {
+    async fn run_lane(
+        &self,
+        request_id: RequestId,
+        mut lane: Lane,
+        times: &StepTimes,
+        trace: Option<TraceContext>,
+    ) -> LaneEnd {
         let mut last = Last::Start;
         loop {
             let view = self.view(request_id);
             match lane.next_action(view.as_ref(), last) {
-                LaneStep::Act(action) => last = self.perform(request_id, action, times).await,
+                LaneStep::Act(action) => {
+                    last = self.perform(request_id, action, times, trace).await
+                }
                 LaneStep::End(end) => return end,
             }
         }
@@ -311,7 +342,13 @@ impl Executor {
 
     /// Performs one action of a worker or lane (waits for a change, pipelines and stops are the
     /// worker's own).
-    async fn perform(&self, request_id: RequestId, action: Action, times: &StepTimes) -> Last {
+    async fn perform(
+        &self,
+        request_id: RequestId,
+        action: Action,
+        times: &StepTimes,
+        trace: Option<TraceContext>,
+    ) -> Last {
         match action {
             Action::Call { call, attempt } => {
                 let (partner, operation) = call.operation();
@@ -324,7 +361,13 @@ impl Executor {
                         .inc();
                 }
                 let started = Instant::now();
-                let called = call.perform(self.partners.as_ref()).await;
+                let called = super::api::with_trace(
+                    trace,
+                    call.key(),
+                    attempt,
+                    call.perform(self.partners.as_ref()),
+                )
+                .await;
                 let took = started.elapsed();
                 times.called(call.step(), started, took);
                 let result = match &called {

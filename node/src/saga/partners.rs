@@ -152,6 +152,9 @@ impl HttpPartners {
     /// POSTs `request` and decodes the reply.
     async fn post<T: DeserializeOwned>(&self, request: Request) -> Result<T, CallError> {
         let mut post = self.http.post(format!("{}{}", self.base, request.path()));
+        if let Some(traceparent) = super::api::call_traceparent() {
+            post = post.header("traceparent", traceparent);
+        }
         if let Some(body) = request.body() {
             post = post.json(body);
         }
