@@ -27,8 +27,22 @@ pub fn main() -> ExitCode {
 async fn node_main(flags: Flags) -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn"));
-    crate::logging::init(flags.log_format, flags.id, filter);
-    match serve(flags).await {
+    let telemetry = match crate::logging::init(
+        flags.log_format,
+        flags.id,
+        filter,
+        flags.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("ledger-node: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let served = serve(flags).await;
+    // Off the async workers: the export's shutdown blocks until its last batch is sent.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         // Plain display: every start error already names its cause (the alternate form would
         // repeat it, once from the message and once from the source chain).

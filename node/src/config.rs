@@ -88,6 +88,10 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export spans over OTLP/HTTP (protobuf) to this collector, e.g. `http://127.0.0.1:4318`
+    /// (`/v1/traces` is added when the URL has no path). Off by default.
+    #[arg(long, env = "LEDGER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// This node's certificate (PEM), issued by the cluster CA for `spiffe://<cluster-id>/node/<id>`
     /// (`ledgerctl certs issue node`). With --tls-key and --tls-ca, every connection is TLS and
     /// peers, operators and clients are told apart by their certificates.

@@ -3,33 +3,123 @@
 //! message, `node_id`, the fields of every span it is inside (outermost first: a saga step's
 //! `request_id`, `saga_step` and `epoch`, an apply's `log_index`), then the event's own fields,
 //! so that `jq 'select(.request_id == "…")'` finds every line about one request.
+//!
+//! With `--otlp-endpoint`, spans are also exported over OTLP/HTTP; a request's `submit` span and
+//! its saga's `saga_step` spans join the trace of the client's `traceparent` ([`adopt`]).
 
 use std::fmt;
 use std::io::IsTerminal;
 
+use ledger_state_machine::TraceContext;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the process's log output for node `node_id`.
-pub fn init(format: LogFormat, node_id: u64, filter: EnvFilter) {
+/// How often exported spans are sent: short, so a trace shows up while one looks for it.
+const OTLP_EXPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The span export, to be flushed at exit.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends what is still buffered and stops the export.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(error) = provider.shutdown() {
+                eprintln!("ledger-node: span export did not stop cleanly: {error}");
+            }
+        }
+    }
+}
+
+/// Installs the process's log output for node `node_id`, and the span export to
+/// `otlp_endpoint` when given.
+pub fn init(
+    format: LogFormat,
+    node_id: u64,
+    filter: EnvFilter,
+    otlp_endpoint: Option<&str>,
+) -> Result<Telemetry, String> {
+    let provider = otlp_endpoint
+        .map(|url| exporter(url, node_id))
+        .transpose()?;
+    let spans = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("ledger-node")));
+    let registry = tracing_subscriber::registry().with(filter).with(spans);
     match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_ansi(colours())
-            .with_env_filter(filter)
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(colours()))
             .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines { node_id })
-            .with_env_filter(filter)
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonLines { node_id }),
+            )
             .init(),
     }
+    Ok(Telemetry { provider })
+}
+
+/// A tracer provider exporting to the OTLP/HTTP collector at `url`.
+fn exporter(url: &str, node_id: u64) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("--otlp-endpoint {url}: {e}"))?;
+    let endpoint = match parsed.path() {
+        "" | "/" => format!("{}/v1/traces", url.trim_end_matches('/')),
+        _ => url.to_owned(),
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| format!("--otlp-endpoint {url}: {e}"))?;
+    let batches = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(OTLP_EXPORT_EVERY)
+                .build(),
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("ledger-node")
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            node_id.to_string(),
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(batches)
+        .with_resource(resource)
+        .build())
+}
+
+/// Makes `span` a child of the client's `trace` in the exported spans (nothing without
+/// `--otlp-endpoint`).
+pub fn adopt(span: &tracing::Span, trace: &TraceContext) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let remote = SpanContext::new(
+        TraceId::from_bytes(trace.trace_id),
+        SpanId::from_bytes(trace.parent_id),
+        TraceFlags::new(trace.flags),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
 
 /// Colours only for a person at a terminal: never into files or pipes, never with a non-empty

@@ -196,8 +196,11 @@ impl pb::admission_server::Admission for AdmissionService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let submit = convert::submit(request.get_ref())?;
-        let trace = convert::trace_of(request.metadata()).map(|t| t.trace_id_hex());
-        let span = tracing::debug_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id, trace_id = trace);
+        let trace = convert::trace_of(request.metadata());
+        let span = tracing::info_span!("submit", node_id = self.node.config.node_id, request_id = %submit.request_id, trace_id = trace.map(|t| t.trace_id_hex()));
+        if let Some(trace) = &trace {
+            crate::logging::adopt(&span, trace);
+        }
         tracing::Instrument::instrument(self.submit_one(request, submit), span).await
     }
 

@@ -282,7 +282,11 @@ impl Executor {
             let action = driver.next_action(view.as_ref(), last);
             let span = match driver.working_on() {
                 Some((step, epoch)) => {
-                    tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch, trace_id)
+                    let span = tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch, trace_id);
+                    if let Some(trace) = &trace {
+                        crate::logging::adopt(&span, trace);
+                    }
+                    span
                 }
                 None => tracing::Span::none(),
             };
