@@ -1384,6 +1384,28 @@ mod tests {
     use crate::command::{CreateDeal, EntryHeader, RecordStep, StepResult, Submit};
     use crate::ids::RequestId;
 
+    /// Executor 2 is live.
+    fn heartbeat_of_2() -> Command {
+        Command::ExecutorHeartbeat {
+            node_id: 2,
+            applied_index: 0,
+        }
+    }
+
+    /// Deal `alpha`: `cents` in all, `seats` investors, a waitlist of one.
+    fn deal_alpha(cents: u64, seats: u32, max_ticket: Option<Money>) -> Command {
+        Command::CreateDeal(CreateDeal {
+            deal_id: "alpha".into(),
+            amount: Money::from_cents(cents),
+            max_investors: seats,
+            min_ticket: None,
+            max_ticket,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: 1,
+        })
+    }
+
     fn entry(commands: Vec<Command>) -> Entry {
         Entry {
             header: EntryHeader {
@@ -1415,20 +1437,8 @@ mod tests {
             .apply_entry(
                 1,
                 &entry(vec![
-                    Command::ExecutorHeartbeat {
-                        node_id: 2,
-                        applied_index: 0,
-                    },
-                    Command::CreateDeal(CreateDeal {
-                        deal_id: "alpha".into(),
-                        amount: Money::from_cents(1_000),
-                        max_investors: 1,
-                        min_ticket: None,
-                        max_ticket: Some(Money::from_cents(1_000)),
-                        opens_at_ms: None,
-                        closes_at_ms: None,
-                        max_waitlist: 1,
-                    }),
+                    heartbeat_of_2(),
+                    deal_alpha(1_000, 1, Some(Money::from_cents(1_000))),
                     submit(1, "alpha", "ana", 500),
                     submit(1, "alpha", "ana", 500),
                     submit(2, "alpha", "bob", 500),
@@ -1506,20 +1516,8 @@ mod tests {
             .apply_entry(
                 1,
                 &entry(vec![
-                    Command::ExecutorHeartbeat {
-                        node_id: 2,
-                        applied_index: 0,
-                    },
-                    Command::CreateDeal(CreateDeal {
-                        deal_id: "alpha".into(),
-                        amount: Money::from_cents(100_000),
-                        max_investors: 2,
-                        min_ticket: None,
-                        max_ticket: None,
-                        opens_at_ms: None,
-                        closes_at_ms: None,
-                        max_waitlist: 1,
-                    }),
+                    heartbeat_of_2(),
+                    deal_alpha(100_000, 2, None),
                     Command::SubmitTraced(crate::TracedSubmit {
                         submit: submit.clone(),
                         trace,
@@ -1561,20 +1559,8 @@ mod tests {
             .apply_entry(
                 1,
                 &entry(vec![
-                    Command::ExecutorHeartbeat {
-                        node_id: 2,
-                        applied_index: 0,
-                    },
-                    Command::CreateDeal(CreateDeal {
-                        deal_id: "alpha".into(),
-                        amount: Money::from_cents(100_000),
-                        max_investors: 2,
-                        min_ticket: None,
-                        max_ticket: None,
-                        opens_at_ms: None,
-                        closes_at_ms: None,
-                        max_waitlist: 1,
-                    }),
+                    heartbeat_of_2(),
+                    deal_alpha(100_000, 2, None),
                     Command::Submit(Submit {
                         request_id,
                         deal_id: "alpha".into(),

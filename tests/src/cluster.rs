@@ -250,6 +250,15 @@ impl TestCluster {
         Some(format!("http://127.0.0.1:{port}/metrics"))
     }
 
+    /// A running node that is not the current leader (lowest id first).
+    pub async fn follower(&self) -> u64 {
+        let leader = self.leader().await;
+        self.running()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("a running follower")
+    }
+
     /// Node `id`'s gRPC address, `127.0.0.1:PORT`.
     pub fn addr(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.node(id).port)

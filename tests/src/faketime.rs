@@ -17,14 +17,7 @@ pub fn library() -> Option<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libfaketime is missing (apt-get install faketime); .ci/run installs it"
-        );
-        eprintln!("skipped: libfaketime is not installed (apt-get install faketime)");
-    }
-    found
+    crate::required_tool(found, "libfaketime", "apt-get install faketime")
 }
 
 /// Makes node `id`'s next runs read their clock offset from `clock_file` (written here as

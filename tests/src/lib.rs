@@ -77,3 +77,20 @@ impl Rng {
             .to_string()
     }
 }
+
+/// A tool a test needs, found at `found`. When it is missing: panics with `CI=true` (`.ci/run`
+/// installs every tool), else prints why and returns `None` so the test can skip.
+pub fn required_tool(
+    found: Option<std::path::PathBuf>,
+    what: &str,
+    install: &str,
+) -> Option<std::path::PathBuf> {
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is missing ({install}); .ci/run installs it"
+        );
+        eprintln!("skipped: {what} is not installed ({install})");
+    }
+    found
+}

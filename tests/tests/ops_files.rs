@@ -16,14 +16,7 @@ fn promtool() -> Option<PathBuf> {
             .map(|dir| dir.join("promtool"))
             .find(|path| path.is_file())
     });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing (apt-get install prometheus); .ci/run installs it"
-        );
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
-    }
-    found
+    ledger_tests::required_tool(found, "promtool", "apt-get install prometheus")
 }
 
 fn run(promtool: &Path, args: &[&str], dir: &Path) {

@@ -19,13 +19,7 @@ async fn a_clients_trace_reaches_every_partner_call_of_its_saga() {
         let saga = SagaCluster::start(3, saga::quiet_faults(0x7ace)).await;
         let clients = saga.clients().await;
         saga::create_deal(&clients[0], DEAL, "100000000.00", 100).await;
-        let leader = saga.cluster.leader().await;
-        let follower = saga
-            .cluster
-            .ids()
-            .into_iter()
-            .find(|&id| id != leader)
-            .expect("a follower");
+        let follower = saga.cluster.follower().await;
         let mut admission = saga.cluster.client(follower).await.admission;
 
         let mut rng = Rng::new(0x7ace_0001);

@@ -49,7 +49,8 @@ pub async fn status(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-pub async fn init(cli: &Cli, members: &[String]) -> Result<()> {
+/// `--members` (`id=host:port` each) as `(id, address)` pairs, in the order given.
+pub fn parse_members(members: &[String]) -> Result<Vec<(u64, String)>> {
     let mut parsed = Vec::new();
     for member in members {
         let (id, addr) = member
@@ -58,6 +59,11 @@ pub async fn init(cli: &Cli, members: &[String]) -> Result<()> {
         let id: u64 = id.parse().with_context(|| format!("node id {id:?}"))?;
         parsed.push((id, addr.to_owned()));
     }
+    Ok(parsed)
+}
+
+pub async fn init(cli: &Cli, members: &[String]) -> Result<()> {
+    let parsed = parse_members(members)?;
     Client::unconnected(cli.config()?)?.init(&parsed).await?;
     println!("initialized");
     Ok(())

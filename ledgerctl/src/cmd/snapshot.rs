@@ -107,12 +107,8 @@ fn restore(
     cluster_id: Option<&str>,
 ) -> Result<()> {
     let mut parsed = BTreeMap::new();
-    for member in members {
-        let (node, addr) = member
-            .split_once('=')
-            .with_context(|| format!("{member:?} is not id=host:port"))?;
-        let node: u64 = node.parse().with_context(|| format!("node id {node:?}"))?;
-        if parsed.insert(node, addr.to_owned()).is_some() {
+    for (node, addr) in super::cluster::parse_members(members)? {
+        if parsed.insert(node, addr).is_some() {
             bail!("node {node} appears twice in --members");
         }
     }

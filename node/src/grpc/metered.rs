@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 
 use crate::metrics::{CallLabels, MethodLabels, Metrics};
+use ledger_proto::code_name;
 
 /// Records every call in `metrics`.
 #[derive(Clone)]
@@ -56,29 +57,6 @@ fn method_of(path: &str) -> String {
     match known.iter().any(|prefix| path.starts_with(prefix)) && path.len() <= 128 {
         true => path[1..].to_owned(),
         false => "other".to_owned(),
-    }
-}
-
-/// The status code's canonical name.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
