@@ -134,6 +134,7 @@ fn services_and_methods_match_the_contract() {
                     "ArchiveDealResponse",
                     false,
                 ),
+                ("SaveSnapshot", "SaveSnapshotRequest", "BackupChunk", true),
             ],
         ),
         (
@@ -522,6 +523,17 @@ fn messages_match_the_contract() {
         (
             "CompensateSagaRequest",
             &[("request_id", 1, Str), ("reason", 2, Str)],
+        ),
+        ("SaveSnapshotRequest", &[]),
+        (
+            "BackupChunk",
+            &[
+                ("data", 1, Bytes),
+                ("total_bytes", 2, U64),
+                ("log_index", 3, U64),
+                ("term", 4, U64),
+                ("digest", 5, Str),
+            ],
         ),
         ("ExportDealRequest", &[("deal_id", 1, Str)]),
         (
