@@ -34,6 +34,7 @@ impl AdmissionService {
         &self,
         request: Request<pb::SubmitRequest>,
         submit: ledger_state_machine::Submit,
+        trace: Option<ledger_state_machine::TraceContext>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         // A decided request id is answered from this replica: decisions never change, so
         // resubmissions and conflicting reuses cost no log entry.
@@ -44,7 +45,6 @@ impl AdmissionService {
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
             Route::Local => {
-                let trace = convert::trace_of(request.metadata());
                 let proposed = self.node.propose(convert::traced(submit, trace)).await?;
                 Ok(Response::new(submit_response(
                     &self.node,
@@ -201,7 +201,7 @@ impl pb::admission_server::Admission for AdmissionService {
         if let Some(trace) = &trace {
             crate::logging::adopt(&span, trace);
         }
-        tracing::Instrument::instrument(self.submit_one(request, submit), span).await
+        tracing::Instrument::instrument(self.submit_one(request, submit, trace), span).await
     }
 
     async fn submit_batch(
