@@ -1384,6 +1384,18 @@ mod tests {
     use crate::command::{CreateDeal, EntryHeader, RecordStep, StepResult, Submit};
     use crate::ids::RequestId;
 
+    /// Executor 2 reports that the payment of `request_id` was declined.
+    fn decline_by_2(request_id: RequestId, epoch: u64) -> Command {
+        Command::RecordStep(RecordStep {
+            request_id,
+            executor: 2,
+            epoch,
+            result: StepResult::PaymentDeclined {
+                reason: "declined".into(),
+            },
+        })
+    }
+
     /// Executor 2 is live.
     fn heartbeat_of_2() -> Command {
         Command::ExecutorHeartbeat {
@@ -1462,14 +1474,7 @@ mod tests {
         state
             .apply_entry(
                 2,
-                &entry(vec![Command::RecordStep(RecordStep {
-                    request_id: id(1),
-                    executor: 2,
-                    epoch: saga.epoch,
-                    result: StepResult::PaymentDeclined {
-                        reason: "declined".into(),
-                    },
-                })]),
+                &entry(vec![decline_by_2(id(1), saga.epoch)]),
                 &mut events,
             )
             .unwrap();
@@ -1582,14 +1587,7 @@ mod tests {
         state
             .apply_entry(
                 2,
-                &entry(vec![Command::RecordStep(RecordStep {
-                    request_id,
-                    executor: 2,
-                    epoch: saga.epoch,
-                    result: StepResult::PaymentDeclined {
-                        reason: "declined".into(),
-                    },
-                })]),
+                &entry(vec![decline_by_2(request_id, saga.epoch)]),
                 &mut events,
             )
             .unwrap();
