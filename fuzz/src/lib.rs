@@ -9,8 +9,8 @@
 use arbitrary::Arbitrary;
 use ledger_state_machine::{
     AdmissionState, Applied, Command, CreateDeal, Entry, EntryError, EntryHeader, Money, NodeId,
-    Params, RecordStep, RequestId, SagaEvent, SagaStep, StepResult, Submit, ERROR_TEXT_LEN_MAX,
-    EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_LIMIT,
+    Params, RecordStep, RequestId, SagaEvent, SagaStep, StepResult, Submit, TraceContext,
+    TracedSubmit, ERROR_TEXT_LEN_MAX, EXTERNAL_ID_LEN_MAX, MAX_INVESTORS_LIMIT,
 };
 
 /// Log time of the first entry (an arbitrary 2026 timestamp), as in the crate's own tests.
@@ -242,6 +242,9 @@ pub enum Op {
         amount: Amount,
         /// `Some(ttl)`: asks for the waitlist, with a time to live in seconds if given.
         waitlist: Option<Option<u16>>,
+        /// `Some(t)`: sent with a trace context (`SubmitTraced`) made of `t` (0: an all-zero
+        /// trace id, which validation refuses).
+        trace: Option<u8>,
     },
     Withdraw {
         request: u8,
@@ -364,7 +367,9 @@ impl Driver {
                 closes_in_s,
                 max_waitlist,
             } => {
-                let at = |s: Option<u16>| s.map(|s| self.state.now_ms() + u64::from(s) * 1_000);
+                let at = |s: Option<u16>| {
+                    s.map(|s| self.state.now_ms().saturating_add(u64::from(s) * 1_000))
+                };
                 Command::CreateDeal(CreateDeal {
                     deal_id: deal_id(deal),
                     amount: amount.money(),
@@ -385,14 +390,28 @@ impl Driver {
                 user,
                 amount,
                 waitlist,
-            } => Command::Submit(Submit {
-                request_id: request(r),
-                deal_id: deal_id(deal),
-                user_id: USER_IDS[usize::from(user) % USER_IDS.len()].to_owned(),
-                amount: amount.money(),
-                waitlist: waitlist.is_some(),
-                waitlist_ttl_ms: waitlist.flatten().map(|s| u64::from(s) * 1_000),
-            }),
+                trace,
+            } => {
+                let submit = Submit {
+                    request_id: request(r),
+                    deal_id: deal_id(deal),
+                    user_id: USER_IDS[usize::from(user) % USER_IDS.len()].to_owned(),
+                    amount: amount.money(),
+                    waitlist: waitlist.is_some(),
+                    waitlist_ttl_ms: waitlist.flatten().map(|s| u64::from(s) * 1_000),
+                };
+                match trace {
+                    None => Command::Submit(submit),
+                    Some(t) => Command::SubmitTraced(TracedSubmit {
+                        submit,
+                        trace: TraceContext {
+                            trace_id: [t; 16],
+                            parent_id: [t.wrapping_add(1); 8],
+                            flags: t & 1,
+                        },
+                    }),
+                }
+            }
             Op::Withdraw { request: r } => Command::Withdraw {
                 request_id: request(r),
             },

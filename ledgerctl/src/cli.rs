@@ -375,6 +375,13 @@ pub enum InvestCmd {
         /// The request id.
         request_id: String,
     },
+    /// A request's story from the ledger's own record: where, when and by which leader it was
+    /// decided, each saga step with its executor, epoch, result and retries, and the outcome
+    /// (operator role).
+    Trace {
+        /// The request id.
+        request_id: String,
+    },
     /// Follow an investment until it is final (CONFIRMED, CANCELLED or REJECTED).
     Watch {
         /// The request id.

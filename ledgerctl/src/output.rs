@@ -73,6 +73,7 @@ pub fn investment_json(inv: &pb::Investment) -> Value {
         "amount": inv.amount, "status": investment_status(inv),
         "reject_reason": (inv.reject_reason != 0).then(|| reject_reason(inv)),
         "log_index": inv.log_index, "offset": inv.offset, "decided_at_ms": inv.decided_at_ms,
+        "decided_by": (inv.decided_by != 0).then_some(inv.decided_by),
         "saga_step": (inv.saga_step != 0).then(|| saga_step(inv)),
         "attempts": inv.attempts, "last_error": (!inv.last_error.is_empty()).then_some(&inv.last_error),
         "cancel_cause": (inv.cancel_cause != 0).then(|| name(inv.cancel_cause, |c: pb::CancelCause| c.as_str_name())),
@@ -122,6 +123,164 @@ pub fn investment_line(inv: &pb::Investment) -> String {
         }
     }
     line
+}
+
+/// A log time (Unix milliseconds) as RFC 3339 UTC.
+fn log_time(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+fn step_end_name(ended: &pb::SagaStepEnded) -> &'static str {
+    name(ended.result, |e: pb::StepEnd| e.as_str_name())
+}
+
+pub fn trace_json(trace: &pb::InvestmentTrace) -> Value {
+    let history: Vec<Value> = trace
+        .history
+        .iter()
+        .map(|mark| {
+            let mut entry = json!({
+                "log_index": mark.log_index, "at_ms": mark.at_ms, "epoch": mark.epoch,
+            });
+            let change = match &mark.change {
+                Some(pb::saga_mark::Change::Assigned(a)) => {
+                    json!({"change": "ASSIGNED", "executor": a.executor})
+                }
+                Some(pb::saga_mark::Change::StepEnded(e)) => json!({
+                    "change": "STEP_ENDED",
+                    "step": name(e.step, |s: pb::SagaStep| s.as_str_name()),
+                    "result": step_end_name(e), "refunded": e.refunded, "retries": e.retries,
+                }),
+                Some(pb::saga_mark::Change::Compensating(c)) => json!({
+                    "change": "COMPENSATING",
+                    "cause": name(c.cause, |c: pb::CancelCause| c.as_str_name()),
+                }),
+                None => json!({"change": null}),
+            };
+            if let (Some(entry), Value::Object(change)) = (entry.as_object_mut(), change) {
+                entry.extend(change);
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "investment": trace.investment.as_ref().map(investment_json),
+        "history": history,
+        "history_dropped": trace.history_dropped,
+    })
+}
+
+/// The story of a request, oldest first: the decision, each saga change, the outcome.
+pub fn trace_text(trace: &pb::InvestmentTrace) -> String {
+    let Some(inv) = &trace.investment else {
+        return "no investment in the answer".into();
+    };
+    let mut out = format!(
+        "request  {}  deal={} user={} amount={}\n",
+        inv.request_id, inv.deal_id, inv.user_id, inv.amount
+    );
+    let leader = match inv.decided_by {
+        0 => "leader unknown".to_owned(),
+        id => format!("leader {id}"),
+    };
+    let decided_as = match (inv.waitlisted, inv.reject_reason) {
+        (true, _) => "WAITLISTED".to_owned(),
+        (false, 0) => "admitted (PENDING)".to_owned(),
+        (false, _) => format!("REJECTED {}", reject_reason(inv)),
+    };
+    out += &format!(
+        "decided  at {}:{} by {}, log time {}: {decided_as}\n",
+        inv.log_index,
+        inv.offset,
+        leader,
+        log_time(inv.decided_at_ms)
+    );
+    if let Some(receipt) = &inv.receipt {
+        out += &format!("receipt  {}:{}\n", receipt.deal_seq, hex(&receipt.hash));
+    }
+    if inv.admitted_log_index != 0 {
+        out += &format!(
+            "admitted from the waitlist at {}:{}\n",
+            inv.admitted_log_index, inv.admitted_offset
+        );
+    }
+    if trace.history_dropped > 0 {
+        out += &format!(
+            "saga     ({} earlier changes not kept)\n",
+            trace.history_dropped
+        );
+    }
+    for mark in &trace.history {
+        let what = match &mark.change {
+            Some(pb::saga_mark::Change::Assigned(a)) => match a.executor {
+                Some(executor) => format!("assigned to executor {executor}"),
+                None => "unassigned (no executor live)".to_owned(),
+            },
+            Some(pb::saga_mark::Change::StepEnded(e)) => {
+                let step = name(e.step, |s: pb::SagaStep| s.as_str_name());
+                let result = step_end_name(e).trim_start_matches("STEP_END_");
+                let mut what = format!("{step:<9} {result}");
+                if e.result == pb::StepEnd::PaymentVoided as i32 {
+                    what += if e.refunded {
+                        " (refunded)"
+                    } else {
+                        " (nothing charged)"
+                    };
+                }
+                let detail = match pb::StepEnd::try_from(e.result) {
+                    Ok(pb::StepEnd::PaymentSucceeded) => &inv.payment_id,
+                    Ok(pb::StepEnd::DocumentsGenerated) => &inv.document_id,
+                    Ok(pb::StepEnd::NotifySent) => &inv.message_id,
+                    _ => "",
+                };
+                if !detail.is_empty() {
+                    what += &format!(" id={detail}");
+                }
+                if e.retries > 0 {
+                    what += &format!(", after at least {} failed attempts", e.retries);
+                }
+                what
+            }
+            Some(pb::saga_mark::Change::Compensating(c)) => format!(
+                "compensation started: {}",
+                name(c.cause, |c: pb::CancelCause| c.as_str_name())
+            ),
+            None => "?".to_owned(),
+        };
+        out += &format!(
+            "saga     {:>8}  {}  epoch {:<3} {what}\n",
+            mark.log_index,
+            log_time(mark.at_ms),
+            mark.epoch
+        );
+    }
+    out += &format!("outcome  {}", investment_status(inv));
+    if inv.cancel_cause != 0 {
+        out += &format!(
+            " ({})",
+            name(inv.cancel_cause, |c: pb::CancelCause| c.as_str_name())
+        );
+    }
+    if inv.saga_step != 0 {
+        out += &format!(", saga {}", saga_step(inv));
+        if let Some(executor) = inv.executor {
+            out += &format!(" with executor {executor} (epoch {})", inv.epoch);
+        }
+    }
+    if inv.cancelled_log_index != 0 {
+        out += &format!(
+            ", seat released at {}:{}",
+            inv.cancelled_log_index, inv.cancelled_offset
+        );
+    }
+    if inv.notify_failed {
+        out += ", e-mail not delivered";
+    }
+    if !inv.last_error.is_empty() {
+        out += &format!(", last error {:?}", inv.last_error);
+    }
+    out
 }
 
 pub fn status_json(addr: &str, s: &pb::StatusResponse) -> Value {

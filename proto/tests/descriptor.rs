@@ -135,6 +135,12 @@ fn services_and_methods_match_the_contract() {
                     false,
                 ),
                 ("SaveSnapshot", "SaveSnapshotRequest", "BackupChunk", true),
+                (
+                    "TraceInvestment",
+                    "TraceInvestmentRequest",
+                    "InvestmentTrace",
+                    false,
+                ),
             ],
         ),
         (
@@ -436,6 +442,7 @@ fn messages_match_the_contract() {
                 ("receipt", 31, Msg("Receipt")),
                 ("waitlist_ended_log_index", 32, U64),
                 ("waitlist_ended_offset", 33, U32),
+                ("decided_by", 34, U64),
             ],
         ),
         ("StatusRequest", &[("with_digest", 1, Bool)]),
@@ -525,6 +532,43 @@ fn messages_match_the_contract() {
             &[("request_id", 1, Str), ("reason", 2, Str)],
         ),
         ("SaveSnapshotRequest", &[]),
+        (
+            "TraceInvestmentRequest",
+            &[
+                ("request_id", 1, Str),
+                ("consistency", 2, Enum("Consistency")),
+            ],
+        ),
+        (
+            "InvestmentTrace",
+            &[
+                ("investment", 1, Msg("Investment")),
+                ("history", 2, Repeated("SagaMark")),
+                ("history_dropped", 3, U32),
+            ],
+        ),
+        (
+            "SagaMark",
+            &[
+                ("log_index", 1, U64),
+                ("at_ms", 2, U64),
+                ("epoch", 3, U64),
+                ("assigned", 4, OneofMsg("change", "SagaAssigned")),
+                ("step_ended", 5, OneofMsg("change", "SagaStepEnded")),
+                ("compensating", 6, OneofMsg("change", "SagaCompensating")),
+            ],
+        ),
+        ("SagaAssigned", &[("executor", 1, OptU64)]),
+        (
+            "SagaStepEnded",
+            &[
+                ("step", 1, Enum("SagaStep")),
+                ("result", 2, Enum("StepEnd")),
+                ("refunded", 3, Bool),
+                ("retries", 4, U32),
+            ],
+        ),
+        ("SagaCompensating", &[("cause", 1, Enum("CancelCause"))]),
         (
             "BackupChunk",
             &[
@@ -658,6 +702,19 @@ fn enums_match_the_contract() {
         (
             "MemberRole",
             &[("MEMBER_ROLE_UNSPECIFIED", 0), ("VOTER", 1), ("LEARNER", 2)],
+        ),
+        (
+            "StepEnd",
+            &[
+                ("STEP_END_UNSPECIFIED", 0),
+                ("STEP_END_PAYMENT_SUCCEEDED", 1),
+                ("STEP_END_PAYMENT_DECLINED", 2),
+                ("STEP_END_DOCUMENTS_GENERATED", 3),
+                ("STEP_END_DOCUMENTS_FAILED", 4),
+                ("STEP_END_PAYMENT_VOIDED", 5),
+                ("STEP_END_NOTIFY_SENT", 6),
+                ("STEP_END_NOTIFY_FAILED", 7),
+            ],
         ),
         (
             "WriteOutcome",

@@ -88,6 +88,7 @@ fn investment() -> Investment {
         }),
         waitlist_ended_log_index: 0,
         waitlist_ended_offset: 0,
+        decided_by: 3,
     }
 }
 

@@ -32,8 +32,10 @@ pub const SNAPSHOT_MAGIC: [u8; 4] = *b"ALSM";
 /// admitted from it), scheduled openings and closings, `max_waitlist`.
 /// Version 5: what is kept of archived deals; where each deal closed and each waitlisted
 /// request ended.
-/// Versions 2 to 4 are read and converted (`legacy`).
-pub const FORMAT_VERSION: u32 = 5;
+/// Version 6: each saga's history (assignments, step results, compensations) and each
+/// decision's leader.
+/// Versions 2 to 5 are read and converted (`legacy`).
+pub const FORMAT_VERSION: u32 = 6;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -455,6 +457,7 @@ impl AdmissionState {
             .ok_or(SnapshotError::BadMagic)?;
         let owned = match u32::from_le_bytes(*version) {
             FORMAT_VERSION => decode_payload::<SnapshotOwned>(payload)?,
+            5 => legacy::upgrade_v5(decode_payload(payload)?),
             4 => legacy::upgrade_v4(decode_payload(payload)?),
             3 => legacy::upgrade_v3(decode_payload(payload)?),
             2 => legacy::upgrade_v2(decode_payload(payload)?)?,
@@ -545,14 +548,130 @@ fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, SnapshotErro
 /// can differ from a replay of the same log by this build: a deal that a rejected request named
 /// before it was created sits where it was first named, not where it was created. Both orders
 /// are the same on every replica that converts the same snapshot. Converting format 3 adds the
-/// defaults: no waitlist, no schedule, `max_waitlist` 1,000.
+/// defaults: no waitlist, no schedule, `max_waitlist` 1,000. Converting format 5 and earlier
+/// leaves every saga's history empty and each decision's leader unknown (0).
 mod legacy {
     use super::*;
     use crate::ids::RequestId;
     use crate::money::Money;
     use crate::outcome::{RejectReason, Status};
-    use crate::saga::Saga;
-    use crate::state::{DealStatus, DealTerms};
+    use crate::saga::{CancelCause, Saga, SagaStep};
+    use crate::state::{DealStatus, DealTerms, WaitlistEntry};
+
+    /// A saga before format 6: no history.
+    #[derive(Deserialize)]
+    pub(super) struct SagaV5 {
+        step: SagaStep,
+        assignee: Option<NodeId>,
+        epoch: u64,
+        deadline_ms: u64,
+        attempts: u32,
+        #[serde(deserialize_with = "text::optional")]
+        last_error: Option<Box<str>>,
+        cancel_cause: Option<CancelCause>,
+        #[serde(deserialize_with = "text::optional")]
+        payment_id: Option<Box<str>>,
+        refunded: bool,
+        #[serde(deserialize_with = "text::optional")]
+        document_id: Option<Box<str>>,
+        #[serde(deserialize_with = "text::optional")]
+        message_id: Option<Box<str>>,
+        notify_failed: bool,
+        updated_at_ms: u64,
+        cancelled_at: Option<(u64, u32)>,
+    }
+
+    impl SagaV5 {
+        fn upgrade(self) -> Box<Saga> {
+            Box::new(Saga {
+                step: self.step,
+                assignee: self.assignee,
+                epoch: self.epoch,
+                deadline_ms: self.deadline_ms,
+                attempts: self.attempts,
+                last_error: self.last_error,
+                cancel_cause: self.cancel_cause,
+                payment_id: self.payment_id,
+                refunded: self.refunded,
+                document_id: self.document_id,
+                message_id: self.message_id,
+                notify_failed: self.notify_failed,
+                updated_at_ms: self.updated_at_ms,
+                cancelled_at: self.cancelled_at,
+                history: Vec::new(),
+                history_dropped: 0,
+            })
+        }
+    }
+
+    /// An investment in format 5: no leader.
+    #[derive(Deserialize)]
+    struct InvestmentV5 {
+        request_id: RequestId,
+        deal: u32,
+        user: u32,
+        amount: Money,
+        log_index: u64,
+        offset: u32,
+        status: Status,
+        reject: Option<RejectReason>,
+        decided_at_ms: u64,
+        saga: Option<Box<SagaV5>>,
+        waitlist: Option<Box<WaitlistEntry>>,
+    }
+
+    impl InvestmentV5 {
+        fn upgrade(self) -> Investment {
+            Investment {
+                request_id: self.request_id,
+                deal: self.deal,
+                user: self.user,
+                amount: self.amount,
+                log_index: self.log_index,
+                offset: self.offset,
+                leader_id: 0,
+                status: self.status,
+                reject: self.reject,
+                decided_at_ms: self.decided_at_ms,
+                saga: self.saga.map(|saga| saga.upgrade()),
+                waitlist: self.waitlist,
+            }
+        }
+    }
+
+    /// Format 5: the current layout but for investments and sagas.
+    #[derive(Deserialize)]
+    pub(super) struct SnapshotV5 {
+        params: Params,
+        now_ms: u64,
+        last_log_index: u64,
+        deals: Vec<Deal>,
+        users: Vec<text::Text>,
+        investments: Vec<InvestmentV5>,
+        executors: BTreeMap<NodeId, Executor>,
+        unknown_deal_rejections: Vec<UnknownDealRejection>,
+        unknown_deal_rejections_forgotten: u64,
+        archived_deals: Vec<ArchivedDeal>,
+    }
+
+    pub(super) fn upgrade_v5(old: SnapshotV5) -> SnapshotOwned {
+        SnapshotOwned {
+            params: old.params,
+            now_ms: old.now_ms,
+            last_log_index: old.last_log_index,
+            deals: old.deals,
+            users: old.users,
+            investments: old
+                .investments
+                .into_iter()
+                .map(InvestmentV5::upgrade)
+                .collect(),
+            executors: old.executors,
+            unknown_deal_rejections: old.unknown_deal_rejections,
+            unknown_deal_rejections_forgotten: old.unknown_deal_rejections_forgotten,
+            archived_deals: old.archived_deals,
+        }
+    }
 
     #[derive(Clone, Copy, Deserialize)]
     struct TermsV3 {
@@ -629,7 +748,7 @@ mod legacy {
         status: Status,
         reject: Option<RejectReason>,
         decided_at_ms: u64,
-        saga: Option<Box<Saga>>,
+        saga: Option<Box<SagaV5>>,
     }
 
     impl InvestmentV3 {
@@ -641,10 +760,11 @@ mod legacy {
                 amount: self.amount,
                 log_index: self.log_index,
                 offset: self.offset,
+                leader_id: 0,
                 status: self.status,
                 reject: self.reject,
                 decided_at_ms: self.decided_at_ms,
-                saga: self.saga,
+                saga: self.saga.map(|saga| saga.upgrade()),
                 waitlist: None,
             }
         }
@@ -706,7 +826,7 @@ mod legacy {
         status: Status,
         reject: Option<RejectReason>,
         decided_at_ms: u64,
-        saga: Option<Box<Saga>>,
+        saga: Option<Box<SagaV5>>,
         waitlist: Option<Box<WaitlistEntryV4>>,
     }
 
@@ -719,12 +839,13 @@ mod legacy {
                 amount: self.amount,
                 log_index: self.log_index,
                 offset: self.offset,
+                leader_id: 0,
                 status: self.status,
                 reject: self.reject,
                 decided_at_ms: self.decided_at_ms,
-                saga: self.saga,
+                saga: self.saga.map(|saga| saga.upgrade()),
                 waitlist: self.waitlist.map(|w| {
-                    Box::new(crate::state::WaitlistEntry {
+                    Box::new(WaitlistEntry {
                         ttl_ms: w.ttl_ms,
                         waitlisted: w.waitlisted,
                         admitted_at: w.admitted_at,

@@ -4,7 +4,7 @@
 
 use crate::ids::RequestId;
 use crate::outcome::{RejectReason, Status};
-use crate::saga::{Saga, SagaStep};
+use crate::saga::{Saga, SagaChange, SagaStep, SAGA_HISTORY_MAX};
 use crate::state::AdmissionState;
 
 /// An invariant that does not hold, with what was found.
@@ -19,6 +19,54 @@ pub struct InvariantViolation {
 
 fn violated(invariant: &'static str, detail: String) -> Result<(), InvariantViolation> {
     Err(InvariantViolation { invariant, detail })
+}
+
+/// A saga's history is bounded and in log order, from the decision to the last applied entry
+/// (in log index and log time), and never ahead of the saga's epoch; its last assignment is the
+/// saga's current one.
+fn check_history(
+    request_id: RequestId,
+    saga: &Saga,
+    decided_at: u64,
+    state: &AdmissionState,
+) -> Result<(), InvariantViolation> {
+    let history = &saga.history;
+    let bad = |what: &str| violated("saga history", format!("{request_id}: {what}"));
+    if history.len() > SAGA_HISTORY_MAX {
+        return bad(&format!(
+            "{} marks, at most {SAGA_HISTORY_MAX}",
+            history.len()
+        ));
+    }
+    let in_order = history.windows(2).all(|pair| {
+        pair[0].log_index <= pair[1].log_index
+            && pair[0].at_ms <= pair[1].at_ms
+            && pair[0].epoch <= pair[1].epoch
+    });
+    if !in_order {
+        return bad("marks out of order");
+    }
+    if let (Some(first), Some(last)) = (history.first(), history.last()) {
+        if first.log_index < decided_at
+            || last.log_index > state.last_log_index
+            || last.at_ms > state.now_ms
+        {
+            return bad("a mark outside the log from the decision to the last applied entry");
+        }
+        if last.epoch > saga.epoch {
+            return bad("a mark ahead of the saga's epoch");
+        }
+    }
+    let last_assigned = history.iter().rev().find_map(|mark| match mark.change {
+        SagaChange::Assigned { executor } => Some((mark.epoch, executor)),
+        _ => None,
+    });
+    match last_assigned {
+        Some(assigned) if assigned != (saga.epoch, saga.assignee) => {
+            bad("the last assignment recorded is not the saga's")
+        }
+        _ => Ok(()),
+    }
 }
 
 impl AdmissionState {
@@ -51,6 +99,9 @@ impl AdmissionState {
                     "unknown deals",
                     format!("{request_id} names an unknown deal but is kept as an investment"),
                 );
+            }
+            if let Some(saga) = inv.saga.as_deref() {
+                check_history(request_id, saga, inv.log_index, self)?;
             }
             let Some(saga) = inv.saga.as_deref().filter(|s| s.step != SagaStep::Done) else {
                 continue;

@@ -95,7 +95,9 @@ pub use query::{
     PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
 };
 pub use receipts::Receipt;
-pub use saga::{CancelCause, Saga, SagaEvent, SagaStep};
+pub use saga::{
+    CancelCause, Saga, SagaChange, SagaEvent, SagaMark, SagaStep, StepEnd, SAGA_HISTORY_MAX,
+};
 pub use state::{AdmissionState, Breaches, DealStatus, DealTerms, Tally, ENTRY_COMMANDS_MAX};
 pub use table::set_hash_seed;
 pub use trace::TraceContext;

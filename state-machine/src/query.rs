@@ -67,9 +67,12 @@ pub struct InvestmentView {
     pub log_index: u64,
     /// Its position in that entry.
     pub offset: u32,
+    /// The leader whose entry decided it; `None` when not known (a request naming an unknown
+    /// deal, or one decided before snapshot format 6).
+    pub decided_by: Option<NodeId>,
     /// Log time of the decision.
     pub decided_at_ms: u64,
-    /// For admitted investments: the saga's progress.
+    /// For admitted investments: the saga's progress and history.
     pub saga: Option<Saga>,
     /// The request asked for the waitlist (`Submit::waitlist`), with this `waitlist_ttl_ms`.
     pub waitlist_requested: bool,
@@ -477,6 +480,7 @@ impl AdmissionState {
             reject_reason: inv.reject,
             log_index: inv.log_index,
             offset: inv.offset,
+            decided_by: (inv.leader_id != 0).then_some(inv.leader_id),
             decided_at_ms: inv.decided_at_ms,
             saga: inv.saga.as_deref().cloned(),
             waitlist_requested: waitlist.is_some(),
@@ -500,6 +504,7 @@ fn unknown_deal_view(seen: &UnknownDealRejection) -> InvestmentView {
         reject_reason: Some(RejectReason::DealNotFound),
         log_index: seen.log_index,
         offset: seen.offset,
+        decided_by: None,
         decided_at_ms: seen.decided_at_ms,
         saga: None,
         waitlist_requested: seen.waitlist,

@@ -126,6 +126,101 @@ pub struct Saga {
     /// Where the investment was cancelled, `(log_index, offset)` of the command that released
     /// its seat and amount; lets anyone replay the capacity of a deal from its investments.
     pub cancelled_at: Option<(u64, u32)>,
+    /// What happened to the saga, oldest first: each assignment, each step's end and the start
+    /// of a compensation. At most [`SAGA_HISTORY_MAX`]; beyond it the oldest marks after the
+    /// first are dropped (counted in `history_dropped`).
+    pub history: Vec<SagaMark>,
+    /// Marks dropped from `history` to keep it bounded.
+    pub history_dropped: u32,
+}
+
+/// The most marks a saga's history keeps. A saga normally has four or five (assigned, then one
+/// per step); only an executor that keeps losing its lease adds more.
+pub const SAGA_HISTORY_MAX: usize = 32;
+
+/// One change in a saga's history, stamped with where and when it was applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaMark {
+    /// The log index of the entry that made the change.
+    pub log_index: u64,
+    /// Log time of that entry.
+    pub at_ms: u64,
+    /// The saga's assignment epoch after the change.
+    pub epoch: u64,
+    /// What changed.
+    pub change: SagaChange,
+}
+
+/// What a [`SagaMark`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SagaChange {
+    /// The saga was (re)assigned, under a new epoch: to an executor, or to none while no
+    /// executor is live.
+    Assigned {
+        /// The new owner.
+        executor: Option<NodeId>,
+    },
+    /// The current step ended with a result reported by its executor.
+    StepEnded {
+        /// The result.
+        result: StepEnd,
+        /// Failed attempts the executor had reported for the step before this result. It
+        /// reports the 1st, 2nd, 4th, 8th …, so this is a lower bound.
+        retries: u32,
+    },
+    /// Compensation started without a step result: the saga deadline passed, or an operator
+    /// aborted the saga.
+    Compensating {
+        /// Why.
+        cause: CancelCause,
+    },
+}
+
+/// How a saga step ended (the partner's answer, without its ids, which the saga keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepEnd {
+    /// PAYMENT: charged.
+    PaymentSucceeded,
+    /// PAYMENT: declined.
+    PaymentDeclined,
+    /// DOCUMENTS: generated.
+    DocumentsGenerated,
+    /// DOCUMENTS: failed for good.
+    DocumentsFailed,
+    /// VOID: the payment voided, refunded if a charge existed.
+    PaymentVoided {
+        /// A charge existed and was refunded.
+        refunded: bool,
+    },
+    /// NOTIFY: the e-mail was accepted.
+    NotifySent,
+    /// NOTIFY: retries exhausted.
+    NotifyFailed,
+}
+
+impl StepEnd {
+    /// The step that ended this way.
+    pub const fn step(self) -> SagaStep {
+        match self {
+            StepEnd::PaymentSucceeded | StepEnd::PaymentDeclined => SagaStep::Payment,
+            StepEnd::DocumentsGenerated | StepEnd::DocumentsFailed => SagaStep::Documents,
+            StepEnd::PaymentVoided { .. } => SagaStep::Void,
+            StepEnd::NotifySent | StepEnd::NotifyFailed => SagaStep::Notify,
+        }
+    }
+
+    /// The result's name in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepEnd::PaymentSucceeded => "PAYMENT_SUCCEEDED",
+            StepEnd::PaymentDeclined => "PAYMENT_DECLINED",
+            StepEnd::DocumentsGenerated => "DOCUMENTS_GENERATED",
+            StepEnd::DocumentsFailed => "DOCUMENTS_FAILED",
+            StepEnd::PaymentVoided { .. } => "PAYMENT_VOIDED",
+            StepEnd::NotifySent => "NOTIFY_SENT",
+            StepEnd::NotifyFailed => "NOTIFY_FAILED",
+        }
+    }
 }
 
 impl Saga {
@@ -145,7 +240,27 @@ impl Saga {
             notify_failed: false,
             updated_at_ms: now_ms,
             cancelled_at: None,
+            history: Vec::new(),
+            history_dropped: 0,
         }
+    }
+
+    /// Appends `change` to the history, applied at `log_index` and log time `at_ms`, under the
+    /// saga's current epoch. Keeps the first mark (the saga's start) and drops the oldest after
+    /// it when the history is full. Capacity is kept exact: most sagas never exceed five marks,
+    /// and a million of them are held in memory.
+    pub(crate) fn mark(&mut self, log_index: u64, at_ms: u64, change: SagaChange) {
+        if self.history.len() >= SAGA_HISTORY_MAX {
+            self.history.remove(1);
+            self.history_dropped = self.history_dropped.saturating_add(1);
+        }
+        self.history.reserve_exact(1);
+        self.history.push(SagaMark {
+            log_index,
+            at_ms,
+            epoch: self.epoch,
+            change,
+        });
     }
 
     /// Moves to `step`, forgetting the previous step's attempts.

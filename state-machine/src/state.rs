@@ -12,7 +12,7 @@ use crate::ids::{NodeId, RequestId};
 use crate::money::Money;
 use crate::outcome::{Applied, Decision, IgnoreReason, Outcome, RejectReason, Status, Verdict};
 use crate::receipts::{DecisionRecord, Receipt};
-use crate::saga::{CancelCause, Saga, SagaEvent, SagaStep};
+use crate::saga::{CancelCause, Saga, SagaChange, SagaEvent, SagaStep, StepEnd};
 use crate::table::{FixedHasher, Keyed, KeyedVec, Lookup};
 use crate::unknown_deals::{UnknownDealRejection, UnknownDealRejections};
 
@@ -265,6 +265,9 @@ pub(crate) struct Investment {
     pub(crate) amount: Money,
     pub(crate) log_index: u64,
     pub(crate) offset: u32,
+    /// The leader whose entry decided the request; 0 when not known (decided before snapshot
+    /// format 6 kept it).
+    pub(crate) leader_id: NodeId,
     pub(crate) status: Status,
     pub(crate) reject: Option<RejectReason>,
     pub(crate) decided_at_ms: u64,
@@ -333,6 +336,14 @@ impl Keyed for Investment {
 struct Ctx {
     log_index: u64,
     leader_id: NodeId,
+}
+
+/// Where and when a saga change is applied, and which leader's entry made it.
+#[derive(Clone, Copy)]
+pub(crate) struct Stamp {
+    pub(crate) log_index: u64,
+    pub(crate) at_ms: u64,
+    pub(crate) leader_id: NodeId,
 }
 
 impl AdmissionState {
@@ -616,6 +627,7 @@ impl AdmissionState {
         }
         let waiting: Vec<InvIdx> = deal.waitlist.iter().copied().collect();
         let now_ms = self.now_ms;
+        let stamp = self.stamp(leader_id);
         for inv_idx in waiting {
             let (Some(deal), Some(inv)) = (
                 self.deals.at_mut(deal_idx),
@@ -647,13 +659,7 @@ impl AdmissionState {
             let deadline_ms = now_ms.saturating_add(self.params.saga_deadline_ms);
             let mut saga = Box::new(Saga::new(deadline_ms, now_ms));
             self.sagas.deadlines.push(Reverse((deadline_ms, inv_idx)));
-            assign(
-                &mut saga,
-                inv_idx,
-                &self.executors,
-                &mut self.sagas,
-                leader_id,
-            );
+            assign(&mut saga, inv_idx, &self.executors, &mut self.sagas, stamp);
             events.push(event_of(inv.request_id, Status::Pending, &saga));
             inv.saga = Some(saga);
         }
@@ -690,6 +696,7 @@ impl AdmissionState {
                 .users
                 .insert_vacant(hash, submit.user_id.as_str().into()),
         };
+        let stamp = self.stamp(ctx.leader_id);
         let Some(deal) = self.deals.at_mut(deal_idx) else {
             return Err(CommandError::DealNotFound {
                 deal_id: submit.deal_id.clone(),
@@ -706,6 +713,7 @@ impl AdmissionState {
             amount: submit.amount,
             log_index: ctx.log_index,
             offset,
+            leader_id: ctx.leader_id,
             status: Status::Rejected,
             reject: None,
             decided_at_ms: now_ms,
@@ -738,13 +746,7 @@ impl AdmissionState {
                 let deadline_ms = now_ms.saturating_add(self.params.saga_deadline_ms);
                 let mut saga = Box::new(Saga::new(deadline_ms, now_ms));
                 self.sagas.deadlines.push(Reverse((deadline_ms, inv_idx)));
-                assign(
-                    &mut saga,
-                    inv_idx,
-                    &self.executors,
-                    &mut self.sagas,
-                    ctx.leader_id,
-                );
+                assign(&mut saga, inv_idx, &self.executors, &mut self.sagas, stamp);
                 events.push(event_of(submit.request_id, Status::Pending, &saga));
                 investment.saga = Some(saga);
             }
@@ -848,6 +850,15 @@ impl AdmissionState {
         }
     }
 
+    /// The stamp of a saga change made now, by the entry being applied.
+    fn stamp(&self, leader_id: NodeId) -> Stamp {
+        Stamp {
+            log_index: self.last_log_index,
+            at_ms: self.now_ms,
+            leader_id,
+        }
+    }
+
     fn heartbeat(&mut self, node_id: NodeId, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
         let executor = self.executors.entry(node_id).or_insert(Executor {
             last_heartbeat_ms: self.now_ms,
@@ -874,6 +885,7 @@ impl AdmissionState {
     }
 
     fn reassign(&mut self, inv_idx: InvIdx, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
+        let stamp = self.stamp(leader_id);
         let Some(inv) = self.investments.at_mut(inv_idx) else {
             return;
         };
@@ -881,7 +893,7 @@ impl AdmissionState {
             return;
         };
         unindex(saga, inv_idx, &mut self.sagas);
-        assign(saga, inv_idx, &self.executors, &mut self.sagas, leader_id);
+        assign(saga, inv_idx, &self.executors, &mut self.sagas, stamp);
         saga.updated_at_ms = self.now_ms;
         events.push(event_of(inv.request_id, inv.status, saga));
     }
@@ -902,6 +914,7 @@ impl AdmissionState {
 
     fn expire_deadlines(&mut self, leader_id: NodeId, events: &mut Vec<SagaEvent>) {
         let now_ms = self.now_ms;
+        let stamp = self.stamp(leader_id);
         while let Some((deadline_ms, inv_idx)) = pop_due(&mut self.sagas.deadlines, now_ms) {
             let Some(inv) = self.investments.at_mut(inv_idx) else {
                 continue;
@@ -918,6 +931,13 @@ impl AdmissionState {
                     now_ms,
                     &mut self.tally,
                 );
+                saga.mark(
+                    stamp.log_index,
+                    now_ms,
+                    SagaChange::Compensating {
+                        cause: CancelCause::DeadlineExceeded,
+                    },
+                );
                 // The owner let the deadline pass: whatever holds it up (a dead replica that
                 // still renews its lease, a stuck worker) may hold up the void too, and with it
                 // the seat. Another live executor takes the compensation, under a new epoch.
@@ -928,7 +948,7 @@ impl AdmissionState {
                     inv_idx,
                     &self.executors,
                     &mut self.sagas,
-                    leader_id,
+                    stamp,
                     owner,
                 );
                 events.push(event_of(inv.request_id, inv.status, saga));
@@ -969,6 +989,7 @@ impl AdmissionState {
         };
         // The deal whose seat and amount this step gave back, if any.
         let mut freed = None;
+        let retries = saga.attempts;
         match &record.result {
             StepResult::PaymentSucceeded { payment_id } => {
                 saga.payment_id = Some(payment_id.as_str().into());
@@ -1043,6 +1064,13 @@ impl AdmissionState {
                 saga.updated_at_ms = now_ms;
             }
         }
+        if let Some(result) = step_end(&record.result) {
+            saga.mark(
+                ctx.log_index,
+                now_ms,
+                SagaChange::StepEnded { result, retries },
+            );
+        }
         events.push(event_of(record.request_id, inv.status, &saga));
         let outcome = Outcome::StepRecorded {
             status: inv.status,
@@ -1088,6 +1116,13 @@ impl AdmissionState {
             Some(reason),
             self.now_ms,
             &mut self.tally,
+        );
+        saga.mark(
+            self.last_log_index,
+            self.now_ms,
+            SagaChange::Compensating {
+                cause: CancelCause::Aborted,
+            },
         );
         events.push(event_of(request_id, inv.status, saga));
         Ok(Outcome::SagaAborted)
@@ -1230,9 +1265,9 @@ pub(crate) fn assign(
     inv_idx: InvIdx,
     executors: &BTreeMap<NodeId, Executor>,
     index: &mut SagaIndex,
-    leader_id: NodeId,
+    at: Stamp,
 ) {
-    assign_avoiding(saga, inv_idx, executors, index, leader_id, None);
+    assign_avoiding(saga, inv_idx, executors, index, at, None);
 }
 
 /// [`assign`], preferring any other live executor to `avoid` (which still gets the saga when
@@ -1242,9 +1277,10 @@ fn assign_avoiding(
     inv_idx: InvIdx,
     executors: &BTreeMap<NodeId, Executor>,
     index: &mut SagaIndex,
-    leader_id: NodeId,
+    at: Stamp,
     avoid: Option<NodeId>,
 ) {
+    let leader_id = at.leader_id;
     let chosen = executors
         .iter()
         .filter(|(_, executor)| executor.live)
@@ -1256,6 +1292,11 @@ fn assign_avoiding(
         .map(|(_, _, _, node_id)| node_id);
     saga.assignee = chosen;
     saga.epoch += 1;
+    saga.mark(
+        at.log_index,
+        at.at_ms,
+        SagaChange::Assigned { executor: chosen },
+    );
     match chosen {
         Some(node_id) => {
             index
@@ -1299,6 +1340,22 @@ fn start_compensation(
     saga.cancel_cause = Some(cause);
     saga.enter(SagaStep::Void, now_ms);
     saga.last_error = detail.map(Into::into);
+}
+
+/// How `result` ends its step, for the saga's history; `None` for progress within a step.
+fn step_end(result: &StepResult) -> Option<StepEnd> {
+    Some(match result {
+        StepResult::PaymentSucceeded { .. } => StepEnd::PaymentSucceeded,
+        StepResult::PaymentDeclined { .. } => StepEnd::PaymentDeclined,
+        StepResult::DocumentsGenerated { .. } => StepEnd::DocumentsGenerated,
+        StepResult::DocumentsFailed { .. } => StepEnd::DocumentsFailed,
+        StepResult::PaymentVoided { refunded } => StepEnd::PaymentVoided {
+            refunded: *refunded,
+        },
+        StepResult::NotifySent { .. } => StepEnd::NotifySent,
+        StepResult::NotifyFailed { .. } => StepEnd::NotifyFailed,
+        StepResult::Retrying { .. } => return None,
+    })
 }
 
 /// CONFIRMED: the seat is held for good and counts as confirmed.
@@ -1393,6 +1450,18 @@ mod tests {
             result: StepResult::PaymentDeclined {
                 reason: "declined".into(),
             },
+        })
+    }
+
+    /// Ana asks for 5.00 of deal `alpha`.
+    fn ana_submits(request_id: RequestId) -> Command {
+        Command::Submit(Submit {
+            request_id,
+            deal_id: "alpha".into(),
+            user_id: "ana".into(),
+            amount: Money::from_cents(500),
+            waitlist: false,
+            waitlist_ttl_ms: None,
         })
     }
 
@@ -1566,14 +1635,7 @@ mod tests {
                 &entry(vec![
                     heartbeat_of_2(),
                     deal_alpha(100_000, 2, None),
-                    Command::Submit(Submit {
-                        request_id,
-                        deal_id: "alpha".into(),
-                        user_id: "ana".into(),
-                        amount: Money::from_cents(500),
-                        waitlist: false,
-                        waitlist_ttl_ms: None,
-                    }),
+                    ana_submits(request_id),
                 ]),
                 &mut events,
             )
@@ -1602,5 +1664,55 @@ mod tests {
             last.contains("deal alpha") && last.contains("below zero"),
             "{last}"
         );
+    }
+
+    /// A snapshot whose saga history contradicts the saga is refused on load.
+    #[test]
+    fn a_history_that_contradicts_its_saga_is_refused() {
+        let mut state = AdmissionState::new();
+        let mut events = Vec::new();
+        let request_id = RequestId::from_u128(1).unwrap();
+        state
+            .apply_entry(
+                1,
+                &entry(vec![
+                    heartbeat_of_2(),
+                    deal_alpha(1_000, 1, None),
+                    ana_submits(request_id),
+                ]),
+                &mut events,
+            )
+            .unwrap();
+        assert_eq!(state.check_invariants(), Ok(()));
+        let tampered = |change: fn(&mut Saga)| {
+            let mut broken = state.clone();
+            let inv = broken.investments.get_mut(&request_id).unwrap();
+            change(inv.saga.as_deref_mut().unwrap());
+            AdmissionState::decode_snapshot(&broken.encode_snapshot())
+                .expect_err("a contradicting history")
+                .to_string()
+        };
+        let reassigned_elsewhere = tampered(|saga| saga.assignee = None);
+        assert!(
+            reassigned_elsewhere.contains("saga history"),
+            "{reassigned_elsewhere}"
+        );
+        let from_the_future = tampered(|saga| saga.history[0].log_index = 9);
+        assert!(
+            from_the_future.contains("outside the log"),
+            "{from_the_future}"
+        );
+        // Found by the fuzz target `decode_snapshot`: a mark ahead of log time loaded, and the
+        // next mark (the heartbeat's reassignment) came before it.
+        let ahead_of_log_time = tampered(|saga| saga.history[0].at_ms += 1);
+        assert!(
+            ahead_of_log_time.contains("outside the log"),
+            "{ahead_of_log_time}"
+        );
+        let too_long = tampered(|saga| {
+            let first = saga.history[0];
+            saga.history = vec![first; crate::saga::SAGA_HISTORY_MAX + 1];
+        });
+        assert!(too_long.contains("at most"), "{too_long}");
     }
 }

@@ -1,8 +1,8 @@
 //! Data written by earlier builds still reads: log entries from before entry format versions
-//! and of version 1, and snapshots of formats 3 and 4 (format 2 is in `unknown_deals.rs`).
+//! and of version 1, and snapshots of formats 3 to 5 (format 2 is in `unknown_deals.rs`).
 //! `entries-v0.bin` and `snapshot-v3.bin` were written by the build of commit 12a3304 from
 //! `fixture_entries`; `entries-v1.bin` and `snapshot-v4.bin` by that of f0f62f7 from
-//! `fixture_entries_v4`.
+//! `fixture_entries_v4`; `snapshot-v5.bin` by that of 3f11d2b from `fixture_entries_v5`.
 
 mod common;
 
@@ -56,13 +56,83 @@ fn fixture_entries_v4() -> Vec<Vec<Command>> {
     entries
 }
 
+/// What the format 5 fixture holds: the above, a saga handed to a new executor, and a full
+/// run of two sagas, one admitted from the waitlist after the other's payment was declined.
+fn fixture_entries_v5() -> Vec<Vec<Command>> {
+    let step = |n: u128, epoch: u64, result: StepResult| {
+        vec![Command::RecordStep(RecordStep {
+            request_id: rid(n),
+            executor: 3,
+            epoch,
+            result,
+        })]
+    };
+    let mut entries = fixture_entries_v4();
+    entries.push(vec![Command::ExecutorHeartbeat {
+        node_id: 3,
+        applied_index: 11,
+    }]);
+    entries.push(vec![create_deal("gamma", "1000", 1, None, None)]);
+    entries.push(vec![
+        submit(7, "gamma", "fay", "100"),
+        submit_waitlisted(8, "gamma", "gus", "100", None),
+    ]);
+    entries.push(step(
+        7,
+        1,
+        StepResult::Retrying {
+            step: SagaStep::Payment,
+            attempts: 1,
+            error: "timeout".into(),
+        },
+    ));
+    entries.push(step(
+        7,
+        1,
+        StepResult::PaymentDeclined {
+            reason: "card".into(),
+        },
+    ));
+    entries.push(step(
+        8,
+        1,
+        StepResult::PaymentSucceeded {
+            payment_id: "pay-8".into(),
+        },
+    ));
+    entries.push(step(
+        8,
+        1,
+        StepResult::DocumentsGenerated {
+            document_id: "doc-8".into(),
+        },
+    ));
+    entries.push(step(
+        7,
+        1,
+        StepResult::NotifySent {
+            message_id: "msg-7".into(),
+        },
+    ));
+    entries
+}
+
 /// A converted snapshot equals a replay by this build, except for what formats before 5 did
 /// not keep: where each deal closed and each waitlisted request ended (unknown: `None`).
 fn assert_same_but_positions(converted: &AdmissionState, replayed: &AdmissionState) {
+    assert_same_but(converted, replayed, true);
+}
+
+/// A converted snapshot equals a replay by this build, except for what formats before 6 did
+/// not keep (each decision's leader and each saga's history) and, with `positions`, what
+/// formats before 5 did not keep.
+fn assert_same_but(converted: &AdmissionState, replayed: &AdmissionState, positions: bool) {
     let deals = |state: &AdmissionState| -> Vec<DealView> {
         let mut deals = state.deals(0, 100).items;
         for deal in &mut deals {
-            deal.closed_at = None;
+            if positions {
+                deal.closed_at = None;
+            }
         }
         deals
     };
@@ -70,8 +140,10 @@ fn assert_same_but_positions(converted: &AdmissionState, replayed: &AdmissionSta
     assert_eq!(converted.investment_count(), replayed.investment_count());
     for n in 1..=converted.investment_count() as u128 + 1 {
         let clear = |mut view: InvestmentView| {
-            view.waitlist_ended_at = None;
-            view
+            if positions {
+                view.waitlist_ended_at = None;
+            }
+            without_history(view)
         };
         assert_eq!(
             converted.investment(rid(n)).map(clear),
@@ -147,7 +219,7 @@ fn a_format_3_snapshot_is_converted_to_what_a_replay_gives() {
     for n in 1..=4 {
         assert_eq!(
             converted.investment(rid(n)),
-            replayed.state.investment(rid(n)),
+            replayed.state.investment(rid(n)).map(without_history),
             "request {n}"
         );
     }
@@ -185,5 +257,52 @@ fn a_format_4_snapshot_loads_as_what_a_replay_gives() {
     assert_eq!(
         converted.investment(rid(6)).map(|inv| inv.reject_reason),
         Some(Some(RejectReason::WaitlistClosed))
+    );
+}
+
+#[test]
+fn a_format_5_snapshot_loads_as_what_a_replay_gives_without_histories() {
+    let bytes = include_bytes!("fixtures/snapshot-v5.bin");
+    assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 5);
+    let converted = AdmissionState::decode_snapshot(bytes).expect("a format 5 snapshot loads");
+    let replayed = Harness::replaying(fixture_entries_v5());
+    assert_same_but(&converted, &replayed.state, false);
+    let saga = |state: &AdmissionState, n| state.investment(rid(n)).unwrap().saga.unwrap();
+    assert!(saga(&converted, 8).history.is_empty(), "not known");
+    assert_eq!(converted.investment(rid(8)).unwrap().decided_by, None);
+    assert_eq!(saga(&converted, 8).payment_id.as_deref(), Some("pay-8"));
+    assert_eq!(
+        replayed.state.investment(rid(8)).unwrap().decided_by,
+        Some(1)
+    );
+    assert_eq!(
+        saga(&replayed.state, 8).history.len(),
+        3,
+        "assigned, paid, documents"
+    );
+
+    // Written again it is format 6, and a state that applies more entries keeps histories
+    // from then on.
+    let mut h = Harness::new();
+    h.state = AdmissionState::decode_snapshot(&converted.encode_snapshot()).unwrap();
+    h.log_index = converted.last_log_index();
+    h.time_ms = converted.now_ms() + 10;
+    h.apply_one(Command::RecordStep(RecordStep {
+        request_id: rid(8),
+        executor: 3,
+        epoch: 1,
+        result: StepResult::NotifySent {
+            message_id: "msg-8".into(),
+        },
+    }))
+    .unwrap();
+    let history = saga(&h.state, 8).history;
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        history[0].change,
+        SagaChange::StepEnded {
+            result: StepEnd::NotifySent,
+            retries: 0
+        }
     );
 }

@@ -600,14 +600,10 @@ fn a_heartbeat_from_a_replica_far_behind_does_not_renew_the_lease() {
     assert!(h.state.executors().iter().all(|e| e.live));
 }
 
-#[test]
-fn a_passed_deadline_hands_the_compensation_to_another_live_executor() {
-    let mut h = admitted();
-    let owner = h.saga(1).assignee.unwrap();
-    let other = if owner == 2 { 3 } else { 2 };
-    let epoch = h.saga(1).epoch;
+/// Log time reaches request 1's saga deadline while both executors stay live (the owner renews
+/// its lease but never finishes the payment).
+fn run_past_the_deadline(h: &mut Harness) {
     let deadline = h.saga(1).deadline_ms;
-    // Both executors stay live (the owner renews its lease but never finishes the payment).
     while h.time_ms < deadline {
         h.time_ms = (h.time_ms + 2_500).min(deadline);
         let applied_index = h.log_index;
@@ -617,6 +613,15 @@ fn a_passed_deadline_hands_the_compensation_to_another_live_executor() {
         });
         h.apply(heartbeats.to_vec());
     }
+}
+
+#[test]
+fn a_passed_deadline_hands_the_compensation_to_another_live_executor() {
+    let mut h = admitted();
+    let owner = h.saga(1).assignee.unwrap();
+    let other = if owner == 2 { 3 } else { 2 };
+    let epoch = h.saga(1).epoch;
+    run_past_the_deadline(&mut h);
     let saga = h.saga(1);
     assert_eq!(saga.step, SagaStep::Void);
     assert_eq!(saga.assignee, Some(other));
@@ -630,4 +635,140 @@ fn a_passed_deadline_hands_the_compensation_to_another_live_executor() {
     h.apply_one(Command::ExecutorRetire { node_id: other })
         .unwrap();
     assert_eq!(h.saga(1).assignee, Some(owner));
+}
+
+/// The `(log index, epoch, change)` of each mark in a saga's history.
+fn history(h: &Harness, request: u128) -> Vec<(u64, u64, SagaChange)> {
+    h.saga(request)
+        .history
+        .iter()
+        .map(|mark| (mark.log_index, mark.epoch, mark.change))
+        .collect()
+}
+
+#[test]
+fn the_history_records_each_assignment_and_each_step_with_its_retries() {
+    let mut h = admitted();
+    let decided_at = h.log_index;
+    let owner = h.saga(1).assignee;
+    assert_eq!(
+        h.state.investment(rid(1)).unwrap().decided_by,
+        Some(h.leader_id)
+    );
+    h.record(
+        1,
+        StepResult::Retrying {
+            step: SagaStep::Payment,
+            attempts: 2,
+            error: "timeout".into(),
+        },
+    );
+    h.time_ms += 10;
+    h.record(1, paid("pay-1"));
+    let paid_at = (h.log_index, h.time_ms);
+    h.record(1, documented("doc-1"));
+    h.record(1, notified("msg-1"));
+    let ended = |result, retries| SagaChange::StepEnded { result, retries };
+    assert_eq!(
+        history(&h, 1),
+        [
+            (decided_at, 1, SagaChange::Assigned { executor: owner }),
+            (paid_at.0, 1, ended(StepEnd::PaymentSucceeded, 2)),
+            (paid_at.0 + 1, 1, ended(StepEnd::DocumentsGenerated, 0)),
+            (paid_at.0 + 2, 1, ended(StepEnd::NotifySent, 0)),
+        ]
+    );
+    assert_eq!(h.saga(1).history[1].at_ms, paid_at.1);
+    assert_eq!(h.saga(1).history_dropped, 0);
+}
+
+#[test]
+fn the_history_records_a_passed_deadline_and_the_reassignment_it_causes() {
+    let mut h = admitted();
+    let owner = h.saga(1).assignee.unwrap();
+    let other = if owner == 2 { 3 } else { 2 };
+    run_past_the_deadline(&mut h);
+    let at = h.log_index;
+    h.record(1, StepResult::PaymentVoided { refunded: false });
+    assert_eq!(
+        history(&h, 1)[1..],
+        [
+            (
+                at,
+                1,
+                SagaChange::Compensating {
+                    cause: CancelCause::DeadlineExceeded
+                }
+            ),
+            (
+                at,
+                2,
+                SagaChange::Assigned {
+                    executor: Some(other)
+                }
+            ),
+            (
+                at + 1,
+                2,
+                SagaChange::StepEnded {
+                    result: StepEnd::PaymentVoided { refunded: false },
+                    retries: 0
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_history_records_an_abort_and_stays_bounded() {
+    let mut h = admitted();
+    // Executors retire and come back, moving the saga every time: more changes than are kept.
+    let changes = SAGA_HISTORY_MAX as u64 + 10;
+    for _ in 0..changes / 2 {
+        for node_id in [2, 3] {
+            h.apply_one(Command::ExecutorRetire { node_id }).unwrap();
+        }
+        h.heartbeat(2);
+        h.heartbeat(3);
+    }
+    assert_eq!(
+        h.apply_one(Command::AbortSaga {
+            request_id: rid(1),
+            reason: "stuck".into(),
+        }),
+        Ok(Outcome::SagaAborted)
+    );
+    let saga = h.saga(1);
+    assert_eq!(saga.history.len(), SAGA_HISTORY_MAX);
+    // The first mark (the saga's start) and the last (the abort) are kept; the oldest
+    // reassignments after the first went.
+    assert_eq!(saga.history[0].epoch, 1);
+    let last = saga.history.last().unwrap();
+    assert_eq!(
+        (last.log_index, last.epoch, last.change),
+        (
+            h.log_index,
+            saga.epoch,
+            SagaChange::Compensating {
+                cause: CancelCause::Aborted
+            }
+        )
+    );
+    // One assignment mark per epoch (the first included), then the abort.
+    let recorded = saga.epoch + 1;
+    assert_eq!(
+        saga.history_dropped as u64,
+        recorded - SAGA_HISTORY_MAX as u64
+    );
+    assert!(saga
+        .history
+        .windows(2)
+        .all(|pair| pair[0].log_index <= pair[1].log_index));
+}
+
+/// A history costs 40 bytes a mark (about 200 for an ordinary saga): a million sagas are held in
+/// memory, so a wider mark is a decision, not an accident (docs/operations.md).
+#[test]
+fn a_history_mark_stays_small() {
+    assert_eq!(std::mem::size_of::<SagaMark>(), 40);
 }

@@ -182,7 +182,11 @@ fn a_format_2_snapshot_is_converted_to_what_a_replay_gives() {
     converted.check_invariants().unwrap();
 
     let replayed = Harness::replaying(v2_fixture_entries());
-    assert_eq!(converted.digest(), replayed.state.digest());
+    assert_eq!(converted.deals(0, 10), replayed.state.deals(0, 10));
+    assert_eq!(
+        converted.unknown_deal_rejections(),
+        replayed.state.unknown_deal_rejections()
+    );
     assert_eq!(converted.investment_count(), 2);
     assert_eq!(converted.unknown_deal_rejections(), (3, 0));
     assert_eq!(converted.user("bob"), None);
@@ -198,7 +202,7 @@ fn a_format_2_snapshot_is_converted_to_what_a_replay_gives() {
     for n in 1..=5 {
         assert_eq!(
             converted.investment(rid(n)),
-            replayed.state.investment(rid(n)),
+            replayed.state.investment(rid(n)).map(without_history),
             "request {n}"
         );
     }
@@ -213,7 +217,7 @@ fn a_format_2_snapshot_is_converted_to_what_a_replay_gives() {
         u32::from_le_bytes(rewritten[4..8].try_into().unwrap()),
         codec::FORMAT_VERSION
     );
-    assert_eq!(codec::FORMAT_VERSION, 5);
+    assert_eq!(codec::FORMAT_VERSION, 6);
 }
 
 #[test]

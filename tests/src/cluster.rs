@@ -264,6 +264,11 @@ impl TestCluster {
         format!("127.0.0.1:{}", self.node(id).port)
     }
 
+    /// Every node's gRPC address, in id order (what `ledgerctl --endpoints` takes).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.ids().iter().map(|&id| self.addr(id)).collect()
+    }
+
     /// The folder of the cluster's CA and certificates (`ledger_client::certs`), with TLS.
     pub fn certs_dir(&self) -> Option<PathBuf> {
         self.options.tls.then(|| self.dir.path().join("certs"))

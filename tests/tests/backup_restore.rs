@@ -25,7 +25,7 @@ async fn a_backup_saved_under_load_restores_a_new_cluster() {
         faults.payment.latency = ledger_partners::Latency::new(300, 100);
         let mut saga = SagaCluster::start_with(ClusterOptions::new(3), faults).await;
         let ids = saga.cluster.ids();
-        let endpoints: Vec<String> = ids.iter().map(|&id| saga.cluster.addr(id)).collect();
+        let endpoints = saga.cluster.endpoints();
         let clients = saga.clients().await;
         for deal in DEALS {
             saga::create_deal(&clients[0], deal, "100000000.00", 60).await;

@@ -9,7 +9,7 @@ use ledger_tests::saga::{quiet_faults, SagaCluster};
 use ledger_tests::{bounded, wait_until, ClusterOptions, TestCluster};
 
 fn seeds(cluster: &TestCluster) -> Vec<String> {
-    cluster.ids().iter().map(|&id| cluster.addr(id)).collect()
+    cluster.endpoints()
 }
 
 fn deal(deal_id: &str, seats: u32) -> pb::CreateDealRequest {

@@ -61,7 +61,7 @@ async fn deals_are_listed_in_order_and_closed_once() {
         let follower_id = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
         let nodes = load::connect_all(&cluster, &cluster.ids()).await;
         let follower = cluster.client(follower_id).await;
-        let endpoints: Vec<String> = cluster.ids().iter().map(|&id| cluster.addr(id)).collect();
+        let endpoints: Vec<String> = cluster.endpoints();
 
         // Five deals, created through every node in turn, with different terms.
         let mut created = Vec::new();

@@ -20,12 +20,7 @@ async fn a_closed_settled_deal_is_archived_with_its_export_and_answers_archived_
         ctl::prepare().await;
         let saga = SagaCluster::start(3, saga::quiet_faults(0xa4c1)).await;
         let clients = saga.clients().await;
-        let endpoints: Vec<String> = saga
-            .cluster
-            .ids()
-            .iter()
-            .map(|&id| saga.cluster.addr(id))
-            .collect();
+        let endpoints: Vec<String> = saga.cluster.endpoints();
         saga::create_deal(&clients[0], DEAL, "1000.00", 2).await;
         saga::create_deal(&clients[0], OTHER, "1000.00", 5).await;
         let mut rng = ledger_tests::Rng::new(0xa4c1_0001);

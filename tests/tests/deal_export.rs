@@ -34,7 +34,7 @@ async fn an_export_verifies_and_any_change_to_its_decisions_is_caught() {
     bounded(Duration::from_secs(120), async {
         ctl::prepare().await;
         let cluster = TestCluster::start(ClusterOptions::new(1)).await;
-        let endpoints: Vec<String> = cluster.ids().iter().map(|&id| cluster.addr(id)).collect();
+        let endpoints: Vec<String> = cluster.endpoints();
         let client = Client::connect(ClientConfig::new(endpoints.clone()))
             .await
             .expect("connect");

@@ -8,7 +8,9 @@
 //! records what that build served from it: applied index, state digest, and every investment.
 //!
 //! The test copies the folder into a fresh one-node cluster, restarts the node on it and checks
-//! that the node serves exactly that (same digest, same investments); then it
+//! that the node serves exactly that (the same investments, every field; the digest was the same
+//! too until snapshot format 6 added saga histories and each decision's leader, which changed
+//! what the digest hashes, so it is no longer compared, and `decided_by` is left out); then it
 //! writes through it (new records in this build's format after the old ones), restarts it again
 //! and reads everything back.
 
@@ -42,9 +44,18 @@ async fn submit(node: &NodeClients, n: usize) -> pb::SubmitResponse {
     load::submit_to(node, request).await.response
 }
 
-/// One line per investment, every field of it.
+/// One line per investment, every field of it but `decided_by` (which the fixture's build did
+/// not have).
 fn describe(investments: &[pb::Investment]) -> Vec<String> {
-    investments.iter().map(|i| format!("{i:?}")).collect()
+    investments
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i.decided_by = 0;
+            // As the fixture's build printed it, without the field it did not have.
+            format!("{i:?}").replace(", decided_by: 0 }", " }")
+        })
+        .collect()
 }
 
 async fn served(cluster: &TestCluster) -> (u64, String, Vec<String>) {
@@ -89,7 +100,7 @@ fn expected() -> (u64, String, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_data_written_by_the_previous_format() {
     bounded(Duration::from_secs(120), async {
-        let (applied, digest, investments) = expected();
+        let (applied, _digest_of_format_5, investments) = expected();
         assert!(investments.len() >= 15, "the fixture holds {investments:?}");
         let mut cluster = TestCluster::start(options()).await;
         cluster.stop(1).await;
@@ -105,9 +116,8 @@ async fn a_node_serves_data_written_by_the_previous_format() {
         );
         // The same state; the applied index may be past the fixture's by the blank entry of the
         // election the restarted node holds (it never resumes its old term).
-        let (now_applied, now_digest, now_investments) = served(&cluster).await;
+        let (now_applied, _, now_investments) = served(&cluster).await;
         assert!(now_applied >= applied, "{now_applied} < {applied}");
-        assert_eq!(now_digest, digest);
         assert_eq!(now_investments, investments);
 
         // Writes append records of this build's format after the old ones; both read back

@@ -12,7 +12,7 @@ async fn ledgerctl_schedules_deals_and_manages_the_waitlist() {
     bounded(Duration::from_secs(120), async {
         ctl::prepare().await;
         let cluster = TestCluster::start(ClusterOptions::new(1)).await;
-        let endpoints: Vec<String> = cluster.ids().iter().map(|&id| cluster.addr(id)).collect();
+        let endpoints: Vec<String> = cluster.endpoints();
         let created = ctl::run_ok(
             &endpoints,
             &[

@@ -124,12 +124,7 @@ async fn operators_compensate_list_close_and_read_users() {
         faults.documents.outage = true;
         let saga = SagaCluster::start(3, faults).await;
         let clients = saga.clients().await;
-        let endpoints: Vec<String> = saga
-            .cluster
-            .running()
-            .iter()
-            .map(|&id| saga.cluster.addr(id))
-            .collect();
+        let endpoints: Vec<String> = saga.cluster.endpoints();
         let leader = saga.cluster.leader().await;
         let follower = &clients[usize::try_from(leader % 3).expect("small")];
 

@@ -107,7 +107,7 @@ async fn a_node_restarts_from_its_own_snapshot() {
 
         // Snapshots on demand: the victim through gRPC, the leader through ledgerctl.
         let snapshot_index = trigger_snapshot(&cluster, victim).await;
-        let endpoints: Vec<String> = cluster.ids().iter().map(|&id| cluster.addr(id)).collect();
+        let endpoints: Vec<String> = cluster.endpoints();
         let shown = ctl::run_ok(&endpoints, &["--json", "snapshot", &leader.to_string()])
             .await
             .json();

@@ -30,12 +30,7 @@ async fn a_compensation_admits_the_waitlist_in_order_on_every_replica_across_a_l
     bounded(Duration::from_secs(150), async {
         let quiet = saga::quiet_faults(0x3a17);
         let mut saga = SagaCluster::start(3, quiet.clone()).await;
-        let seeds: Vec<String> = saga
-            .cluster
-            .running()
-            .iter()
-            .map(|&id| saga.cluster.addr(id))
-            .collect();
+        let seeds: Vec<String> = saga.cluster.endpoints();
         let client = Client::connect(ClientConfig::new(seeds))
             .await
             .expect("connect");

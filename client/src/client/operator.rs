@@ -103,6 +103,23 @@ impl Client {
         .await
     }
 
+    /// A request's story from the ledger's record: the investment (where, when and by which
+    /// leader it was decided, its outcome) and its saga's history (assignments, step results,
+    /// compensation), read linearizably. [`ClientError::NotFound`] if it was never decided.
+    pub async fn trace_investment(
+        &self,
+        request_id: &str,
+    ) -> Result<pb::InvestmentTrace, ClientError> {
+        let request = pb::TraceInvestmentRequest {
+            request_id: request_id.to_owned(),
+            consistency: pb::Consistency::Linearizable as i32,
+        };
+        self.call(request, |mut node, request| async move {
+            node.cluster.trace_investment(request).await
+        })
+        .await
+    }
+
     /// Open sagas, oldest first, as the leader sees them: all of them, or with `older_than`
     /// and/or `failing_only` the stuck ones (old OR failing when both are given); at most
     /// `limit` (0: 100). Returns the sagas and how many are open in all.

@@ -120,6 +120,12 @@ impl Cluster for Fake {
     ) -> Result<Response<pb::Investment>, Status> {
         Err(self.fail().await)
     }
+    async fn trace_investment(
+        &self,
+        _: Request<pb::TraceInvestmentRequest>,
+    ) -> Result<Response<pb::InvestmentTrace>, Status> {
+        Err(self.fail().await)
+    }
     type SaveSnapshotStream = tonic::codegen::BoxStream<pb::BackupChunk>;
     async fn save_snapshot(
         &self,

@@ -1,4 +1,4 @@
-//! `ledgerctl invest`: submit, withdraw, show, watch.
+//! `ledgerctl invest`: submit, withdraw, show, trace, watch.
 
 use std::time::Duration;
 
@@ -6,7 +6,7 @@ use anyhow::Result;
 use ledger_client::Submission;
 
 use crate::cli::{Cli, InvestCmd};
-use crate::output::{investment_json, investment_line, print_or_json};
+use crate::output::{investment_json, investment_line, print_or_json, trace_json, trace_text};
 
 pub async fn run(cli: &Cli, cmd: &InvestCmd) -> Result<()> {
     let client = cli.client().await?;
@@ -30,6 +30,10 @@ pub async fn run(cli: &Cli, cmd: &InvestCmd) -> Result<()> {
         }
         InvestCmd::Withdraw { request_id } => client.withdraw(request_id).await?,
         InvestCmd::Show { request_id } => client.investment(request_id).await?,
+        InvestCmd::Trace { request_id } => {
+            let trace = client.trace_investment(request_id).await?;
+            return print_or_json(cli, trace_json(&trace), || trace_text(&trace));
+        }
         InvestCmd::Watch {
             request_id,
             timeout_s,

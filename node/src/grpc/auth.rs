@@ -53,9 +53,8 @@ pub fn access(path: &str) -> Option<Access> {
         "admission.v1.Cluster" => match method {
             "Status" => Some(Access::Client),
             "Init" | "AddLearner" | "ChangeMembership" | "TransferLeader" | "TriggerSnapshot"
-            | "ListSagas" | "CompensateSaga" | "ExportDeal" | "ArchiveDeal" | "SaveSnapshot" => {
-                Some(Access::Operator)
-            }
+            | "ListSagas" | "CompensateSaga" | "ExportDeal" | "ArchiveDeal" | "SaveSnapshot"
+            | "TraceInvestment" => Some(Access::Operator),
             _ => None,
         },
         "admission.v1.Raft" => match method {
@@ -273,7 +272,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 26);
+        assert_eq!(count, 27);
         assert_eq!(access("/admission.v1.Admission/Nope"), None);
         assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
     }

@@ -305,6 +305,23 @@ impl pb::cluster_server::Cluster for ClusterService {
     type ExportDealStream = ExportStream;
     type SaveSnapshotStream = BackupStream;
 
+    async fn trace_investment(
+        &self,
+        request: Request<pb::TraceInvestmentRequest>,
+    ) -> Result<Response<pb::InvestmentTrace>, Status> {
+        let request_id = convert::request_id(&request.get_ref().request_id)?;
+        if let Some(channel) = self
+            .node
+            .read_route(&request, convert::is_stale(request.get_ref().consistency)?)
+            .await?
+        {
+            return client(channel).trace_investment(forwarded(request)).await;
+        }
+        let view = self.node.replica.read().state.investment(request_id);
+        let view = view.ok_or_else(|| ApiError::NotFound(format!("investment {request_id}")))?;
+        Ok(Response::new(convert::investment_trace(view)))
+    }
+
     async fn save_snapshot(
         &self,
         request: Request<pb::SaveSnapshotRequest>,
@@ -771,6 +788,7 @@ mod tests {
             reject_reason: step.is_none().then_some(RejectReason::InvestorLimitReached),
             log_index: 3,
             offset: 0,
+            decided_by: Some(1),
             decided_at_ms: 1,
             saga: step.map(|step| Saga {
                 step,
@@ -787,6 +805,8 @@ mod tests {
                 notify_failed: false,
                 updated_at_ms: 1,
                 cancelled_at: None,
+                history: Vec::new(),
+                history_dropped: 0,
             }),
             waitlist_requested: false,
             waitlist_ttl_ms: None,

@@ -5,8 +5,8 @@
 use ledger_proto::pb;
 use ledger_state_machine::{
     ArchiveDeal, CancelCause, Command, CreateDeal, DealStatus, DealView, InvestmentView, Money,
-    RejectReason, RequestId, SagaFilter, SagaStep, Status, Submit, UserView, ERROR_TEXT_LEN_MAX,
-    MAX_INVESTORS_DEFAULT, MAX_WAITLIST_DEFAULT,
+    RejectReason, RequestId, SagaChange, SagaFilter, SagaMark, SagaStep, Status, StepEnd, Submit,
+    UserView, ERROR_TEXT_LEN_MAX, MAX_INVESTORS_DEFAULT, MAX_WAITLIST_DEFAULT,
 };
 
 use crate::error::ApiError;
@@ -239,6 +239,7 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
             .map_or(pb::RejectReason::Unspecified, reject_reason) as i32,
         log_index: view.log_index,
         offset: view.offset,
+        decided_by: view.decided_by.unwrap_or(0),
         decided_at_ms: view.decided_at_ms,
         updated_at_ms: view.decided_at_ms,
         waitlist_position: view.waitlist_position.unwrap_or(0),
@@ -278,6 +279,53 @@ pub fn investment(view: InvestmentView) -> pb::Investment {
         }
     }
     wire
+}
+
+/// An investment and its saga's history on the wire (`Cluster.TraceInvestment`).
+pub fn investment_trace(mut view: InvestmentView) -> pb::InvestmentTrace {
+    let (history, history_dropped) = match view.saga.as_mut() {
+        Some(saga) => (std::mem::take(&mut saga.history), saga.history_dropped),
+        None => (Vec::new(), 0),
+    };
+    pb::InvestmentTrace {
+        investment: Some(investment(view)),
+        history: history.into_iter().map(saga_mark).collect(),
+        history_dropped,
+    }
+}
+
+fn saga_mark(mark: SagaMark) -> pb::SagaMark {
+    use pb::saga_mark::Change;
+    let change = match mark.change {
+        SagaChange::Assigned { executor } => Change::Assigned(pb::SagaAssigned { executor }),
+        SagaChange::StepEnded { result, retries } => Change::StepEnded(pb::SagaStepEnded {
+            step: saga_step(result.step()) as i32,
+            result: step_end(result) as i32,
+            refunded: matches!(result, StepEnd::PaymentVoided { refunded: true }),
+            retries,
+        }),
+        SagaChange::Compensating { cause } => Change::Compensating(pb::SagaCompensating {
+            cause: cancel_cause(cause) as i32,
+        }),
+    };
+    pb::SagaMark {
+        log_index: mark.log_index,
+        at_ms: mark.at_ms,
+        epoch: mark.epoch,
+        change: Some(change),
+    }
+}
+
+fn step_end(end: StepEnd) -> pb::StepEnd {
+    match end {
+        StepEnd::PaymentSucceeded => pb::StepEnd::PaymentSucceeded,
+        StepEnd::PaymentDeclined => pb::StepEnd::PaymentDeclined,
+        StepEnd::DocumentsGenerated => pb::StepEnd::DocumentsGenerated,
+        StepEnd::DocumentsFailed => pb::StepEnd::DocumentsFailed,
+        StepEnd::PaymentVoided { .. } => pb::StepEnd::PaymentVoided,
+        StepEnd::NotifySent => pb::StepEnd::NotifySent,
+        StepEnd::NotifyFailed => pb::StepEnd::NotifyFailed,
+    }
 }
 
 /// A user on the wire.

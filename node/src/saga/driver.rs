@@ -965,6 +965,7 @@ mod tests {
             reject_reason: None,
             log_index: 7,
             offset: 0,
+            decided_by: Some(1),
             decided_at_ms: 1_000,
             saga: Some(Saga {
                 step,
@@ -981,6 +982,8 @@ mod tests {
                 notify_failed: false,
                 updated_at_ms: 1_000,
                 cancelled_at: None,
+                history: Vec::new(),
+                history_dropped: 0,
             }),
             waitlist_requested: false,
             waitlist_ttl_ms: None,

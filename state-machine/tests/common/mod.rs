@@ -217,3 +217,13 @@ pub fn notified(id: &str) -> StepResult {
         message_id: id.into(),
     }
 }
+
+/// `view` without what snapshots before format 6 did not keep (the deciding leader and the
+/// saga's history), to compare a converted snapshot with a replay.
+pub fn without_history(mut view: InvestmentView) -> InvestmentView {
+    view.decided_by = None;
+    if let Some(saga) = &mut view.saga {
+        saga.history.clear();
+    }
+    view
+}
