@@ -12,27 +12,42 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
-/// Creates deals `{prefix}-0..count`, each with `max_investors` seats and room for every ticket.
+/// Creates deals `{prefix}-0..count`, each with `max_investors` seats and room for every ticket,
+/// a few at a time (a `hot` bench needs one per 200 requests).
 pub async fn create_deals(
     client: &Client,
     prefix: &str,
     count: usize,
     max_investors: u32,
 ) -> Result<()> {
+    const IN_FLIGHT: usize = 16;
+    let mut creating = tokio::task::JoinSet::new();
     for d in 0..count {
-        client
-            .create_deal(pb::CreateDealRequest {
-                deal_id: format!("{prefix}-{d}"),
-                amount: "1000000000000".into(),
-                max_investors,
-                min_ticket: None,
-                max_ticket: None,
-                opens_at_ms: None,
-                closes_at_ms: None,
-                max_waitlist: 0,
-            })
-            .await
-            .with_context(|| format!("creating deal {prefix}-{d}"))?;
+        if creating.len() >= IN_FLIGHT {
+            if let Some(created) = creating.join_next().await {
+                created??;
+            }
+        }
+        let (client, deal_id) = (client.clone(), format!("{prefix}-{d}"));
+        creating.spawn(async move {
+            client
+                .create_deal(pb::CreateDealRequest {
+                    deal_id: deal_id.clone(),
+                    amount: "1000000000000".into(),
+                    max_investors,
+                    min_ticket: None,
+                    max_ticket: None,
+                    opens_at_ms: None,
+                    closes_at_ms: None,
+                    max_waitlist: 0,
+                })
+                .await
+                .with_context(|| format!("creating deal {deal_id}"))
+                .map(drop)
+        });
+    }
+    while let Some(created) = creating.join_next().await {
+        created??;
     }
     Ok(())
 }

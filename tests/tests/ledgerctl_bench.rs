@@ -18,16 +18,26 @@ const NEVER_S: &str = "3600";
 /// Decisions the ledger holds for the bench's deals, and how many of them are admitted.
 async fn ledger_counts(client: &Client, report: &Value) -> (u64, u64) {
     let (mut decided, mut admitted) = (0, 0);
+    for (_, list, investors) in ledger_deals(client, report).await {
+        decided += list;
+        admitted += investors;
+    }
+    (decided, admitted)
+}
+
+/// For each of the bench's deals, in order: its id, decisions and active investors.
+async fn ledger_deals(client: &Client, report: &Value) -> Vec<(String, u64, u64)> {
+    let mut deals = Vec::new();
     for deal in report["deals"].as_array().expect("deals in the report") {
         let deal = deal.as_str().expect("deal id");
         let list = client
             .deal_investments(deal)
             .await
             .unwrap_or_else(|e| panic!("listing {deal}: {e}"));
-        decided += list.len() as u64;
-        admitted += client.deal(deal).await.expect("deal").investor_count as u64;
+        let investors = client.deal(deal).await.expect("deal").investor_count as u64;
+        deals.push((deal.to_owned(), list.len() as u64, investors));
     }
-    (decided, admitted)
+    deals
 }
 
 async fn connect(cluster: &TestCluster) -> Client {
@@ -93,6 +103,77 @@ async fn bench_report_matches_the_ledgers_count() {
             "the ledger holds another count than the report"
         );
         assert_eq!(admitted, 1000);
+    })
+    .await;
+}
+
+/// `--shape hot --batch N`: batches of `SubmitBatch`, every client on the current deal until
+/// it is full, then on the next: deals fill one after another, most requests are admitted, and
+/// the report (and its `--table` row) matches the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_batched_bench_fills_deals_one_after_another() {
+    ctl::prepare().await;
+    bounded(Duration::from_secs(180), async {
+        let cluster = TestCluster::start(ClusterOptions::new(3)).await;
+        let endpoints = cluster.endpoints();
+        let dir = tempfile::tempdir().expect("a folder for the reports");
+        let (out, table) = (dir.path().join("hot.json"), dir.path().join("table.md"));
+        let bench = ctl::spawn(
+            &endpoints,
+            &[
+                "bench",
+                "--quiet",
+                "--shape",
+                "hot",
+                "--batch",
+                "10",
+                "--clients",
+                "4",
+                "--count",
+                "2000",
+                "--duration-s",
+                NEVER_S,
+                "--max-investors",
+                "100",
+                "--out",
+                out.to_str().expect("utf-8 path"),
+                "--table",
+                table.to_str().expect("utf-8 path"),
+            ],
+        )
+        .await;
+        let output = bench.finish(Duration::from_secs(170)).await;
+        assert!(output.success, "bench failed: {output:?}");
+        let report = report_of(&out);
+        assert_eq!(
+            (&report["shape"], &report["batch"]),
+            (&Value::from("hot"), &Value::from(10)),
+            "{report}"
+        );
+        assert_eq!(report["decisions"], 2000, "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        let admitted = report["outcomes"]["ADMITTED"].as_u64().unwrap_or(0);
+        // At most 4 batches of 10 arrive at a deal once it is full: most requests get a seat.
+        assert!(admitted >= 1500, "{report}");
+
+        let client = connect(&cluster).await;
+        let deals = ledger_deals(&client, &report).await;
+        assert_eq!(deals.iter().map(|d| d.1).sum::<u64>(), 2000);
+        assert_eq!(deals.iter().map(|d| d.2).sum::<u64>(), admitted);
+        // Filled in order: every deal before the last one used is full, none after it is used.
+        let used = deals.iter().rposition(|d| d.1 > 0).expect("some deal used");
+        for (deal, decided, investors) in &deals[..used] {
+            assert_eq!(*investors, 100, "{deal} left seats ({decided} decisions)");
+        }
+        assert!(deals[used + 1..].iter().all(|d| d.1 == 0), "{deals:?}");
+
+        let table = std::fs::read_to_string(&table).expect("the --table file");
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 3, "a header, its rule and one row:\n{table}");
+        assert!(
+            rows[2].starts_with("| hot | SubmitBatch × 10 | flat out | 4 | 2000 |"),
+            "{table}"
+        );
     })
     .await;
 }

@@ -1,8 +1,10 @@
 //! `ledgerctl bench`: N concurrent clients, flat out or at a target rate, for a count and a
-//! duration (whichever ends first: never unbounded), over M fresh deals. Every request goes
+//! duration (whichever ends first: never unbounded), in one of three shapes of load over fresh
+//! deals, one request per `Submit` or `--batch` requests per `SubmitBatch`. Every request goes
 //! through the client library, so a leader change costs retries with the same request id,
-//! not errors. Reports throughput, latency percentiles (HDR histogram), decisions by outcome
-//! and errors by code; `--out` writes the report as JSON.
+//! not errors. Reports throughput, latency percentiles (HDR histogram, per request: a batch's
+//! latency counts once for each of its requests), decisions by outcome and errors by code;
+//! `--out` writes the report as JSON.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::Submission;
+use ledger_client::{pb, Decision, Submission};
 use serde_json::json;
 
 use crate::cli::Cli;
@@ -34,7 +36,16 @@ pub struct BenchArgs {
     /// Target requests per second over all clients (0: as fast as they go).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Deals to create and spread the load over.
+    /// Where requests go. `spread`: round robin over --deals deals (filled, then rejected).
+    /// `reject`: one deal, filled at once, then every request is rejected. `hot`: deals launched
+    /// one after another, every client on the current deal until it is full, so that most
+    /// requests are admitted (the shape the peers were measured with, docs/performance.md).
+    #[arg(long, value_enum, default_value_t = Shape::Spread)]
+    shape: Shape,
+    /// Requests per call: 1 sends `Submit`, more sends `SubmitBatch` (at most 1000).
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    /// Deals to create and spread the load over (`--shape spread`).
     #[arg(long, default_value_t = 10)]
     deals: usize,
     /// Seats per deal.
@@ -49,9 +60,69 @@ pub struct BenchArgs {
     /// Also write the report to this file, as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also append the report as one row of a Markdown table to this file (the header first,
+    /// if the file is new): what `scripts/bench.sh` collects into docs/performance.md.
+    #[arg(long)]
+    table: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// The shape of the load (`--shape`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    Spread,
+    Reject,
+    Hot,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Spread => "spread",
+            Shape::Reject => "reject",
+            Shape::Hot => "hot",
+        }
+    }
+}
+
+/// Which deal the next requests go to.
+struct Deals {
+    shape: Shape,
+    prefix: String,
+    /// Deals created (`{prefix}-0..count`).
+    count: u64,
+    /// `hot`: the deal being filled.
+    current: AtomicU64,
+}
+
+impl Deals {
+    /// The deal of request `n`.
+    fn pick(&self, n: u64) -> u64 {
+        match self.shape {
+            Shape::Spread => n % self.count,
+            Shape::Reject => 0,
+            Shape::Hot => self.current.load(Ordering::Relaxed),
+        }
+    }
+
+    fn id(&self, deal: u64) -> String {
+        format!("{}-{deal}", self.prefix)
+    }
+
+    /// `hot`: deal `deal` turned a request away for lack of room; the next deal opens (once,
+    /// whichever client saw it first).
+    fn full(&self, deal: u64) {
+        if self.shape == Shape::Hot {
+            let _ = self.current.compare_exchange(
+                deal,
+                (deal + 1).min(self.count - 1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 /// What one client task saw.
@@ -61,18 +132,73 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     retried: u64,
     max_attempts: u32,
+    /// When its last answer came (the run's duration ends at the last answer of all, not when
+    /// the last client, waiting for a tick of the rate, found nothing left to send).
+    last_answer: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts one request's result; `full` runs when its deal had no room left for it.
+    fn count(
+        &mut self,
+        result: Result<Decision, &'static str>,
+        errors_seen: &AtomicU64,
+        full: impl FnOnce(),
+    ) {
+        match result {
+            Ok(decision) => {
+                if decision.attempts > 1 {
+                    self.retried += 1;
+                }
+                self.max_attempts = self.max_attempts.max(decision.attempts);
+                let key = match decision.reject_reason() {
+                    Some(reason) => {
+                        if matches!(
+                            reason,
+                            pb::RejectReason::InvestorLimitReached
+                                | pb::RejectReason::AmountExceedsRemaining
+                        ) {
+                            full();
+                        }
+                        format!("REJECTED {}", reject_reason(&decision.investment))
+                    }
+                    None => "ADMITTED".to_owned(),
+                };
+                *self.outcomes.entry(key).or_default() += 1;
+            }
+            Err(code) => {
+                errors_seen.fetch_add(1, Ordering::Relaxed);
+                *self.errors.entry(code.to_owned()).or_default() += 1;
+            }
+        }
+    }
 }
 
 pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if args.clients == 0 || args.deals == 0 || args.count == 0 || args.duration_s == 0 {
         bail!("--clients, --deals, --count and --duration-s must be at least 1");
     }
+    if !(1..=1000).contains(&args.batch) {
+        bail!("--batch must be between 1 and 1000");
+    }
     let client = cli.client().await?;
     let prefix = args
         .deal_prefix
         .clone()
         .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    create_deals(&client, &prefix, args.deals, args.max_investors).await?;
+    let deal_count = match args.shape {
+        Shape::Spread => args.deals as u64,
+        Shape::Reject => 1,
+        // Enough for every request to be admitted, and one more.
+        Shape::Hot => args.count.div_ceil(u64::from(args.max_investors.max(1))) + 1,
+    };
+    create_deals(&client, &prefix, deal_count as usize, args.max_investors).await?;
+    let deals = Arc::new(Deals {
+        shape: args.shape,
+        prefix: prefix.clone(),
+        count: deal_count,
+        current: AtomicU64::new(0),
+    });
 
     let progress = if args.quiet || cli.json {
         ProgressBar::hidden()
@@ -86,7 +212,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let errors_seen = Arc::new(AtomicU64::new(0));
     let ticker = (args.rate > 0).then(|| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+        // One tick per call, so that calls of `batch` requests make `rate` requests a second.
+        let period = Duration::from_secs_f64(args.batch as f64 / args.rate as f64);
+        let mut interval = tokio::time::interval(period);
         // After a stall, catch up at most a little: the target is a rate, not a backlog.
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Arc::new(tokio::sync::Mutex::new(interval))
@@ -95,19 +223,15 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let deadline = started + Duration::from_secs(args.duration_s);
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let (client, next, errors_seen, ticker, progress) = (
+        let (client, next, errors_seen, ticker, progress, deals) = (
             client.clone(),
             next.clone(),
             errors_seen.clone(),
             ticker.clone(),
             progress.clone(),
+            deals.clone(),
         );
-        let (count, deals, amount, prefix) = (
-            args.count,
-            args.deals as u64,
-            args.amount.clone(),
-            prefix.clone(),
-        );
+        let (count, batch, amount) = (args.count, args.batch, args.amount.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally {
                 latency: histogram(),
@@ -115,46 +239,51 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                 errors: BTreeMap::new(),
                 retried: 0,
                 max_attempts: 0,
+                last_answer: None,
             };
             loop {
                 if let Some(ticker) = &ticker {
                     ticker.lock().await.tick().await;
                 }
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= count || Instant::now() >= deadline {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first >= count || Instant::now() >= deadline {
                     break;
                 }
-                let submission = Submission::new(
-                    format!("{prefix}-{}", n % deals),
-                    format!("investor-{n}"),
-                    amount.clone(),
-                );
+                let last = (first + batch).min(count);
+                let submissions: Vec<(u64, Submission)> = (first..last)
+                    .map(|n| {
+                        let deal = deals.pick(n);
+                        let submission = Submission::new(
+                            deals.id(deal),
+                            format!("investor-{n}"),
+                            amount.clone(),
+                        );
+                        (deal, submission)
+                    })
+                    .collect();
                 let sent = Instant::now();
-                let result = client.submit(&submission).await;
-                let _ = tally
-                    .latency
-                    .record(sent.elapsed().as_micros().max(1) as u64);
-                match result {
-                    Ok(decision) => {
-                        if decision.attempts > 1 {
-                            tally.retried += 1;
-                        }
-                        tally.max_attempts = tally.max_attempts.max(decision.attempts);
-                        let key = match decision.reject_reason() {
-                            Some(_) => format!("REJECTED {}", reject_reason(&decision.investment)),
-                            None => "ADMITTED".to_owned(),
-                        };
-                        *tally.outcomes.entry(key).or_default() += 1;
+                // Each request's decision, or the code of its error.
+                let results: Vec<Result<Decision, &'static str>> = if batch == 1 {
+                    let result = client.submit(&submissions[0].1).await;
+                    vec![result.map_err(|error| error.code_name())]
+                } else {
+                    let calls: Vec<Submission> =
+                        submissions.iter().map(|(_, s)| s.clone()).collect();
+                    match client.submit_batch(&calls).await {
+                        Ok(results) => results
+                            .into_iter()
+                            .map(|result| result.map_err(|error| error.code_name()))
+                            .collect(),
+                        Err(error) => vec![Err(error.code_name()); calls.len()],
                     }
-                    Err(error) => {
-                        errors_seen.fetch_add(1, Ordering::Relaxed);
-                        *tally
-                            .errors
-                            .entry(error.code_name().to_owned())
-                            .or_default() += 1;
-                    }
+                };
+                tally.last_answer = Some(Instant::now());
+                let micros = sent.elapsed().as_micros().max(1) as u64;
+                let _ = tally.latency.record_n(micros, results.len() as u64);
+                for ((deal, _), result) in submissions.iter().zip(results) {
+                    tally.count(result, &errors_seen, || deals.full(*deal));
                 }
-                progress.inc(1);
+                progress.inc(last - first);
                 progress.set_message(format!("errors {}", errors_seen.load(Ordering::Relaxed)));
             }
             tally
@@ -164,6 +293,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut retried, mut max_attempts) = (0, 0);
+    let mut last_answer = started;
     for task in tasks {
         let tally = task.await?;
         latency.add(&tally.latency)?;
@@ -174,18 +304,26 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
             *errors.entry(k).or_default() += v;
         }
         retried += tally.retried;
+        last_answer = last_answer.max(tally.last_answer.unwrap_or(started));
         max_attempts = max_attempts.max(tally.max_attempts);
     }
     progress.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = last_answer
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        .max(1e-6);
     let requests = latency.len();
     let decisions: u64 = outcomes.values().sum();
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let admitted = outcomes.get("ADMITTED").copied().unwrap_or(0);
     let report = json!({
+        "shape": args.shape.name(), "batch": args.batch,
         "requests": requests, "decisions": decisions, "seconds": elapsed,
         "per_second": requests as f64 / elapsed, "clients": args.clients,
+        "decisions_per_second": decisions as f64 / elapsed,
+        "admitted_fraction": if decisions > 0 { admitted as f64 / decisions as f64 } else { 0.0 },
         "target_rate": args.rate, "endpoints": cli.endpoints, "deal_prefix": prefix,
-        "deals": (0..args.deals).map(|d| format!("{prefix}-{d}")).collect::<Vec<_>>(),
+        "deals": (0..deal_count).map(|d| deals.id(d)).collect::<Vec<_>>(),
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0},
         "outcomes": outcomes, "errors": errors,
         "retried_requests": retried, "max_attempts": max_attempts,
@@ -194,14 +332,22 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(path) = &args.table {
+        append_table_row(path, args, &report)?;
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!(
-        "{requests} requests in {elapsed:.2} s: {:.0}/s with {} clients (leader found from {})",
+        "{requests} requests in {elapsed:.2} s: {:.0}/s with {} clients, shape {}, {} (leader found from {})",
         requests as f64 / elapsed,
         args.clients,
+        args.shape.name(),
+        match args.batch {
+            1 => "Submit".to_owned(),
+            n => format!("SubmitBatch of {n}"),
+        },
         cli.endpoints.join(",")
     );
     println!(
@@ -225,5 +371,55 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
             println!("  {code:<40} {n:>9}");
         }
     }
+    Ok(())
+}
+
+/// Appends `report` as a row of the Markdown table in `path`.
+fn append_table_row(
+    path: &std::path::Path,
+    args: &BenchArgs,
+    report: &serde_json::Value,
+) -> Result<()> {
+    use std::io::Write;
+    let new = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if new {
+        writeln!(
+            file,
+            "| shape | calls | target rate | clients | requests | decisions/s | admitted | p50 ms | p99 ms | p99.9 ms | max ms | errors |"
+        )?;
+        writeln!(file, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    }
+    let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+    let latency = |key: &str| report["latency_ms"][key].as_f64().unwrap_or(0.0);
+    let errors: u64 = report["errors"]
+        .as_object()
+        .map_or(0, |errors| errors.values().filter_map(|n| n.as_u64()).sum());
+    writeln!(
+        file,
+        "| {} | {} | {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        args.shape.name(),
+        match args.batch {
+            1 => "Submit".to_owned(),
+            n => format!("SubmitBatch × {n}"),
+        },
+        match args.rate {
+            0 => "flat out".to_owned(),
+            rate => format!("{rate}/s"),
+        },
+        args.clients,
+        report["requests"],
+        number("decisions_per_second"),
+        number("admitted_fraction") * 100.0,
+        latency("p50"),
+        latency("p99"),
+        latency("p999"),
+        latency("max"),
+        errors
+    )?;
     Ok(())
 }
