@@ -336,22 +336,34 @@ impl SnapshotCopy {
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         // Writing into a Vec cannot fail.
-        let _ = write_snapshot_of(
-            SnapshotRef {
-                params: &self.params,
-                now_ms: self.now_ms,
-                last_log_index: self.last_log_index,
-                deals: &self.deals,
-                users: &self.users,
-                investments: &self.investments,
-                executors: &self.executors,
-                unknown_deal_rejections: &self.unknown_deal_rejections,
-                unknown_deal_rejections_forgotten: self.unknown_deal_rejections_forgotten,
-                archived_deals: self.archived_deals.iter().collect(),
-            },
-            &mut bytes,
-        );
+        let _ = write_snapshot_of(self.as_ref(), &mut bytes);
         bytes
+    }
+}
+
+impl SnapshotCopy {
+    /// The digest of the state the copy was taken from ([`AdmissionState::digest`]), computed
+    /// from the copy: a host can hash it away from whoever owns the state.
+    pub fn digest(&self) -> StateDigest {
+        let mut hasher = blake3::Hasher::new();
+        // Hashing is writing the snapshot into the hasher, which cannot fail.
+        let _ = write_snapshot_of(self.as_ref(), &mut hasher);
+        StateDigest(*hasher.finalize().as_bytes())
+    }
+
+    fn as_ref(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            params: &self.params,
+            now_ms: self.now_ms,
+            last_log_index: self.last_log_index,
+            deals: &self.deals,
+            users: &self.users,
+            investments: &self.investments,
+            executors: &self.executors,
+            unknown_deal_rejections: &self.unknown_deal_rejections,
+            unknown_deal_rejections_forgotten: self.unknown_deal_rejections_forgotten,
+            archived_deals: self.archived_deals.iter().collect(),
+        }
     }
 }
 

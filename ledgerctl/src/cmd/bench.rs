@@ -401,7 +401,7 @@ fn append_table_row(
         .map_or(0, |errors| errors.values().filter_map(|n| n.as_u64()).sum());
     writeln!(
         file,
-        "| {} | {} | {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} | {} | {} | {} | {} | {:.0} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
         args.shape.name(),
         match args.batch {
             1 => "Submit".to_owned(),

@@ -423,7 +423,7 @@ impl pb::cluster_server::Cluster for ClusterService {
         let raft = admin::status(&self.node.raft);
         // The digest hashes the whole state: only when asked (leader discovery does not).
         let (applied_index, state_digest) = if request.get_ref().with_digest {
-            let (index, digest) = self.node.replica.digest();
+            let (index, digest) = self.node.replica.digest_async().await;
             (index, digest.to_string())
         } else {
             let applied = self.node.replica.read().last_applied;
