@@ -74,6 +74,12 @@ pub struct Flags {
     /// (about 1.6 commands per entry at 32) and throughput lower.
     #[arg(long, env = "LEDGER_INFLIGHT_ENTRIES_MAX", default_value_t = 2)]
     pub inflight_entries_max: usize,
+    /// Most commands waiting on the leader for a log entry (back-pressure). Beyond it a write is
+    /// refused at once with RESOURCE_EXHAUSTED, nothing proposed (the client library retries
+    /// with backoff), instead of queueing into ever longer latency. A `SubmitBatch` is queued
+    /// whole or refused whole. At least 10000 (the largest batch).
+    #[arg(long, env = "LEDGER_PROPOSAL_QUEUE_MAX", default_value_t = 16_384)]
+    pub proposal_queue_max: usize,
     /// How long, in µs, the leader waits for more commands before proposing an entry while
     /// another entry is still in flight; the wait also ends when that entry is applied, and it
     /// never happens with the pipeline empty, so a lone request does not wait. Fewer, larger
@@ -183,6 +189,8 @@ pub struct Config {
     pub batch_commands_max: usize,
     /// Pipelining depth.
     pub inflight_entries_max: usize,
+    /// Back-pressure: commands queued for a log entry at most.
+    pub proposal_queue_max: usize,
     /// Wait for more commands while another entry is in flight.
     pub batch_linger: std::time::Duration,
     /// Transport security and credentials.
@@ -280,6 +288,9 @@ impl Flags {
         if !(1..=1_024).contains(&self.inflight_entries_max) {
             return bad("--inflight-entries-max must be between 1 and 1024".into());
         }
+        if !(10_000..=1 << 20).contains(&self.proposal_queue_max) {
+            return bad("--proposal-queue-max must be between 10000 and 1048576".into());
+        }
         if self.batch_linger_us > 100_000 {
             return bad("--batch-linger-us must be at most 100000 (0.1 s)".into());
         }
@@ -351,6 +362,7 @@ impl Flags {
             },
             batch_commands_max: self.batch_commands_max,
             inflight_entries_max: self.inflight_entries_max,
+            proposal_queue_max: self.proposal_queue_max,
             batch_linger: std::time::Duration::from_micros(self.batch_linger_us),
             security: SecurityFiles {
                 tls,

@@ -308,6 +308,7 @@ where
         clock.clone(),
         config.batch_commands_max,
         config.inflight_entries_max,
+        config.proposal_queue_max,
         config.batch_linger,
     );
     if seams.watchdog {

@@ -201,6 +201,13 @@ impl Node {
         self.batcher.propose(command).await
     }
 
+    /// [`Node::propose`] for the cluster's own commands (executors' heartbeats and step
+    /// results, from this node or over `Raft.Propose`): waits for room in the leader's queue
+    /// instead of being refused under a client overload.
+    pub async fn propose_internal(&self, command: Command) -> Result<Proposed, ApiError> {
+        self.batcher.propose_waiting(command).await
+    }
+
     /// Proposes a command from anywhere in the cluster: through the batcher on the leader, over
     /// the internal `Raft.Propose` call from any other node. Used by the saga executor; gives up
     /// after [`PROPOSE_TIMEOUT`] with an outcome the caller must treat as unknown.
@@ -218,7 +225,9 @@ impl Node {
         // `route`, but keeping the leader's id: the request names the node it is for, and a
         // node that answers at that address as another node refuses it.
         let (leader_id, addr) = match self.leader() {
-            (Some(id), _) if id == self.config.node_id => return self.propose(command).await,
+            (Some(id), _) if id == self.config.node_id => {
+                return self.propose_internal(command).await
+            }
             (Some(id), Some(addr)) => (id, addr),
             (leader_id, leader_addr) => {
                 return Err(ApiError::NoLeader {
@@ -269,8 +278,12 @@ impl Node {
         }
     }
 
-    /// Proposes many commands, decided in the given order (they may span several entries).
-    pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<Proposed, ApiError>> {
+    /// Proposes many commands, decided in the given order (they may span several entries); all
+    /// or none are queued ([`ApiError::Overloaded`] when the leader's queue has no room).
+    pub async fn propose_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Proposed, ApiError>>, ApiError> {
         self.batcher.propose_all(commands).await
     }
 

@@ -227,7 +227,8 @@ impl pb::admission_server::Admission for AdmissionService {
             .iter()
             .filter_map(|p| p.as_ref().ok().map(|s| convert::traced(s.clone(), trace)))
             .collect();
-        let mut proposed = self.node.propose_all(commands).await.into_iter();
+        // A full queue refuses the whole call, which the client retries as one.
+        let mut proposed = self.node.propose_all(commands).await?.into_iter();
         let responses = parsed
             .into_iter()
             .map(|parsed| {

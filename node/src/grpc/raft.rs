@@ -219,7 +219,7 @@ impl pb::raft_server::Raft for RaftService {
                 ApiError::Internal("a forwarded proposal was routed onwards".into()).into(),
             );
         };
-        let proposed = self.node.propose(command).await?;
+        let proposed = self.node.propose_internal(command).await?;
         Ok(reply(
             &self.node,
             Answer::of::<_, String>(Ok((proposed.log_index, proposed.applied))),

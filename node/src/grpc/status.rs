@@ -38,6 +38,9 @@ impl From<ApiError> for Status {
                 mark(status, NOT_PROPOSED)
             }
             ApiError::Unavailable(_) => mark(Status::unavailable(error.to_string()), NOT_PROPOSED),
+            ApiError::Overloaded(_) => {
+                mark(Status::resource_exhausted(error.to_string()), NOT_PROPOSED)
+            }
             ApiError::OutcomeUnknown {
                 leader_id,
                 ref leader_addr,

@@ -27,9 +27,6 @@ pub struct Proposed {
     pub applied: Applied,
 }
 
-/// Commands waiting for a batch; beyond this, callers wait for room (backpressure).
-const QUEUE_COMMANDS_MAX: usize = 65_536;
-
 type Reply = oneshot::Sender<Result<Proposed, ApiError>>;
 
 struct Waiting {
@@ -71,9 +68,10 @@ impl Batcher {
         clock: Arc<LogClock>,
         batch_commands_max: usize,
         inflight_entries_max: usize,
+        queue_max: usize,
         linger: Duration,
     ) -> Batcher {
-        let (queue, waiting) = mpsc::channel(QUEUE_COMMANDS_MAX);
+        let (queue, waiting) = mpsc::channel(queue_max.max(1));
         let holds = Arc::new(watch::Sender::new(0));
         let proposing = Arc::new(Mutex::new(()));
         let inflight = Arc::new(Semaphore::new(inflight_entries_max));
@@ -125,8 +123,22 @@ impl Batcher {
         }
     }
 
-    /// Queues `command` and waits for its result.
+    /// Queues `command` and waits for its result; [`ApiError::Overloaded`] at once, nothing
+    /// proposed, when the queue is full.
     pub async fn propose(&self, command: Command) -> Result<Proposed, ApiError> {
+        match enqueue_all(&self.queue, vec![command]) {
+            Ok(mut results) => match results.pop() {
+                Some(result) => result.await.unwrap_or_else(|_| Err(reply_lost())),
+                None => Err(reply_lost()),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Queues the cluster's own `command` (an executor's heartbeat or step result), waiting for
+    /// room rather than refused: back-pressure is for clients, and refusing these would let
+    /// leases lapse and sagas stall under a client overload.
+    pub async fn propose_waiting(&self, command: Command) -> Result<Proposed, ApiError> {
         let (reply, result) = oneshot::channel();
         self.queue
             .send(Waiting { command, reply })
@@ -136,22 +148,46 @@ impl Batcher {
     }
 
     /// Queues all `commands` back to back, so they are decided in this order, and waits for all.
-    pub async fn propose_all(&self, commands: Vec<Command>) -> Vec<Result<Proposed, ApiError>> {
-        let mut pending = Vec::with_capacity(commands.len());
-        for command in commands {
-            let (reply, result) = oneshot::channel();
-            let queued = self.queue.send(Waiting { command, reply }).await.is_ok();
-            pending.push((queued, result));
-        }
+    /// When the queue has no room for all of them, none is queued: [`ApiError::Overloaded`] for
+    /// the whole call.
+    pub async fn propose_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Proposed, ApiError>>, ApiError> {
+        let pending = enqueue_all(&self.queue, commands)?;
         let mut results = Vec::with_capacity(pending.len());
-        for (queued, result) in pending {
-            results.push(match queued {
-                false => Err(not_queued()),
-                true => result.await.unwrap_or_else(|_| Err(reply_lost())),
-            });
+        for result in pending {
+            results.push(result.await.unwrap_or_else(|_| Err(reply_lost())));
         }
-        results
+        Ok(results)
     }
+}
+
+/// Queues `commands` in order, all or none: the queue is bounded (`--proposal-queue-max`), and a
+/// write that finds no room is refused at once rather than left waiting (back-pressure).
+fn enqueue_all(
+    queue: &mpsc::Sender<Waiting>,
+    commands: Vec<Command>,
+) -> Result<Vec<oneshot::Receiver<Result<Proposed, ApiError>>>, ApiError> {
+    let room = match queue.try_reserve_many(commands.len()) {
+        Ok(room) => room,
+        Err(mpsc::error::TrySendError::Full(())) => {
+            return Err(ApiError::Overloaded(format!(
+                "the leader's queue of writes is full ({} commands); retry later",
+                queue.max_capacity()
+            )))
+        }
+        Err(mpsc::error::TrySendError::Closed(())) => return Err(not_queued()),
+    };
+    Ok(commands
+        .into_iter()
+        .zip(room)
+        .map(|(command, permit)| {
+            let (reply, result) = oneshot::channel();
+            permit.send(Waiting { command, reply });
+            result
+        })
+        .collect())
 }
 
 /// The batching task is gone before taking the command: nothing was proposed.
@@ -412,6 +448,32 @@ mod tests {
                 (Code::Unavailable, Some("unknown".into()), None)
             );
         }
+    }
+
+    /// Back-pressure: a bounded queue refuses at once what it has no room for, a batch whole,
+    /// and says "not proposed", so the client may retry; what it refuses is not queued.
+    #[test]
+    fn a_full_queue_refuses_writes_whole_and_at_once() {
+        let (queue, mut waiting) = mpsc::channel::<Waiting>(4);
+        let retire = || Command::ExecutorRetire { node_id: 1 };
+        let three = enqueue_all(&queue, vec![retire(), retire(), retire()]).expect("room for 3");
+        assert_eq!(three.len(), 3);
+        let refused = enqueue_all(&queue, vec![retire(), retire()]).expect_err("room for 1 only");
+        assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
+        assert_eq!(
+            outcome_marker(refused),
+            (Code::ResourceExhausted, Some("not-proposed".into()), None)
+        );
+        enqueue_all(&queue, vec![retire()]).expect("the refused batch took no room");
+        assert!(enqueue_all(&queue, vec![retire()]).is_err(), "full");
+        // Taken by the batching task, room again; in order.
+        for _ in 0..4 {
+            assert!(waiting.try_recv().is_ok());
+        }
+        enqueue_all(&queue, vec![retire(); 4]).expect("room again");
+        drop(waiting);
+        let closed = enqueue_all(&queue, vec![retire()]).expect_err("the task is gone");
+        assert!(matches!(closed, ApiError::Unavailable(_)), "{closed:?}");
     }
 
     #[test]
