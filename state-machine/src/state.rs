@@ -1465,6 +1465,25 @@ mod tests {
         })
     }
 
+    /// A state at index 1: executor 2 live, deal `alpha` (`cents` in all, `seats` investors),
+    /// and Ana's request (the returned id) admitted.
+    fn ana_admitted(cents: u64, seats: u32) -> (AdmissionState, RequestId) {
+        let mut state = AdmissionState::new();
+        let request_id = RequestId::from_u128(1).unwrap();
+        state
+            .apply_entry(
+                1,
+                &entry(vec![
+                    heartbeat_of_2(),
+                    deal_alpha(cents, seats, None),
+                    ana_submits(request_id),
+                ]),
+                &mut Vec::new(),
+            )
+            .unwrap();
+        (state, request_id)
+    }
+
     /// Executor 2 is live.
     fn heartbeat_of_2() -> Command {
         Command::ExecutorHeartbeat {
@@ -1626,20 +1645,8 @@ mod tests {
     /// clamps at zero, reports the breach, and the invariant check names the inconsistency.
     #[test]
     fn a_counter_that_would_underflow_is_reported_not_wrapped() {
-        let mut state = AdmissionState::new();
+        let (mut state, request_id) = ana_admitted(100_000, 2);
         let mut events = Vec::new();
-        let request_id = RequestId::from_u128(1).unwrap();
-        state
-            .apply_entry(
-                1,
-                &entry(vec![
-                    heartbeat_of_2(),
-                    deal_alpha(100_000, 2, None),
-                    ana_submits(request_id),
-                ]),
-                &mut events,
-            )
-            .unwrap();
         assert_eq!(state.breaches(), &Breaches::default());
         let saga = state.investment(request_id).unwrap().saga.unwrap();
         assert_eq!(saga.assignee, Some(2));
@@ -1669,20 +1676,7 @@ mod tests {
     /// A snapshot whose saga history contradicts the saga is refused on load.
     #[test]
     fn a_history_that_contradicts_its_saga_is_refused() {
-        let mut state = AdmissionState::new();
-        let mut events = Vec::new();
-        let request_id = RequestId::from_u128(1).unwrap();
-        state
-            .apply_entry(
-                1,
-                &entry(vec![
-                    heartbeat_of_2(),
-                    deal_alpha(1_000, 1, None),
-                    ana_submits(request_id),
-                ]),
-                &mut events,
-            )
-            .unwrap();
+        let (state, request_id) = ana_admitted(1_000, 1);
         assert_eq!(state.check_invariants(), Ok(()));
         let tampered = |change: fn(&mut Saga)| {
             let mut broken = state.clone();

@@ -471,6 +471,10 @@ mod tests {
             assert!(waiting.try_recv().is_ok());
         }
         enqueue_all(&queue, vec![retire(); 4]).expect("room again");
+        // A batch of nothing (every request malformed) queues nothing, even when full.
+        assert!(enqueue_all(&queue, Vec::new())
+            .expect("nothing to queue")
+            .is_empty());
         drop(waiting);
         let closed = enqueue_all(&queue, vec![retire()]).expect_err("the task is gone");
         assert!(matches!(closed, ApiError::Unavailable(_)), "{closed:?}");
