@@ -9,11 +9,12 @@
 //!
 //! Under `--insecure` nobody is identified and everything is allowed.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use ledger_proto::identity::Role;
@@ -107,12 +108,16 @@ pub fn node_caller<T>(request: &tonic::Request<T>) -> Result<Option<u64>, Status
 #[derive(Clone)]
 pub struct AuthLayer {
     node: Arc<Node>,
+    cert_callers: CertCallers,
 }
 
 impl AuthLayer {
     /// Checks calls to `node`.
     pub fn new(node: Arc<Node>) -> AuthLayer {
-        AuthLayer { node }
+        AuthLayer {
+            node,
+            cert_callers: CertCallers::default(),
+        }
     }
 }
 
@@ -123,6 +128,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             node: self.node.clone(),
+            cert_callers: self.cert_callers.clone(),
         }
     }
 }
@@ -132,6 +138,40 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     node: Arc<Node>,
+    cert_callers: CertCallers,
+}
+
+/// Most certificates whose caller is remembered; beyond it the memo starts over.
+const CERT_CALLERS_MAX: usize = 1_024;
+
+/// The caller each client certificate names, worked out once per certificate: parsing the DER
+/// on every call cost about 2% of the nodes' CPU under load (docs/performance.md). Keyed by the
+/// whole certificate, so a hit is the very same certificate, which the TLS handshake verified.
+#[derive(Clone, Default)]
+struct CertCallers(Arc<Mutex<HashMap<Box<[u8]>, CertCaller>>>);
+
+/// The caller a certificate names, or why it names none that counts here.
+type CertCaller = Result<Caller, String>;
+
+impl CertCallers {
+    fn caller(&self, der: &[u8], work_out: impl FnOnce() -> CertCaller) -> CertCaller {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(der)
+            .cloned();
+        if let Some(known) = known {
+            return known;
+        }
+        let caller = work_out();
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= CERT_CALLERS_MAX {
+            map.clear();
+        }
+        map.insert(der.into(), caller.clone());
+        caller
+    }
 }
 
 impl<S> Auth<S> {
@@ -158,20 +198,24 @@ impl<S> Auth<S> {
             .and_then(|info| info.peer_certs());
         let from_cert = match certs.as_deref().and_then(|certs| certs.first()) {
             None => None,
-            Some(der) => {
-                let identity = identity_of(der).map_err(Status::permission_denied)?;
-                if identity.cluster_id != self.node.config.cluster_id {
-                    return Err(Status::permission_denied(format!(
-                        "the certificate is for {identity}, not for cluster {:?}",
-                        self.node.config.cluster_id
-                    )));
-                }
-                Some(match identity.role {
-                    Role::Node(id) => Caller::Node(id),
-                    Role::Operator(_) => Caller::Operator,
-                    Role::Client(_) => Caller::Client,
-                })
-            }
+            Some(der) => Some(
+                self.cert_callers
+                    .caller(der, || {
+                        let identity = identity_of(der)?;
+                        if identity.cluster_id != self.node.config.cluster_id {
+                            return Err(format!(
+                                "the certificate is for {identity}, not for cluster {:?}",
+                                self.node.config.cluster_id
+                            ));
+                        }
+                        Ok(match identity.role {
+                            Role::Node(id) => Caller::Node(id),
+                            Role::Operator(_) => Caller::Operator,
+                            Role::Client(_) => Caller::Client,
+                        })
+                    })
+                    .map_err(Status::permission_denied)?,
+            ),
         };
         // The stronger of the two credentials counts.
         Ok(match (from_cert, token) {
@@ -254,6 +298,42 @@ mod tests {
     use prost::Message;
 
     /// Every method of the contract has its place in the table.
+    /// A certificate's caller is worked out once, refusals included, and the memo stays bounded.
+    #[test]
+    fn a_certificate_is_read_once() {
+        let callers = CertCallers::default();
+        let reads = std::cell::Cell::new(0);
+        let read = |caller: Result<Caller, String>| {
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                caller
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                callers.caller(b"operator", read(Ok(Caller::Operator))),
+                Ok(Caller::Operator)
+            );
+            assert_eq!(
+                callers.caller(b"stranger", read(Err("another cluster".into()))),
+                Err("another cluster".into())
+            );
+        }
+        assert_eq!(reads.get(), 2, "one read per certificate");
+        for n in 0..CERT_CALLERS_MAX {
+            let _ = callers.caller(format!("client {n}").as_bytes(), read(Ok(Caller::Client)));
+        }
+        let held = callers.0.lock().unwrap().len();
+        assert!(held <= CERT_CALLERS_MAX, "{held}");
+        let _ = callers.caller(b"operator", read(Ok(Caller::Operator)));
+        assert_eq!(
+            reads.get(),
+            2 + CERT_CALLERS_MAX + 1,
+            "forgotten when the memo started over"
+        );
+    }
+
     #[test]
     fn every_method_is_placed() {
         let set = prost_types::FileDescriptorSet::decode(ledger_proto::FILE_DESCRIPTOR_SET)
