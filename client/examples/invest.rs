@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ledger_client::{pb, Client, ClientConfig, ClientError, Credentials, Submission};
+use ledger_client::{Client, ClientConfig, ClientError, Credentials, Submission};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
@@ -29,16 +29,7 @@ async fn main() -> Result<(), ClientError> {
     let client = Client::connect(config).await?;
     println!("leader: {:?}", client.leader_addr());
     match client
-        .create_deal(pb::CreateDealRequest {
-            deal_id: "example-deal".into(),
-            amount: "1000000.00".into(),
-            max_investors: 200,
-            min_ticket: None,
-            max_ticket: None,
-            opens_at_ms: None,
-            closes_at_ms: None,
-            max_waitlist: 0,
-        })
+        .create_deal(ledger_client::open_deal("example-deal", "1000000.00", 200))
         .await
     {
         Ok(_) | Err(ClientError::Conflict(_)) => {} // created now, or earlier

@@ -81,16 +81,7 @@ async fn scenario(world: &mut World) {
         .await
         .expect("connect");
     client
-        .create_deal(pb::CreateDealRequest {
-            deal_id: "cut".into(),
-            amount: "100000000.00".into(),
-            max_investors: 300,
-            min_ticket: None,
-            max_ticket: None,
-            opens_at_ms: None,
-            closes_at_ms: None,
-            max_waitlist: 0,
-        })
+        .create_deal(ledger_client::open_deal("cut", "100000000.00", 300))
         .await
         .expect("create the deal");
     wait_for(Duration::from_secs(30), "three live executors", || async {

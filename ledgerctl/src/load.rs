@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use ledger_client::{pb, Client};
+use ledger_client::Client;
 
 /// A latency histogram from 1 µs to 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -31,16 +31,11 @@ pub async fn create_deals(
         let (client, deal_id) = (client.clone(), format!("{prefix}-{d}"));
         creating.spawn(async move {
             client
-                .create_deal(pb::CreateDealRequest {
-                    deal_id: deal_id.clone(),
-                    amount: "1000000000000".into(),
+                .create_deal(ledger_client::open_deal(
+                    deal_id.clone(),
+                    "1000000000000",
                     max_investors,
-                    min_ticket: None,
-                    max_ticket: None,
-                    opens_at_ms: None,
-                    closes_at_ms: None,
-                    max_waitlist: 0,
-                })
+                ))
                 .await
                 .with_context(|| format!("creating deal {deal_id}"))
                 .map(drop)

@@ -188,16 +188,7 @@ pub async fn create_deal(
 ) -> pb::Deal {
     let mut admission = client.admission.clone();
     admission
-        .create_deal(pb::CreateDealRequest {
-            deal_id: deal_id.to_owned(),
-            amount: amount.to_owned(),
-            max_investors,
-            min_ticket: None,
-            max_ticket: None,
-            opens_at_ms: None,
-            closes_at_ms: None,
-            max_waitlist: 0,
-        })
+        .create_deal(ledger_client::open_deal(deal_id, amount, max_investors))
         .await
         .unwrap_or_else(|e| panic!("create deal {deal_id}: {e}"))
         .into_inner()

@@ -21,16 +21,7 @@ fn submit(request_id: &str, deal_id: &str, user_id: &str, amount: &str) -> pb::S
 }
 
 fn create(deal_id: &str, amount: &str, max_investors: u32) -> pb::CreateDealRequest {
-    pb::CreateDealRequest {
-        deal_id: deal_id.to_owned(),
-        amount: amount.to_owned(),
-        max_investors,
-        min_ticket: None,
-        max_ticket: None,
-        opens_at_ms: None,
-        closes_at_ms: None,
-        max_waitlist: 0,
-    }
+    ledger_client::open_deal(deal_id, amount, max_investors)
 }
 
 /// Asserts `result` failed with `code` and a message naming `field`.

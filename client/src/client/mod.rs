@@ -27,7 +27,7 @@ mod tests;
 mod types;
 mod voters;
 
-pub use types::{is_final, status_of, Decision, LearnerAdded, Submission};
+pub use types::{is_final, open_deal, status_of, Decision, LearnerAdded, Submission};
 pub use voters::VoterSetError;
 
 /// How a [`Client`] behaves; [`ClientConfig::new`] gives the defaults.

@@ -2,6 +2,25 @@
 
 use ledger_proto::pb;
 
+/// A `CreateDeal` request for a deal open at once and until closed by hand, with no bounds on
+/// tickets and the default waitlist: what load tools, examples and tests open.
+pub fn open_deal(
+    deal_id: impl Into<String>,
+    amount: impl Into<String>,
+    max_investors: u32,
+) -> pb::CreateDealRequest {
+    pb::CreateDealRequest {
+        deal_id: deal_id.into(),
+        amount: amount.into(),
+        max_investors,
+        min_ticket: None,
+        max_ticket: None,
+        opens_at_ms: None,
+        closes_at_ms: None,
+        max_waitlist: 0,
+    }
+}
+
 /// One investment request. The `request_id` is what makes retries safe: the ledger decides a
 /// request id once, and a resubmission returns the first decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
