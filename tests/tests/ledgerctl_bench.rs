@@ -153,8 +153,11 @@ async fn a_hot_batched_bench_fills_deals_one_after_another() {
         assert_eq!(report["decisions"], 2000, "{report}");
         assert_eq!(report["errors"], serde_json::json!({}), "{report}");
         let admitted = report["outcomes"]["ADMITTED"].as_u64().unwrap_or(0);
-        // At most 4 batches of 10 arrive at a deal once it is full: most requests get a seat.
-        assert!(admitted >= 1500, "{report}");
+        // Most requests get a seat. A client moves on from a deal at its first rejection
+        // there, so each deal of 100 turns away at most one batch per client (40 requests),
+        // whatever the timing: the bound is 100 admitted per 140 (seen: 520 rejected over 20
+        // deals, ~26 each, on a loaded machine; an earlier bound of 1,500 was not safe).
+        assert!(admitted >= 2000 * 100 / 140, "{report}");
 
         let client = connect(&cluster).await;
         let deals = ledger_deals(&client, &report).await;

@@ -70,6 +70,10 @@ pub struct Replica {
     digest_memo: Mutex<Option<(u64, StateDigest)>>,
     /// How many times the whole state was hashed, for tests and diagnosis.
     digests_computed: AtomicU64,
+    /// Hash on a blocking thread ([`Replica::digest_async`]); off in a simulation, where a
+    /// blocking thread's real duration would let the paused clock run on meanwhile, so that a
+    /// seed's simulated time came to depend on the machine's load.
+    hash_off_runtime: bool,
 }
 
 /// States queued for one watch before it reads them; beyond this the oldest go (a reader that
@@ -242,6 +246,9 @@ impl Replica {
     /// docs/performance.md), so a `Status` with its digest does not stall the node's runtime
     /// for the whole hash.
     pub async fn digest_async(&self) -> (u64, StateDigest) {
+        if !self.hash_off_runtime {
+            return self.digest();
+        }
         let (index, copy) = {
             let guard = self.read();
             let index = guard.last_applied.map_or(0, |id| id.index);
@@ -341,7 +348,7 @@ impl StateMachineStore {
                 .as_ref()
                 .map(|(file, _)| snapshot_position(&file.meta)),
         );
-        Ok(Self::start(loaded, SnapshotPlace::Dir(files), events))
+        Ok(Self::start(loaded, SnapshotPlace::Dir(files), events, true))
     }
 
     /// Opens the store on the simulation's `disk`, as [`StateMachineStore::open`] does a folder.
@@ -357,6 +364,7 @@ impl StateMachineStore {
             loaded,
             SnapshotPlace::Memory(disk.clone()),
             events,
+            false,
         ))
     }
 
@@ -364,6 +372,7 @@ impl StateMachineStore {
         loaded: Option<(SnapshotFile, AdmissionState)>,
         files: SnapshotPlace,
         events: Option<mpsc::UnboundedSender<SagaEvent>>,
+        hash_off_runtime: bool,
     ) -> (StateMachineStore, Arc<Replica>) {
         let inner = match loaded {
             Some((file, state)) => ReplicaState {
@@ -386,6 +395,7 @@ impl StateMachineStore {
             replaced: Notify::new(),
             digest_memo: Mutex::new(None),
             digests_computed: AtomicU64::new(0),
+            hash_off_runtime,
         });
         let store = StateMachineStore {
             replica: replica.clone(),
@@ -1079,28 +1089,48 @@ mod tests {
         assert!(watch.states().is_empty(), "each state is handed out once");
     }
 
+    /// The log entry at `index` creating deal `deal_id`.
+    fn create(index: u64, deal_id: &str) -> LogEntry {
+        use ledger_state_machine::{Command, CreateDeal, Money};
+        log_entry(
+            index,
+            vec![Command::CreateDeal(CreateDeal {
+                deal_id: deal_id.into(),
+                amount: Money::parse("1000.00").unwrap(),
+                max_investors: 10,
+                min_ticket: None,
+                max_ticket: None,
+                opens_at_ms: None,
+                closes_at_ms: None,
+                max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
+            })],
+        )
+    }
+
+    /// Found by the determinism test on a loaded machine: seed 11's simulated time came out
+    /// 12,782 ms or 12,813 ms. `Status` hashed the state on a blocking thread, and turmoil's
+    /// clock moves on while a host waits for a real thread, by as many steps as the machine's
+    /// load makes the thread take. In a simulation the hash runs inline: the answer is ready
+    /// at the first poll, with no other thread to wait for.
+    #[tokio::test]
+    async fn a_simulated_replica_hashes_inline() {
+        use futures_util::FutureExt;
+
+        let disk = MemDisk::new(std::time::Duration::from_millis(1));
+        let (mut store, replica) = StateMachineStore::open_in_memory(&disk, None).unwrap();
+        store.apply([create(1, "a")]).await.unwrap();
+        let digest = replica
+            .digest_async()
+            .now_or_never()
+            .expect("the hash waited for another thread");
+        assert_eq!(digest, (1, replica.read().state.digest()));
+    }
+
     /// Postmortem: every client's leader discovery asked every node for `Status`, which hashed
     /// the whole state under the read lock each time; during a leader change that stalled
     /// applies. Callers at one applied index now share one hash.
     #[tokio::test]
     async fn the_digest_is_computed_once_per_applied_index() {
-        use ledger_state_machine::{Command, CreateDeal, Money};
-
-        let create = |index: u64, deal_id: &str| {
-            log_entry(
-                index,
-                vec![Command::CreateDeal(CreateDeal {
-                    deal_id: deal_id.into(),
-                    amount: Money::parse("1000.00").unwrap(),
-                    max_investors: 10,
-                    min_ticket: None,
-                    max_ticket: None,
-                    opens_at_ms: None,
-                    closes_at_ms: None,
-                    max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
-                })],
-            )
-        };
         let dir = tempfile::tempdir().unwrap();
         let (mut store, replica) = StateMachineStore::open(dir.path(), None).unwrap();
         store.apply([create(1, "a")]).await.unwrap();
