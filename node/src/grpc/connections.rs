@@ -148,3 +148,33 @@ impl AsyncWrite for CappedConnection {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    /// The issue #15 tail: answers on a socket with Nagle on wait for the other side's delayed
+    /// ACK, 40 ms on Linux. With TCP_NODELAY off on accepted sockets, a one-client run showed
+    /// 7–8 calls of 42–48 ms in 20 s (docs/performance.md, "The tail").
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off_and_count_under_the_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cap = Arc::new(ConnectionCap::new(1));
+        let mut incoming = Box::pin(cap.clone().incoming(listener));
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let accepted = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+            .await
+            .expect("accepted within 10 s")
+            .expect("a connection")
+            .expect("accepted");
+        assert!(accepted.stream.nodelay().unwrap(), "TCP_NODELAY is off");
+        assert_eq!(cap.open(), 1);
+        drop(accepted);
+        assert_eq!(cap.open(), 0);
+    }
+}

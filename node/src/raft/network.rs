@@ -3,7 +3,9 @@
 //! node's [`Transport`].
 //!
 //! Connections are made lazily and kept per peer; a peer that cannot be reached is reported as
-//! `Unreachable`, so openraft backs off instead of spinning. Every request carries the cluster id
+//! `Unreachable`, so openraft backs off instead of spinning, and a call that ran out of time as
+//! `Timeout`, which openraft retries at its next event without backing off (see
+//! [`failure_of`]). Every request carries the cluster id
 //! and the ids of its sender and its target, and peers refuse requests from another cluster or
 //! addressed to another node.
 
@@ -11,9 +13,9 @@ use std::sync::Arc;
 
 use ledger_state_machine::codec;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -96,7 +98,7 @@ struct TransportError(String);
 impl PeerClient {
     async fn call<Req, Resp, E>(
         &mut self,
-        method: RaftMethod,
+        action: RPCTypes,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
@@ -113,6 +115,11 @@ impl PeerClient {
                 ))))
             }
         };
+        let method = match action {
+            RPCTypes::AppendEntries => RaftMethod::AppendEntries,
+            RPCTypes::Vote => RaftMethod::Vote,
+            RPCTypes::InstallSnapshot => RaftMethod::InstallSnapshot,
+        };
         let call = RaftCall {
             payload: codec::encode(request),
             cluster_id: self.cluster_id.clone(),
@@ -127,17 +134,15 @@ impl PeerClient {
             clock_ms,
         } = match client.call(method, call).await {
             Ok(answer) => answer,
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Cancelled
-                ) =>
-            {
-                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            Err(status) => {
+                return Err(failure_of(
+                    &status,
+                    action,
+                    self.sender,
+                    self.target,
+                    option.hard_ttl(),
+                ))
             }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
         self.clock
             .record(self.target, clock_ms, sent, self.clock.now());
@@ -151,13 +156,42 @@ impl PeerClient {
     }
 }
 
+/// What a failed call to a peer tells openraft.
+///
+/// Only a peer that cannot be reached (`Unavailable`: refused, reset, no route) is
+/// `Unreachable`: openraft then stops sending to it for 500 ms. A call that ran out of time
+/// (`DeadlineExceeded`, or tonic's own "Timeout expired", which it reports as `Cancelled`) is a
+/// slow peer, not a missing one: `Timeout`, which openraft retries at its next event, as it does
+/// when its own timer ends the call. Reporting timeouts as unreachable cost 600 ms stalls: one
+/// fsync of 217 ms on the shared disk made both followers miss the 100 ms AppendEntries
+/// deadline at once, and the leader then sent them nothing for half a second
+/// (docs/performance.md, "The tail").
+fn failure_of<E: std::error::Error>(
+    status: &tonic::Status,
+    action: RPCTypes,
+    sender: u64,
+    target: u64,
+    timeout: std::time::Duration,
+) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+    match status.code() {
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Timeout(Timeout {
+            action,
+            id: sender,
+            target,
+            timeout,
+        }),
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(status)),
+        _ => RPCError::Network(NetworkError::new(status)),
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(RaftMethod::AppendEntries, &rpc, &option).await
+        self.call(RPCTypes::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -168,7 +202,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call(RaftMethod::InstallSnapshot, &rpc, &option).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -176,6 +210,59 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(RaftMethod::Vote, &rpc, &option).await
+        self.call(RPCTypes::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn failure(code: tonic::Code, message: &str) -> RPCError<u64, BasicNode, RaftError<u64>> {
+        failure_of(
+            &tonic::Status::new(code, message),
+            RPCTypes::AppendEntries,
+            1,
+            2,
+            Duration::from_millis(100),
+        )
+    }
+
+    #[test]
+    fn a_call_out_of_time_is_a_timeout_not_an_unreachable_peer() {
+        // What tonic's channel timeout returns, as seen in a leader's log during a slow fsync.
+        for (code, message) in [
+            (tonic::Code::Cancelled, "Timeout expired"),
+            (tonic::Code::DeadlineExceeded, "deadline has elapsed"),
+        ] {
+            match failure(code, message) {
+                RPCError::Timeout(timeout) => {
+                    assert_eq!(timeout.action, RPCTypes::AppendEntries);
+                    assert_eq!((timeout.id, timeout.target), (1, 2));
+                    assert_eq!(timeout.timeout, Duration::from_millis(100));
+                }
+                other => panic!("{code:?} became {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_unavailable_peer_is_unreachable() {
+        assert!(matches!(
+            failure(tonic::Code::Unavailable, "connection refused"),
+            RPCError::Unreachable(_)
+        ));
+        for code in [
+            tonic::Code::Internal,
+            tonic::Code::PermissionDenied,
+            tonic::Code::Unknown,
+        ] {
+            assert!(
+                matches!(failure(code, "x"), RPCError::Network(_)),
+                "{code:?}"
+            );
+        }
     }
 }
