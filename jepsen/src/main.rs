@@ -66,6 +66,13 @@ enum Command {
     },
     /// Removes namespaces, links and cgroups left by interrupted runs.
     Cleanup,
+    /// Builds the slow-fsync `LD_PRELOAD` shim (the disk nemeses' tool) into a folder and prints
+    /// its path: preloaded with `LJP_SLOW_FSYNC_FILE=F`, every fsync waits the milliseconds
+    /// written in F (`scripts/fsync-blips.sh` uses it outside the suite).
+    Shim {
+        /// Where to build it.
+        dir: PathBuf,
+    },
     /// Prints one Markdown table row per run folder (for docs/JEPSEN.md).
     Table {
         /// Run folders.
@@ -113,6 +120,19 @@ fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("ledger-jepsen cleanup: {error:#}");
+                ExitCode::from(3)
+            }
+        },
+        Command::Shim { dir } => match std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| ledger_jepsen::procs::build_slow_fsync_shim(&dir))
+        {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ledger-jepsen shim: {error:#}");
                 ExitCode::from(3)
             }
         },

@@ -17,6 +17,7 @@ mod exit;
 mod export;
 mod load;
 mod output;
+mod peers;
 mod plot;
 mod redecide;
 

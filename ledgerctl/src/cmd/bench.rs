@@ -16,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_client::{pb, Decision, Submission};
+
+use crate::peers::{self, PeerConn, PeerKind};
 use serde_json::json;
 
 use crate::cli::Cli;
@@ -67,6 +69,95 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Also write every call slower than --slow-ms to this file, one line each: seconds since
+    /// the start when it was sent, its latency in ms, the client's number. For finding what a
+    /// tail is made of (when, how often, on which client).
+    #[arg(long)]
+    slow_log: Option<PathBuf>,
+    /// The threshold of --slow-log, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    slow_ms: u64,
+    /// Drive a peer instead of the ledger, with the same shapes and clients (one connection
+    /// each): what a team would build instead (docs/performance.md, `scripts/bench.sh --peers`).
+    #[arg(long, value_enum, requires = "peer_addr")]
+    peer: Option<PeerKind>,
+    /// The peer's `host:port` (PostgreSQL: user `postgres`, database `postgres`, no password).
+    #[arg(long)]
+    peer_addr: Option<String>,
+}
+
+/// Where one bench client sends its requests.
+enum Target {
+    Ledger(ledger_client::Client),
+    Peer(PeerConn, i64),
+}
+
+impl Target {
+    /// Submits `(deal, investor)` requests of `amount` each (one `Submit`, or one `SubmitBatch`,
+    /// or the peer's equivalent): each request's answer, or the code of its error.
+    async fn submit(
+        &mut self,
+        requests: &[(String, String)],
+        amount: &str,
+    ) -> Vec<Result<Answer, &'static str>> {
+        match self {
+            Target::Ledger(client) => {
+                let calls: Vec<Submission> = requests
+                    .iter()
+                    .map(|(deal, investor)| {
+                        Submission::new(deal.clone(), investor.clone(), amount.to_owned())
+                    })
+                    .collect();
+                if let [call] = calls.as_slice() {
+                    vec![client
+                        .submit(call)
+                        .await
+                        .map(Answer::of)
+                        .map_err(|error| error.code_name())]
+                } else {
+                    match client.submit_batch(&calls).await {
+                        Ok(results) => results
+                            .into_iter()
+                            .map(|result| result.map(Answer::of).map_err(|e| e.code_name()))
+                            .collect(),
+                        Err(error) => vec![Err(error.code_name()); calls.len()],
+                    }
+                }
+            }
+            Target::Peer(conn, cents) => match peers::submit(conn, requests, *cents).await {
+                Ok(decisions) => decisions
+                    .into_iter()
+                    .map(|reject| {
+                        Ok(Answer {
+                            reject,
+                            attempts: 1,
+                        })
+                    })
+                    .collect(),
+                Err(_) => vec![Err("PEER_ERROR"); requests.len()],
+            },
+        }
+    }
+}
+
+/// One request's decision, as the bench counts it.
+#[derive(Clone)]
+struct Answer {
+    /// `None`: admitted; else the reject reason's name.
+    reject: Option<&'static str>,
+    /// Calls it took (retries with the same request id).
+    attempts: u32,
+}
+
+impl Answer {
+    fn of(decision: Decision) -> Answer {
+        Answer {
+            reject: decision
+                .reject_reason()
+                .map(|_| reject_reason(&decision.investment)),
+            attempts: decision.attempts,
+        }
+    }
 }
 
 /// The shape of the load (`--shape`).
@@ -135,32 +226,32 @@ struct Tally {
     /// When its last answer came (the run's duration ends at the last answer of all, not when
     /// the last client, waiting for a tick of the rate, found nothing left to send).
     last_answer: Option<Instant>,
+    /// Calls slower than --slow-ms: (sent, seconds since the start; latency in µs).
+    slow: Vec<(f64, u64)>,
 }
 
 impl Tally {
     /// Counts one request's result; `full` runs when its deal had no room left for it.
     fn count(
         &mut self,
-        result: Result<Decision, &'static str>,
+        result: Result<Answer, &'static str>,
         errors_seen: &AtomicU64,
         full: impl FnOnce(),
     ) {
         match result {
-            Ok(decision) => {
-                if decision.attempts > 1 {
+            Ok(answer) => {
+                if answer.attempts > 1 {
                     self.retried += 1;
                 }
-                self.max_attempts = self.max_attempts.max(decision.attempts);
-                let key = match decision.reject_reason() {
+                self.max_attempts = self.max_attempts.max(answer.attempts);
+                let key = match answer.reject {
                     Some(reason) => {
-                        if matches!(
-                            reason,
-                            pb::RejectReason::InvestorLimitReached
-                                | pb::RejectReason::AmountExceedsRemaining
-                        ) {
+                        if reason == pb::RejectReason::InvestorLimitReached.as_str_name()
+                            || reason == pb::RejectReason::AmountExceedsRemaining.as_str_name()
+                        {
                             full();
                         }
-                        format!("REJECTED {}", reject_reason(&decision.investment))
+                        format!("REJECTED {reason}")
                     }
                     None => "ADMITTED".to_owned(),
                 };
@@ -181,7 +272,6 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if !(1..=1000).contains(&args.batch) {
         bail!("--batch must be between 1 and 1000");
     }
-    let client = cli.client().await?;
     let prefix = args
         .deal_prefix
         .clone()
@@ -192,7 +282,25 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         // Enough for every request to be admitted, and one more.
         Shape::Hot => args.count.div_ceil(u64::from(args.max_investors.max(1))) + 1,
     };
-    create_deals(&client, &prefix, deal_count as usize, args.max_investors).await?;
+    // One connection per client to a peer, as its benchmarks do; the ledger's client library
+    // shares its channels.
+    let mut targets = Vec::with_capacity(args.clients);
+    match (args.peer, &args.peer_addr) {
+        (Some(kind), Some(addr)) => {
+            let cents = peers::cents(&args.amount)?;
+            for _ in 0..args.clients {
+                targets.push(Target::Peer(peers::connect(kind, addr).await?, cents));
+            }
+            if let Some(Target::Peer(conn, _)) = targets.first_mut() {
+                peers::create_deals(conn, &prefix, deal_count as usize, args.max_investors).await?;
+            }
+        }
+        _ => {
+            let client = cli.client().await?;
+            create_deals(&client, &prefix, deal_count as usize, args.max_investors).await?;
+            targets.extend((0..args.clients).map(|_| Target::Ledger(client.clone())));
+        }
+    }
     let deals = Arc::new(Deals {
         shape: args.shape,
         prefix: prefix.clone(),
@@ -222,9 +330,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_s);
     let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let (client, next, errors_seen, ticker, progress, deals) = (
-            client.clone(),
+    let slow_micros = args.slow_log.as_ref().map(|_| args.slow_ms * 1000);
+    for mut target in targets {
+        let (next, errors_seen, ticker, progress, deals) = (
             next.clone(),
             errors_seen.clone(),
             ticker.clone(),
@@ -240,6 +348,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                 retried: 0,
                 max_attempts: 0,
                 last_answer: None,
+                slow: Vec::new(),
             };
             loop {
                 if let Some(ticker) = &ticker {
@@ -250,37 +359,21 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                     break;
                 }
                 let last = (first + batch).min(count);
-                let submissions: Vec<(u64, Submission)> = (first..last)
-                    .map(|n| {
-                        let deal = deals.pick(n);
-                        let submission = Submission::new(
-                            deals.id(deal),
-                            format!("investor-{n}"),
-                            amount.clone(),
-                        );
-                        (deal, submission)
-                    })
+                let picked: Vec<u64> = (first..last).map(|n| deals.pick(n)).collect();
+                let requests: Vec<(String, String)> = (first..last)
+                    .zip(&picked)
+                    .map(|(n, &deal)| (deals.id(deal), format!("investor-{n}")))
                     .collect();
                 let sent = Instant::now();
-                // Each request's decision, or the code of its error.
-                let results: Vec<Result<Decision, &'static str>> = if batch == 1 {
-                    let result = client.submit(&submissions[0].1).await;
-                    vec![result.map_err(|error| error.code_name())]
-                } else {
-                    let calls: Vec<Submission> =
-                        submissions.iter().map(|(_, s)| s.clone()).collect();
-                    match client.submit_batch(&calls).await {
-                        Ok(results) => results
-                            .into_iter()
-                            .map(|result| result.map_err(|error| error.code_name()))
-                            .collect(),
-                        Err(error) => vec![Err(error.code_name()); calls.len()],
-                    }
-                };
+                let results = target.submit(&requests, &amount).await;
                 tally.last_answer = Some(Instant::now());
                 let micros = sent.elapsed().as_micros().max(1) as u64;
                 let _ = tally.latency.record_n(micros, results.len() as u64);
-                for ((deal, _), result) in submissions.iter().zip(results) {
+                if slow_micros.is_some_and(|slow| micros >= slow) {
+                    let at = sent.saturating_duration_since(started).as_secs_f64();
+                    tally.slow.push((at, micros));
+                }
+                for (deal, result) in picked.iter().zip(results) {
                     tally.count(result, &errors_seen, || deals.full(*deal));
                 }
                 progress.inc(last - first);
@@ -294,8 +387,10 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut retried, mut max_attempts) = (0, 0);
     let mut last_answer = started;
-    for task in tasks {
+    let mut slow = Vec::new();
+    for (client, task) in tasks.into_iter().enumerate() {
         let tally = task.await?;
+        slow.extend(tally.slow.iter().map(|&(at, micros)| (at, micros, client)));
         latency.add(&tally.latency)?;
         for (k, v) in tally.outcomes {
             *outcomes.entry(k).or_default() += v;
@@ -317,12 +412,17 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let admitted = outcomes.get("ADMITTED").copied().unwrap_or(0);
     let report = json!({
+        "system": args.peer.map_or("ledger", PeerKind::name),
         "shape": args.shape.name(), "batch": args.batch,
         "requests": requests, "decisions": decisions, "seconds": elapsed,
         "per_second": requests as f64 / elapsed, "clients": args.clients,
         "decisions_per_second": decisions as f64 / elapsed,
         "admitted_fraction": if decisions > 0 { admitted as f64 / decisions as f64 } else { 0.0 },
-        "target_rate": args.rate, "endpoints": cli.endpoints, "deal_prefix": prefix,
+        "target_rate": args.rate, "deal_prefix": prefix,
+        "endpoints": match &args.peer_addr {
+            Some(addr) if args.peer.is_some() => vec![addr.clone()],
+            _ => cli.endpoints.clone(),
+        },
         "deals": (0..deal_count).map(|d| deals.id(d)).collect::<Vec<_>>(),
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0},
         "outcomes": outcomes, "errors": errors,
@@ -335,12 +435,22 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if let Some(path) = &args.table {
         append_table_row(path, args, &report)?;
     }
+    if let Some(path) = &args.slow_log {
+        slow.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let lines: String = slow
+            .iter()
+            .map(|(at, micros, client)| {
+                format!("{at:.6} {:.3} {client}\n", *micros as f64 / 1000.0)
+            })
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!(
-        "{requests} requests in {elapsed:.2} s: {:.0}/s with {} clients, shape {}, {} (leader found from {})",
+        "{requests} requests in {elapsed:.2} s: {:.0}/s with {} clients, shape {}, {} ({})",
         requests as f64 / elapsed,
         args.clients,
         args.shape.name(),
@@ -348,7 +458,10 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
             1 => "Submit".to_owned(),
             n => format!("SubmitBatch of {n}"),
         },
-        cli.endpoints.join(",")
+        match (args.peer, &args.peer_addr) {
+            (Some(kind), Some(addr)) => format!("{} at {addr}", kind.name()),
+            _ => format!("leader found from {}", cli.endpoints.join(",")),
+        }
     );
     println!(
         "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
@@ -402,7 +515,10 @@ fn append_table_row(
     writeln!(
         file,
         "| {} | {} | {} | {} | {} | {:.0} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-        args.shape.name(),
+        match args.peer {
+            Some(kind) => format!("{} ({})", args.shape.name(), kind.name()),
+            None => args.shape.name().to_owned(),
+        },
         match args.batch {
             1 => "Submit".to_owned(),
             n => format!("SubmitBatch × {n}"),
