@@ -13,7 +13,7 @@
 //! epoch), so a paused or partitioned executor cannot keep acting on stale work; and its late
 //! results are ignored by the state machine anyway (epoch fencing).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use ledger_state_machine::{
     Command, InvestmentView, Outcome, RequestId, SagaEvent, SagaStep, TraceContext,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
@@ -91,7 +91,55 @@ pub struct Executor {
     /// The client's trace of sagas assigned here, from the events of the entry that decided
     /// them; dropped when the saga's worker ends.
     traces: Mutex<HashMap<RequestId, TraceContext>>,
-    permits: Arc<Semaphore>,
+    /// Sagas of `running` waiting for one of the `concurrency` workers.
+    queue: WorkQueue,
+}
+
+/// Sagas waiting for one of a bounded number of worker slots, oldest first.
+///
+/// A saga waits here as its id, not as a spawned task: a task waiting for a slot holds its
+/// whole future (several KB), and 90,000 sagas queued behind a 10,000/s load held 1.49 GB on
+/// each executor's node (560–590 MB since; issue #15, docs/performance.md).
+struct WorkQueue {
+    slots: Arc<Semaphore>,
+    waiting: Mutex<VecDeque<RequestId>>,
+}
+
+impl WorkQueue {
+    fn new(concurrency: usize) -> WorkQueue {
+        WorkQueue {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            waiting: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn push(&self, request_id: RequestId) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(request_id);
+    }
+
+    /// The waiting sagas that may start now, oldest first, each with its slot (given back when
+    /// dropped). Call it after a push and after a slot is given back: whichever of the two
+    /// comes second sees both the saga and the free slot, so none is left waiting beside one.
+    fn ready(&self) -> Vec<(RequestId, OwnedSemaphorePermit)> {
+        let mut ready = Vec::new();
+        loop {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                return ready;
+            };
+            let next = self
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            match next {
+                Some(request_id) => ready.push((request_id, slot)),
+                None => return ready,
+            }
+        }
+    }
 }
 
 impl Executor {
@@ -110,7 +158,7 @@ impl Executor {
                 Some(seed) => seed ^ me.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 None => std::collections::hash_map::RandomState::new().hash_one(me),
             },
-            permits: Arc::new(Semaphore::new(config.concurrency)),
+            queue: WorkQueue::new(config.concurrency),
             node,
             partners,
             config,
@@ -251,7 +299,15 @@ impl Executor {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request_id);
         if fresh {
-            tokio::spawn(self.clone().work(request_id));
+            self.queue.push(request_id);
+            self.dispatch();
+        }
+    }
+
+    /// Starts a worker for each saga that may start now.
+    fn dispatch(self: &Arc<Self>) {
+        for (request_id, slot) in self.queue.ready() {
+            tokio::spawn(self.clone().work(request_id, slot));
         }
     }
 
@@ -260,11 +316,15 @@ impl Executor {
         self.node.replica.read().state.investment(request_id)
     }
 
+    /// Runs the saga's driver until it stops, then hands its `slot` on to the next waiting saga.
+    async fn work(self: Arc<Self>, request_id: RequestId, slot: OwnedSemaphorePermit) {
+        self.drive(request_id).await;
+        drop(slot);
+        self.dispatch();
+    }
+
     /// Runs the saga's driver until it stops.
-    async fn work(self: Arc<Self>, request_id: RequestId) {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return;
-        };
+    async fn drive(&self, request_id: RequestId) {
         let bits = request_id.as_u128();
         let seed = self.seed ^ (bits as u64) ^ ((bits >> 64) as u64);
         let mut driver = StepDriver::new(self.me, self.config.retry_policy(), seed);
@@ -493,5 +553,43 @@ impl StepTimes {
         steps
             .remove(&step)
             .map(|(started, in_partners)| (started.elapsed(), in_partners))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> RequestId {
+        RequestId::from_u128(n + 1).expect("not nil")
+    }
+
+    #[test]
+    fn sagas_past_the_concurrency_wait_as_ids_and_start_in_order_as_slots_free() {
+        let queue = WorkQueue::new(2);
+        for n in 0..5 {
+            queue.push(id(n));
+        }
+        let mut running: Vec<_> = queue.ready();
+        assert_eq!(ids(&running), [id(0), id(1)]);
+        assert!(queue.ready().is_empty(), "no free slot");
+
+        drop(running.remove(0));
+        running.extend(queue.ready());
+        assert_eq!(ids(&running), [id(1), id(2)]);
+
+        running.clear();
+        running.extend(queue.ready());
+        assert_eq!(ids(&running), [id(3), id(4)]);
+
+        // A free slot with nothing waiting starts nothing, and the next push starts at once.
+        running.clear();
+        assert!(queue.ready().is_empty());
+        queue.push(id(5));
+        assert_eq!(ids(&queue.ready()), [id(5)]);
+    }
+
+    fn ids(running: &[(RequestId, OwnedSemaphorePermit)]) -> Vec<RequestId> {
+        running.iter().map(|(request_id, _)| *request_id).collect()
     }
 }
