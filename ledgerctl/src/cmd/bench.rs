@@ -82,7 +82,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, requires = "peer_addr")]
     peer: Option<PeerKind>,
     /// The peer's `host:port` (PostgreSQL: user `postgres`, database `postgres`, no password).
-    #[arg(long)]
+    #[arg(long, requires = "peer")]
     peer_addr: Option<String>,
 }
 

@@ -903,23 +903,11 @@ mod tests {
     /// caught up by snapshot kept its watchers waiting for a state it already had.
     #[tokio::test]
     async fn installing_a_snapshot_wakes_the_watchers() {
-        use ledger_state_machine::{Command, CreateDeal, Money, SagaStep, Submit};
+        use ledger_state_machine::{Command, Money, SagaStep, Submit};
 
         let request_id = RequestId::parse("6f1c2b1e-8f3a-4c55-9a6e-0d1b2c3d4e5f").unwrap();
         let admitted = vec![
-            log_entry(
-                1,
-                vec![Command::CreateDeal(CreateDeal {
-                    deal_id: "d".into(),
-                    amount: Money::parse("1000.00").unwrap(),
-                    max_investors: 10,
-                    min_ticket: None,
-                    max_ticket: None,
-                    opens_at_ms: None,
-                    closes_at_ms: None,
-                    max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
-                })],
-            ),
+            create(1, "d"),
             log_entry(
                 2,
                 vec![Command::Submit(Submit {
