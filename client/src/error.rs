@@ -64,6 +64,13 @@ pub enum ClientError {
         /// Its last known status.
         status: String,
     },
+    /// The last attempt, at the deadline or at [`crate::ClientConfig::max_attempts`], was
+    /// refused for lack of room (`RESOURCE_EXHAUSTED`, marked "not proposed": the leader's
+    /// queue of writes or a node's calls in flight were full), and no attempt may have written:
+    /// nothing was written, and the same call may be sent again later. When an earlier attempt
+    /// may have written, a submission is [`ClientError::OutcomeUnknown`] instead.
+    #[error("overloaded, nothing was written: {0}")]
+    Overloaded(String),
     /// Anything else the server said, with its gRPC code.
     #[error("{code:?}: {message}")]
     Other {
@@ -89,6 +96,7 @@ impl ClientError {
             ClientError::Conflict(_) => "CONFLICT",
             ClientError::NotFound(_) => "NOT_FOUND",
             ClientError::Unavailable(_) => "UNAVAILABLE",
+            ClientError::Overloaded(_) => "RESOURCE_EXHAUSTED",
             ClientError::OutcomeUnknown { .. } | ClientError::OperationOutcomeUnknown { .. } => {
                 "OUTCOME_UNKNOWN"
             }

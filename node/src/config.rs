@@ -80,6 +80,13 @@ pub struct Flags {
     /// whole or refused whole. At least 10000 (the largest batch).
     #[arg(long, env = "LEDGER_PROPOSAL_QUEUE_MAX", default_value_t = 16_384)]
     pub proposal_queue_max: usize,
+    /// Back-pressure by time, in ms: while the leader's writes wait longer than this for a log
+    /// entry (measured on the oldest command of each entry it proposes), a client write is
+    /// refused at once with RESOURCE_EXHAUSTED, nothing proposed. It bounds the queueing delay
+    /// whatever the size of calls; 0 turns it off (the count bound above still holds).
+    /// Executors' own writes are never refused.
+    #[arg(long, env = "LEDGER_PROPOSAL_DELAY_MAX_MS", default_value_t = 200)]
+    pub proposal_delay_max_ms: u64,
     /// How long, in µs, the leader waits for more commands before proposing an entry while
     /// another entry is still in flight; the wait also ends when that entry is applied, and it
     /// never happens with the pipeline empty, so a lone request does not wait. Fewer, larger
@@ -191,6 +198,8 @@ pub struct Config {
     pub inflight_entries_max: usize,
     /// Back-pressure: commands queued for a log entry at most.
     pub proposal_queue_max: usize,
+    /// Back-pressure: refuse client writes while they wait longer than this (zero: off).
+    pub proposal_delay_max: std::time::Duration,
     /// Wait for more commands while another entry is in flight.
     pub batch_linger: std::time::Duration,
     /// Transport security and credentials.
@@ -291,6 +300,9 @@ impl Flags {
         if !(10_000..=1 << 20).contains(&self.proposal_queue_max) {
             return bad("--proposal-queue-max must be between 10000 and 1048576".into());
         }
+        if self.proposal_delay_max_ms > 60_000 {
+            return bad("--proposal-delay-max-ms must be at most 60000 (0: off)".into());
+        }
         if self.batch_linger_us > 100_000 {
             return bad("--batch-linger-us must be at most 100000 (0.1 s)".into());
         }
@@ -363,6 +375,7 @@ impl Flags {
             batch_commands_max: self.batch_commands_max,
             inflight_entries_max: self.inflight_entries_max,
             proposal_queue_max: self.proposal_queue_max,
+            proposal_delay_max: std::time::Duration::from_millis(self.proposal_delay_max_ms),
             batch_linger: std::time::Duration::from_micros(self.batch_linger_us),
             security: SecurityFiles {
                 tls,

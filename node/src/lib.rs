@@ -42,7 +42,7 @@ use crate::error::StartError;
 use crate::grpc::{admission::AdmissionService, cluster::ClusterService, raft::RaftService};
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::raft::batcher::Batcher;
+use crate::raft::batcher::{Batcher, Limits as BatchLimits, Pressure};
 use crate::raft::log_store::LogStore;
 use crate::raft::mem_log::MemDisk;
 use crate::raft::network::{Network, RAFT_MESSAGE_BYTES_MAX};
@@ -306,10 +306,16 @@ where
         raft.clone(),
         node_id,
         clock.clone(),
-        config.batch_commands_max,
-        config.inflight_entries_max,
+        BatchLimits {
+            batch_commands_max: config.batch_commands_max,
+            inflight_entries_max: config.inflight_entries_max,
+            linger: config.batch_linger,
+        },
         config.proposal_queue_max,
-        config.batch_linger,
+        Pressure::new(
+            config.proposal_delay_max,
+            metrics.proposal_delay_seconds.clone(),
+        ),
     );
     if seams.watchdog {
         stall::spawn_watchdog(node_id);

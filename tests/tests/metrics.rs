@@ -32,6 +32,7 @@ const FAMILIES: &[&str] = &[
     "ledger_raft_leader_changes",
     "ledger_raft_last_log_index",
     "ledger_raft_committed_index",
+    "ledger_proposal_queue_delay_seconds",
     "ledger_raft_applied_index",
     "ledger_raft_append_duration_seconds",
     "ledger_raft_fsync_duration_seconds",

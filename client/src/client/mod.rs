@@ -46,12 +46,19 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// Longest pause between attempts.
     pub backoff_max: Duration,
+    /// Most attempts per call (`None`: until the deadline). `Some(1)` fails fast: a caller
+    /// that sheds load itself gets [`ClientError::Overloaded`] at once when the leader has no
+    /// room, rather than waiting out backoffs.
+    ///
+    /// [`ClientError::Overloaded`]: crate::ClientError::Overloaded
+    pub max_attempts: Option<u32>,
     /// TLS and token; [`Credentials::insecure`] by default.
     pub credentials: Credentials,
 }
 
 impl ClientConfig {
-    /// Defaults: 5 s per attempt, 15 s per call, 2 s to connect, pauses of 25 ms to 1 s.
+    /// Defaults: 5 s per attempt, 15 s per call, 2 s to connect, pauses of 25 ms to 1 s, attempts
+    /// until the deadline.
     pub fn new<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> ClientConfig {
         ClientConfig {
             seeds: seeds.into_iter().map(Into::into).collect(),
@@ -60,6 +67,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(2),
             backoff_min: Duration::from_millis(25),
             backoff_max: Duration::from_secs(1),
+            max_attempts: None,
             credentials: Credentials::insecure(),
         }
     }

@@ -72,6 +72,8 @@ impl Client {
         let mut may_have_written = false;
         loop {
             attempts += 1;
+            // Whether this attempt was refused for lack of room, before anything was proposed.
+            let mut overloaded = false;
             let target = match (route, addr) {
                 (Route::Node, Some(addr)) => Ok(addr.to_owned()),
                 _ => match self.leader_addr() {
@@ -95,6 +97,8 @@ impl Client {
                                 message,
                                 may_have_written: written,
                             } => {
+                                overloaded =
+                                    status.code() == tonic::Code::ResourceExhausted && !written;
                                 may_have_written |= written;
                                 if route == Route::Leader {
                                     // Follow the hint, or forget a leader that failed us.
@@ -117,15 +121,22 @@ impl Client {
             // Another attempt only if it gets a quarter of its usual time: one cut shorter
             // would rarely be answered, and one that times out leaves a write's outcome unknown.
             let shortest = self.inner.config.attempt_timeout / 4;
+            let attempts_left = self
+                .inner
+                .config
+                .max_attempts
+                .is_none_or(|max| attempts < max);
             match delays.next() {
-                Some(delay) if Instant::now() + delay + shortest <= deadline => {
+                Some(delay) if attempts_left && Instant::now() + delay + shortest <= deadline => {
                     tokio::time::sleep(delay).await
                 }
                 _ => {
                     return Err(Exhausted::TimedOut {
                         waited: started.elapsed(),
+                        attempts,
                         last_error: message,
                         may_have_written,
+                        overloaded: overloaded && !may_have_written,
                     })
                 }
             }
@@ -186,50 +197,76 @@ pub(super) enum Exhausted {
     TimedOut {
         waited: Duration,
         last_error: String,
+        /// Attempts made.
+        attempts: u32,
         /// Some attempt may have taken effect (see [`classify`]).
         may_have_written: bool,
+        /// The last attempt was refused for lack of room, and none may have written.
+        overloaded: bool,
     },
 }
 
 impl Exhausted {
+    /// Every attempt refused for lack of room, nothing written: [`ClientError::Overloaded`],
+    /// whatever the call; else `self`.
+    fn overloaded(self) -> Result<ClientError, Exhausted> {
+        match self {
+            Exhausted::TimedOut {
+                waited,
+                attempts,
+                last_error,
+                overloaded: true,
+                ..
+            } => Ok(ClientError::Overloaded(format!(
+                "gave up after {attempts} attempts in {waited:?}: {last_error}"
+            ))),
+            other => Err(other),
+        }
+    }
+
     /// For reads (and writes known not to have been written).
     pub(super) fn into_unavailable(self) -> ClientError {
-        match self {
-            Exhausted::Definite(error) => error,
-            Exhausted::TimedOut {
+        match self.overloaded() {
+            Ok(overloaded) => overloaded,
+            Err(Exhausted::Definite(error)) => error,
+            Err(Exhausted::TimedOut {
                 waited, last_error, ..
-            } => ClientError::Unavailable(format!("gave up after {waited:?}: {last_error}")),
+            }) => ClientError::Unavailable(format!("gave up after {waited:?}: {last_error}")),
         }
     }
 
     /// For an operator write: unknown unless every attempt is known to have written nothing.
     pub(super) fn into_write_error(self, operation: &str) -> ClientError {
-        match self {
-            Exhausted::TimedOut {
+        match self.overloaded() {
+            Ok(overloaded) => overloaded,
+            Err(Exhausted::TimedOut {
                 waited,
                 last_error,
                 may_have_written: true,
-            } => ClientError::OperationOutcomeUnknown {
+                ..
+            }) => ClientError::OperationOutcomeUnknown {
                 operation: operation.to_owned(),
                 waited,
                 last_error,
             },
-            Exhausted::TimedOut {
+            Err(Exhausted::TimedOut {
                 waited, last_error, ..
-            } => ClientError::Unavailable(format!(
+            }) => ClientError::Unavailable(format!(
                 "{operation} not done, nothing was written; gave up after {waited:?}: {last_error}"
             )),
-            Exhausted::Definite(error) => error,
+            Err(Exhausted::Definite(error)) => error,
         }
     }
 
-    /// For a submission: always unknown past the deadline (see `docs/decisions.md`).
+    /// For a submission: unknown past the deadline (see `docs/decisions.md`), unless every
+    /// attempt was refused for lack of room.
     pub(super) fn into_outcome_unknown(self, request_id: &str) -> ClientError {
-        match self {
-            Exhausted::Definite(error) => error,
-            Exhausted::TimedOut {
+        match self.overloaded() {
+            Ok(overloaded) => overloaded,
+            Err(Exhausted::Definite(error)) => error,
+            Err(Exhausted::TimedOut {
                 waited, last_error, ..
-            } => ClientError::OutcomeUnknown {
+            }) => ClientError::OutcomeUnknown {
                 request_id: request_id.to_owned(),
                 waited,
                 last_error,

@@ -17,6 +17,8 @@ use crate::error::{classify, Failure, NOT_PROPOSED, OUTCOME_KEY};
 enum Answer {
     /// `UNAVAILABLE` with `x-ledger-outcome: <value>`, or without the key.
     Unavailable(Option<&'static str>),
+    /// `RESOURCE_EXHAUSTED` (an overloaded node), marked as `Unavailable` is.
+    Overloaded(Option<&'static str>),
     /// No answer within the client's attempt timeout.
     Hang,
 }
@@ -40,8 +42,11 @@ impl Fake {
             }
         };
         match answer.expect("an answer") {
-            Answer::Unavailable(outcome) => {
-                let mut status = Status::unavailable("no luck");
+            Answer::Unavailable(outcome) | Answer::Overloaded(outcome) => {
+                let mut status = match answer {
+                    Some(Answer::Overloaded(_)) => Status::resource_exhausted("queue full"),
+                    _ => Status::unavailable("no luck"),
+                };
                 if let Some(outcome) = outcome {
                     status
                         .metadata_mut()
@@ -150,6 +155,11 @@ impl Cluster for Fake {
 
 /// A client of a fake node answering `answers`, with a deadline of a fraction of a second.
 async fn client_of(answers: &[Answer]) -> Client {
+    client_of_with(answers, |_| {}).await
+}
+
+/// [`client_of`], its configuration changed by `change`.
+async fn client_of_with(answers: &[Answer], change: impl FnOnce(&mut ClientConfig)) -> Client {
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
     let addr = incoming.local_addr().expect("local address").to_string();
     let fake = Fake {
@@ -162,7 +172,9 @@ async fn client_of(answers: &[Answer]) -> Client {
             .add_service(ClusterServer::new(fake))
             .serve_with_incoming(incoming),
     );
-    Client::unconnected(quick([addr])).expect("client")
+    let mut config = quick([addr]);
+    change(&mut config);
+    Client::unconnected(config).expect("client")
 }
 
 fn quick<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> ClientConfig {
@@ -266,6 +278,45 @@ async fn a_write_that_may_have_been_proposed_has_an_unknown_outcome_naming_it() 
             other => panic!("{answers:?}: expected an unknown outcome, got {other:?}"),
         }
     }
+}
+
+/// Back-pressure: a call whose attempts were refused for lack of room, none of them possibly
+/// written, is `Overloaded` (nothing written, send it again later); `max_attempts` ends the
+/// call at its first refusal rather than at the deadline.
+#[tokio::test]
+async fn refusals_for_lack_of_room_are_an_overload_and_max_attempts_stops_early() {
+    let full = Answer::Overloaded(Some(NOT_PROPOSED));
+    let error = compensate(&[full]).await;
+    assert!(matches!(error, ClientError::Overloaded(_)), "{error:?}");
+    assert_eq!(error.code_name(), "RESOURCE_EXHAUSTED");
+
+    // One attempt: the refusal is the answer; the next answer (which would make the outcome
+    // unknown) is never asked for.
+    let then_unknown = [full, Answer::Unavailable(Some("unknown"))];
+    let client = client_of_with(&then_unknown, |config| config.max_attempts = Some(1)).await;
+    let error = client
+        .compensate_saga("4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e", "test")
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, ClientError::Overloaded(_)), "{error:?}");
+    // Until the deadline, the second attempt's "unknown" decides.
+    let error = compensate(&then_unknown).await;
+    assert!(
+        matches!(error, ClientError::OperationOutcomeUnknown { .. }),
+        "{error:?}"
+    );
+    // An unmarked refusal (a proxy, an older node) proves nothing.
+    let error = compensate(&[Answer::Overloaded(None)]).await;
+    assert!(
+        matches!(error, ClientError::OperationOutcomeUnknown { .. }),
+        "{error:?}"
+    );
+    // An earlier attempt that may have written is not undone by a later refusal.
+    let error = compensate(&[Answer::Unavailable(Some("unknown")), full]).await;
+    assert!(
+        matches!(error, ClientError::OperationOutcomeUnknown { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -2,14 +2,15 @@
 //! duration (whichever ends first: never unbounded), in one of three shapes of load over fresh
 //! deals, one request per `Submit` or `--batch` requests per `SubmitBatch`. Every request goes
 //! through the client library, so a leader change costs retries with the same request id,
-//! not errors. Reports throughput, latency percentiles (HDR histogram, per request: a batch's
-//! latency counts once for each of its requests), decisions by outcome and errors by code;
-//! `--out` writes the report as JSON.
+//! not errors. Reports throughput, latency percentiles of the decided requests (HDR histogram,
+//! per request: a batch's latency counts once for each of its requests) and of the failed
+//! ones, decisions by outcome and errors by code; `--out` writes the report as JSON.
+//! `--open-loop` sends at the rate whatever the answers, to see an overload as it is.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -17,12 +18,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_client::{pb, Decision, Submission};
 
-use crate::peers::{self, PeerConn, PeerKind};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::cli::Cli;
 use crate::load::{create_deals, histogram};
 use crate::output::reject_reason;
+use crate::peers::{self, PeerConn, PeerKind};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -77,6 +79,20 @@ pub struct BenchArgs {
     /// The threshold of --slow-log, in milliseconds.
     #[arg(long, default_value_t = 20)]
     slow_ms: u64,
+    /// With --rate: send each call when it is due whatever the answers (open loop), as many at
+    /// once as that takes, latency counted from when the call was due. The load then does not
+    /// slow down with the cluster, which is what an overload looks like. --clients is then the
+    /// number of separate client connections the calls are spread over.
+    #[arg(long, conflicts_with = "peer")]
+    open_loop: bool,
+    /// --open-loop: most calls outstanding at once; a call due beyond it is not sent, counted
+    /// as the error NOT_SENT (the generator's own bound, not the cluster's answer).
+    #[arg(long, default_value_t = 20_000)]
+    max_outstanding: usize,
+    /// Attempts per call (0: retry until --deadline-s, as the client library does by default).
+    /// 1 shows an overload's refusals (RESOURCE_EXHAUSTED) rather than the client's retries.
+    #[arg(long, default_value_t = 0, conflicts_with = "peer")]
+    attempts: u32,
     /// Drive a peer instead of the ledger, with the same shapes and clients (one connection
     /// each): what a team would build instead (docs/performance.md, `scripts/bench.sh --peers`).
     #[arg(long, value_enum, requires = "peer_addr")]
@@ -218,7 +234,13 @@ impl Deals {
 
 /// What one client task saw.
 struct Tally {
+    /// Of decided requests.
     latency: Histogram<u64>,
+    /// Of requests that ended in an error.
+    error_latency: Histogram<u64>,
+    /// `--open-loop`: how late each call left the generator (when sent, less when due): the
+    /// generator's own lag, which the latencies include.
+    send_lag: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     retried: u64,
@@ -231,13 +253,36 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts one request's result; `full` runs when its deal had no room left for it.
+    fn new() -> Tally {
+        Tally {
+            latency: histogram(),
+            error_latency: histogram(),
+            send_lag: histogram(),
+            outcomes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            retried: 0,
+            max_attempts: 0,
+            last_answer: None,
+            slow: Vec::new(),
+        }
+    }
+
+    /// Counts one request's result, answered after `micros` (0: never sent); `full` runs when
+    /// its deal had no room left for it.
     fn count(
         &mut self,
         result: Result<Answer, &'static str>,
+        micros: u64,
         errors_seen: &AtomicU64,
         full: impl FnOnce(),
     ) {
+        // Zero: never sent, no latency to count.
+        if micros > 0 {
+            let _ = match result {
+                Ok(_) => self.latency.record(micros),
+                Err(_) => self.error_latency.record(micros),
+            };
+        }
         match result {
             Ok(answer) => {
                 if answer.attempts > 1 {
@@ -272,6 +317,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if !(1..=1000).contains(&args.batch) {
         bail!("--batch must be between 1 and 1000");
     }
+    if args.open_loop && (args.rate == 0 || args.max_outstanding == 0) {
+        bail!("--open-loop needs --rate and a --max-outstanding of at least 1");
+    }
     let prefix = args
         .deal_prefix
         .clone()
@@ -296,9 +344,26 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
             }
         }
         _ => {
-            let client = cli.client().await?;
+            let mut config = cli.config()?;
+            config.max_attempts = (args.attempts > 0).then_some(args.attempts);
+            let connect = || async {
+                ledger_client::Client::connect(config.clone())
+                    .await
+                    .with_context(|| format!("connecting to {}", cli.endpoints.join(",")))
+            };
+            let client = connect().await?;
             create_deals(&client, &prefix, deal_count as usize, args.max_investors).await?;
-            targets.extend((0..args.clients).map(|_| Target::Ledger(client.clone())));
+            // Closed loop: the clients share the library's channels, as one application would.
+            // Open loop: a client (its own connections) each, so that the calls outstanding are
+            // not capped by one connection's streams (--max-streams-per-connection).
+            targets.push(Target::Ledger(client.clone()));
+            for _ in 1..args.clients {
+                targets.push(Target::Ledger(if args.open_loop {
+                    connect().await?
+                } else {
+                    client.clone()
+                }));
+            }
         }
     }
     let deals = Arc::new(Deals {
@@ -331,6 +396,32 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let deadline = started + Duration::from_secs(args.duration_s);
     let mut tasks = Vec::new();
     let slow_micros = args.slow_log.as_ref().map(|_| args.slow_ms * 1000);
+    if args.open_loop {
+        let clients = targets
+            .into_iter()
+            .filter_map(|target| match target {
+                Target::Ledger(client) => Some(client),
+                Target::Peer(..) => None,
+            })
+            .collect();
+        let run = OpenLoop {
+            clients,
+            deals: deals.clone(),
+            progress: progress.clone(),
+            errors_seen: errors_seen.clone(),
+            started,
+            deadline,
+            slow_micros,
+        };
+        tasks.push(tokio::spawn(run.run(
+            args.count,
+            args.batch,
+            args.rate,
+            args.max_outstanding,
+            args.amount.clone(),
+        )));
+        targets = Vec::new();
+    }
     for mut target in targets {
         let (next, errors_seen, ticker, progress, deals) = (
             next.clone(),
@@ -341,15 +432,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         );
         let (count, batch, amount) = (args.count, args.batch, args.amount.clone());
         tasks.push(tokio::spawn(async move {
-            let mut tally = Tally {
-                latency: histogram(),
-                outcomes: BTreeMap::new(),
-                errors: BTreeMap::new(),
-                retried: 0,
-                max_attempts: 0,
-                last_answer: None,
-                slow: Vec::new(),
-            };
+            let mut tally = Tally::new();
             loop {
                 if let Some(ticker) = &ticker {
                     ticker.lock().await.tick().await;
@@ -368,13 +451,12 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                 let results = target.submit(&requests, &amount).await;
                 tally.last_answer = Some(Instant::now());
                 let micros = sent.elapsed().as_micros().max(1) as u64;
-                let _ = tally.latency.record_n(micros, results.len() as u64);
                 if slow_micros.is_some_and(|slow| micros >= slow) {
                     let at = sent.saturating_duration_since(started).as_secs_f64();
                     tally.slow.push((at, micros));
                 }
                 for (deal, result) in picked.iter().zip(results) {
-                    tally.count(result, &errors_seen, || deals.full(*deal));
+                    tally.count(result, micros, &errors_seen, || deals.full(*deal));
                 }
                 progress.inc(last - first);
                 progress.set_message(format!("errors {}", errors_seen.load(Ordering::Relaxed)));
@@ -383,6 +465,8 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         }));
     }
     let mut latency = histogram();
+    let mut error_latency = histogram();
+    let mut send_lag = histogram();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut retried, mut max_attempts) = (0, 0);
@@ -392,6 +476,8 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         let tally = task.await?;
         slow.extend(tally.slow.iter().map(|&(at, micros)| (at, micros, client)));
         latency.add(&tally.latency)?;
+        error_latency.add(&tally.error_latency)?;
+        send_lag.add(&tally.send_lag)?;
         for (k, v) in tally.outcomes {
             *outcomes.entry(k).or_default() += v;
         }
@@ -407,9 +493,11 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         .saturating_duration_since(started)
         .as_secs_f64()
         .max(1e-6);
-    let requests = latency.len();
+    let requests = latency.len() + error_latency.len();
     let decisions: u64 = outcomes.values().sum();
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let error_ms = |q: f64| error_latency.value_at_quantile(q) as f64 / 1000.0;
+    let lag_ms = |q: f64| send_lag.value_at_quantile(q) as f64 / 1000.0;
     let admitted = outcomes.get("ADMITTED").copied().unwrap_or(0);
     let report = json!({
         "system": args.peer.map_or("ledger", PeerKind::name),
@@ -425,6 +513,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         },
         "deals": (0..deal_count).map(|d| deals.id(d)).collect::<Vec<_>>(),
         "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0},
+        "error_latency_ms": {"p50": error_ms(0.5), "p99": error_ms(0.99), "max": error_latency.max() as f64 / 1000.0},
+        "open_loop": args.open_loop, "attempts": args.attempts,
+        "send_lag_ms": {"p50": lag_ms(0.5), "p99": lag_ms(0.99), "max": send_lag.max() as f64 / 1000.0},
         "outcomes": outcomes, "errors": errors,
         "retried_requests": retried, "max_attempts": max_attempts,
     });
@@ -464,13 +555,22 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         }
     );
     println!(
-        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        "latency ms of decided requests: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
         ms(0.5),
         ms(0.9),
         ms(0.99),
         ms(0.999),
         latency.max() as f64 / 1000.0
     );
+    if args.open_loop {
+        println!(
+            "open loop: calls left the generator late by p50 {:.2}  p99 {:.2}  max {:.2} ms \
+             (included above)",
+            lag_ms(0.5),
+            lag_ms(0.99),
+            send_lag.max() as f64 / 1000.0
+        );
+    }
     println!("decisions: {decisions}");
     for (outcome, n) in &outcomes {
         println!("  {outcome:<40} {n:>9}");
@@ -479,12 +579,106 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     if errors.is_empty() {
         println!("errors: none");
     } else {
-        println!("errors:");
+        println!(
+            "errors (latency ms: p50 {:.2}  p99 {:.2}  max {:.2}):",
+            error_ms(0.5),
+            error_ms(0.99),
+            error_latency.max() as f64 / 1000.0
+        );
         for (code, n) in &errors {
             println!("  {code:<40} {n:>9}");
         }
     }
     Ok(())
+}
+
+/// `--open-loop`: calls sent when due, whatever the answers.
+struct OpenLoop {
+    clients: Vec<ledger_client::Client>,
+    deals: Arc<Deals>,
+    progress: ProgressBar,
+    errors_seen: Arc<AtomicU64>,
+    started: Instant,
+    deadline: Instant,
+    slow_micros: Option<u64>,
+}
+
+impl OpenLoop {
+    /// Sends call k (requests `k * batch ..`) at `k * batch / rate` seconds from the start, on
+    /// client k mod N, until `count` requests or the deadline; each call's latency runs from
+    /// when it was due, so a generator that falls behind counts its own lag too.
+    async fn run(
+        self,
+        count: u64,
+        batch: u64,
+        rate: u64,
+        max_outstanding: usize,
+        amount: String,
+    ) -> Tally {
+        let tally = Arc::new(std::sync::Mutex::new(Tally::new()));
+        let outstanding = Arc::new(Semaphore::new(max_outstanding));
+        let period = Duration::from_secs_f64(batch as f64 / rate as f64);
+        let mut calls = tokio::task::JoinSet::new();
+        let mut call = 0u32;
+        loop {
+            let first = u64::from(call) * batch;
+            let due = self.started + period * call;
+            if first >= count || due >= self.deadline || self.clients.is_empty() {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let last = (first + batch).min(count);
+            self.progress.inc(last - first);
+            let Ok(permit) = outstanding.clone().try_acquire_owned() else {
+                let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                for _ in first..last {
+                    tally.count(Err("NOT_SENT"), 0, &self.errors_seen, || {});
+                }
+                call += 1;
+                continue;
+            };
+            let mut target =
+                Target::Ledger(self.clients[call as usize % self.clients.len()].clone());
+            let picked: Vec<u64> = (first..last).map(|n| self.deals.pick(n)).collect();
+            let requests: Vec<(String, String)> = (first..last)
+                .zip(&picked)
+                .map(|(n, &deal)| (self.deals.id(deal), format!("investor-{n}")))
+                .collect();
+            let (tally, deals, errors_seen, amount) = (
+                tally.clone(),
+                self.deals.clone(),
+                self.errors_seen.clone(),
+                amount.clone(),
+            );
+            let (started, slow_micros) = (self.started, self.slow_micros);
+            calls.spawn(async move {
+                let lag = Instant::now().saturating_duration_since(due);
+                let results = target.submit(&requests, &amount).await;
+                drop(permit);
+                let answered = Instant::now();
+                let micros = answered.saturating_duration_since(due).as_micros().max(1) as u64;
+                let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                tally.last_answer = Some(answered);
+                let _ = tally.send_lag.record(lag.as_micros().max(1) as u64);
+                if slow_micros.is_some_and(|slow| micros >= slow) {
+                    let at = due.saturating_duration_since(started).as_secs_f64();
+                    tally.slow.push((at, micros));
+                }
+                for (deal, result) in picked.iter().zip(results) {
+                    tally.count(result, micros, &errors_seen, || deals.full(*deal));
+                }
+            });
+            // Reap what has ended, so the set holds only the calls outstanding.
+            while calls.try_join_next().is_some() {}
+            call += 1;
+        }
+        while calls.join_next().await.is_some() {}
+        let tally = std::mem::replace(
+            &mut *tally.lock().unwrap_or_else(PoisonError::into_inner),
+            Tally::new(),
+        );
+        tally
+    }
 }
 
 /// Appends `report` as a row of the Markdown table in `path`.

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use crate::config::Limits;
+use crate::grpc::status::{mark, NOT_PROPOSED};
 
 /// `AddLearner` and `ChangeMembership` wait for a learner to catch up or for a joint
 /// membership to commit; they get this long instead of `--request-timeout-ms`.
@@ -166,10 +167,15 @@ where
             return Box::pin(inner.call(request));
         }
         let Ok(permit) = self.guard.in_flight.clone().try_acquire_owned() else {
-            let status = Status::resource_exhausted(format!(
-                "this node has {} calls in flight, its limit (--max-in-flight); retry later",
-                self.guard.limits.in_flight_max
-            ));
+            // Refused before any handler ran: nothing was proposed, which the client library
+            // needs to know to report an overload rather than an unknown outcome.
+            let status = mark(
+                Status::resource_exhausted(format!(
+                    "this node has {} calls in flight, its limit (--max-in-flight); retry later",
+                    self.guard.limits.in_flight_max
+                )),
+                NOT_PROPOSED,
+            );
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         let timeout = match path.as_str() {
@@ -229,6 +235,53 @@ mod tests {
             watch_streams_max: total,
             watch_streams_per_connection_max: per_connection,
         }
+    }
+
+    /// A call past `--max-in-flight` is refused before any handler ran, so it says "not
+    /// proposed": the client library may then report an overload, not an unknown outcome.
+    #[tokio::test]
+    async fn a_call_past_the_in_flight_limit_is_refused_not_proposed() {
+        use tower::{Layer, Service};
+        let held = Arc::new(tokio::sync::Notify::new());
+        let release = held.clone();
+        let handler = tower::service_fn(move |_: http::Request<()>| {
+            let held = held.clone();
+            async move {
+                held.notified().await;
+                Ok::<_, Infallible>(http::Response::new(()))
+            }
+        });
+        let mut limited = LimitLayer::new(Guard::new(limits(1, 1))).layer(handler);
+        let request = || {
+            http::Request::builder()
+                .uri("/admission.v1.Admission/Submit")
+                .body(())
+                .expect("a request")
+        };
+        let first = tokio::spawn(limited.call(request()));
+        let refused = limited.call(request()).await.expect("an answer");
+        let header = |name: &str| {
+            refused
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            header("grpc-status").as_deref(),
+            Some("8"),
+            "RESOURCE_EXHAUSTED"
+        );
+        assert_eq!(
+            header(crate::grpc::status::OUTCOME_KEY).as_deref(),
+            Some(NOT_PROPOSED)
+        );
+        release.notify_one();
+        let answered = first.await.expect("joined").expect("an answer");
+        assert!(
+            answered.headers().get("grpc-status").is_none(),
+            "the first went through"
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn hint(status: &mut Status, leader_id: Option<u64>, leader_addr: Option<&str>) 
     }
 }
 
-fn mark(mut status: Status, outcome: &'static str) -> Status {
+pub(crate) fn mark(mut status: Status, outcome: &'static str) -> Status {
     status
         .metadata_mut()
         .insert(OUTCOME_KEY, MetadataValue::from_static(outcome));

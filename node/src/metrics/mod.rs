@@ -136,6 +136,8 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// The committed index this node's log store last saved.
     pub committed_index: Gauge,
+    /// How long the oldest command of the leader's last proposed entry waited (back-pressure).
+    pub proposal_delay_seconds: Gauge<f64, AtomicU64>,
     /// The data folder: its Raft log's size and its file system's free space are measured at
     /// scrape time when this is set.
     data_dir: std::sync::OnceLock<std::path::PathBuf>,
@@ -167,6 +169,7 @@ impl Metrics {
             snapshot_bytes: bytes(),
             leader_changes: Counter::default(),
             committed_index: Gauge::default(),
+            proposal_delay_seconds: Gauge::default(),
             data_dir: std::sync::OnceLock::new(),
             started: AtomicU64::new(0),
             registry: Registry::default(),
@@ -251,6 +254,14 @@ impl Metrics {
             "ledger_raft_committed_index",
             "Index of the last entry known committed",
             metrics.committed_index.clone(),
+        );
+        r.register_with_unit(
+            "ledger_proposal_queue_delay",
+            "How long the oldest command of the last entry this node proposed as leader had \
+             waited for it; over --proposal-delay-max-ms, client writes are refused \
+             (RESOURCE_EXHAUSTED)",
+            Unit::Seconds,
+            metrics.proposal_delay_seconds.clone(),
         );
         // Every known series from the start, at zero: a family without series is not exported,
         // and dashboards and alerts should see "none yet" rather than "no such metric".

@@ -4,6 +4,7 @@
 //! Batching never reorders: commands keep their queue order inside an entry, and entries are
 //! handed to openraft in queue order (`client_write_ff` keeps submission order).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use ledger_state_machine::{Applied, Command, Entry, EntryHeader};
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use openraft::BasicNode;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify, Semaphore};
+use tokio::time::Instant;
 
 use super::{Raft, TypeConfig};
 use crate::clock::LogClock;
@@ -32,12 +35,59 @@ type Reply = oneshot::Sender<Result<Proposed, ApiError>>;
 struct Waiting {
     command: Command,
     reply: Reply,
+    /// When it was queued: how long the leader's writes wait is the back-pressure's measure.
+    queued_at: Instant,
+}
+
+/// Back-pressure by time: how long the leader's writes wait for a log entry, and the bound
+/// beyond which a client write is refused.
+pub struct Pressure {
+    /// Refuse client writes while the queue's wait is over this (zero: never, by time).
+    delay_max: Duration,
+    /// How long the oldest command of the last proposed entry had waited, in µs.
+    delay_us: AtomicU64,
+    /// The same, exported (`ledger_proposal_queue_delay_seconds`).
+    gauge: Gauge<f64, AtomicU64>,
+}
+
+impl Pressure {
+    /// Bound `delay_max` (zero: off), reporting the wait to `gauge`.
+    pub fn new(delay_max: Duration, gauge: Gauge<f64, AtomicU64>) -> Pressure {
+        Pressure {
+            delay_max,
+            delay_us: AtomicU64::new(0),
+            gauge,
+        }
+    }
+
+    fn record(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.delay_us.store(micros, Ordering::Relaxed);
+        self.gauge.set(waited.as_secs_f64());
+    }
+
+    /// Why a client write must be refused now, if it must: commands are waiting, and the last
+    /// entry's oldest command had waited longer than the bound. The measure is the last entry's,
+    /// so it follows the queue within a round; once refusals drain the queue it falls under the
+    /// bound and writes are taken again, which keeps the wait near the bound rather than growing.
+    fn refusal(&self, queued: usize) -> Option<ApiError> {
+        let waited = Duration::from_micros(self.delay_us.load(Ordering::Relaxed));
+        (!self.delay_max.is_zero() && queued > 0 && waited > self.delay_max).then(|| {
+            ApiError::Overloaded(format!(
+                "the leader's writes wait {} ms for a log entry, over its bound of {} ms; retry \
+                 later",
+                waited.as_millis(),
+                self.delay_max.as_millis()
+            ))
+        })
+    }
 }
 
 /// The handle to the batching task.
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<Waiting>,
+    pressure: Arc<Pressure>,
     /// How many [`Hold`]s are alive; while any is, no new entry is proposed.
     holds: Arc<watch::Sender<u32>>,
     /// Held by the batching task from its last look at `holds` until openraft has the entry, so
@@ -66,11 +116,12 @@ impl Batcher {
         raft: Raft,
         node_id: u64,
         clock: Arc<LogClock>,
-        batch_commands_max: usize,
-        inflight_entries_max: usize,
+        limits: Limits,
         queue_max: usize,
-        linger: Duration,
+        pressure: Pressure,
     ) -> Batcher {
+        let pressure = Arc::new(pressure);
+        let inflight_entries_max = limits.inflight_entries_max;
         let (queue, waiting) = mpsc::channel(queue_max.max(1));
         let holds = Arc::new(watch::Sender::new(0));
         let proposing = Arc::new(Mutex::new(()));
@@ -84,15 +135,13 @@ impl Batcher {
                 holds: holds.subscribe(),
                 proposing: proposing.clone(),
                 inflight: inflight.clone(),
+                pressure: pressure.clone(),
             },
-            Limits {
-                batch_commands_max,
-                inflight_entries_max,
-                linger,
-            },
+            limits,
         ));
         Batcher {
             queue,
+            pressure,
             holds,
             proposing,
             inflight,
@@ -126,7 +175,7 @@ impl Batcher {
     /// Queues `command` and waits for its result; [`ApiError::Overloaded`] at once, nothing
     /// proposed, when the queue is full.
     pub async fn propose(&self, command: Command) -> Result<Proposed, ApiError> {
-        match enqueue_all(&self.queue, vec![command]) {
+        match enqueue_all(&self.queue, vec![command], Some(&self.pressure)) {
             Ok(mut results) => match results.pop() {
                 Some(result) => result.await.unwrap_or_else(|_| Err(reply_lost())),
                 None => Err(reply_lost()),
@@ -141,7 +190,11 @@ impl Batcher {
     pub async fn propose_waiting(&self, command: Command) -> Result<Proposed, ApiError> {
         let (reply, result) = oneshot::channel();
         self.queue
-            .send(Waiting { command, reply })
+            .send(Waiting {
+                command,
+                reply,
+                queued_at: Instant::now(),
+            })
             .await
             .map_err(|_| not_queued())?;
         result.await.unwrap_or_else(|_| Err(reply_lost()))
@@ -154,7 +207,7 @@ impl Batcher {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<Result<Proposed, ApiError>>, ApiError> {
-        let pending = enqueue_all(&self.queue, commands)?;
+        let pending = enqueue_all(&self.queue, commands, Some(&self.pressure))?;
         let mut results = Vec::with_capacity(pending.len());
         for result in pending {
             results.push(result.await.unwrap_or_else(|_| Err(reply_lost())));
@@ -164,11 +217,20 @@ impl Batcher {
 }
 
 /// Queues `commands` in order, all or none: the queue is bounded (`--proposal-queue-max`), and a
-/// write that finds no room is refused at once rather than left waiting (back-pressure).
+/// write that finds no room, or finds the queue's wait over `--proposal-delay-max-ms`
+/// (`pressure`), is refused at once rather than left waiting (back-pressure).
 fn enqueue_all(
     queue: &mpsc::Sender<Waiting>,
     commands: Vec<Command>,
+    pressure: Option<&Pressure>,
 ) -> Result<Vec<oneshot::Receiver<Result<Proposed, ApiError>>>, ApiError> {
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queued = queue.max_capacity() - queue.capacity();
+    if let Some(refusal) = pressure.and_then(|pressure| pressure.refusal(queued)) {
+        return Err(refusal);
+    }
     let room = match queue.try_reserve_many(commands.len()) {
         Ok(room) => room,
         Err(mpsc::error::TrySendError::Full(())) => {
@@ -184,7 +246,11 @@ fn enqueue_all(
         .zip(room)
         .map(|(command, permit)| {
             let (reply, result) = oneshot::channel();
-            permit.send(Waiting { command, reply });
+            permit.send(Waiting {
+                command,
+                reply,
+                queued_at: Instant::now(),
+            });
             result
         })
         .collect())
@@ -205,13 +271,15 @@ struct Gates {
     holds: watch::Receiver<u32>,
     proposing: Arc<Mutex<()>>,
     inflight: Arc<Semaphore>,
+    pressure: Arc<Pressure>,
 }
 
-/// How the batcher shapes entries.
-struct Limits {
-    batch_commands_max: usize,
-    inflight_entries_max: usize,
-    linger: Duration,
+/// How the batcher shapes entries (`--batch-commands-max`, `--inflight-entries-max`,
+/// `--batch-linger-us`).
+pub struct Limits {
+    pub batch_commands_max: usize,
+    pub inflight_entries_max: usize,
+    pub linger: Duration,
 }
 
 async fn run(
@@ -226,6 +294,7 @@ async fn run(
         mut holds,
         proposing,
         inflight,
+        pressure,
     } = gates;
     let Limits {
         batch_commands_max,
@@ -298,6 +367,9 @@ async fn run(
             };
             permit = Some(again);
         };
+        if let Some(oldest) = batch.first() {
+            pressure.record(oldest.queued_at.elapsed());
+        }
         let (commands, replies): (Vec<Command>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.command, w.reply)).unzip();
         let entry = Entry {
@@ -456,28 +528,66 @@ mod tests {
     fn a_full_queue_refuses_writes_whole_and_at_once() {
         let (queue, mut waiting) = mpsc::channel::<Waiting>(4);
         let retire = || Command::ExecutorRetire { node_id: 1 };
-        let three = enqueue_all(&queue, vec![retire(), retire(), retire()]).expect("room for 3");
+        let three =
+            enqueue_all(&queue, vec![retire(), retire(), retire()], None).expect("room for 3");
         assert_eq!(three.len(), 3);
-        let refused = enqueue_all(&queue, vec![retire(), retire()]).expect_err("room for 1 only");
+        let refused =
+            enqueue_all(&queue, vec![retire(), retire()], None).expect_err("room for 1 only");
         assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
         assert_eq!(
             outcome_marker(refused),
             (Code::ResourceExhausted, Some("not-proposed".into()), None)
         );
-        enqueue_all(&queue, vec![retire()]).expect("the refused batch took no room");
-        assert!(enqueue_all(&queue, vec![retire()]).is_err(), "full");
+        enqueue_all(&queue, vec![retire()], None).expect("the refused batch took no room");
+        assert!(enqueue_all(&queue, vec![retire()], None).is_err(), "full");
         // Taken by the batching task, room again; in order.
         for _ in 0..4 {
             assert!(waiting.try_recv().is_ok());
         }
-        enqueue_all(&queue, vec![retire(); 4]).expect("room again");
+        enqueue_all(&queue, vec![retire(); 4], None).expect("room again");
         // A batch of nothing (every request malformed) queues nothing, even when full.
-        assert!(enqueue_all(&queue, Vec::new())
+        assert!(enqueue_all(&queue, Vec::new(), None)
             .expect("nothing to queue")
             .is_empty());
         drop(waiting);
-        let closed = enqueue_all(&queue, vec![retire()]).expect_err("the task is gone");
+        let closed = enqueue_all(&queue, vec![retire()], None).expect_err("the task is gone");
         assert!(matches!(closed, ApiError::Unavailable(_)), "{closed:?}");
+    }
+
+    /// Back-pressure by time: while commands wait and the last entry's oldest command waited
+    /// over the bound, a client write is refused whole, "not proposed", and nothing is queued;
+    /// once the wait falls under the bound (or nothing waits) writes are taken again.
+    #[test]
+    fn a_queue_waiting_too_long_refuses_writes() {
+        let (queue, mut waiting) = mpsc::channel::<Waiting>(16);
+        let retire = || Command::ExecutorRetire { node_id: 1 };
+        let gauge = Gauge::<f64, AtomicU64>::default();
+        let pressure = Pressure::new(Duration::from_millis(100), gauge.clone());
+        pressure.record(Duration::from_millis(150));
+        assert_eq!(gauge.get(), 0.15, "the wait is exported");
+        enqueue_all(&queue, vec![retire(); 2], Some(&pressure))
+            .expect("nothing waits: an arrival would not wait, whatever the last entry saw");
+        let refused = enqueue_all(&queue, vec![retire(); 3], Some(&pressure))
+            .expect_err("commands wait, and the last entry's waited 150 ms of 100");
+        assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
+        assert_eq!(
+            outcome_marker(refused),
+            (Code::ResourceExhausted, Some("not-proposed".into()), None)
+        );
+        assert_eq!(
+            queue.max_capacity() - queue.capacity(),
+            2,
+            "the refused took no room"
+        );
+        pressure.record(Duration::from_millis(99));
+        enqueue_all(&queue, vec![retire()], Some(&pressure)).expect("under the bound again");
+        let off = Pressure::new(Duration::ZERO, Gauge::default());
+        off.record(Duration::from_secs(60));
+        enqueue_all(&queue, vec![retire()], Some(&off)).expect("no bound by time");
+        for _ in 0..4 {
+            assert!(waiting.try_recv().is_ok(), "in order, none lost");
+        }
+        assert!(waiting.try_recv().is_err());
     }
 
     #[test]
