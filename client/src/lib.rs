@@ -41,8 +41,8 @@ mod credentials;
 mod error;
 
 pub use client::{
-    is_final, open_deal, status_of, Client, ClientConfig, Decision, LearnerAdded, Services,
-    Submission, VoterSetError,
+    is_final, open_deal, status_of, Client, ClientConfig, Decision, LearnerAdded, RetryThrottle,
+    Services, Submission, VoterSetError,
 };
 pub use credentials::Credentials;
 pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};

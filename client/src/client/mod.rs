@@ -24,9 +24,11 @@ mod operator;
 mod retry;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod types;
 mod voters;
 
+pub use throttle::RetryThrottle;
 pub use types::{is_final, open_deal, status_of, Decision, LearnerAdded, Submission};
 pub use voters::VoterSetError;
 
@@ -52,6 +54,14 @@ pub struct ClientConfig {
     ///
     /// [`ClientError::Overloaded`]: crate::ClientError::Overloaded
     pub max_attempts: Option<u32>,
+    /// A budget for retrying refusals for lack of room (`RESOURCE_EXHAUSTED`, nothing
+    /// proposed), shared by all calls of this client: under a sustained overload the client
+    /// stops retrying them and reports [`ClientError::Overloaded`] rather than adding its own
+    /// retries to the load. `None`: retried like any transient failure, until the deadline.
+    /// Other failures (no leader, a timeout, a broken connection) are not budgeted.
+    ///
+    /// [`ClientError::Overloaded`]: crate::ClientError::Overloaded
+    pub overload_retries: Option<RetryThrottle>,
     /// TLS and token; [`Credentials::insecure`] by default.
     pub credentials: Credentials,
 }
@@ -68,6 +78,7 @@ impl ClientConfig {
             backoff_min: Duration::from_millis(25),
             backoff_max: Duration::from_secs(1),
             max_attempts: None,
+            overload_retries: Some(RetryThrottle::default()),
             credentials: Credentials::insecure(),
         }
     }
@@ -91,6 +102,8 @@ struct Inner {
     leader: Mutex<Option<String>>,
     /// Every member's address as last learned (plus the seeds).
     members: Mutex<Vec<String>>,
+    /// What is left of the budget for retrying refusals for lack of room.
+    overload_budget: throttle::Budget,
 }
 
 /// The two services of one node over one connection.
@@ -115,6 +128,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 members: Mutex::new(config.seeds.clone()),
+                overload_budget: throttle::Budget::new(config.overload_retries),
                 config,
                 channels: Mutex::new(BTreeMap::new()),
                 leader: Mutex::new(None),

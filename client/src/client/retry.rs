@@ -72,8 +72,10 @@ impl Client {
         let mut may_have_written = false;
         loop {
             attempts += 1;
-            // Whether this attempt was refused for lack of room, before anything was proposed.
+            // Whether this attempt was refused for lack of room, before anything was proposed,
+            // and if so whether the overload budget allows retrying it.
             let mut overloaded = false;
+            let mut budget_left = true;
             let target = match (route, addr) {
                 (Route::Node, Some(addr)) => Ok(addr.to_owned()),
                 _ => match self.leader_addr() {
@@ -89,9 +91,15 @@ impl Client {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let timeout = self.inner.config.attempt_timeout.min(left);
                     match tokio::time::timeout(timeout, call(services, request.clone())).await {
-                        Ok(Ok(reply)) => return Ok((reply.into_inner(), attempts)),
+                        Ok(Ok(reply)) => {
+                            self.inner.overload_budget.answered();
+                            return Ok((reply.into_inner(), attempts));
+                        }
                         Ok(Err(status)) => match classify(&status) {
-                            Failure::Definite(error) => return Err(Exhausted::Definite(error)),
+                            Failure::Definite(error) => {
+                                self.inner.overload_budget.answered();
+                                return Err(Exhausted::Definite(error));
+                            }
                             Failure::Retry {
                                 leader_hint,
                                 message,
@@ -99,6 +107,9 @@ impl Client {
                             } => {
                                 overloaded =
                                     status.code() == tonic::Code::ResourceExhausted && !written;
+                                if overloaded {
+                                    budget_left = self.inner.overload_budget.refused();
+                                }
                                 may_have_written |= written;
                                 if route == Route::Leader {
                                     // Follow the hint, or forget a leader that failed us.
@@ -125,7 +136,8 @@ impl Client {
                 .inner
                 .config
                 .max_attempts
-                .is_none_or(|max| attempts < max);
+                .is_none_or(|max| attempts < max)
+                && budget_left;
             match delays.next() {
                 Some(delay) if attempts_left && Instant::now() + delay + shortest <= deadline => {
                     tokio::time::sleep(delay).await

@@ -311,6 +311,28 @@ async fn refusals_for_lack_of_room_are_an_overload_and_max_attempts_stops_early(
         matches!(error, ClientError::OperationOutcomeUnknown { .. }),
         "{error:?}"
     );
+    // The overload budget (10 tokens, retries while more than 5 are left) ends the call at
+    // the 5th refusal, long before the deadline: the 6th answer is never asked for. Without a
+    // budget it is.
+    let five_then_unknown = [
+        full,
+        full,
+        full,
+        full,
+        full,
+        Answer::Unavailable(Some("unknown")),
+    ];
+    let error = compensate(&five_then_unknown).await;
+    assert!(matches!(error, ClientError::Overloaded(_)), "{error:?}");
+    let unbudgeted = client_of_with(&five_then_unknown, |c| c.overload_retries = None).await;
+    let error = unbudgeted
+        .compensate_saga("4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e", "test")
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(error, ClientError::OperationOutcomeUnknown { .. }),
+        "{error:?}"
+    );
     // An earlier attempt that may have written is not undone by a later refusal.
     let error = compensate(&[Answer::Unavailable(Some("unknown")), full]).await;
     assert!(
