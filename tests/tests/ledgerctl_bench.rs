@@ -181,6 +181,71 @@ async fn a_hot_batched_bench_fills_deals_one_after_another() {
     .await;
 }
 
+/// Back-pressure (issue #15 §3): an open-loop bench over a leader whose writes may wait only
+/// 1 ms (`--proposal-delay-max-ms 1`; the batcher's linger alone is 3 ms, so a burst is
+/// refused), one attempt per call: the refusals are `RESOURCE_EXHAUSTED`, and none of them
+/// wrote anything: the ledger holds exactly the decisions the report counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_overload_is_refused_and_nothing_refused_is_written() {
+    ctl::prepare().await;
+    bounded(Duration::from_secs(180), async {
+        let options = ClusterOptions::new(3).flag("--proposal-delay-max-ms", 1);
+        let cluster = TestCluster::start(options).await;
+        let endpoints = cluster.endpoints();
+        let out = tempfile::NamedTempFile::new().expect("report file");
+        let bench = ctl::spawn(
+            &endpoints,
+            &[
+                "bench",
+                "--quiet",
+                "--open-loop",
+                "--rate",
+                "5000",
+                "--attempts",
+                "1",
+                "--clients",
+                "8",
+                "--count",
+                "5000",
+                "--duration-s",
+                NEVER_S,
+                "--deals",
+                "5",
+                "--max-investors",
+                "200",
+                "--out",
+                out.path().to_str().expect("utf-8 path"),
+            ],
+        )
+        .await;
+        let output = bench.finish(Duration::from_secs(170)).await;
+        assert!(output.success, "bench failed: {output:?}");
+        let report = report_of(out.path());
+        assert_eq!(report["open_loop"], true, "{report}");
+        let decisions = report["decisions"].as_u64().expect("decisions");
+        let refused = report["errors"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
+        assert!(
+            refused > 0,
+            "a 1 ms bound refuses part of a burst: {report}"
+        );
+        assert!(decisions > 0, "and decides the rest: {report}");
+        assert_eq!(
+            report["errors"].as_object().map(|e| e.len()),
+            Some(1),
+            "refusals only, no unknown outcome: {report}"
+        );
+        assert_eq!(decisions + refused, 5000, "{report}");
+
+        let client = connect(&cluster).await;
+        let (decided, _) = ledger_counts(&client, &report).await;
+        assert_eq!(
+            decided, decisions,
+            "a refused request was written: {report}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_during_bench_costs_retries_not_errors() {
     ctl::prepare().await;

@@ -351,8 +351,15 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
                     .await
                     .with_context(|| format!("connecting to {}", cli.endpoints.join(",")))
             };
+            // The deals with the usual retries, whatever --attempts says of the load.
+            create_deals(
+                &cli.client().await?,
+                &prefix,
+                deal_count as usize,
+                args.max_investors,
+            )
+            .await?;
             let client = connect().await?;
-            create_deals(&client, &prefix, deal_count as usize, args.max_investors).await?;
             // Closed loop: the clients share the library's channels, as one application would.
             // Open loop: a client (its own connections) each, so that the calls outstanding are
             // not capped by one connection's streams (--max-streams-per-connection).
