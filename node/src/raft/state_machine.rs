@@ -970,7 +970,7 @@ mod tests {
     #[tokio::test]
     async fn a_watch_gets_every_state_of_entries_applied_together() {
         use ledger_state_machine::{
-            Command, CreateDeal, Money, RecordStep, SagaStep, Status, StepResult, Submit,
+            Command, Money, RecordStep, SagaStep, Status, StepResult, Submit,
         };
 
         let request_id = RequestId::parse("6f1c2b1e-8f3a-4c55-9a6e-0d1b2c3d4e5f").unwrap();
@@ -993,16 +993,7 @@ mod tests {
                             node_id: 2,
                             applied_index: 0,
                         },
-                        Command::CreateDeal(CreateDeal {
-                            deal_id: "d".into(),
-                            amount: Money::parse("1000.00").unwrap(),
-                            max_investors: 10,
-                            min_ticket: None,
-                            max_ticket: None,
-                            opens_at_ms: None,
-                            closes_at_ms: None,
-                            max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
-                        }),
+                        create_deal("d"),
                     ],
                 ),
                 log_entry(
@@ -1079,20 +1070,22 @@ mod tests {
 
     /// The log entry at `index` creating deal `deal_id`.
     fn create(index: u64, deal_id: &str) -> LogEntry {
+        log_entry(index, vec![create_deal(deal_id)])
+    }
+
+    /// A command creating deal `deal_id`: 1,000.00, 10 seats.
+    fn create_deal(deal_id: &str) -> ledger_state_machine::Command {
         use ledger_state_machine::{Command, CreateDeal, Money};
-        log_entry(
-            index,
-            vec![Command::CreateDeal(CreateDeal {
-                deal_id: deal_id.into(),
-                amount: Money::parse("1000.00").unwrap(),
-                max_investors: 10,
-                min_ticket: None,
-                max_ticket: None,
-                opens_at_ms: None,
-                closes_at_ms: None,
-                max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
-            })],
-        )
+        Command::CreateDeal(CreateDeal {
+            deal_id: deal_id.into(),
+            amount: Money::parse("1000.00").unwrap(),
+            max_investors: 10,
+            min_ticket: None,
+            max_ticket: None,
+            opens_at_ms: None,
+            closes_at_ms: None,
+            max_waitlist: ledger_state_machine::MAX_WAITLIST_DEFAULT,
+        })
     }
 
     /// Found by the determinism test on a loaded machine: seed 11's simulated time came out
