@@ -219,8 +219,8 @@ pub(super) enum Exhausted {
 }
 
 impl Exhausted {
-    /// Every attempt refused for lack of room, nothing written: [`ClientError::Overloaded`],
-    /// whatever the call; else `self`.
+    /// The last attempt refused for lack of room and none may have written:
+    /// [`ClientError::Overloaded`], whatever the call; else `self`.
     fn overloaded(self) -> Result<ClientError, Exhausted> {
         match self {
             Exhausted::TimedOut {
