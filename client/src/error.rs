@@ -126,6 +126,12 @@ pub(crate) enum Failure {
         message: String,
         /// Whether a write sent in this attempt may have taken effect.
         may_have_written: bool,
+        /// The node's HTTP/2 layer refused the stream (`REFUSED_STREAM`): the connection had
+        /// no room for another call, so the request reached no application code.
+        stream_refused: bool,
+        /// How long the node asks to be left alone before the next attempt
+        /// ([`RETRY_PUSHBACK_KEY`], on its refusals for lack of room).
+        pushback: Option<std::time::Duration>,
     },
 }
 
@@ -135,10 +141,12 @@ pub(crate) enum Failure {
 /// replicated service). Everything else is the server's definite answer.
 ///
 /// A retried failure may have written something unless the node said `not-proposed`
-/// ([`OUTCOME_KEY`]) or the connection was never established: a status without the marker
-/// (from a broken connection, a forwarding node, a proxy) proves nothing.
+/// ([`OUTCOME_KEY`]), the connection was never established, or the node's HTTP/2 layer refused
+/// the stream: a status without the marker (from a broken connection, a forwarding node, a
+/// proxy) proves nothing.
 pub(crate) fn classify(status: &tonic::Status) -> Failure {
     let message = status.message().to_owned();
+    let stream_refused = stream_refused(status);
     match status.code() {
         Code::InvalidArgument | Code::OutOfRange => {
             Failure::Definite(ClientError::InvalidArgument(message))
@@ -164,8 +172,14 @@ pub(crate) fn classify(status: &tonic::Status) -> Failure {
             may_have_written: match status.metadata().get(OUTCOME_KEY).map(|v| v.to_str()) {
                 Some(Ok(NOT_PROPOSED)) => false,
                 Some(_) => true,
-                None => !never_connected(status),
+                None => !never_connected(status) && !stream_refused,
             },
+            stream_refused,
+            pushback: status
+                .metadata()
+                .get(RETRY_PUSHBACK_KEY)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map(std::time::Duration::from_millis),
         },
         code => Failure::Definite(ClientError::Other { code, message }),
     }
@@ -183,11 +197,30 @@ fn never_connected(status: &tonic::Status) -> bool {
     false
 }
 
+/// Whether the status comes from the peer resetting the stream with `REFUSED_STREAM`. HTTP/2
+/// (RFC 9113 §8.7) guarantees such a stream was not processed; a server sends it for a stream
+/// past its `SETTINGS_MAX_CONCURRENT_STREAMS`, which a client may open before it has read the
+/// server's SETTINGS (hyper allows 100 then; `--max-streams-per-connection` can be lower).
+fn stream_refused(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// The response metadata key under which nodes name the leader's address.
 pub const LEADER_ADDR_KEY: &str = "x-leader-addr";
 /// The response metadata key under which a node says whether a failed write may still take
 /// effect: [`NOT_PROPOSED`] or `unknown`.
 pub const OUTCOME_KEY: &str = "x-ledger-outcome";
+/// The response metadata key under which a node refusing a call for lack of room suggests how
+/// many milliseconds to wait before the next attempt (gRPC's server pushback, proposal A6).
+/// The library waits at least that long, and no longer than the call's deadline allows.
+pub const RETRY_PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 /// [`OUTCOME_KEY`]'s value when the node proposed nothing.
 pub const NOT_PROPOSED: &str = "not-proposed";
 
@@ -238,6 +271,38 @@ mod tests {
         }
         // An unreadable or unexpected value proves nothing either.
         assert!(may_have_written(&marked(Code::Unavailable, Some("maybe"))));
+    }
+
+    #[test]
+    fn a_stream_refused_by_http2_wrote_nothing_and_other_resets_prove_nothing() {
+        // As tonic builds the status of a call whose stream the server reset: the h2 error
+        // stays in the status's source chain.
+        let reset = |reason| tonic::Status::from_error(Box::new(h2::Error::from(reason)));
+        let refused = reset(h2::Reason::REFUSED_STREAM);
+        assert!(matches!(
+            classify(&refused),
+            Failure::Retry {
+                may_have_written: false,
+                stream_refused: true,
+                ..
+            }
+        ));
+        for reason in [h2::Reason::CANCEL, h2::Reason::INTERNAL_ERROR] {
+            assert!(matches!(
+                classify(&reset(reason)),
+                Failure::Retry {
+                    may_have_written: true,
+                    stream_refused: false,
+                    ..
+                }
+            ));
+        }
+        // A node's explicit marker still wins.
+        let mut marked_unknown = reset(h2::Reason::REFUSED_STREAM);
+        marked_unknown
+            .metadata_mut()
+            .insert(OUTCOME_KEY, "unknown".parse().unwrap());
+        assert!(may_have_written(&marked_unknown));
     }
 
     #[test]

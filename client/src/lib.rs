@@ -45,7 +45,7 @@ pub use client::{
     Services, Submission, VoterSetError,
 };
 pub use credentials::Credentials;
-pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY};
+pub use error::{ClientError, LEADER_ADDR_KEY, NOT_PROPOSED, OUTCOME_KEY, RETRY_PUSHBACK_KEY};
 pub use ledger_proto::pb;
 
 /// A channel that adds the client's token to every call.

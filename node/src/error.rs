@@ -54,10 +54,14 @@ pub enum ApiError {
         /// The leader's address, if known.
         leader_addr: Option<String>,
     },
-    /// The leader's queue of commands waiting for a log entry is full (back-pressure);
-    /// `RESOURCE_EXHAUSTED`, retryable, marked "not proposed".
-    #[error("overloaded: {0}")]
-    Overloaded(String),
+    /// The leader's queue of commands waiting for a log entry is full, or its writes wait too
+    /// long (back-pressure); `RESOURCE_EXHAUSTED`, retryable, marked "not proposed", with the
+    /// wait the leader suggests before another attempt (`grpc-retry-pushback-ms`).
+    #[error("overloaded: {reason}")]
+    Overloaded {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     /// The operation did not finish in time; its outcome is unknown; `DEADLINE_EXCEEDED`,
     /// marked "outcome unknown".
     #[error("timed out: {0}")]

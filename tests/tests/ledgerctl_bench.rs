@@ -224,11 +224,15 @@ async fn an_open_loop_overload_is_refused_and_nothing_refused_is_written() {
         assert_eq!(report["open_loop"], true, "{report}");
         let decisions = report["decisions"].as_u64().expect("decisions");
         let refused = report["errors"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
-        // CI, 2026-12-07: 8 of 5,000 ended unknown with one attempt each (the report keeps no
-        // message; a new connection's first burst past the node's HTTP/2 stream limit is the
-        // likely cause, not yet confirmed). They are accounted for, not forbidden: what this
-        // test pins is that a refusal writes nothing.
+        // CI, 2026-12-07: 8 of 5,000 ended unknown with one attempt each, cause unknown (the
+        // report kept no message then; `error_samples` now keeps some). A one-attempt
+        // submission is unknown after any failure other than a refusal for lack of room,
+        // e.g. a leader change on a loaded CI machine. They are accounted for, not
+        // forbidden: what this test pins is that a refusal writes nothing.
         let unknown = report["errors"]["OUTCOME_UNKNOWN"].as_u64().unwrap_or(0);
+        if unknown > 0 {
+            eprintln!("unknown outcomes: {}", report["error_samples"]);
+        }
         assert!(
             refused > 0,
             "a 1 ms bound refuses part of a burst: {report}"

@@ -76,6 +76,8 @@ impl Client {
             // and if so whether the overload budget allows retrying it.
             let mut overloaded = false;
             let mut budget_left = true;
+            // The node's suggested wait before the next attempt, if it gave one.
+            let mut pushed_back = None;
             let target = match (route, addr) {
                 (Route::Node, Some(addr)) => Ok(addr.to_owned()),
                 _ => match self.leader_addr() {
@@ -104,14 +106,21 @@ impl Client {
                                 leader_hint,
                                 message,
                                 may_have_written: written,
+                                stream_refused,
+                                pushback,
                             } => {
-                                overloaded =
-                                    status.code() == tonic::Code::ResourceExhausted && !written;
-                                if overloaded {
+                                pushed_back = pushback;
+                                overloaded = stream_refused
+                                    || status.code() == tonic::Code::ResourceExhausted && !written;
+                                // A refused stream is the connection's first round trip
+                                // (hyper then learns the node's stream limit and queues
+                                // instead), not the node shedding: retried like gRPC's
+                                // transparent retries, outside the budget, at the same leader.
+                                if overloaded && !stream_refused {
                                     budget_left = self.inner.overload_budget.refused();
                                 }
                                 may_have_written |= written;
-                                if route == Route::Leader {
+                                if route == Route::Leader && !stream_refused {
                                     // Follow the hint, or forget a leader that failed us.
                                     *lock(&self.inner.leader) = leader_hint;
                                 }
@@ -138,7 +147,10 @@ impl Client {
                 .max_attempts
                 .is_none_or(|max| attempts < max)
                 && budget_left;
-            match delays.next() {
+            match delays
+                .next()
+                .map(|delay| delay.max(pushed_back.unwrap_or_default()))
+            {
                 Some(delay) if attempts_left && Instant::now() + delay + shortest <= deadline => {
                     tokio::time::sleep(delay).await
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use ledger_proto::pb;
 use ledger_proto::pb::cluster_server::{Cluster, ClusterServer};
@@ -10,7 +11,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
 
 use super::*;
-use crate::error::{classify, Failure, NOT_PROPOSED, OUTCOME_KEY};
+use crate::error::{classify, Failure, NOT_PROPOSED, OUTCOME_KEY, RETRY_PUSHBACK_KEY};
 
 /// How the fake answers one write.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +20,8 @@ enum Answer {
     Unavailable(Option<&'static str>),
     /// `RESOURCE_EXHAUSTED` (an overloaded node), marked as `Unavailable` is.
     Overloaded(Option<&'static str>),
+    /// `RESOURCE_EXHAUSTED`, "not proposed", asking for this many ms before the next attempt.
+    PushBack(u64),
     /// No answer within the client's attempt timeout.
     Hang,
 }
@@ -52,6 +55,16 @@ impl Fake {
                         .metadata_mut()
                         .insert(OUTCOME_KEY, outcome.parse().unwrap());
                 }
+                status
+            }
+            Answer::PushBack(millis) => {
+                let mut status = Status::resource_exhausted("queue full");
+                status
+                    .metadata_mut()
+                    .insert(OUTCOME_KEY, NOT_PROPOSED.parse().unwrap());
+                status
+                    .metadata_mut()
+                    .insert(RETRY_PUSHBACK_KEY, millis.into());
                 status
             }
             Answer::Hang => {
@@ -338,6 +351,39 @@ async fn refusals_for_lack_of_room_are_an_overload_and_max_attempts_stops_early(
     assert!(
         matches!(error, ClientError::OperationOutcomeUnknown { .. }),
         "{error:?}"
+    );
+}
+
+/// Server pushback: the next attempt waits at least as long as the node asked (far longer than
+/// the test's backoff of 5-20 ms), and a wait that would pass the deadline ends the call at
+/// once as the overload it is.
+#[tokio::test]
+async fn a_refusal_that_asks_for_a_wait_gets_it_within_the_deadline() {
+    let refused_then_unknown = [Answer::PushBack(400), Answer::Unavailable(Some("unknown"))];
+    let started = Instant::now();
+    let error = compensate(&refused_then_unknown).await;
+    assert!(
+        matches!(error, ClientError::OperationOutcomeUnknown { .. }),
+        "the second attempt was made: {error:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "after the 400 ms asked for: {:?}",
+        started.elapsed()
+    );
+
+    // 5 s asked for, 1.5 s of deadline: no second attempt, no waiting for the deadline.
+    let started = Instant::now();
+    let error = compensate(&[
+        Answer::PushBack(5_000),
+        Answer::Unavailable(Some("unknown")),
+    ])
+    .await;
+    assert!(matches!(error, ClientError::Overloaded(_)), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "given up before the deadline: {:?}",
+        started.elapsed()
     );
 }
 

@@ -4,7 +4,8 @@
 //! through the client library, so a leader change costs retries with the same request id,
 //! not errors. Reports throughput, latency percentiles of the decided requests (HDR histogram,
 //! per request: a batch's latency counts once for each of its requests) and of the failed
-//! ones, decisions by outcome and errors by code; `--out` writes the report as JSON.
+//! ones, decisions by outcome and errors by code with a few of their messages; `--out` writes
+//! the report as JSON.
 //! `--open-loop` sends at the rate whatever the answers, to see an overload as it is.
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_client::{pb, Decision, Submission};
+use ledger_client::{pb, ClientError, Decision, Submission};
 
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -115,7 +116,7 @@ impl Target {
         &mut self,
         requests: &[(String, String)],
         amount: &str,
-    ) -> Vec<Result<Answer, &'static str>> {
+    ) -> Vec<Result<Answer, Failed>> {
         match self {
             Target::Ledger(client) => {
                 let calls: Vec<Submission> = requests
@@ -129,14 +130,14 @@ impl Target {
                         .submit(call)
                         .await
                         .map(Answer::of)
-                        .map_err(|error| error.code_name())]
+                        .map_err(Failed::of)]
                 } else {
                     match client.submit_batch(&calls).await {
                         Ok(results) => results
                             .into_iter()
-                            .map(|result| result.map(Answer::of).map_err(|e| e.code_name()))
+                            .map(|result| result.map(Answer::of).map_err(Failed::of))
                             .collect(),
-                        Err(error) => vec![Err(error.code_name()); calls.len()],
+                        Err(error) => vec![Err(Failed::of(error)); calls.len()],
                     }
                 }
             }
@@ -150,9 +151,42 @@ impl Target {
                         })
                     })
                     .collect(),
-                Err(_) => vec![Err("PEER_ERROR"); requests.len()],
+                Err(error) => {
+                    vec![Err(Failed::new("PEER_ERROR", format!("{error:#}"))); requests.len()]
+                }
             },
         }
+    }
+}
+
+/// A request that ended in an error: its code name, and the message, which the report keeps a
+/// few samples of per code (an unknown outcome's cause is in its message).
+#[derive(Clone)]
+struct Failed {
+    code: &'static str,
+    message: String,
+}
+
+impl Failed {
+    fn new(code: &'static str, message: impl Into<String>) -> Failed {
+        Failed {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn of(error: ClientError) -> Failed {
+        Failed::new(error.code_name(), error.to_string())
+    }
+}
+
+/// Distinct messages kept per error code.
+const ERROR_SAMPLES: usize = 3;
+
+/// Adds `message` to `samples` unless it is there or `samples` is full.
+fn keep_sample(samples: &mut Vec<String>, message: &str) {
+    if samples.len() < ERROR_SAMPLES && !samples.iter().any(|m| m == message) {
+        samples.push(message.to_owned());
     }
 }
 
@@ -243,6 +277,8 @@ struct Tally {
     send_lag: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
+    /// Up to [`ERROR_SAMPLES`] distinct messages per error code.
+    error_samples: BTreeMap<String, Vec<String>>,
     retried: u64,
     max_attempts: u32,
     /// When its last answer came (the run's duration ends at the last answer of all, not when
@@ -260,6 +296,7 @@ impl Tally {
             send_lag: histogram(),
             outcomes: BTreeMap::new(),
             errors: BTreeMap::new(),
+            error_samples: BTreeMap::new(),
             retried: 0,
             max_attempts: 0,
             last_answer: None,
@@ -271,7 +308,7 @@ impl Tally {
     /// its deal had no room left for it.
     fn count(
         &mut self,
-        result: Result<Answer, &'static str>,
+        result: Result<Answer, Failed>,
         micros: u64,
         errors_seen: &AtomicU64,
         full: impl FnOnce(),
@@ -302,9 +339,15 @@ impl Tally {
                 };
                 *self.outcomes.entry(key).or_default() += 1;
             }
-            Err(code) => {
+            Err(failed) => {
                 errors_seen.fetch_add(1, Ordering::Relaxed);
-                *self.errors.entry(code.to_owned()).or_default() += 1;
+                *self.errors.entry(failed.code.to_owned()).or_default() += 1;
+                keep_sample(
+                    self.error_samples
+                        .entry(failed.code.to_owned())
+                        .or_default(),
+                    &failed.message,
+                );
             }
         }
     }
@@ -476,6 +519,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
     let mut send_lag = histogram();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut error_samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let (mut retried, mut max_attempts) = (0, 0);
     let mut last_answer = started;
     let mut slow = Vec::new();
@@ -490,6 +534,12 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         }
         for (k, v) in tally.errors {
             *errors.entry(k).or_default() += v;
+        }
+        for (code, messages) in tally.error_samples {
+            let kept = error_samples.entry(code).or_default();
+            for message in &messages {
+                keep_sample(kept, message);
+            }
         }
         retried += tally.retried;
         last_answer = last_answer.max(tally.last_answer.unwrap_or(started));
@@ -523,7 +573,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         "error_latency_ms": {"p50": error_ms(0.5), "p99": error_ms(0.99), "max": error_latency.max() as f64 / 1000.0},
         "open_loop": args.open_loop, "attempts": args.attempts,
         "send_lag_ms": {"p50": lag_ms(0.5), "p99": lag_ms(0.99), "max": send_lag.max() as f64 / 1000.0},
-        "outcomes": outcomes, "errors": errors,
+        "outcomes": outcomes, "errors": errors, "error_samples": error_samples,
         "retried_requests": retried, "max_attempts": max_attempts,
     });
     if let Some(path) = &args.out {
@@ -594,6 +644,9 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> Result<()> {
         );
         for (code, n) in &errors {
             println!("  {code:<40} {n:>9}");
+            for message in error_samples.get(code).into_iter().flatten() {
+                println!("    e.g. {message}");
+            }
         }
     }
     Ok(())
@@ -639,7 +692,15 @@ impl OpenLoop {
             let Ok(permit) = outstanding.clone().try_acquire_owned() else {
                 let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
                 for _ in first..last {
-                    tally.count(Err("NOT_SENT"), 0, &self.errors_seen, || {});
+                    tally.count(
+                        Err(Failed::new(
+                            "NOT_SENT",
+                            "--max-outstanding calls were waiting",
+                        )),
+                        0,
+                        &self.errors_seen,
+                        || {},
+                    );
                 }
                 call += 1;
                 continue;

@@ -15,6 +15,9 @@ pub const LEADER_ADDR_KEY: &str = "x-leader-addr";
 /// Metadata key saying whether a failed write may still take effect: [`NOT_PROPOSED`] or
 /// [`OUTCOME_UNKNOWN`]. Clients take a retryable status without it as unknown.
 pub const OUTCOME_KEY: &str = "x-ledger-outcome";
+/// Metadata key on a refusal for lack of room: how many milliseconds the node suggests waiting
+/// before the next attempt; the name gRPC's retry design (proposal A6) gives server pushback.
+pub const RETRY_PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 /// [`OUTCOME_KEY`]'s value when nothing was proposed.
 pub const NOT_PROPOSED: &str = "not-proposed";
 /// [`OUTCOME_KEY`]'s value when the write was proposed and may still commit.
@@ -38,8 +41,13 @@ impl From<ApiError> for Status {
                 mark(status, NOT_PROPOSED)
             }
             ApiError::Unavailable(_) => mark(Status::unavailable(error.to_string()), NOT_PROPOSED),
-            ApiError::Overloaded(_) => {
-                mark(Status::resource_exhausted(error.to_string()), NOT_PROPOSED)
+            ApiError::Overloaded { retry_after, .. } => {
+                let mut status = Status::resource_exhausted(error.to_string());
+                let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+                status
+                    .metadata_mut()
+                    .insert(RETRY_PUSHBACK_KEY, MetadataValue::from(millis));
+                mark(status, NOT_PROPOSED)
             }
             ApiError::OutcomeUnknown {
                 leader_id,
@@ -179,6 +187,20 @@ mod tests {
                 .map(|v| v.to_str().unwrap()),
             Some("127.0.0.1:7003")
         );
+        let overloaded = Status::from(ApiError::Overloaded {
+            reason: "queue full".into(),
+            retry_after: std::time::Duration::from_millis(250),
+        });
+        assert_eq!(overloaded.code(), Code::ResourceExhausted);
+        assert_eq!(outcome(&overloaded), Some(NOT_PROPOSED));
+        assert_eq!(
+            overloaded
+                .metadata()
+                .get(RETRY_PUSHBACK_KEY)
+                .map(|v| v.to_str().unwrap()),
+            Some("250")
+        );
+
         let timeout = Status::from(ApiError::Timeout("no new leader".into()));
         assert_eq!(timeout.code(), Code::DeadlineExceeded);
         assert_eq!(outcome(&timeout), Some(OUTCOME_UNKNOWN));

@@ -60,6 +60,14 @@ impl Pressure {
         }
     }
 
+    /// The wait to suggest to a refused client: about as long as the queue's writes now wait
+    /// for an entry, by when what is ahead of it has been proposed; within
+    /// [`PUSHBACK_MIN`]..=[`PUSHBACK_MAX`].
+    fn pushback(&self) -> Duration {
+        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
+            .clamp(PUSHBACK_MIN, PUSHBACK_MAX)
+    }
+
     fn record(&self, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.delay_us.store(micros, Ordering::Relaxed);
@@ -73,15 +81,23 @@ impl Pressure {
     fn refusal(&self, queued: usize) -> Option<ApiError> {
         let waited = Duration::from_micros(self.delay_us.load(Ordering::Relaxed));
         (!self.delay_max.is_zero() && queued > 0 && waited > self.delay_max).then(|| {
-            ApiError::Overloaded(format!(
-                "the leader's writes wait {} ms for a log entry, over its bound of {} ms; retry \
-                 later",
-                waited.as_millis(),
-                self.delay_max.as_millis()
-            ))
+            ApiError::Overloaded {
+                reason: format!(
+                    "the leader's writes wait {} ms for a log entry, over its bound of {} ms; \
+                     retry later",
+                    waited.as_millis(),
+                    self.delay_max.as_millis()
+                ),
+                retry_after: self.pushback(),
+            }
         })
     }
 }
+
+/// The shortest wait a refusal suggests (`grpc-retry-pushback-ms`).
+const PUSHBACK_MIN: Duration = Duration::from_millis(10);
+/// The longest: past it a client's own backoff knows as much.
+const PUSHBACK_MAX: Duration = Duration::from_secs(1);
 
 /// The handle to the batching task.
 #[derive(Clone)]
@@ -234,10 +250,13 @@ fn enqueue_all(
     let room = match queue.try_reserve_many(commands.len()) {
         Ok(room) => room,
         Err(mpsc::error::TrySendError::Full(())) => {
-            return Err(ApiError::Overloaded(format!(
-                "the leader's queue of writes is full ({} commands); retry later",
-                queue.max_capacity()
-            )))
+            return Err(ApiError::Overloaded {
+                reason: format!(
+                    "the leader's queue of writes is full ({} commands); retry later",
+                    queue.max_capacity()
+                ),
+                retry_after: pressure.map_or(PUSHBACK_MIN, Pressure::pushback),
+            })
         }
         Err(mpsc::error::TrySendError::Closed(())) => return Err(not_queued()),
     };
@@ -533,7 +552,10 @@ mod tests {
         assert_eq!(three.len(), 3);
         let refused =
             enqueue_all(&queue, vec![retire(), retire()], None).expect_err("room for 1 only");
-        assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
+        assert!(
+            matches!(refused, ApiError::Overloaded { retry_after, .. } if retry_after == PUSHBACK_MIN),
+            "no wait measured, the shortest pushback: {refused:?}"
+        );
         assert_eq!(
             outcome_marker(refused),
             (Code::ResourceExhausted, Some("not-proposed".into()), None)
@@ -569,7 +591,10 @@ mod tests {
             .expect("nothing waits: an arrival would not wait, whatever the last entry saw");
         let refused = enqueue_all(&queue, vec![retire(); 3], Some(&pressure))
             .expect_err("commands wait, and the last entry's waited 150 ms of 100");
-        assert!(matches!(refused, ApiError::Overloaded(_)), "{refused:?}");
+        assert!(
+            matches!(refused, ApiError::Overloaded { retry_after, .. } if retry_after == Duration::from_millis(150)),
+            "the pushback is the queue's wait: {refused:?}"
+        );
         assert_eq!(
             outcome_marker(refused),
             (Code::ResourceExhausted, Some("not-proposed".into()), None)
