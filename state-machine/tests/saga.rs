@@ -253,6 +253,16 @@ fn sagas_go_to_the_least_loaded_live_executor_other_than_the_leader() {
         5,
         "retired executors' sagas moved too"
     );
+    // The sweep's ids-only form names the same sagas in the same order.
+    for node in [1, 2, 3] {
+        let ids: Vec<_> = h
+            .state
+            .executor_sagas(node)
+            .iter()
+            .map(|view| view.request_id)
+            .collect();
+        assert_eq!(h.state.executor_saga_ids(node), ids, "executor {node}");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! and open sagas, the process), so the hot path pays nothing for it. `docs/operations.md`
 //! lists every family.
 
-mod process;
+pub(crate) mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
