@@ -5,7 +5,8 @@
 # 64 clients; BATCH > 1 sends SubmitBatch of BATCH, over deals of 20,000 seats), then every
 # node's `ledger_sagas_open` polled until all its series are 0 (at most 10 minutes). Prints the
 # load's report, the open sagas every 5 s, how long the sagas took to end after the load, and
-# each node's admissions, runtime stalls and RSS.
+# each node's admissions, runtime stalls and RSS. Past `--open-sagas-max` (100,000) open sagas the
+# leader refuses submissions (RESOURCE_EXHAUSTED, nothing written): the bench's errors count them.
 #
 #   scripts/saga-throughput.sh [RATE] [SECONDS] [BATCH]     defaults: 10000 60 100
 #

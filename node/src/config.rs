@@ -87,6 +87,13 @@ pub struct Flags {
     /// Executors' own writes are never refused.
     #[arg(long, env = "LEDGER_PROPOSAL_DELAY_MAX_MS", default_value_t = 200)]
     pub proposal_delay_max_ms: u64,
+    /// Back-pressure from the sagas: while this many admitted investments have sagas still
+    /// open, the leader refuses new submissions with RESOURCE_EXHAUSTED, nothing proposed,
+    /// rather than admit investors whose sagas would wait past their deadline and be voided
+    /// (10,000 admissions/s against ~2,000-3,000 sagas/s ended a quarter of them so, issue #15).
+    /// Resubmissions of decided requests are still answered. 0 turns it off.
+    #[arg(long, env = "LEDGER_OPEN_SAGAS_MAX", default_value_t = 100_000)]
+    pub open_sagas_max: usize,
     /// How long, in µs, the leader waits for more commands before proposing an entry while
     /// another entry is still in flight; the wait also ends when that entry is applied, and it
     /// never happens with the pipeline empty, so a lone request does not wait. Fewer, larger
@@ -200,6 +207,9 @@ pub struct Config {
     pub proposal_queue_max: usize,
     /// Back-pressure: refuse client writes while they wait longer than this (zero: off).
     pub proposal_delay_max: std::time::Duration,
+    /// Back-pressure from the sagas: refuse submissions while this many sagas are open (zero:
+    /// off).
+    pub open_sagas_max: usize,
     /// Wait for more commands while another entry is in flight.
     pub batch_linger: std::time::Duration,
     /// Transport security and credentials.
@@ -303,6 +313,9 @@ impl Flags {
         if self.proposal_delay_max_ms > 60_000 {
             return bad("--proposal-delay-max-ms must be at most 60000 (0: off)".into());
         }
+        if self.open_sagas_max > 100_000_000 {
+            return bad("--open-sagas-max must be at most 100000000 (0: off)".into());
+        }
         if self.batch_linger_us > 100_000 {
             return bad("--batch-linger-us must be at most 100000 (0.1 s)".into());
         }
@@ -376,6 +389,7 @@ impl Flags {
             inflight_entries_max: self.inflight_entries_max,
             proposal_queue_max: self.proposal_queue_max,
             proposal_delay_max: std::time::Duration::from_millis(self.proposal_delay_max_ms),
+            open_sagas_max: self.open_sagas_max,
             batch_linger: std::time::Duration::from_micros(self.batch_linger_us),
             security: SecurityFiles {
                 tls,

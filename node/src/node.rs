@@ -26,6 +26,9 @@ use crate::transport::{PeerChannel, Transport};
 /// this the caller re-reads its saga and proposes again, under the same epoch, which is harmless
 /// if the first one landed.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The wait a refusal for a backlog of sagas suggests: executors end thousands a second, so a
+/// second frees room for many, and a shorter wait would mostly be refused again.
+const SAGA_ROOM_PUSHBACK: Duration = Duration::from_secs(1);
 
 /// Metadata marking a forwarded call, so that it is never forwarded twice (a node with a stale
 /// view of the leader answers `UNAVAILABLE` with its hint instead of starting a loop).
@@ -194,6 +197,28 @@ impl Node {
     /// Waits until every entry this node's batcher proposed was answered (applied or failed).
     pub async fn writes_drained(&self) {
         self.batcher.drained().await
+    }
+
+    /// On the leader, before proposing submissions: refuses them ([`ApiError::Overloaded`],
+    /// nothing proposed) while `--open-sagas-max` sagas are open. Admitting more than the
+    /// executors can finish before the saga deadline would only void them later.
+    pub fn saga_room(&self) -> Result<(), ApiError> {
+        let max = self.config.open_sagas_max;
+        if max == 0 {
+            return Ok(());
+        }
+        let open = self.replica.read().state.open_saga_count();
+        if open < max {
+            return Ok(());
+        }
+        Err(ApiError::Overloaded {
+            reason: format!(
+                "{open} admitted investments have sagas still running, the limit \
+                 (--open-sagas-max {max}); new submissions are refused until some end; retry \
+                 later"
+            ),
+            retry_after: SAGA_ROOM_PUSHBACK,
+        })
     }
 
     /// Proposes a command through the leader's batcher; only call when [`Route::Local`].

@@ -45,6 +45,7 @@ impl AdmissionService {
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
             Route::Local => {
+                self.node.saga_room()?;
                 let proposed = self.node.propose(convert::traced(submit, trace)).await?;
                 Ok(Response::new(submit_response(
                     &self.node,
@@ -227,7 +228,9 @@ impl pb::admission_server::Admission for AdmissionService {
             .iter()
             .filter_map(|p| p.as_ref().ok().map(|s| convert::traced(s.clone(), trace)))
             .collect();
-        // A full queue refuses the whole call, which the client retries as one.
+        // A full queue refuses the whole call, which the client retries as one; so does a
+        // backlog of sagas.
+        self.node.saga_room()?;
         let mut proposed = self.node.propose_all(commands).await?.into_iter();
         let responses = parsed
             .into_iter()
