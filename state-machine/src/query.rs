@@ -451,6 +451,11 @@ impl AdmissionState {
             .collect()
     }
 
+    /// How many executors were ever seen (live or not), without building their views.
+    pub fn executor_count(&self) -> usize {
+        self.executors.len()
+    }
+
     pub(crate) fn investment_at(&self, idx: InvIdx) -> Option<InvestmentView> {
         self.investments.at(idx).map(|inv| self.view_of(idx, inv))
     }

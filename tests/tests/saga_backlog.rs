@@ -1,13 +1,14 @@
 //! Back-pressure from the sagas (issue #15): while `--open-sagas-max` admitted investments have
 //! sagas still running, the leader refuses new submissions with `RESOURCE_EXHAUSTED`, marked
 //! "not proposed" and with a pushback, and writes nothing for them; a resubmission of a decided
-//! request is still answered; once the sagas end, the refused request is admitted.
+//! request is still answered; once the sagas end, the refused request is admitted. A cluster
+//! without executors (decisions only, as the benches run) is not bound.
 
 use std::time::Duration;
 
 use ledger_client::{NOT_PROPOSED, OUTCOME_KEY, RETRY_PUSHBACK_KEY};
 use ledger_tests::saga::{self, SagaCluster};
-use ledger_tests::{bounded, pb, ClusterOptions};
+use ledger_tests::{bounded, pb, ClusterOptions, TestCluster};
 use tonic::Code;
 
 const DEAL: &str = "backlog";
@@ -120,6 +121,36 @@ async fn submissions_past_the_open_sagas_bound_are_refused_unwritten_until_sagas
             .expect("room again")
             .into_inner();
         assert_eq!(status_of(&late), pb::InvestmentStatus::Pending, "{late:?}");
+    })
+    .await;
+}
+
+/// Postmortem (scripts/overload.sh, 2026-12-07): on clusters with every executor off, sagas stay
+/// open (unassigned) forever, so the bound refused every submission past the first 100,000 and
+/// the benches measured refusals. Without any executor the bound does not apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_executors_is_not_bound_by_its_open_sagas() {
+    bounded(Duration::from_secs(60), async {
+        let options = ClusterOptions::new(1)
+            .executor(false)
+            .flag("--open-sagas-max", OPEN_SAGAS_MAX);
+        let cluster = TestCluster::start(options).await;
+        let client = cluster.client(cluster.leader().await).await;
+        saga::create_deal(&client, DEAL, "100000.00", 100).await;
+        for n in 0..3 * OPEN_SAGAS_MAX {
+            let reply = client
+                .admission
+                .clone()
+                .submit(submit(n))
+                .await
+                .unwrap_or_else(|e| panic!("submission {n}: {e:?}"))
+                .into_inner();
+            assert_eq!(
+                status_of(&reply),
+                pb::InvestmentStatus::Pending,
+                "{n}: {reply:?}"
+            );
+        }
     })
     .await;
 }
