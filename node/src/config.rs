@@ -91,7 +91,9 @@ pub struct Flags {
     /// open, the leader refuses new submissions with RESOURCE_EXHAUSTED, nothing proposed,
     /// rather than admit investors whose sagas would wait past their deadline and be voided
     /// (10,000 admissions/s against ~2,000-3,000 sagas/s ended a quarter of them so, issue #15).
-    /// Resubmissions of decided requests are still answered. 0 turns it off.
+    /// Resubmissions of decided requests are still answered. Applies once the cluster has seen
+    /// an executor (without any, sagas never run and would only stop admissions). 0 turns it
+    /// off.
     #[arg(long, env = "LEDGER_OPEN_SAGAS_MAX", default_value_t = 100_000)]
     pub open_sagas_max: usize,
     /// How long, in µs, the leader waits for more commands before proposing an entry while

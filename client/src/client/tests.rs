@@ -318,6 +318,24 @@ async fn refusals_for_lack_of_room_are_an_overload_and_max_attempts_stops_early(
         matches!(error, ClientError::OperationOutcomeUnknown { .. }),
         "{error:?}"
     );
+    // The refusing node answered: it stays the leader, so the next call does not wait for
+    // discovery. A node that is merely unavailable is forgotten.
+    let client = client_of_with(&[full], |config| config.max_attempts = Some(1)).await;
+    let _ = client
+        .compensate_saga("4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e", "test")
+        .await
+        .expect_err("refused");
+    assert!(client.leader_addr().is_some(), "the leader was forgotten");
+    let gone = [Answer::Unavailable(Some(NOT_PROPOSED))];
+    let client = client_of_with(&gone, |config| config.max_attempts = Some(1)).await;
+    let _ = client
+        .compensate_saga("4b5e2d0c-6f1e-4c1a-9a57-6c0b8c3b1f2e", "test")
+        .await
+        .expect_err("unavailable");
+    assert!(
+        client.leader_addr().is_none(),
+        "an unavailable leader is forgotten"
+    );
     // An unmarked refusal (a proxy, an older node) proves nothing.
     let error = compensate(&[Answer::Overloaded(None)]).await;
     assert!(
