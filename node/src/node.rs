@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ledger_state_machine::{codec, Applied, Command};
+use ledger_state_machine::{codec, AdmissionState, Applied, Command};
 
 use crate::clock::LogClock;
 use crate::config::Config;
@@ -204,21 +204,20 @@ impl Node {
     /// executors. Admitting more than the executors can finish before the saga deadline would
     /// only void them later.
     pub fn saga_room(&self) -> Result<(), ApiError> {
+        self.saga_room_in(&self.replica.read().state)
+    }
+
+    /// [`Node::saga_room`] on a state the caller already holds.
+    pub fn saga_room_in(&self, state: &AdmissionState) -> Result<(), ApiError> {
         let max = self.config.open_sagas_max;
-        if max == 0 {
+        // A cluster that runs no executor (every node `--executor false`, as the
+        // decisions-only benches run) never works its sagas off: the bound would stop it after
+        // `max` admissions for nothing. Once an executor was seen, sagas it cannot finish
+        // (every executor down) count.
+        if max == 0 || state.executor_count() == 0 {
             return Ok(());
         }
-        let open = {
-            let replica = self.replica.read();
-            // A cluster that runs no executor (every node `--executor false`, as the
-            // decisions-only benches run) never works its sagas off: the bound would stop it
-            // after `max` admissions for nothing. Once an executor was seen, sagas it cannot
-            // finish (every executor down) count.
-            if replica.state.executor_count() == 0 {
-                return Ok(());
-            }
-            replica.state.open_saga_count()
-        };
+        let open = state.open_saga_count();
         if open < max {
             return Ok(());
         }

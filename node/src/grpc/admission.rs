@@ -38,14 +38,19 @@ impl AdmissionService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         // A decided request id is answered from this replica: decisions never change, so
         // resubmissions and conflicting reuses cost no log entry.
-        let known = self.node.replica.read().state.resubmission(&submit);
+        // The room for sagas is read under the same lock; it only matters on the leader.
+        let (known, room) = {
+            let replica = self.node.replica.read();
+            let known = replica.state.resubmission(&submit);
+            (known, self.node.saga_room_in(&replica.state))
+        };
         if let Some(applied) = known {
             return Ok(Response::new(submit_response(&self.node, applied)?));
         }
         match self.node.route(is_forwarded(&request))? {
             Route::Leader(channel) => client(channel).submit(forwarded(request)).await,
             Route::Local => {
-                self.node.saga_room()?;
+                room?;
                 let proposed = self.node.propose(convert::traced(submit, trace)).await?;
                 Ok(Response::new(submit_response(
                     &self.node,

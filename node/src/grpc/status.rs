@@ -155,11 +155,12 @@ fn invalid_argument(field: &str, reason: &str, message: String) -> Status {
 mod tests {
     use super::*;
 
+    fn header<'a>(status: &'a Status, key: &str) -> Option<&'a str> {
+        status.metadata().get(key).and_then(|v| v.to_str().ok())
+    }
+
     fn outcome(status: &Status) -> Option<&str> {
-        status
-            .metadata()
-            .get(OUTCOME_KEY)
-            .and_then(|v| v.to_str().ok())
+        header(status, OUTCOME_KEY)
     }
 
     #[test]
@@ -180,26 +181,14 @@ mod tests {
         });
         assert_eq!(unknown.code(), Code::Unavailable, "retryable");
         assert_eq!(outcome(&unknown), Some(OUTCOME_UNKNOWN));
-        assert_eq!(
-            unknown
-                .metadata()
-                .get(LEADER_ADDR_KEY)
-                .map(|v| v.to_str().unwrap()),
-            Some("127.0.0.1:7003")
-        );
+        assert_eq!(header(&unknown, LEADER_ADDR_KEY), Some("127.0.0.1:7003"));
         let overloaded = Status::from(ApiError::Overloaded {
             reason: "queue full".into(),
             retry_after: std::time::Duration::from_millis(250),
         });
         assert_eq!(overloaded.code(), Code::ResourceExhausted);
         assert_eq!(outcome(&overloaded), Some(NOT_PROPOSED));
-        assert_eq!(
-            overloaded
-                .metadata()
-                .get(RETRY_PUSHBACK_KEY)
-                .map(|v| v.to_str().unwrap()),
-            Some("250")
-        );
+        assert_eq!(header(&overloaded, RETRY_PUSHBACK_KEY), Some("250"));
 
         let timeout = Status::from(ApiError::Timeout("no new leader".into()));
         assert_eq!(timeout.code(), Code::DeadlineExceeded);

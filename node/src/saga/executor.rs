@@ -412,6 +412,8 @@ impl Executor {
         {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             if !running.is_empty() {
+                // A saga arrived meanwhile: the burst goes on, and its peak with it.
+                self.peak.fetch_max(peak, Ordering::Relaxed);
                 return;
             }
             running.shrink_to_fit();
