@@ -4,9 +4,10 @@
 //! that the fuzz build does not include the node, and every persisted record
 //! (`codec::record`):
 //! - the Raft service's requests (`grpc/raft.rs`): `AppendEntriesRequest`, `VoteRequest`,
-//!   `InstallSnapshotRequest` and `Propose`'s `Command`;
+//!   `InstallSnapshotRequest`, `Propose`'s `Command` and `ProposeBatch`'s list of them;
 //! - the replies the client half decodes (`raft/network.rs`): the three responses and the
-//!   `RaftError`s, and `Propose`'s `(u64, Applied)` (`node.rs`);
+//!   `RaftError`s, `Propose`'s `(u64, Applied)` and `ProposeBatch`'s list of results
+//!   (`raft/forward.rs`);
 //! - the sled log store's records (`raft/log_store.rs`): a log entry, the vote, the purged and
 //!   the committed log ids, of this layout or of format 0;
 //! - the snapshot file (`raft/state_machine.rs`), whose `data` is a state snapshot.
@@ -146,6 +147,11 @@ fuzz_target!(|data: &[u8]| {
             if let Some(command) = round_trip::<Command>(rest) {
                 let _ = command.validate();
             }
+            if let Some(commands) = round_trip::<Vec<Command>>(rest) {
+                commands.iter().for_each(|command| {
+                    let _ = command.validate();
+                });
+            }
         }
         4 => {
             let _ = round_trip::<AppendEntriesResponse<u64>>(rest);
@@ -168,6 +174,7 @@ fuzz_target!(|data: &[u8]| {
         }
         9 => {
             let _ = round_trip::<(u64, Applied)>(rest);
+            let _ = round_trip::<Vec<Result<(u64, Applied), String>>>(rest);
             let _ = round_trip::<ApplyReply>(rest);
         }
         10 => {

@@ -6,12 +6,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ledger_state_machine::{codec, AdmissionState, Applied, Command};
+use ledger_state_machine::{AdmissionState, Command};
 
 use crate::clock::LogClock;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::grpc::peer::{RaftCall, RaftMethod, RaftPeer};
 use crate::metrics::Metrics;
 use crate::raft::batcher::Batcher;
 pub use crate::raft::batcher::Proposed;
@@ -86,6 +85,8 @@ pub struct Node {
     pub guard: Arc<crate::grpc::limits::Guard>,
     /// The cap on TCP connections.
     pub connections: Arc<crate::grpc::connections::ConnectionCap>,
+    /// This node's executor's proposals on their way to another node that leads.
+    pub forwarder: crate::raft::forward::Forwarder,
 }
 
 impl Node {
@@ -116,6 +117,7 @@ impl Node {
             connections: Arc::new(crate::grpc::connections::ConnectionCap::new(
                 config.limits.connections_max,
             )),
+            forwarder: crate::raft::forward::Forwarder::default(),
             config,
         }
     }
@@ -246,7 +248,10 @@ impl Node {
     /// Proposes a command from anywhere in the cluster: through the batcher on the leader, over
     /// the internal `Raft.Propose` call from any other node. Used by the saga executor; gives up
     /// after [`PROPOSE_TIMEOUT`] with an outcome the caller must treat as unknown.
-    pub async fn propose_anywhere(&self, command: Command) -> Result<Proposed, ApiError> {
+    pub async fn propose_anywhere(
+        self: &Arc<Self>,
+        command: Command,
+    ) -> Result<Proposed, ApiError> {
         tokio::time::timeout(PROPOSE_TIMEOUT, self.propose_anywhere_unbounded(command))
             .await
             .unwrap_or_else(|_| {
@@ -256,38 +261,29 @@ impl Node {
             })
     }
 
-    async fn propose_anywhere_unbounded(&self, command: Command) -> Result<Proposed, ApiError> {
-        // `route`, but keeping the leader's id: the request names the node it is for, and a
-        // node that answers at that address as another node refuses it.
-        let (leader_id, addr) = match self.leader() {
-            (Some(id), _) if id == self.config.node_id => {
-                return self.propose_internal(command).await
-            }
-            (Some(id), Some(addr)) => (id, addr),
-            (leader_id, leader_addr) => {
-                return Err(ApiError::NoLeader {
-                    leader_id,
-                    leader_addr,
-                })
-            }
-        };
-        let call = RaftCall {
-            payload: codec::encode(&command),
-            cluster_id: self.config.cluster_id.clone(),
-            target_node_id: leader_id,
-            sender_node_id: self.config.node_id,
-            timeout: None,
-        };
-        let reply = RaftPeer::new(self.channel(&addr)?)
-            .call(RaftMethod::Propose, call)
-            .await
-            .map_err(|status| ApiError::Unavailable(format!("leader: {}", status.message())))?;
-        if !reply.error.is_empty() {
-            return Err(ApiError::Unavailable(format!("leader: {}", reply.error)));
+    async fn propose_anywhere_unbounded(
+        self: &Arc<Self>,
+        command: Command,
+    ) -> Result<Proposed, ApiError> {
+        match self.leader() {
+            (Some(id), _) if id == self.config.node_id => self.propose_internal(command).await,
+            // Batched with this node's other proposals (`raft/forward.rs`); the request names
+            // the leader's id, and a node answering at that address as another node refuses it.
+            (Some(_), Some(_)) => self.forwarder.forward(self, command).await,
+            (leader_id, leader_addr) => Err(ApiError::NoLeader {
+                leader_id,
+                leader_addr,
+            }),
         }
-        let (log_index, applied): (u64, Applied) = codec::decode(&reply.payload)
-            .map_err(|e| ApiError::Internal(format!("undecodable proposal reply: {e}")))?;
-        Ok(Proposed { log_index, applied })
+    }
+
+    /// Proposes the cluster's own `commands` through this leader's batcher, in order, each
+    /// waiting for room; each one's result.
+    pub async fn propose_internal_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Vec<Result<Proposed, ApiError>> {
+        self.batcher.propose_all_waiting(commands).await
     }
 
     /// On the leader, refuses the heartbeat of an executor outside the membership: a removed

@@ -306,6 +306,12 @@ impl AdmissionState {
         }
     }
 
+    /// The executor an open saga is assigned to, without building the investment's view (the
+    /// leader checks it for every step result another node forwards).
+    pub fn saga_assignee(&self, request_id: RequestId) -> Option<NodeId> {
+        self.investments.get(&request_id)?.saga.as_deref()?.assignee
+    }
+
     /// The decision recorded for a request id, as `Submit` answered it.
     pub fn decision(&self, request_id: RequestId) -> Option<Decision> {
         match self.investments.get(&request_id) {

@@ -274,6 +274,36 @@ async fn hostile_input_gets_documented_errors_and_changes_nothing() {
             Code::PermissionDenied,
             &["not assigned"],
         );
+        // The same through ProposeBatch: refused to a client as a whole, and refused one by
+        // one to a node (the batch's other commands would still be proposed).
+        let forged_batch = codec::encode(&vec![forged.clone()]);
+        assert_refused(
+            "a ProposeBatch from a client",
+            as_client
+                .propose_batch(to_leader(forged_batch.clone()))
+                .await,
+            Code::PermissionDenied,
+            &["Node"],
+        );
+        let reply = as_node
+            .propose_batch(to_leader(forged_batch))
+            .await
+            .expect("a batch from a node is answered command by command")
+            .into_inner();
+        let results: Vec<Result<(u64, ledger_state_machine::Applied), String>> =
+            codec::decode(&reply.payload).expect("the batch's results");
+        match results.as_slice() {
+            [Err(refused)] => assert!(refused.contains("not assigned"), "{refused}"),
+            other => panic!("a forged step result in a batch was not refused: {other:?}"),
+        }
+        assert_refused(
+            "a ProposeBatch of more commands than a call may carry",
+            as_node
+                .propose_batch(to_leader(codec::encode(&vec![forged.clone(); 1_025])))
+                .await,
+            Code::InvalidArgument,
+            &["at most 1024"],
+        );
         assert_refused(
             "a vote in term u64::MAX",
             as_node.vote(to_leader(codec::encode(&vote))).await,

@@ -59,7 +59,9 @@ pub fn access(path: &str) -> Option<Access> {
             _ => None,
         },
         "admission.v1.Raft" => match method {
-            "AppendEntries" | "Vote" | "InstallSnapshot" | "Propose" => Some(Access::Node),
+            "AppendEntries" | "Vote" | "InstallSnapshot" | "Propose" | "ProposeBatch" => {
+                Some(Access::Node)
+            }
             _ => None,
         },
         // Unknown services get UNIMPLEMENTED from the router.
@@ -352,7 +354,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 27);
+        assert_eq!(count, 28);
         assert_eq!(access("/admission.v1.Admission/Nope"), None);
         assert_eq!(access("/grpc.health.v1.Health/Check"), Some(Access::Public));
     }

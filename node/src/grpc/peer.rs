@@ -20,6 +20,8 @@ pub enum RaftMethod {
     InstallSnapshot,
     /// An executor's command, for the leader to propose.
     Propose,
+    /// Several of an executor's commands, for the leader to propose.
+    ProposeBatch,
 }
 
 /// A request to a peer: who sends it to whom, in which cluster, and the encoded message.
@@ -87,6 +89,7 @@ impl RaftPeer {
             RaftMethod::Vote => self.0.vote(request).await,
             RaftMethod::InstallSnapshot => self.0.install_snapshot(request).await,
             RaftMethod::Propose => self.0.propose(request).await,
+            RaftMethod::ProposeBatch => self.0.propose_batch(request).await,
         }?;
         let RaftReply {
             payload,

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::ApiError;
 use crate::node::{Node, Route};
 use crate::raft::admin;
+use crate::raft::forward::{self, ForwardedResult};
 use crate::raft::server::{self, Answer, RaftRpc};
 
 /// The internal `admission.v1.Raft` service.
@@ -97,9 +98,7 @@ impl RaftService {
                     .replica
                     .read()
                     .state
-                    .investment(record.request_id)
-                    .and_then(|investment| investment.saga)
-                    .and_then(|saga| saga.assignee);
+                    .saga_assignee(record.request_id);
                 if assignee != Some(certified) {
                     return Err(ApiError::PermissionDenied(format!(
                         "the saga of {} is not assigned to node {certified}",
@@ -121,6 +120,17 @@ impl RaftService {
             )));
         }
         Ok(())
+    }
+
+    /// A forwarded command's checks: valid, proposed by the node it concerns, and allowed now.
+    fn check_forwarded(&self, certified: Option<u64>, command: &Command) -> Result<(), ApiError> {
+        command.validate().map_err(ApiError::from)?;
+        self.check_proposer(certified, command)
+            .inspect_err(|error| {
+                self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "refused a proposal");
+            })?;
+        self.node.check_proposal(command)
     }
 
     fn admit(&self, request: RaftRequest) -> Result<Vec<u8>, ApiError> {
@@ -206,13 +216,7 @@ impl pb::raft_server::Raft for RaftService {
                 ApiError::invalid("payload", format!("undecodable Raft message: {e}")),
             )
         })?;
-        command.validate().map_err(ApiError::from)?;
-        self.check_proposer(certified, &command).map_err(|error| {
-            self.node.raft_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "refused a proposal");
-            Status::from(error)
-        })?;
-        self.node.check_proposal(&command)?;
+        self.check_forwarded(certified, &command)?;
         // Only the leader proposes; a forwarded proposal is never forwarded again.
         let Route::Local = self.node.route(true)? else {
             return Err(
@@ -224,5 +228,62 @@ impl pb::raft_server::Raft for RaftService {
             &self.node,
             Answer::of::<_, String>(Ok((proposed.log_index, proposed.applied))),
         ))
+    }
+
+    async fn propose_batch(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let certified = super::auth::node_caller(&request)?;
+        let (sender, payload) = self.admitted(request)?;
+        let commands: Vec<Command> = codec::decode(&payload).map_err(|e| {
+            self.refused(
+                sender,
+                ApiError::invalid("payload", format!("undecodable Raft message: {e}")),
+            )
+        })?;
+        if commands.len() > forward::BATCH_MAX {
+            return Err(self.refused(
+                sender,
+                ApiError::invalid(
+                    "payload",
+                    format!(
+                        "{} commands in one call; at most {}",
+                        commands.len(),
+                        forward::BATCH_MAX
+                    ),
+                ),
+            ));
+        }
+        let Route::Local = self.node.route(true)? else {
+            return Err(
+                ApiError::Internal("a forwarded proposal was routed onwards".into()).into(),
+            );
+        };
+        // Each command is checked as `Propose` checks one; a refused one does not hold back
+        // the others (a saga reassigned meanwhile must not stall the node's other sagas).
+        let mut results: Vec<Option<ForwardedResult>> = Vec::with_capacity(commands.len());
+        let mut admitted = Vec::with_capacity(commands.len());
+        for command in commands {
+            match self.check_forwarded(certified, &command) {
+                Ok(()) => {
+                    results.push(None);
+                    admitted.push(command);
+                }
+                Err(error) => results.push(Some(Err(error.to_string()))),
+            }
+        }
+        let mut proposed = self.node.propose_internal_all(admitted).await.into_iter();
+        let results: Vec<ForwardedResult> = results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| match proposed.next() {
+                    Some(Ok(proposed)) => Ok((proposed.log_index, proposed.applied)),
+                    Some(Err(error)) => Err(error.to_string()),
+                    None => Err("no result".to_owned()),
+                })
+            })
+            .collect();
+        Ok(reply(&self.node, Answer::of::<_, String>(Ok(results))))
     }
 }

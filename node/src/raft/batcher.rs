@@ -216,6 +216,35 @@ impl Batcher {
         result.await.unwrap_or_else(|_| Err(reply_lost()))
     }
 
+    /// Queues the cluster's own `commands` (forwarded by another node's executor) in order,
+    /// waiting for room like [`Batcher::propose_waiting`], and waits for all their results.
+    pub async fn propose_all_waiting(
+        &self,
+        commands: Vec<Command>,
+    ) -> Vec<Result<Proposed, ApiError>> {
+        let mut pending = Vec::with_capacity(commands.len());
+        for command in commands {
+            let (reply, result) = oneshot::channel();
+            let waiting = Waiting {
+                command,
+                reply,
+                queued_at: Instant::now(),
+            };
+            pending.push(match self.queue.send(waiting).await {
+                Ok(()) => Ok(result),
+                Err(_) => Err(not_queued()),
+            });
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for result in pending {
+            results.push(match result {
+                Ok(result) => result.await.unwrap_or_else(|_| Err(reply_lost())),
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
+
     /// Queues all `commands` back to back, so they are decided in this order, and waits for all.
     /// When the queue has no room for all of them, none is queued: [`ApiError::Overloaded`] for
     /// the whole call.

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod backup;
 pub mod batcher;
+pub mod forward;
 pub mod log_store;
 pub mod mem_log;
 pub mod network;

@@ -349,17 +349,25 @@ impl Executor {
             .copied();
         let trace_id = trace.map(|t| t.trace_id_hex());
         let mut last = Last::Start;
+        // One span per step worked on, kept across the actions of that step: a span per action
+        // cost about 4% of the machine's CPU behind a load of 3,000 sagas/s (issue #15).
+        let mut step_span: Option<((SagaStep, u64), tracing::Span)> = None;
         loop {
             let view = self.view(request_id);
             let action = driver.next_action(view.as_ref(), last);
             let span = match driver.working_on() {
-                Some((step, epoch)) => {
-                    let span = tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch, trace_id);
-                    if let Some(trace) = &trace {
-                        crate::logging::adopt(&span, trace);
+                Some(working) => match &step_span {
+                    Some((current, span)) if *current == working => span.clone(),
+                    _ => {
+                        let (step, epoch) = working;
+                        let span = tracing::info_span!("saga_step", node_id = self.me, request_id = %request_id, saga_step = %step, epoch, trace_id);
+                        if let Some(trace) = &trace {
+                            crate::logging::adopt(&span, trace);
+                        }
+                        step_span = Some((working, span.clone()));
+                        span
                     }
-                    span
-                }
+                },
                 None => tracing::Span::none(),
             };
             last = match action {
