@@ -150,6 +150,7 @@ fn services_and_methods_match_the_contract() {
                 ("Vote", "RaftRequest", "RaftReply", false),
                 ("InstallSnapshot", "RaftRequest", "RaftReply", false),
                 ("Propose", "RaftRequest", "RaftReply", false),
+                ("ProposeBatch", "RaftRequest", "RaftReply", false),
             ],
         ),
     ];
