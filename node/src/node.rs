@@ -245,8 +245,8 @@ impl Node {
         self.batcher.propose_waiting(command).await
     }
 
-    /// Proposes a command from anywhere in the cluster: through the batcher on the leader, over
-    /// the internal `Raft.Propose` call from any other node. Used by the saga executor; gives up
+    /// Proposes a command from anywhere in the cluster: through the batcher on the leader, in a
+    /// batch of the internal `Raft.ProposeBatch` call from any other node (`raft/forward.rs`). Used by the saga executor; gives up
     /// after [`PROPOSE_TIMEOUT`] with an outcome the caller must treat as unknown.
     pub async fn propose_anywhere(
         self: &Arc<Self>,

@@ -204,20 +204,14 @@ impl Batcher {
     /// room rather than refused: back-pressure is for clients, and refusing these would let
     /// leases lapse and sagas stall under a client overload.
     pub async fn propose_waiting(&self, command: Command) -> Result<Proposed, ApiError> {
-        let (reply, result) = oneshot::channel();
-        self.queue
-            .send(Waiting {
-                command,
-                reply,
-                queued_at: Instant::now(),
-            })
+        self.propose_all_waiting(vec![command])
             .await
-            .map_err(|_| not_queued())?;
-        result.await.unwrap_or_else(|_| Err(reply_lost()))
+            .pop()
+            .unwrap_or_else(|| Err(reply_lost()))
     }
 
-    /// Queues the cluster's own `commands` (forwarded by another node's executor) in order,
-    /// waiting for room like [`Batcher::propose_waiting`], and waits for all their results.
+    /// Queues the cluster's own `commands` (one, or a batch another node's executor forwarded)
+    /// in order, each waiting for room rather than refused, and waits for all their results.
     pub async fn propose_all_waiting(
         &self,
         commands: Vec<Command>,
