@@ -105,7 +105,7 @@ async fn send_all(node: Arc<Node>, mut permit: OwnedSemaphorePermit) {
                 "the leader answered {} results for {count} commands",
                 results.len()
             )),
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(format!(
                 "the leader did not answer within {PROPOSE_TIMEOUT:?}"
             )),
@@ -124,11 +124,12 @@ async fn send_all(node: Arc<Node>, mut permit: OwnedSemaphorePermit) {
 }
 
 /// One batch to whoever leads now; `Err` for the whole batch when it could not be sent or the
-/// leader refused it whole.
+/// leader refused it whole: the reason, which the caller's error names after "leader: ", as
+/// one `Propose` call's failure was named.
 async fn send(
     node: &Arc<Node>,
     commands: Vec<Command>,
-) -> Result<Vec<Result<Proposed, String>>, ApiError> {
+) -> Result<Vec<Result<Proposed, String>>, String> {
     let (leader_id, addr) = match node.leader() {
         // Leadership came here while the commands waited.
         (Some(id), _) if id == node.config.node_id => {
@@ -143,10 +144,11 @@ async fn send(
             return Err(ApiError::NoLeader {
                 leader_id,
                 leader_addr,
-            })
+            }
+            .to_string())
         }
     };
-    let mut peer = RaftPeer::new(node.channel(&addr)?);
+    let mut peer = RaftPeer::new(node.channel(&addr).map_err(|error| error.to_string())?);
     let call = |payload| RaftCall {
         payload,
         cluster_id: node.config.cluster_id.clone(),
@@ -170,13 +172,13 @@ async fn send(
         {
             return Ok(one_by_one(peer, call, commands).await)
         }
-        Err(status) => return Err(ApiError::Unavailable(status.message().to_owned())),
+        Err(status) => return Err(status.message().to_owned()),
     };
     if !reply.error.is_empty() {
-        return Err(ApiError::Unavailable(reply.error));
+        return Err(reply.error);
     }
-    let results: Vec<ForwardedResult> = codec::decode(&reply.payload)
-        .map_err(|e| ApiError::Internal(format!("undecodable proposal replies: {e}")))?;
+    let results: Vec<ForwardedResult> =
+        codec::decode(&reply.payload).map_err(|e| format!("undecodable proposal replies: {e}"))?;
     Ok(results
         .into_iter()
         .map(|result| result.map(|(log_index, applied)| Proposed { log_index, applied }))
