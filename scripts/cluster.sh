@@ -17,6 +17,8 @@
 # LEDGER_PARTNERS_ARGS (extra flags for ledger-partners, e.g. "--decline-rate 0.2"),
 # LEDGER_WORKER_THREADS (async worker threads per node; 1 by default here, because all nodes
 # share this machine's cores: measured, it cut saga overhead p99 from ~140 ms to ~50 ms).
+# LEDGER_PARTNERS_HTTP2 (true by default here: the nodes call the simulated partners over
+# cleartext HTTP/2; false for HTTP/1.1, the node's own default).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -110,7 +112,8 @@ up() {
     $insecure || tls=(--tls-cert "$certs/node-$i.pem" --tls-key "$certs/node-$i-key.pem" --tls-ca "$certs/ca.pem" "${security[@]}")
     "$bin/ledger-node" --id "$i" --listen "$addr" --data-dir "$dir/node$i" \
       --metrics-listen "127.0.0.1:$((metrics_port + i - 1))" "${tls[@]}" \
-      --partners-url "http://127.0.0.1:$partners_port" > "$dir/node$i.log" 2>&1 &
+      --partners-url "http://127.0.0.1:$partners_port" --partners-http2 "${LEDGER_PARTNERS_HTTP2:-true}" \
+      > "$dir/node$i.log" 2>&1 &
     echo "$! node$i" >> "$dir/pids"
     members+=("$i=$addr")
     list+=("$addr")

@@ -40,6 +40,10 @@ pub struct Flags {
     /// the public web roots are trusted.
     #[arg(long, env = "LEDGER_PARTNERS_CA")]
     pub partners_ca: Option<PathBuf>,
+    /// Speak HTTP/2 to the partners: over `http://` without negotiation (the partners must
+    /// accept cleartext HTTP/2), over `https://` offered by ALPN. Off: HTTP/1.1 with keep-alive.
+    #[arg(long, env = "LEDGER_PARTNERS_HTTP2", default_value_t = false, action = ArgAction::Set)]
+    pub partners_http2: bool,
     /// Run a saga executor on this node.
     #[arg(long, env = "LEDGER_EXECUTOR", default_value_t = true, action = ArgAction::Set)]
     pub executor: bool,
@@ -193,6 +197,8 @@ pub struct Config {
     pub partners_url: String,
     /// The partners' private CA, if any.
     pub partners_ca: Option<PathBuf>,
+    /// Whether to speak HTTP/2 to the partners.
+    pub partners_http2: bool,
     /// Whether to run a saga executor.
     pub executor: bool,
     /// Where to serve metrics, if anywhere.
@@ -377,6 +383,7 @@ impl Flags {
             data_dir: self.data_dir,
             partners_url: self.partners_url,
             partners_ca: self.partners_ca,
+            partners_http2: self.partners_http2,
             executor: self.executor,
             metrics_listen: self.metrics_listen,
             cluster_id: self.cluster_id,

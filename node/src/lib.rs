@@ -50,7 +50,7 @@ use crate::raft::state_machine::StateMachineStore;
 use crate::raft::Raft;
 use crate::saga::api::PartnerApi;
 use crate::saga::executor::{Executor, ExecutorConfig};
-use crate::saga::partners::HttpPartners;
+use crate::saga::partners::{HttpPartners, PartnerHttp};
 use crate::tls::Security;
 use crate::transport::{TonicTransport, Transport};
 
@@ -322,6 +322,11 @@ where
     }
     let metrics_listen = config.metrics_listen;
     let partners_url = config.partners_url.clone();
+    let partners_http = if config.partners_http2 {
+        PartnerHttp::Http2
+    } else {
+        PartnerHttp::Http1
+    };
     let partners_ca = match &config.partners_ca {
         Some(path) => Some(std::fs::read(path).map_err(|error| {
             StartError::Config(format!("--partners-ca {}: {error}", path.display()))
@@ -342,10 +347,23 @@ where
         Some(receiver) => {
             let partners: Arc<dyn PartnerApi> = match seams.partners.clone() {
                 Some(partners) => partners,
-                None => Arc::new(
-                    HttpPartners::new(&partners_url, PARTNER_CALL_TIMEOUT, partners_ca.as_deref())
+                None => {
+                    tracing::info!(
+                        node_id,
+                        partners_url = %partners_url,
+                        http = %partners_http,
+                        "saga executor: partners"
+                    );
+                    Arc::new(
+                        HttpPartners::new(
+                            &partners_url,
+                            PARTNER_CALL_TIMEOUT,
+                            partners_ca.as_deref(),
+                            partners_http,
+                        )
                         .map_err(|e| StartError::Config(format!("--partners-url: {e}")))?,
-                ),
+                    )
+                }
             };
             Some(Executor::start(
                 node.clone(),

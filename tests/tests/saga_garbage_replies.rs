@@ -5,6 +5,10 @@
 //! nothing is lost (every saga ends, I8), nothing is duplicated (one effect per key), money is
 //! right (I7), and every node process is still alive at the end.
 //!
+//! The same runs with the nodes calling the partners over HTTP/1.1 (a cut body aborts the
+//! connection) and over cleartext HTTP/2 (`--partners-http2 true`: it resets one stream of the
+//! shared connection).
+//!
 //! Cancellations may only be declines, or (rarely: 5 garbled documents replies in a row,
 //! ~0.15% per saga) DOCUMENTS_FAILED with the charge refunded; an e-mail may, more rarely still,
 //! exhaust its 6 attempts (`notify_failed`).
@@ -12,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use ledger_tests::saga::{self, SagaCluster};
-use ledger_tests::{bounded, pb, Rng};
+use ledger_tests::{bounded, pb, ClusterOptions, Rng};
 
 const INVESTMENTS: usize = 200;
 const DEAL: &str = "garbage";
@@ -21,6 +25,16 @@ const EACH: f64 = 0.1;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_replies_are_unknown_outcomes_retried_with_the_same_key() {
+    garbage_replies_over("HTTP/1.1", ClusterOptions::new(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_replies_over_http2_are_unknown_outcomes_retried_with_the_same_key() {
+    let options = ClusterOptions::new(3).flag("--partners-http2", "true");
+    garbage_replies_over("HTTP/2", options).await;
+}
+
+async fn garbage_replies_over(http: &str, options: ClusterOptions) {
     bounded(Duration::from_secs(150), async {
         let started = Instant::now();
         let mut faults = saga::quiet_faults(0x6a7b);
@@ -34,7 +48,7 @@ async fn garbage_replies_are_unknown_outcomes_retried_with_the_same_key() {
             service.truncated_body_rate = EACH;
         }
         faults.decline_rate = 0.1;
-        let mut saga = SagaCluster::start(3, faults).await;
+        let mut saga = SagaCluster::start_with(options, faults).await;
         let clients = saga.clients().await;
         saga::create_deal(&clients[0], DEAL, "100000000.00", 300).await;
         let mut rng = Rng::new(0x6a7b_0001);
@@ -74,9 +88,17 @@ async fn garbage_replies_are_unknown_outcomes_retried_with_the_same_key() {
                 "no node logged {needle:?}"
             );
         }
+        // ... over the HTTP version asked for.
+        let spoken = format!("http={http}");
+        for id in saga.cluster.running() {
+            assert!(
+                saga.cluster.latest_log_contains(id, &spoken),
+                "node {id} did not log {spoken}"
+            );
+        }
         saga.assert_nodes_alive();
         eprintln!(
-            "garbage replies: {INVESTMENTS} investments; {report:?}; {:?}",
+            "garbage replies over {http}: {INVESTMENTS} investments; {report:?}; {:?}",
             started.elapsed()
         );
     })

@@ -4,6 +4,8 @@
 //! - With `--partners-ca` naming that CA, a 3-node cluster confirms every investment, and the
 //!   partners' audit holds exactly one charge per confirmed investment (plus the usual I7/I8
 //!   checks of `saga::check_settled`).
+//!   The nodes ask for HTTP/2 (`--partners-http2 true`), which they offer by ALPN; the
+//!   simulator takes only HTTP/1.1 over TLS, so this also shows the fallback.
 //! - Without it, a node trusts only the public web roots: its charge never completes (the
 //!   investment stays PENDING at PAYMENT with the failure recorded), nothing is charged, and the
 //!   simulator saw the node refuse its certificate (TLS alert UnknownCA). So the CA is checked.
@@ -41,7 +43,8 @@ async fn nodes_trusting_the_partners_ca_confirm_every_investment() {
         let options = ClusterOptions::new(3)
             .executor(true)
             .flag("--partners-url", partners.base_url())
-            .flag("--partners-ca", ca.display());
+            .flag("--partners-ca", ca.display())
+            .flag("--partners-http2", "true");
         let cluster = TestCluster::start(options).await;
         let saga = SagaCluster { cluster, partners };
         saga.wait_executors_live(&saga.cluster.running()).await;

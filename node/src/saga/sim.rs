@@ -134,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::saga::api::{Call, Reply};
-    use crate::saga::partners::HttpPartners;
+    use crate::saga::partners::{HttpPartners, PartnerHttp};
 
     const SEED: u64 = 0x51a7;
 
@@ -215,18 +215,20 @@ mod tests {
     /// `faults` with the same seed; asserts each pair of outcomes equal (and of the `expected`
     /// class), and the two audits equal.
     async fn same_outcomes(
+        version: PartnerHttp,
         name: &str,
         faults: FaultConfig,
         timeout: Duration,
         calls: &[(Call, Class)],
     ) {
+        let name = &format!("{version:?}: {name}");
         let server = SpawnedPartners::start(FaultConfig {
             seed: Some(SEED),
             ..faults.clone()
         })
         .await
         .unwrap();
-        let http = HttpPartners::new(&server.base_url(), timeout, None).unwrap();
+        let http = HttpPartners::new(&server.base_url(), timeout, None, version).unwrap();
         let sim = SimPartners::new(faults, SEED, timeout).unwrap();
         for (call, expected) in calls {
             let over_http = seen(call.perform(&http).await);
@@ -257,11 +259,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_answer_and_fault_maps_to_the_same_call_error_as_over_http() {
+    async fn every_answer_and_fault_maps_to_the_same_call_error_as_over_http1() {
+        every_answer_and_fault_maps_as_over_http(PartnerHttp::Http1).await;
+    }
+
+    /// The same over HTTP/2, where a dropped or truncated reply resets one stream of a shared
+    /// connection instead of the connection.
+    #[tokio::test]
+    async fn every_answer_and_fault_maps_to_the_same_call_error_as_over_http2() {
+        every_answer_and_fault_maps_as_over_http(PartnerHttp::Http2).await;
+    }
+
+    async fn every_answer_and_fault_maps_as_over_http(version: PartnerHttp) {
         use Class::*;
         let timeout = Duration::from_secs(2);
         let quiet = FaultConfig::quiet();
         same_outcomes(
+            version,
             "answers",
             quiet.clone(),
             timeout,
@@ -276,6 +290,7 @@ mod tests {
         )
         .await;
         same_outcomes(
+            version,
             "decline",
             faults(|f| f.decline_rate = 1.0),
             timeout,
@@ -283,6 +298,7 @@ mod tests {
         )
         .await;
         same_outcomes(
+            version,
             "voided key",
             quiet.clone(),
             timeout,
@@ -290,6 +306,7 @@ mod tests {
         )
         .await;
         same_outcomes(
+            version,
             "permanent refusals",
             quiet.clone(),
             timeout,
@@ -335,6 +352,7 @@ mod tests {
             ),
         ] {
             same_outcomes(
+                version,
                 name,
                 faults,
                 timeout,
@@ -343,6 +361,7 @@ mod tests {
             .await;
         }
         same_outcomes(
+            version,
             "unexpected 422 reads as a refusal, over HTTP too",
             faults(|f| {
                 f.payment.unexpected_status_rate = 1.0;
@@ -353,6 +372,7 @@ mod tests {
         )
         .await;
         same_outcomes(
+            version,
             "documents and e-mail faults",
             faults(|f| {
                 f.documents.outage = true;
@@ -370,6 +390,7 @@ mod tests {
             })
         };
         same_outcomes(
+            version,
             "held past the timeout",
             held(2_000),
             Duration::from_millis(300),
@@ -377,6 +398,7 @@ mod tests {
         )
         .await;
         same_outcomes(
+            version,
             "held within the timeout",
             held(20),
             Duration::from_secs(2),
