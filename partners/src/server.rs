@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::serve::Listener;
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use rustls::ServerConfig;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -240,7 +240,21 @@ pub async fn serve_partners(
     partners: Partners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve_on(listener, partners, shutdown).await
+    serve_on(without_nagle(listener), partners, shutdown).await
+}
+
+/// `listener`, with Nagle's algorithm off on every connection it accepts ([`no_delay`]).
+fn without_nagle(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|tcp| no_delay(tcp))
+}
+
+/// Turns Nagle's algorithm off on an accepted connection: an HTTP/2 reply leaves in several
+/// small writes, and Nagle would hold each one behind the client's delayed ACK (up to 40 ms on
+/// Linux). A socket that refuses is served as it is.
+pub(crate) fn no_delay(tcp: &TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY not set");
+    }
 }
 
 /// Like [`serve_partners`], over HTTPS with `tls` (see [`tls::server_config`]):
@@ -378,5 +392,22 @@ impl Drop for SpawnedPartners {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = without_nagle(tcp);
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is off");
     }
 }

@@ -251,6 +251,7 @@ impl TlsListener {
     }
 
     fn start_handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+        crate::server::no_delay(&stream);
         let acceptor = self.acceptor.clone();
         let partners = self.partners.clone();
         self.handshakes.spawn(async move {
