@@ -128,13 +128,13 @@ fn apply_charge(
 ) -> Result<ChargeReceipt, ApiError> {
     let payment_id = format!("pay_{}", plan.new_id.simple());
     let receipt = books.charge(request, plan.decline, payment_id)?;
-    tracing::info!(payment_id = %receipt.payment_id, status = ?receipt.status, "charge");
+    tracing::debug!(payment_id = %receipt.payment_id, status = ?receipt.status, "charge");
     Ok(receipt)
 }
 
 fn apply_void(books: &mut Books, key: &str, _: &Plan) -> Result<VoidReceipt, ApiError> {
     let receipt = books.void(key)?;
-    tracing::info!(key, status = ?receipt.status, "void");
+    tracing::debug!(key, status = ?receipt.status, "void");
     Ok(receipt)
 }
 
@@ -148,7 +148,7 @@ fn apply_document(
     plan: &Plan,
 ) -> Result<DocumentReceipt, ApiError> {
     let receipt = books.document(request, format!("doc_{}", plan.new_id.simple()))?;
-    tracing::info!(document_id = %receipt.document_id, "document");
+    tracing::debug!(document_id = %receipt.document_id, "document");
     Ok(receipt)
 }
 
@@ -158,7 +158,7 @@ fn apply_email(
     plan: &Plan,
 ) -> Result<EmailReceipt, ApiError> {
     let receipt = books.email(request, format!("msg_{}", plan.new_id.simple()))?;
-    tracing::info!(message_id = %receipt.message_id, "email");
+    tracing::debug!(message_id = %receipt.message_id, "email");
     Ok(receipt)
 }
 
