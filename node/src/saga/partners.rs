@@ -113,6 +113,10 @@ pub(crate) fn void_answer(void: VoidReply) -> Result<bool, CallError> {
 /// whoever answers in its place, cannot make a node buffer without bound).
 pub const REPLY_BYTES_MAX: usize = 64 * 1024;
 
+/// How often an HTTP/2 connection to the partners is pinged; one that does not answer within
+/// the call timeout is closed.
+const H2_PING_EVERY: Duration = Duration::from_secs(1);
+
 /// Which HTTP the executor speaks to the partners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartnerHttp {
@@ -154,9 +158,20 @@ impl HttpPartners {
         http = match version {
             PartnerHttp::Http1 => http.http1_only(),
             // One write carries many calls: 7,250 to 8,560 admissions/s with their sagas
-            // (docs/performance.md, "Partner calls over HTTP/2").
-            PartnerHttp::Http2 if base_url.starts_with("http://") => http.http2_prior_knowledge(),
-            PartnerHttp::Http2 => http,
+            // (docs/performance.md, "Partner calls over HTTP/2"). Every call shares the one
+            // connection, and a call that times out leaves it in the pool: pings find a
+            // connection that stopped answering, which is then closed and replaced.
+            PartnerHttp::Http2 => {
+                let http = http
+                    .http2_keep_alive_interval(H2_PING_EVERY)
+                    .http2_keep_alive_timeout(timeout)
+                    .http2_keep_alive_while_idle(true);
+                if base_url.starts_with("http://") {
+                    http.http2_prior_knowledge()
+                } else {
+                    http
+                }
+            }
         };
         if let Some(ca_pem) = ca_pem {
             http = http
@@ -360,6 +375,34 @@ mod tests {
         // Nobody answered: whatever the call says, it cannot be an answer.
         assert!(call.await.unwrap().is_err());
         bytes
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_that_stops_answering_is_closed_and_replaced() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let timeout = Duration::from_millis(500);
+        let partners = HttpPartners::new(&base, timeout, None, PartnerHttp::Http2).unwrap();
+        let charge = |partners: HttpPartners| async move {
+            let amount: Money = "10.00".parse().unwrap();
+            partners.charge("k", "u", amount).await
+        };
+        let first = tokio::spawn(charge(partners.clone()));
+        let accept = || tokio::time::timeout(Duration::from_secs(10), listener.accept());
+        // Accepted, then never answered: not even HTTP/2's SETTINGS, nor a ping.
+        let (mut silent, _) = accept().await.unwrap().unwrap();
+        assert!(first.await.unwrap().is_err(), "an answer from nobody");
+        // The unanswered ping closes it (the call that timed out did not).
+        let mut sent = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut sent));
+        closed
+            .await
+            .expect("the silent connection is closed")
+            .unwrap();
+        // The next call opens a new connection instead of waiting on the dead one.
+        let second = tokio::spawn(charge(partners));
+        let (_fresh, _) = accept().await.expect("a new connection").unwrap();
+        second.abort();
     }
 
     #[tokio::test]
