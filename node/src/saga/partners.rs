@@ -356,18 +356,33 @@ mod tests {
 
     use super::*;
 
+    /// A listener that answers nothing, and a client of it speaking `version`.
+    async fn bare_partners(
+        version: PartnerHttp,
+        timeout: Duration,
+    ) -> (tokio::net::TcpListener, HttpPartners) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let partners = HttpPartners::new(&base, timeout, None, version).unwrap();
+        (listener, partners)
+    }
+
+    async fn charge(partners: HttpPartners) -> Result<Charge, CallError> {
+        let amount: Money = "10.00".parse().unwrap();
+        partners.charge("k", "u", amount).await
+    }
+
+    async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept());
+        accepted.await.expect("a connection").unwrap().0
+    }
+
     /// The first 24 bytes the executor's client sends for one charge, as a bare listener
     /// reads them (24 bytes: the length of HTTP/2's connection preface).
     async fn first_bytes(version: PartnerHttp) -> Vec<u8> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let partners = HttpPartners::new(&base, Duration::from_secs(5), None, version).unwrap();
-        let call = tokio::spawn(async move {
-            let amount: Money = "10.00".parse().unwrap();
-            partners.charge("k", "u", amount).await
-        });
-        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept());
-        let (mut socket, _) = accepted.await.unwrap().unwrap();
+        let (listener, partners) = bare_partners(version, Duration::from_secs(5)).await;
+        let call = tokio::spawn(charge(partners));
+        let mut socket = accept(&listener).await;
         let mut bytes = vec![0; 24];
         let read = tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut bytes));
         read.await.unwrap().unwrap();
@@ -379,18 +394,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_http2_connection_that_stops_answering_is_closed_and_replaced() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let timeout = Duration::from_millis(500);
-        let partners = HttpPartners::new(&base, timeout, None, PartnerHttp::Http2).unwrap();
-        let charge = |partners: HttpPartners| async move {
-            let amount: Money = "10.00".parse().unwrap();
-            partners.charge("k", "u", amount).await
-        };
+        let (listener, partners) = bare_partners(PartnerHttp::Http2, timeout).await;
         let first = tokio::spawn(charge(partners.clone()));
-        let accept = || tokio::time::timeout(Duration::from_secs(10), listener.accept());
         // Accepted, then never answered: not even HTTP/2's SETTINGS, nor a ping.
-        let (mut silent, _) = accept().await.unwrap().unwrap();
+        let mut silent = accept(&listener).await;
         assert!(first.await.unwrap().is_err(), "an answer from nobody");
         // The unanswered ping closes it (the call that timed out did not).
         let mut sent = Vec::new();
@@ -401,7 +409,7 @@ mod tests {
             .unwrap();
         // The next call opens a new connection instead of waiting on the dead one.
         let second = tokio::spawn(charge(partners));
-        let (_fresh, _) = accept().await.expect("a new connection").unwrap();
+        let _fresh = accept(&listener).await;
         second.abort();
     }
 
