@@ -246,8 +246,9 @@ impl Node {
     }
 
     /// Proposes a command from anywhere in the cluster: through the batcher on the leader, in a
-    /// batch of the internal `Raft.ProposeBatch` call from any other node (`raft/forward.rs`). Used by the saga executor; gives up
-    /// after [`PROPOSE_TIMEOUT`] with an outcome the caller must treat as unknown.
+    /// batch of the internal `Raft.ProposeBatch` call from any other node (`raft/forward.rs`).
+    /// Used by the saga executor; gives up after [`PROPOSE_TIMEOUT`] with an outcome the caller
+    /// must treat as unknown.
     pub async fn propose_anywhere(
         self: &Arc<Self>,
         command: Command,
