@@ -3,7 +3,7 @@
 //! randomness (ids and the decline decision are passed in), so every rule
 //! here is unit-testable on its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -324,11 +324,15 @@ enum PaymentRecord {
 }
 
 /// The in-memory books of all three partners.
+///
+/// B-trees, not hash maps: a hash map doubles all at once, and every call waits on the books'
+/// lock meanwhile. At 28,672 keys that stop took ~100 ms, which load runs saw as periodic
+/// bursts of slow sagas (docs/performance.md); a B-tree grows a node at a time.
 #[derive(Debug, Default)]
 pub struct Books {
-    payments: HashMap<String, PaymentRecord>,
-    documents: HashMap<String, (DocumentRequest, DocumentReceipt)>,
-    emails: HashMap<String, (EmailRequest, EmailReceipt)>,
+    payments: BTreeMap<String, PaymentRecord>,
+    documents: BTreeMap<String, (DocumentRequest, DocumentReceipt)>,
+    emails: BTreeMap<String, (EmailRequest, EmailReceipt)>,
     events: Vec<AuditEvent>,
 }
 
