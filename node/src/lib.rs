@@ -52,7 +52,7 @@ use crate::saga::api::PartnerApi;
 use crate::saga::executor::{Executor, ExecutorConfig};
 use crate::saga::partners::{HttpPartners, PartnerHttp};
 use crate::tls::Security;
-use crate::transport::{TonicTransport, Transport};
+use crate::transport::{SharedChannels, TonicTransport, Transport};
 
 /// Longest wait for one partner call before its outcome counts as unknown.
 const PARTNER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -249,6 +249,8 @@ where
             config.raft.connect_timeout(),
         )),
     };
+    // Raft, forwarding and the executor's proposals share one channel per peer.
+    let transport: Arc<dyn Transport> = Arc::new(SharedChannels::new(transport));
     let network = Network::new(
         node_id,
         config.cluster_id.clone(),

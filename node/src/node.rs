@@ -1,9 +1,8 @@
 //! [`Node`]: what every RPC handler shares: the Raft handle, the local replica, the batcher, and
 //! the routing of writes and linearizable reads to the leader.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_state_machine::{AdmissionState, Command};
@@ -70,11 +69,8 @@ pub struct Node {
     /// This node's clocks and what it knows of its peers'.
     pub clock: Arc<LogClock>,
     batcher: Batcher,
+    /// Channels to peers, each kept for reuse ([`crate::transport::SharedChannels`]).
     transport: Arc<dyn Transport>,
-    /// One channel per peer address, made through `transport` when first needed.
-    /// Ordered, so that a crash drops (and closes) the connections in the same order every
-    /// time: a simulation replays.
-    channels: Mutex<BTreeMap<String, PeerChannel>>,
     /// Raft messages refused before they reached Raft (`ledger_raft_refused_total`).
     pub raft_refused: AtomicU64,
     /// Calls refused for their credentials (`ledger_auth_refused_total`).
@@ -109,7 +105,6 @@ impl Node {
             clock,
             batcher,
             transport,
-            channels: Mutex::new(BTreeMap::new()),
             raft_refused: AtomicU64::new(0),
             auth_refused: AtomicU64::new(0),
             security,
@@ -171,15 +166,9 @@ impl Node {
         }
     }
 
-    /// A lazily connected channel to `addr`, kept for reuse.
+    /// A lazily connected channel to `addr`, shared with every other caller on this node.
     pub fn channel(&self, addr: &str) -> Result<PeerChannel, ApiError> {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let channel = self.transport.channel(addr).map_err(ApiError::Internal)?;
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
+        self.transport.channel(addr).map_err(ApiError::Internal)
     }
 
     /// `NOT_FOUND` for a deal this replica does not have: "archived" if it was.

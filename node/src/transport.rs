@@ -10,6 +10,8 @@
 //! target node's services, and drops, delays, duplicates or reorders them; a failure it injects
 //! reads, to the caller, as a `Status` from the network (`UNAVAILABLE`, `DEADLINE_EXCEEDED`).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tonic::body::Body;
@@ -50,16 +52,52 @@ pub trait Transport: Send + Sync + 'static {
     fn channel(&self, addr: &str) -> Result<PeerChannel, String>;
 }
 
+/// One channel per peer address, made through another [`Transport`] when first asked for and
+/// handed out again after: every caller on this node shares one HTTP/2 connection to a peer.
+///
+/// Without it, openraft 0.9 asks its network for a new client for every linearizable read it
+/// confirms (`ensure_linearizable` sends a heartbeat to each follower on a fresh client), and
+/// each new channel cost a TCP connection and a TLS handshake, closed again after one call:
+/// ~125 a second to each follower at 500 saga investments/s, and 13% of the leader's CPU.
+pub struct SharedChannels {
+    transport: Arc<dyn Transport>,
+    /// Ordered, so that a crash drops (and closes) the connections in the same order every
+    /// time: a simulation replays.
+    open: Mutex<BTreeMap<String, PeerChannel>>,
+}
+
+impl SharedChannels {
+    /// Channels made by `transport`, each kept for reuse.
+    pub fn new(transport: Arc<dyn Transport>) -> SharedChannels {
+        SharedChannels {
+            transport,
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Transport for SharedChannels {
+    fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = open.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = self.transport.channel(addr)?;
+        open.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
 /// gRPC over TCP with this node's TLS settings.
 pub struct TonicTransport {
-    security: std::sync::Arc<Security>,
+    security: Arc<Security>,
     connect_timeout: Duration,
 }
 
 impl TonicTransport {
     /// Channels with `security`'s TLS settings, giving up a connection attempt after
     /// `connect_timeout`.
-    pub fn new(security: std::sync::Arc<Security>, connect_timeout: Duration) -> TonicTransport {
+    pub fn new(security: Arc<Security>, connect_timeout: Duration) -> TonicTransport {
         TonicTransport {
             security,
             connect_timeout,

@@ -17,11 +17,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// Connections the server holds, and how many it refused.
+/// Connections the server holds, and how many it accepted and refused.
 #[derive(Debug)]
 pub struct ConnectionCap {
     open: Arc<Semaphore>,
     max: usize,
+    accepted: AtomicU64,
     refused: AtomicU64,
 }
 
@@ -31,6 +32,7 @@ impl ConnectionCap {
         ConnectionCap {
             open: Arc::new(Semaphore::new(max)),
             max,
+            accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
     }
@@ -38,6 +40,12 @@ impl ConnectionCap {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.max - self.open.available_permits()
+    }
+
+    /// Connections accepted under the cap, since start: a count that climbs with a steady
+    /// number open means peers or clients reconnecting (a handshake each).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Connections closed at once for being past the cap, since start.
@@ -64,6 +72,7 @@ impl ConnectionCap {
                 };
                 match cap.open.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        cap.accepted.fetch_add(1, Ordering::Relaxed);
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, %error, "TCP_NODELAY not set");
                         }

@@ -663,6 +663,12 @@ fn read_now(node: &Node) -> Registry {
     );
     counter(
         &mut r,
+        "ledger_connections_accepted",
+        "TCP connections the gRPC server accepted (under --max-connections) since start",
+        node.connections.accepted(),
+    );
+    counter(
+        &mut r,
         "ledger_connections_refused",
         "Connections closed at once for being past --max-connections",
         node.connections.refused(),
