@@ -425,4 +425,38 @@ mod tests {
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
         );
     }
+
+    /// The request line of each call, for partners under a path prefix: the prefix is kept.
+    #[tokio::test]
+    async fn every_call_goes_to_its_path_under_the_base_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/partners/", listener.local_addr().unwrap());
+        let timeout = Duration::from_secs(5);
+        let partners = HttpPartners::new(&base, timeout, None, PartnerHttp::Http1).unwrap();
+        let lines = [
+            "POST /partners/v1/payments HTTP/1.1",
+            "POST /partners/v1/payments/k-1/void HTTP/1.1",
+            "POST /partners/v1/documents HTTP/1.1",
+            "POST /partners/v1/emails HTTP/1.1",
+        ];
+        for (n, line) in lines.into_iter().enumerate() {
+            let partners = partners.clone();
+            let call = tokio::spawn(async move {
+                let amount: Money = "10.00".parse().unwrap();
+                match n {
+                    0 => partners.charge("k", "u", amount).await.is_ok(),
+                    1 => partners.void("k-1").await.is_ok(),
+                    2 => partners.documents("k", "r", "d", "u", amount).await.is_ok(),
+                    _ => partners.email("k", "a@b.example", "s", "b").await.is_ok(),
+                }
+            });
+            let mut socket = accept(&listener).await;
+            let mut bytes = vec![0; line.len()];
+            let read = tokio::time::timeout(timeout, socket.read_exact(&mut bytes));
+            read.await.unwrap().unwrap();
+            assert_eq!(String::from_utf8_lossy(&bytes), line);
+            drop(socket);
+            assert!(!call.await.unwrap(), "an answer from nobody");
+        }
+    }
 }
