@@ -7,6 +7,19 @@ use ledger_client::NodeClients;
 use ledger_proto::pb;
 use tonic::Code;
 
+/// A new submission (a fresh UUID as its request id) of `amount` to `deal_id` by `user_id`,
+/// without the waitlist.
+pub fn new_request(deal_id: &str, user_id: String, amount: String) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        deal_id: deal_id.to_owned(),
+        user_id,
+        amount,
+        waitlist: false,
+        waitlist_ttl_ms: None,
+    }
+}
+
 /// How long one attempt may take before it counts as lost (and is retried).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 

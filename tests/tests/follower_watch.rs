@@ -36,14 +36,7 @@ async fn a_watch_on_a_follower_waits_for_its_replica_instead_of_asking_the_leade
         load::create_deal(&writers[0], DEAL, "1000000000.00", 100_000).await;
 
         for n in 0..WATCHED {
-            let request = pb::SubmitRequest {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                deal_id: DEAL.to_owned(),
-                user_id: format!("user-{n}"),
-                amount: money(100),
-                waitlist: false,
-                waitlist_ttl_ms: None,
-            };
+            let request = load::new_request(DEAL, format!("user-{n}"), money(100));
             let acked = load::submit_retrying(&writers, 0, request, RetryPolicy::default())
                 .await
                 .expect("submit on the leader");

@@ -19,14 +19,7 @@ const ENTRIES_WHILE_FROZEN: usize = 300;
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn request(n: usize) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        deal_id: DEAL.to_owned(),
-        user_id: format!("user-{n}"),
-        amount: money(100),
-        waitlist: false,
-        waitlist_ttl_ms: None,
-    }
+    load::new_request(DEAL, format!("user-{n}"), money(100))
 }
 
 /// A process stopped with SIGSTOP; dropping the guard sends SIGCONT, so a failing test never
