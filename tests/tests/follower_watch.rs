@@ -57,8 +57,8 @@ async fn a_watch_on_a_follower_waits_for_its_replica_instead_of_asking_the_leade
             assert_eq!(first.request_id, acked.request.request_id);
         }
 
-        // The follower asked the leader about none of them (a handful, on a machine so busy
-        // that the follower's apply took longer than the wait).
+        // The follower asked the leader about none of them (at most a handful, on a machine so
+        // busy that the follower's apply took longer than the wait).
         let asked = forwarded_lookups(&cluster, leader).await;
         assert!(
             asked <= 3.0,

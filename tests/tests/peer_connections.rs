@@ -4,7 +4,7 @@
 //! linearizable read it confirms, and sends that read's heartbeat to each follower on it. Every
 //! new client opened its own channel, so each read on the leader cost a TCP connection and a
 //! TLS handshake to each follower, closed again after one call: ~125 a second to each follower
-//! at 500 saga investments/s, 13% of the leader's CPU, and most of the admission tail. Channels
+//! at 500 saga investments/s, 13% of the leader's CPU, and about half of the admission p99. Channels
 //! are now shared per peer address (`transport::SharedChannels`).
 
 use std::time::Duration;

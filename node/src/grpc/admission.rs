@@ -69,20 +69,23 @@ impl AdmissionService {
         view.map(convert::investment)
     }
 
+    /// Whether the local replica holds a decision for `request_id` (without building its view).
+    fn decided_here(&self, request_id: RequestId) -> bool {
+        self.node
+            .replica
+            .read()
+            .state
+            .decision(request_id)
+            .is_some()
+    }
+
     /// Whether the local replica shows a decision for `request_id` within `wait`, following
     /// its applies (subscribed before each look, so no apply is missed).
     async fn applied_here_within(&self, request_id: RequestId, wait: Duration) -> bool {
         let mut applied = self.node.replica.applied_index();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if self
-                .node
-                .replica
-                .read()
-                .state
-                .decision(request_id)
-                .is_some()
-            {
+            if self.decided_here(request_id) {
                 return true;
             }
             match tokio::time::timeout_at(deadline, applied.changed()).await {
@@ -315,11 +318,11 @@ impl pb::admission_server::Admission for AdmissionService {
         let slot = self.node.guard.watch_slot(request.remote_addr())?;
         // Existence is checked linearizably, so a request just decided elsewhere is not reported
         // missing by a lagging replica; the stream then follows the local replica.
-        if self.investment_view(request_id).is_none() {
+        if !self.decided_here(request_id) {
             match self.node.route(is_forwarded(&request))? {
                 Route::Local => {
                     self.node.linearizable_barrier().await?;
-                    if self.investment_view(request_id).is_none() {
+                    if !self.decided_here(request_id) {
                         return Err(ApiError::NotFound(format!("investment {request_id}")).into());
                     }
                 }
